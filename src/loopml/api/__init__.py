@@ -1,0 +1,1 @@
+"""The fluent Python API: resolves the workspace from configuration, then delegates."""

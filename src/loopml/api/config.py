@@ -1,0 +1,90 @@
+"""Where the workspace lives, from environment variables or ``loopml.toml``.
+
+Precedence, highest first: ``LOOPML_DB`` / ``LOOPML_ARTIFACTS``; the ``[workspace]`` table
+of the nearest ``loopml.toml`` (this folder or a parent); ``LOOPML_HOME``; ``./.loopml``.
+Only the entry points (CLI, server, this fluent layer) read configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from loopml.core.errors import ConfigError
+
+CONFIG_FILE = "loopml.toml"
+DEFAULT_HOME = ".loopml"
+
+
+@dataclass(frozen=True)
+class Settings:
+    db_url: str
+    artifacts_url: str
+    sources: tuple[str, ...]
+
+
+def _find_config(start: Path) -> Path | None:
+    for folder in (start, *start.parents):
+        candidate = folder / CONFIG_FILE
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_config(path: Path) -> dict[str, str]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    section = data.get("workspace", {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}: [workspace] must be a table")
+    allowed = {"home", "db", "artifacts"}
+    unknown = set(section) - allowed
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown key(s) {', '.join(sorted(unknown))} in [workspace]; "
+            f"allowed: {', '.join(sorted(allowed))}"
+        )
+    out = {}
+    for key, value in section.items():
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{path}: workspace.{key} must be a non-empty string")
+        # Relative local paths mean relative to the file, not to wherever loopml runs.
+        if key == "home" or (key == "artifacts" and "://" not in value):
+            value = str((path.parent / value).resolve())
+        out[key] = value
+    return out
+
+
+def resolve(env: Mapping[str, str] | None = None, cwd: str | None = None) -> Settings:
+    env = os.environ if env is None else env
+    here = Path(cwd or os.getcwd())
+    sources: list[str] = []
+    file_cfg: dict[str, str] = {}
+    cfg_path = _find_config(here)
+    if cfg_path is not None:
+        file_cfg = _read_config(cfg_path)
+        sources.append(str(cfg_path))
+    home_value = env.get("LOOPML_HOME") or file_cfg.get("home")
+    home = Path(home_value) if home_value else here / DEFAULT_HOME
+    if not home.is_absolute():
+        home = here / home
+    if env.get("LOOPML_HOME"):
+        sources.append("LOOPML_HOME")
+    db = env.get("LOOPML_DB") or file_cfg.get("db")
+    if env.get("LOOPML_DB"):
+        sources.append("LOOPML_DB")
+    artifacts = env.get("LOOPML_ARTIFACTS") or file_cfg.get("artifacts")
+    if env.get("LOOPML_ARTIFACTS"):
+        sources.append("LOOPML_ARTIFACTS")
+    if not sources:
+        sources.append("default")
+    return Settings(
+        db_url=db or f"sqlite:///{home / 'loopml.db'}",
+        artifacts_url=artifacts or str(home / "artifacts"),
+        sources=tuple(sources),
+    )

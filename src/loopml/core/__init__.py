@@ -1,0 +1,1 @@
+"""Core: errors, digests, time. Depends on nothing else in loopml."""

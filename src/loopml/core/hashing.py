@@ -1,0 +1,85 @@
+"""Content digests: BLAKE3, written as ``b3:<64 hex chars>``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import BinaryIO
+
+import blake3
+
+from loopml.core.errors import InvalidInputError
+
+PREFIX = "b3:"
+CHUNK_SIZE = 16 * 1024 * 1024
+_DIGEST_RE = re.compile(r"^b3:[0-9a-f]{64}$")
+
+
+class Hasher:
+    """Incremental BLAKE3; large updates are hashed on all cores."""
+
+    def __init__(self) -> None:
+        self._h = blake3.blake3(max_threads=blake3.blake3.AUTO)
+        self.size = 0
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        self._h.update(data)
+        self.size += len(data)
+
+    def digest(self) -> str:
+        return PREFIX + self._h.hexdigest()
+
+
+def digest_bytes(data: bytes | bytearray | memoryview) -> str:
+    h = Hasher()
+    h.update(data)
+    return h.digest()
+
+
+def digest_chunks(chunks: Iterable[bytes]) -> tuple[str, int]:
+    h = Hasher()
+    for chunk in chunks:
+        h.update(chunk)
+    return h.digest(), h.size
+
+
+def read_chunks(f: BinaryIO, chunk_size: int = CHUNK_SIZE) -> Iterable[memoryview]:
+    """Yield views of one reused buffer, so reading a huge file keeps memory flat.
+
+    A yielded view is only valid until the next one is produced.
+    """
+    buf = bytearray(chunk_size)
+    view = memoryview(buf)
+    readinto = getattr(f, "readinto", None)
+    while True:
+        if readinto is not None:
+            n = readinto(view)
+            if not n:
+                return
+            yield view[:n]
+        else:
+            data = f.read(chunk_size)
+            if not data:
+                return
+            yield memoryview(data)
+
+
+def digest_file(path: str) -> tuple[str, int]:
+    with open(path, "rb") as f:
+        h = Hasher()
+        for chunk in read_chunks(f):
+            h.update(chunk)
+    return h.digest(), h.size
+
+
+def is_digest(value: str) -> bool:
+    return bool(_DIGEST_RE.match(value))
+
+
+def check_digest(value: str) -> str:
+    """Return ``value`` if it is a well-formed digest, else raise a clear error."""
+    if not isinstance(value, str) or not _DIGEST_RE.match(value):
+        raise InvalidInputError(
+            f"{value!r} is not a loopml digest; expected 'b3:' followed by 64 lowercase hex digits"
+        )
+    return value

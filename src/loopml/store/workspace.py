@@ -1,0 +1,88 @@
+"""A workspace: one metadata store plus one artifact store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from loopml.core.errors import StoreError
+from loopml.store.artifacts import ArtifactStore
+from loopml.store.lineage import Lineage
+from loopml.store.metadata import migrate
+from loopml.store.metadata.engine import WRITE, make_engine
+
+
+@dataclass(frozen=True)
+class StoreCheck:
+    name: str
+    url: str
+    ok: bool
+    detail: str
+
+
+class Workspace:
+    """Opened from two URLs; migrates the metadata database on first use."""
+
+    def __init__(
+        self,
+        db_url: str,
+        artifacts_url: str,
+        *,
+        storage_options: dict[str, Any] | None = None,
+        auto_migrate: bool = True,
+    ) -> None:
+        self.db_url = db_url
+        self.artifacts_url = artifacts_url
+        self.engine: Engine = make_engine(db_url)
+        # Same pool; transactions opened through it take SQLite's write lock up front.
+        self.write_engine: Engine = self.engine.execution_options(**{WRITE: True})
+        if auto_migrate:
+            self.migrate()
+        self.artifacts = ArtifactStore(artifacts_url, **(storage_options or {}))
+        self.lineage = Lineage(self.engine, self.write_engine)
+
+    def __repr__(self) -> str:
+        return f"Workspace(db={self.safe_db_url!r}, artifacts={self.artifacts_url!r})"
+
+    @property
+    def safe_db_url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def migrate(self) -> None:
+        try:
+            migrate.upgrade(self.engine)
+        except OperationalError as exc:
+            raise StoreError(
+                f"cannot open the metadata database {self.safe_db_url}: {exc.orig}"
+            ) from None
+
+    def schema_revision(self) -> str | None:
+        with self.engine.connect() as conn:
+            return migrate.current_revision(conn)
+
+    def check(self) -> list[StoreCheck]:
+        """Write and read both stores; report rather than raise."""
+        results = []
+        try:
+            with self.write_engine.begin() as conn:
+                conn.execute(text("CREATE TEMPORARY TABLE loopml_probe (x INTEGER)"))
+                conn.execute(text("INSERT INTO loopml_probe VALUES (1)"))
+                value = conn.execute(text("SELECT x FROM loopml_probe")).scalar_one()
+                conn.execute(text("DROP TABLE loopml_probe"))
+            ok = value == 1
+            detail = f"schema revision {self.schema_revision()}, read/write ok"
+        except SQLAlchemyError as exc:
+            ok, detail = False, str(exc).splitlines()[0]
+        results.append(StoreCheck("metadata", self.safe_db_url, ok, detail))
+        try:
+            self.artifacts.check_writable()
+            results.append(StoreCheck("artifacts", self.artifacts_url, True, "read/write ok"))
+        except StoreError as exc:
+            results.append(StoreCheck("artifacts", self.artifacts_url, False, str(exc)))
+        return results
+
+    def close(self) -> None:
+        self.engine.dispose()

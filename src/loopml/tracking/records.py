@@ -1,0 +1,92 @@
+"""Read-only views of recorded runs and metric histories."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@dataclass(frozen=True)
+class Run:
+    id: str
+    experiment: str
+    name: str
+    status: str
+    start_time: float
+    end_time: float | None
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+    environment_digest: str | None = None
+    error: str | None = None
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.end_time is None else self.end_time - self.start_time
+
+
+class RunList(list[Run]):
+    """A list of runs that also converts to a DataFrame, one row a run."""
+
+    def to_pandas(self) -> pd.DataFrame:
+        import pandas as pd
+
+        rows: list[dict[str, Any]] = []
+        for r in self:
+            row: dict[str, Any] = {
+                "run_id": r.id,
+                "experiment": r.experiment,
+                "name": r.name,
+                "status": r.status,
+                "start_time": pd.to_datetime(r.start_time, unit="s", utc=True),
+                "end_time": None
+                if r.end_time is None
+                else pd.to_datetime(r.end_time, unit="s", utc=True),
+            }
+            row.update({f"metrics.{k}": v for k, v in r.metrics.items()})
+            row.update({f"params.{k}": v for k, v in r.params.items()})
+            row.update({f"tags.{k}": v for k, v in r.tags.items()})
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class MetricHistory:
+    """One metric's series. When downsampled, each point stands for a bucket of steps:
+    ``values`` holds the bucket means and ``min``/``max`` its envelope."""
+
+    run_id: str
+    key: str
+    steps: np.ndarray
+    timestamps: np.ndarray
+    values: np.ndarray
+    min: np.ndarray | None = None
+    max: np.ndarray | None = None
+    total_points: int = 0
+
+    @property
+    def downsampled(self) -> bool:
+        return self.min is not None
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def to_pandas(self) -> pd.DataFrame:
+        import pandas as pd
+
+        data: dict[str, Any] = {
+            "step": self.steps,
+            "timestamp": self.timestamps,
+            "value": self.values,
+        }
+        if self.min is not None and self.max is not None:
+            data["min"] = self.min
+            data["max"] = self.max
+        return pd.DataFrame(data)

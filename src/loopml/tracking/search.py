@@ -1,0 +1,237 @@
+"""The run filter language, compiled to SQL.
+
+    metrics.auc > 0.7 and (params.depth = '6' or tags.team like 'ops%')
+    attributes.status = 'finished' and metrics.`val loss` <= 0.3
+
+Fields are ``metrics.*`` (compared with numbers), ``params.*`` and ``tags.*`` (compared with
+quoted strings) and ``attributes.*`` (status, name, run_id, experiment, start_time,
+end_time). Keys with spaces or symbols go in backticks. ``and``/``or``/parentheses combine.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import LarkError, UnexpectedInput, VisitError
+from sqlalchemy import ColumnElement, and_, exists, or_, select
+
+from loopml.core.errors import InvalidInputError
+from loopml.store.metadata.tables import executions, experiments, latest_metrics, params, tags
+
+GRAMMAR = r"""
+?start: disjunction
+?disjunction: conjunction (_OR conjunction)*
+?conjunction: _atom (_AND _atom)*
+_atom: comparison | "(" disjunction ")"
+comparison: FIELD OP value
+          | FIELD _IN "(" value ("," value)* ")"  -> membership
+value: SIGNED_NUMBER -> number
+     | DQ_STRING -> string
+     | SQ_STRING -> string
+FIELD: /[A-Za-z_]+\.(`[^`]+`|[A-Za-z0-9_\-.\/:]+)/
+OP: ">=" | "<=" | "!=" | "==" | "=" | ">" | "<" | /i?like\b/i | /not\s+i?like\b/i
+DQ_STRING: /"[^"]*"/
+SQ_STRING: /'[^']*'/
+_AND: /and\b/i
+_OR: /or\b/i
+_IN: /in\b/i
+%import common.SIGNED_NUMBER
+%import common.WS
+%ignore WS
+"""
+
+_ENTITIES = {
+    "metrics": "metric",
+    "metric": "metric",
+    "params": "param",
+    "param": "param",
+    "tags": "tag",
+    "tag": "tag",
+    "attributes": "attribute",
+    "attribute": "attribute",
+    "attr": "attribute",
+    "run": "attribute",
+}
+_ATTRIBUTES: dict[str, Any] = {
+    "status": executions.c.status,
+    "name": executions.c.name,
+    "run_name": executions.c.name,
+    "run_id": executions.c.id,
+    "id": executions.c.id,
+    "experiment": experiments.c.name,
+    "start_time": executions.c.start_time,
+    "end_time": executions.c.end_time,
+}
+_NUMERIC_ATTRIBUTES = {"start_time", "end_time"}
+_STRING_OPS = {"=", "==", "!=", "like", "ilike", "not like", "not ilike"}
+
+
+@dataclass(frozen=True)
+class Field:
+    entity: str
+    key: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.entity}s.{self.key}" if self.entity != "attribute" else f"attributes.{self.key}"
+        )
+
+
+def parse_field(text: str) -> Field:
+    prefix, _, key = text.partition(".")
+    entity = _ENTITIES.get(prefix.lower())
+    if entity is None:
+        raise InvalidInputError(
+            f"unknown field {text!r}: fields start with metrics., params., tags. or attributes."
+        )
+    key = key.strip("`")
+    if entity == "attribute" and key not in _ATTRIBUTES:
+        raise InvalidInputError(
+            f"unknown attribute {key!r}; use one of {', '.join(sorted(_ATTRIBUTES))}"
+        )
+    return Field(entity, key)
+
+
+def _compare(column: Any, op: str, value: Any) -> ColumnElement[bool]:
+    if op in ("=", "=="):
+        return column == value  # type: ignore[no-any-return]
+    if op == "!=":
+        return column != value  # type: ignore[no-any-return]
+    if op == ">":
+        return column > value  # type: ignore[no-any-return]
+    if op == ">=":
+        return column >= value  # type: ignore[no-any-return]
+    if op == "<":
+        return column < value  # type: ignore[no-any-return]
+    if op == "<=":
+        return column <= value  # type: ignore[no-any-return]
+    if op == "like":
+        return column.like(value)  # type: ignore[no-any-return]
+    if op == "ilike":
+        return column.ilike(value)  # type: ignore[no-any-return]
+    if op == "not like":
+        return column.not_like(value)  # type: ignore[no-any-return]
+    if op == "not ilike":
+        return column.not_ilike(value)  # type: ignore[no-any-return]
+    raise InvalidInputError(f"unknown operator {op!r}")
+
+
+def condition(field: Field, op: str, value: Any) -> ColumnElement[bool]:
+    """One comparison as a SQL condition on the run (``executions`` row)."""
+    run_id = executions.c.id
+    if field.entity == "metric":
+        if isinstance(value, str) or op not in {"=", "==", "!=", ">", ">=", "<", "<="}:
+            raise InvalidInputError(
+                f"{field} is a metric: compare it with a number using =, !=, <, <=, > or >="
+            )
+        return exists(
+            select(1).where(
+                latest_metrics.c.run_id == run_id,
+                latest_metrics.c.key == field.key,
+                _compare(latest_metrics.c.value, op, value),
+            )
+        )
+    if field.entity in ("param", "tag"):
+        table = params if field.entity == "param" else tags
+        if not isinstance(value, str) or op not in _STRING_OPS:
+            raise InvalidInputError(
+                f"{field} is a {field.entity}, stored as text: compare it with a quoted string "
+                f"using =, !=, like or ilike, e.g. {field} = '{value}'"
+            )
+        return exists(
+            select(1).where(
+                table.c.run_id == run_id,
+                table.c.key == field.key,
+                _compare(table.c.value, op, value),
+            )
+        )
+    column = _ATTRIBUTES[field.key]
+    if field.key in _NUMERIC_ATTRIBUTES:
+        if isinstance(value, str):
+            raise InvalidInputError(f"{field} is a time in epoch seconds: compare it with a number")
+    elif not isinstance(value, str) or op not in _STRING_OPS:
+        raise InvalidInputError(
+            f"{field} is text: compare it with a quoted string using =, !=, like or ilike"
+        )
+    return _compare(column, op, value)
+
+
+@v_args(inline=True)
+class _ToSQL(Transformer[Token, ColumnElement[bool]]):
+    def number(self, tok: Token) -> float:
+        return float(tok)
+
+    def string(self, tok: Token) -> str:
+        return str(tok)[1:-1]
+
+    def comparison(self, field: Token, op: Token, value: Any) -> ColumnElement[bool]:
+        return condition(parse_field(str(field)), " ".join(str(op).lower().split()), value)
+
+    def membership(self, field: Token, *values: Any) -> ColumnElement[bool]:
+        f = parse_field(str(field))
+        return or_(*(condition(f, "=", v) for v in values))
+
+    def conjunction(self, *parts: ColumnElement[bool]) -> ColumnElement[bool]:
+        return and_(*parts)
+
+    def disjunction(self, *parts: ColumnElement[bool]) -> ColumnElement[bool]:
+        return or_(*parts)
+
+
+@functools.cache
+def _parser() -> Lark:
+    return Lark(GRAMMAR, parser="lalr")
+
+
+def compile_filter(text: str) -> ColumnElement[bool]:
+    if not isinstance(text, str):
+        raise InvalidInputError(f"filter must be a string, got {type(text).__name__}")
+    try:
+        tree = _parser().parse(text)
+        result: ColumnElement[bool] = _ToSQL().transform(tree)
+    except VisitError as exc:
+        if isinstance(exc.orig_exc, InvalidInputError):
+            raise exc.orig_exc from None
+        raise
+    except UnexpectedInput as exc:
+        context = exc.get_context(text, span=30).rstrip()
+        raise InvalidInputError(
+            f"cannot parse filter {text!r} at position {exc.column}:\n{context}\n"
+            "expected comparisons like metrics.auc > 0.7 or params.depth = '6', joined by and/or"
+        ) from None
+    except LarkError as exc:
+        raise InvalidInputError(f"cannot parse filter {text!r}: {exc}") from None
+    return result
+
+
+@dataclass(frozen=True)
+class OrderKey:
+    field: Field
+    descending: bool
+
+
+def attribute_column(key: str) -> Any:
+    return _ATTRIBUTES[key]
+
+
+def parse_order_by(spec: str | Sequence[str] | None) -> list[OrderKey]:
+    if spec is None:
+        return []
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    keys = []
+    for item in items:
+        words = item.strip().rsplit(None, 1)
+        if not words:
+            raise InvalidInputError("order_by has an empty item")
+        descending = False
+        if len(words) == 2 and words[1].lower() in ("asc", "desc"):
+            descending = words[1].lower() == "desc"
+            text = words[0]
+        else:
+            text = item.strip()
+        keys.append(OrderKey(parse_field(text), descending))
+    return keys

@@ -1,0 +1,314 @@
+"""Tracking over one workspace: start, read and search runs."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Select, and_, func, insert, select
+
+from loopml.core import clock
+from loopml.core.errors import InvalidInputError, NotFoundError
+from loopml.core.ids import new_id
+from loopml.store.metadata import tables as t
+from loopml.store.metadata.tables import environments, executions, experiments, latest_metrics, runs
+from loopml.store.workspace import Workspace
+from loopml.tracking import environment, search, validation
+from loopml.tracking.active_run import RUNNING, ActiveRun
+from loopml.tracking.metric_writer import MetricWriter
+from loopml.tracking.records import MetricHistory, Run, RunList
+
+DEFAULT_EXPERIMENT = "default"
+MAX_SEARCH_LIMIT = 100_000
+
+
+class Tracker:
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+        self.engine = workspace.engine
+        self.write_engine = workspace.write_engine
+        self.writer = MetricWriter(self.write_engine)
+
+    def close(self) -> None:
+        self.writer.close()
+
+    # starting -----------------------------------------------------------------
+    def start_run(
+        self,
+        experiment: str = DEFAULT_EXPERIMENT,
+        *,
+        name: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        capture_environment: bool = True,
+        cwd: str | None = None,
+    ) -> ActiveRun:
+        validation.check_name(experiment, "experiment")
+        run_id = new_id()
+        run_name = validation.check_name(name, "run") if name is not None else f"run-{run_id[:8]}"
+        # Validate everything before writing anything: a bad param must not leave a run.
+        param_rows = {
+            validation.check_name(k, "param"): validation.param_text(k, v)
+            for k, v in (params or {}).items()
+        }
+        tag_rows = {
+            validation.check_name(k, "tag"): validation.tag_text(k, v)
+            for k, v in (tags or {}).items()
+        }
+        env = environment.python_environment() if capture_environment else None
+        git = environment.git_state(cwd or os.getcwd()) if capture_environment else None
+        with self.write_engine.begin() as conn:
+            exp_id = self._experiment_id(conn, experiment)
+            if env is not None:
+                known = conn.execute(
+                    select(environments.c.digest).where(environments.c.digest == env.digest)
+                ).first()
+                if known is None:
+                    conn.execute(
+                        insert(environments).values(
+                            digest=env.digest,
+                            python_version=env.python_version,
+                            platform=env.platform,
+                            packages=env.packages,
+                        )
+                    )
+            conn.execute(
+                insert(executions).values(
+                    id=run_id,
+                    kind="run",
+                    name=run_name,
+                    status=RUNNING,
+                    start_time=clock.now(),
+                    end_time=None,
+                    properties={},
+                )
+            )
+            conn.execute(
+                insert(runs).values(
+                    id=run_id,
+                    experiment_id=exp_id,
+                    git_commit=git.commit if git else None,
+                    git_dirty=git.dirty if git else None,
+                    environment_digest=env.digest if env else None,
+                )
+            )
+            if param_rows:
+                conn.execute(
+                    insert(t.params),
+                    [{"run_id": run_id, "key": k, "value": v} for k, v in param_rows.items()],
+                )
+            if tag_rows:
+                conn.execute(
+                    insert(t.tags),
+                    [{"run_id": run_id, "key": k, "value": v} for k, v in tag_rows.items()],
+                )
+        return ActiveRun(self, run_id, experiment, run_name)
+
+    def _experiment_id(self, conn: Any, name: str) -> int:
+        found = conn.execute(select(experiments.c.id).where(experiments.c.name == name)).first()
+        if found is not None:
+            return int(found[0])
+        result = conn.execute(insert(experiments).values(name=name, created_at=clock.now()))
+        return int(result.inserted_primary_key[0])
+
+    def experiments(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(select(experiments.c.name).order_by(experiments.c.name)).scalars()
+            )
+
+    # reading ------------------------------------------------------------------
+    def get_run(self, run_id: str) -> Run:
+        if not isinstance(run_id, str) or not run_id:
+            raise InvalidInputError(f"run id must be a non-empty string, got {run_id!r}")
+        found = self._load(_base_query().where(executions.c.id == run_id))
+        if not found:
+            raise NotFoundError(f"no run with id {run_id!r}; `loopml runs ls` lists the runs")
+        return found[0]
+
+    def search_runs(
+        self,
+        experiment: str | Sequence[str] | None = None,
+        filter: str | None = None,
+        order_by: str | Sequence[str] | None = None,
+        limit: int = 1000,
+    ) -> RunList:
+        """Runs matching ``filter`` (see :mod:`loopml.tracking.search`), newest first by default."""
+        if (
+            isinstance(limit, bool)
+            or not isinstance(limit, int)
+            or not 0 < limit <= MAX_SEARCH_LIMIT
+        ):
+            raise InvalidInputError(f"limit must be an integer from 1 to {MAX_SEARCH_LIMIT}")
+        q = _base_query()
+        if experiment is not None:
+            names = [experiment] if isinstance(experiment, str) else list(experiment)
+            q = q.where(experiments.c.name.in_(names))
+        if filter is not None and filter.strip():
+            q = q.where(search.compile_filter(filter))
+        for i, key in enumerate(search.parse_order_by(order_by)):
+            q = _order(q, key, i)
+        q = q.order_by(executions.c.start_time.desc(), executions.c.id).limit(limit)
+        return self._load(q)
+
+    def _load(self, q: Select[Any]) -> RunList:
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+            if not rows:
+                return RunList()
+            ids_sub = q.with_only_columns(executions.c.id).subquery()
+            by_run: dict[str, dict[str, dict[str, Any]]] = defaultdict(
+                lambda: {"params": {}, "tags": {}, "metrics": {}}
+            )
+            for table, slot in (
+                (t.params, "params"),
+                (t.tags, "tags"),
+                (latest_metrics, "metrics"),
+            ):
+                for run_id, key, value in conn.execute(
+                    select(table.c.run_id, table.c.key, table.c.value).where(
+                        table.c.run_id.in_(select(ids_sub.c.id))
+                    )
+                ):
+                    by_run[run_id][slot][key] = value
+        out = RunList()
+        for r in rows:
+            extra = by_run.get(r.id, {"params": {}, "tags": {}, "metrics": {}})
+            out.append(
+                Run(
+                    id=r.id,
+                    experiment=r.experiment,
+                    name=r.name,
+                    status=r.status,
+                    start_time=r.start_time,
+                    end_time=r.end_time,
+                    params=extra["params"],
+                    metrics=extra["metrics"],
+                    tags=extra["tags"],
+                    git_commit=r.git_commit,
+                    git_dirty=r.git_dirty,
+                    environment_digest=r.environment_digest,
+                    error=r.error,
+                )
+            )
+        return out
+
+    def environment(self, digest: str) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(environments).where(environments.c.digest == digest)).first()
+        if row is None:
+            raise NotFoundError(f"no environment {digest!r}")
+        return dict(row._mapping)
+
+    def metric_history(
+        self, run_id: str, key: str, *, max_points: int | None = None
+    ) -> MetricHistory:
+        """A metric's series in step order; with ``max_points``, bucketed in the database."""
+        self.writer.flush()
+        if max_points is not None and (
+            isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 2
+        ):
+            raise InvalidInputError("max_points must be an integer of at least 2")
+        metrics = t.metrics
+        where = and_(metrics.c.run_id == run_id, metrics.c.key == key)
+        with self.engine.connect() as conn:
+            lo, hi, count = conn.execute(
+                select(func.min(metrics.c.step), func.max(metrics.c.step), func.count()).where(
+                    where
+                )
+            ).one()
+            if not count:
+                self.get_run(run_id)  # raises NotFoundError for an unknown run
+                raise NotFoundError(f"run {run_id} has no metric {key!r}")
+            if max_points is None or count <= max_points:
+                cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                try:
+                    cursor.execute(*_raw_history_sql(conn.dialect.paramstyle, run_id, key))
+                    data = np.array(cursor.fetchall(), dtype=np.float64).reshape(-1, 3)
+                finally:
+                    cursor.close()
+                return MetricHistory(
+                    run_id,
+                    key,
+                    data[:, 0].astype(np.int64),
+                    data[:, 1],
+                    data[:, 2],
+                    total_points=int(count),
+                )
+            span = int(hi) - int(lo) + 1
+            bucket = ((metrics.c.step - int(lo)) * max_points // span).label("bucket")
+            agg = (
+                select(
+                    bucket,
+                    func.min(metrics.c.step),
+                    func.max(metrics.c.timestamp),
+                    func.avg(metrics.c.value),
+                    func.min(metrics.c.value),
+                    func.max(metrics.c.value),
+                )
+                .where(where)
+                .group_by(bucket)
+                .order_by(bucket)
+            )
+            data = np.array(conn.execute(agg).all(), dtype=np.float64).reshape(-1, 6)
+        return MetricHistory(
+            run_id,
+            key,
+            data[:, 1].astype(np.int64),
+            data[:, 2],
+            data[:, 3],
+            min=data[:, 4],
+            max=data[:, 5],
+            total_points=int(count),
+        )
+
+
+def _raw_history_sql(paramstyle: str, run_id: str, key: str) -> tuple[str, Any]:
+    # A million points through SQLAlchemy Row objects cost seconds; the driver's tuples don't.
+    if paramstyle == "qmark":
+        return (
+            "SELECT step, timestamp, value FROM metrics WHERE run_id = ? AND key = ? "
+            "ORDER BY step, timestamp",
+            (run_id, key),
+        )
+    return (
+        "SELECT step, timestamp, value FROM metrics WHERE run_id = %(r)s AND key = %(k)s "
+        "ORDER BY step, timestamp",
+        {"r": run_id, "k": key},
+    )
+
+
+def _base_query() -> Select[Any]:
+    return (
+        select(
+            executions.c.id,
+            executions.c.name,
+            executions.c.status,
+            executions.c.start_time,
+            executions.c.end_time,
+            executions.c.error,
+            experiments.c.name.label("experiment"),
+            runs.c.git_commit,
+            runs.c.git_dirty,
+            runs.c.environment_digest,
+        )
+        .select_from(runs)
+        .join(executions, executions.c.id == runs.c.id)
+        .join(experiments, experiments.c.id == runs.c.experiment_id)
+    )
+
+
+def _order(q: Select[Any], key: search.OrderKey, i: int) -> Select[Any]:
+    f = key.field
+    if f.entity == "attribute":
+        col: Any = search.attribute_column(f.key)
+    else:
+        table = {"metric": latest_metrics, "param": t.params, "tag": t.tags}[f.entity].alias(
+            f"o{i}"
+        )
+        q = q.outerjoin(table, and_(table.c.run_id == executions.c.id, table.c.key == f.key))
+        col = table.c.value
+    return q.order_by(col.desc().nulls_last() if key.descending else col.asc().nulls_last())
