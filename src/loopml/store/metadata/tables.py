@@ -136,3 +136,105 @@ events = Table(
     UniqueConstraint("execution_id", "artifact_id", "type", "role", name="uq_events_edge"),
     Index("ix_events_artifact", "artifact_id"),
 )
+
+# --- data catalog ------------------------------------------------------------------------
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(250), nullable=False, unique=True),
+    Column("description", Text, nullable=False),
+    Column("owner", String(250), nullable=True),
+    Column("tags", JSON, nullable=False),
+    Column("column_descriptions", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# A version is immutable. ``digest`` is the tree of its Parquet files; ``artifact_id`` is
+# the lineage node that runs and pipeline steps link to.
+dataset_versions = Table(
+    "dataset_versions",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("dataset_id", Integer, ForeignKey("datasets.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("digest", String(67), nullable=False),
+    Column("artifact_id", ID, ForeignKey("artifacts.id"), nullable=False),
+    Column("profile_digest", String(67), nullable=True),
+    Column("schema_version", Integer, nullable=True),
+    Column("num_rows", BigInteger, nullable=False),
+    Column("num_columns", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("properties", JSON, nullable=False),
+    UniqueConstraint("dataset_id", "version", name="uq_dataset_versions_version"),
+    Index("ix_dataset_versions_digest", "digest"),
+)
+
+# Curated schemas, versioned per dataset; the document itself is an artifact (YAML).
+dataset_schemas = Table(
+    "dataset_schemas",
+    metadata,
+    Column("dataset_id", Integer, ForeignKey("datasets.id"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("digest", String(67), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("note", Text, nullable=True),
+)
+
+# --- model registry ----------------------------------------------------------------------
+
+registered_models = Table(
+    "registered_models",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(250), nullable=False, unique=True),
+    Column("description", Text, nullable=False),
+    Column("tags", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("model_id", Integer, ForeignKey("registered_models.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("digest", String(67), nullable=False),
+    Column("artifact_id", ID, ForeignKey("artifacts.id"), nullable=False),
+    Column("flavor", String(40), nullable=False),
+    Column("signature", JSON, nullable=False),
+    Column("run_id", ID, nullable=True),
+    Column("description", Text, nullable=False),
+    Column("tags", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("model_id", "version", name="uq_model_versions_version"),
+)
+
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("model_id", Integer, ForeignKey("registered_models.id"), primary_key=True),
+    Column("alias", String(100), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# Every attempt to move an alias, allowed or refused: the audit trail of production.
+alias_events = Table(
+    "alias_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_id", Integer, ForeignKey("registered_models.id"), nullable=False),
+    Column("alias", String(100), nullable=False),
+    Column("action", String(20), nullable=False),
+    Column("from_version", Integer, nullable=True),
+    Column("to_version", Integer, nullable=True),
+    Column("allowed", Boolean, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("gate_result", JSON, nullable=True),
+    Column("execution_id", ID, ForeignKey("executions.id"), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Index("ix_alias_events_model_alias", "model_id", "alias", "created_at"),
+)

@@ -1,0 +1,1 @@
+"""Fixtures for real servers: PostgreSQL (initdb + pg_ctl) and an S3 endpoint (moto)."""
