@@ -20,6 +20,18 @@ def workspace(tmp_path: Path) -> Iterator[Workspace]:
     ws.close()
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_workspace(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Workspace]:
+    """The same test against each metadata backend: SQLite and a real PostgreSQL server."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'loopml.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    ws = Workspace(url, str(tmp_path / "artifacts"))
+    yield ws
+    ws.close()
+
+
 @pytest.fixture
 def loopml_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point the fluent API and the CLI at a fresh workspace via LOOPML_HOME."""

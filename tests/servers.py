@@ -1,1 +1,160 @@
-"""Fixtures for real servers: PostgreSQL (initdb + pg_ctl) and an S3 endpoint (moto)."""
+"""Fixtures for real servers on loopback: PostgreSQL (initdb + pg_ctl) and S3 (moto).
+
+Each starts once per test session (per xdist worker) in a temp dir on a free port, and is
+stopped at the end. Tests get a fresh database / bucket each.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PG_BIN_DIRS = [
+    "/usr/lib/postgresql/17/bin",
+    "/usr/lib/postgresql/16/bin",
+    "/usr/lib/postgresql/15/bin",
+]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pg_tool(name: str) -> str:
+    found = shutil.which(name)
+    if found:
+        return found
+    for d in PG_BIN_DIRS:
+        candidate = os.path.join(d, name)
+        if os.path.exists(candidate):
+            return candidate
+    raise RuntimeError(f"PostgreSQL's {name} is not installed (apt-get install postgresql)")
+
+
+def _run_as_postgres_user() -> list[str]:
+    # initdb refuses to run as root; CI runs as root, so drop to an unprivileged user.
+    if os.geteuid() != 0:
+        return []
+    return ["runuser", "-u", "nobody", "--"]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A real PostgreSQL server; yields a base URL without a database name."""
+    # Not under pytest's tmp dir: that is private to root, and the server runs as nobody.
+    base = Path(tempfile.mkdtemp(prefix="loopml-pg-"))
+    data = base / "data"
+    prefix = _run_as_postgres_user()
+    if prefix:
+        shutil.chown(base, "nobody")
+    port = free_port()
+    subprocess.run(
+        [
+            *prefix,
+            _pg_tool("initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "loopml",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    log = base / "server.log"
+    subprocess.run(
+        [
+            *prefix,
+            _pg_tool("pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(log),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-h 127.0.0.1 -p {port} -k {base} -F",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql+psycopg://loopml@127.0.0.1:{port}"
+    finally:
+        subprocess.run(
+            [*prefix, _pg_tool("pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+            capture_output=True,
+        )
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """A fresh, empty database on the session's server."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(
+        postgres_server.replace("+psycopg", "") + "/postgres", autocommit=True
+    ) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{postgres_server}/{name}"
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """moto's S3 server on a free loopback port; yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_artifacts(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> tuple[str, dict[str, object]]:
+    """A fresh bucket: (url, storage_options) for ArtifactStore / Workspace."""
+    import boto3
+
+    for var, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(var, value)
+    bucket = f"b-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket=bucket)
+    options: dict[str, object] = {
+        "client_kwargs": {"endpoint_url": s3_server},
+        "key": "testing",
+        "secret": "testing",
+        "skip_instance_cache": True,
+    }
+    return f"s3://{bucket}/artifacts", options

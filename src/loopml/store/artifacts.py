@@ -211,7 +211,8 @@ class ArtifactStore:
             self.verify(digest, what=what)
             return self.path_of(digest)
         cache = os.path.join(tempfile.gettempdir(), "loopml-cache", digest.replace(":", "-"))
-        if not os.path.exists(cache):
+        # The cached copy is re-hashed too: it sits on local disk where anything can touch it.
+        if not os.path.exists(cache) or hashing.digest_file(cache)[0] != digest:
             self.get_file(digest, cache, what=what)
         return cache
 

@@ -26,6 +26,7 @@ FINISHED = "finished"
 FAILED = "failed"
 RUNNING = "running"
 END_STATUSES = (FINISHED, FAILED)
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
 
 
 class ActiveRun:
@@ -66,7 +67,11 @@ class ActiveRun:
         if step is None:
             s = self._next_step.get(key, 0)
         else:
-            s = step if type(step) is int else validation.check_step(key, step)
+            s = (
+                step
+                if type(step) is int and _I64_MIN <= step <= _I64_MAX
+                else validation.check_step(key, step)
+            )
         self._next_step[key] = s + 1
         self._tracker.writer.append(
             (self.id, key, s, time.time() if timestamp is None else timestamp, v)

@@ -45,8 +45,7 @@ class MetricWriter:
         self._start_lock = threading.Lock()
         self.last_error: Exception | None = None
         # A weak reference: the exit hook must not keep a dropped writer (and its engine) alive.
-        ref = weakref.ref(self)
-        atexit.register(lambda: (w := ref()) is not None and w.close())
+        atexit.register(_close_if_alive, weakref.ref(self))
 
     def append(self, point: Point) -> None:
         self._pending.append(point)
@@ -102,7 +101,7 @@ class MetricWriter:
                     raise StoreError(f"could not write {len(batch)} metric points: {exc}") from exc
 
     def _write(self, batch: list[Point]) -> None:
-        rows = [
+        rows: list[dict[str, Any]] = [
             {"run_id": r, "key": k, "step": s, "timestamp": t, "value": v}
             for (r, k, s, t, v) in batch
         ]
@@ -127,6 +126,12 @@ class MetricWriter:
             self.flush()
         except StoreError as exc:
             log.error("metric points could not be written at shutdown: %s", exc)
+
+
+def _close_if_alive(ref: weakref.ref[MetricWriter]) -> None:
+    writer = ref()
+    if writer is not None:
+        writer.close()
 
 
 def _upsert_latest(dialect: str) -> Any:

@@ -11,7 +11,8 @@ end_time). Keys with spaces or symbols go in backticks. ``and``/``or``/parenthes
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+import operator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,28 +97,26 @@ def parse_field(text: str) -> Field:
     return Field(entity, key)
 
 
+_OPERATORS: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
+    "=": operator.eq,
+    "==": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "like": lambda c, v: c.like(v),
+    "ilike": lambda c, v: c.ilike(v),
+    "not like": lambda c, v: c.not_like(v),
+    "not ilike": lambda c, v: c.not_ilike(v),
+}
+
+
 def _compare(column: Any, op: str, value: Any) -> ColumnElement[bool]:
-    if op in ("=", "=="):
-        return column == value  # type: ignore[no-any-return]
-    if op == "!=":
-        return column != value  # type: ignore[no-any-return]
-    if op == ">":
-        return column > value  # type: ignore[no-any-return]
-    if op == ">=":
-        return column >= value  # type: ignore[no-any-return]
-    if op == "<":
-        return column < value  # type: ignore[no-any-return]
-    if op == "<=":
-        return column <= value  # type: ignore[no-any-return]
-    if op == "like":
-        return column.like(value)  # type: ignore[no-any-return]
-    if op == "ilike":
-        return column.ilike(value)  # type: ignore[no-any-return]
-    if op == "not like":
-        return column.not_like(value)  # type: ignore[no-any-return]
-    if op == "not ilike":
-        return column.not_ilike(value)  # type: ignore[no-any-return]
-    raise InvalidInputError(f"unknown operator {op!r}")
+    try:
+        return _OPERATORS[op](column, value)
+    except KeyError:
+        raise InvalidInputError(f"unknown operator {op!r}") from None
 
 
 def condition(field: Field, op: str, value: Any) -> ColumnElement[bool]:

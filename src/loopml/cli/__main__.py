@@ -1,0 +1,3 @@
+from loopml.cli.app import entry
+
+entry()

@@ -1,0 +1,118 @@
+"""search_runs: the filter language, ordering, limits and malformed filters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from loopml.core.errors import InvalidInputError
+from loopml.store.workspace import Workspace
+from loopml.tracking.tracker import Tracker
+
+
+@pytest.fixture
+def populated(any_workspace: Workspace) -> Iterator[Tracker]:
+    t = Tracker(any_workspace)
+    grid = [
+        ("a", "flights", 6, 0.81, "ops"),
+        ("b", "flights", 6, 0.65, "ops"),
+        ("c", "flights", 8, 0.75, "research"),
+        ("d", "flights", 8, 0.90, "ops"),
+        ("e", "taxis", 6, 0.99, "ops"),
+    ]
+    for name, exp, depth, auc, team in grid:
+        with t.start_run(
+            exp, name=name, params={"depth": depth}, tags={"team": team}, capture_environment=False
+        ) as run:
+            run.log_metric("auc", auc)
+            run.log_metric("val loss", 1 - auc)
+    with t.start_run("flights", name="f", params={"depth": 6}, capture_environment=False):
+        pass  # a run with no metrics at all
+    yield t
+    t.close()
+
+
+def names(runs: list) -> list[str]:  # type: ignore[type-arg]
+    return sorted(r.name for r in runs)
+
+
+def test_metric_and_param_filter_from_the_issue(populated: Tracker) -> None:
+    runs = populated.search_runs(
+        "flights", filter="metrics.auc > 0.7 and params.depth = '6'", order_by="metrics.auc desc"
+    )
+    assert [r.name for r in runs] == ["a"]
+    assert runs[0].metrics["auc"] == 0.81 and runs[0].params["depth"] == "6"
+
+
+@pytest.mark.parametrize(
+    "expr, expected",
+    [
+        ("metrics.auc >= 0.75", ["a", "c", "d"]),
+        ("metrics.auc < 0.7 or tags.team = 'research'", ["b", "c"]),
+        ("(params.depth = '8' or metrics.auc < 0.7) and tags.team = 'ops'", ["b", "d"]),
+        ("tags.team != 'ops'", ["c"]),
+        ("tags.team like 'res%'", ["c"]),
+        ("tags.team ILIKE 'OPS'", ["a", "b", "d"]),
+        ("params.depth in ('8', '9')", ["c", "d"]),
+        ("metrics.`val loss` < 0.15", ["d"]),
+        ("attributes.name = 'f'", ["f"]),
+        ("attributes.status = 'finished' and metrics.auc = 0.9", ["d"]),
+        ('METRICS.auc > 0.8 AND params.depth = "6"', ["a"]),
+    ],
+)
+def test_filter_language(populated: Tracker, expr: str, expected: list[str]) -> None:
+    assert names(populated.search_runs("flights", filter=expr)) == expected
+
+
+def test_experiments_filter_and_limit(populated: Tracker) -> None:
+    assert names(populated.search_runs()) == ["a", "b", "c", "d", "e", "f"]
+    assert names(populated.search_runs(["taxis"])) == ["e"]
+    assert len(populated.search_runs(limit=2)) == 2
+
+
+def test_order_by_metric_puts_runs_without_it_last(populated: Tracker) -> None:
+    ordered = [r.name for r in populated.search_runs("flights", order_by="metrics.auc desc")]
+    assert ordered == ["d", "a", "c", "b", "f"]
+    ordered = [r.name for r in populated.search_runs("flights", order_by=["metrics.auc asc"])]
+    assert ordered == ["b", "c", "a", "d", "f"]
+    by_two = populated.search_runs("flights", order_by="params.depth desc, metrics.auc")
+    assert [r.name for r in by_two] == ["c", "d", "b", "a", "f"]
+
+
+def test_to_pandas_has_one_row_a_run(populated: Tracker) -> None:
+    df = populated.search_runs("flights", filter="metrics.auc > 0").to_pandas()
+    assert len(df) == 4
+    assert {"run_id", "status", "metrics.auc", "params.depth", "tags.team"} <= set(df.columns)
+
+
+@pytest.mark.parametrize(
+    "expr, message",
+    [
+        ("metrics.auc >", "cannot parse"),
+        ("metrics.auc > 0.7 and", "cannot parse"),
+        ("auc > 0.7", "cannot parse"),
+        ("bogus.auc > 1", "unknown field"),
+        ("attributes.color = 'red'", "unknown attribute"),
+        ("metrics.auc > 'high'", "compare it with a number"),
+        ("metrics.auc like 0.5", "cannot parse|compare it with a number"),
+        ("params.depth > 5", "quoted string"),
+        ("params.depth = 6", "quoted string"),
+        ("(metrics.auc > 0.5", "cannot parse"),
+        ("metrics.auc > 0.5; drop table runs", "cannot parse"),
+    ],
+)
+def test_malformed_filters_are_clear_errors(populated: Tracker, expr: str, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        populated.search_runs(filter=expr)
+
+
+@pytest.mark.parametrize("limit", [0, -1, 10**9, "10", True])
+def test_bad_limits(populated: Tracker, limit: object) -> None:
+    with pytest.raises(InvalidInputError, match="limit"):
+        populated.search_runs(limit=limit)  # type: ignore[arg-type]
+
+
+def test_bad_order_by(populated: Tracker) -> None:
+    with pytest.raises(InvalidInputError, match="unknown field"):
+        populated.search_runs(order_by="auc desc")
