@@ -94,7 +94,7 @@ def test_tree_with_a_tampered_member_is_refused(store: ArtifactStore, tmp_path: 
     (src / "weights.bin").write_bytes(b"w" * 1000)
     tree = store.put_tree(src)
     _corrupt(store, tree.entries[0].digest, b"evil")
-    with pytest.raises(IntegrityError, match="weights.bin"):
+    with pytest.raises(IntegrityError, match=r"weights\.bin"):
         store.get_tree_to(tree.digest, tmp_path / "restore", what="model m")
 
 
