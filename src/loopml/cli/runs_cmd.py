@@ -38,10 +38,12 @@ def list_runs(
     runs = fluent.search_runs(experiment, filter=filter, order_by=order_by, limit=limit)
     metric_keys = sorted({k for r in runs for k in r.metrics})[:6]
     table = Table(title=f"{len(runs)} run(s)")
-    for col in ("run id", "experiment", "name", "status", "started", "duration"):
-        table.add_column(col, no_wrap=True)
+    table.add_column("run id", no_wrap=True, min_width=12)
+    for col in ("experiment", "name", "status", "started", "duration"):
+        table.add_column(col, overflow="fold")
     for key in metric_keys:
-        table.add_column(key, justify="right")
+        # Metrics are what the reader came for: never squeeze them to nothing.
+        table.add_column(key, justify="right", min_width=max(8, min(len(key), 14)))
     for r in runs:
         status = {"finished": "[green]finished[/]", "failed": "[red]failed[/]"}.get(
             r.status, r.status
