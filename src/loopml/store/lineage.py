@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -187,15 +186,6 @@ class Lineage:
             executions={r.id: ExecutionRecord(**r._mapping) for r in exe_rows},
             edges=tuple(Edge(r.src, r.dst, r.type, r.role) for r in edge_rows),
         )
-
-    def artifacts_by_digest(self, digest: str) -> list[ArtifactRecord]:
-        with self._engine.connect() as conn:
-            rows = conn.execute(select(artifacts).where(artifacts.c.digest == digest)).all()
-        return [ArtifactRecord(**r._mapping) for r in rows]
-
-    def all_artifact_digests(self) -> Iterable[str]:
-        with self._engine.connect() as conn:
-            return [r[0] for r in conn.execute(select(artifacts.c.digest).distinct())]
 
     def _check_node(self, node_id: str) -> None:
         with self._engine.connect() as conn:
