@@ -5,6 +5,7 @@ with lm.start_run(experiment="flights", params={"lr": 0.1}) as run:
     run.log_metric("loss", 0.42, step=1)
 """
 
+from loopml.api import models as models
 from loopml.api.fluent import get_run as get_run
 from loopml.api.fluent import metric_history as metric_history
 from loopml.api.fluent import search_runs as search_runs

@@ -7,7 +7,7 @@ import sys
 import typer
 from sqlalchemy.exc import OperationalError
 
-from loopml.cli import console, demo_cmd, runs_cmd, workspace_cmd
+from loopml.cli import console, demo_cmd, models_cmd, runs_cmd, workspace_cmd
 from loopml.core.errors import LoopmlError
 
 app = typer.Typer(
@@ -19,6 +19,7 @@ app = typer.Typer(
 )
 app.command()(demo_cmd.demo)
 app.add_typer(runs_cmd.app, name="runs")
+app.add_typer(models_cmd.app, name="models")
 workspace_cmd.register(app)
 
 EXIT_USER_ERROR = 2

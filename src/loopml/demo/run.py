@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import pickle
-import tempfile
 import time
+from typing import Any
 
 import polars as pl
 from rich.console import Console
@@ -13,6 +11,7 @@ from rich.table import Table
 
 from loopml.demo import training
 from loopml.demo.flights import flights_with_weather
+from loopml.demo.model_stage import run_model_stage
 from loopml.store.workspace import Workspace
 from loopml.tracking.records import Run
 from loopml.tracking.tracker import Tracker
@@ -33,15 +32,18 @@ def run_demo(ws: Workspace, console: Console) -> Run:
         f"{flights.height:,} completed flights; training on months {TRAIN_MONTHS} "
         f"({train.height:,} rows), holding out month {HOLDOUT_MONTH} ({holdout.height:,} rows)"
     )
-    run = run_training(tracker, console, train, holdout)
+    run, model = run_training(tracker, console, train, holdout)
     print_run_summary(console, run)
     tracker.close()
+    console.rule("[bold]registry[/] — register, gate against the champion, promote")
+    run_model_stage(ws, console, model, train, holdout, run.id)
     return run
 
 
 def run_training(
     tracker: Tracker, console: Console, train: pl.DataFrame, holdout: pl.DataFrame
-) -> Run:
+) -> tuple[Run, Any]:
+    """Train and track; return the recorded run and the fitted model."""
     params = {**training.DEFAULT_PARAMS, "train_months": "1-2", "model": "HistGradientBoosting"}
     with tracker.start_run(EXPERIMENT, name="delay-model-jan-feb", params=params) as run:
         run.set_tags({"dataset": "nycflights13", "stage": "demo"})
@@ -60,12 +62,7 @@ def run_training(
                 "n_iter": float(trained.model.n_iter_),
             }
         )
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "model.pkl")
-            with open(path, "wb") as f:
-                pickle.dump(trained.model, f)
-            run.log_artifact(path)
-    return tracker.get_run(run.id)
+    return tracker.get_run(run.id), trained.model
 
 
 def print_run_summary(console: Console, run: Run) -> None:

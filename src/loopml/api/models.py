@@ -1,0 +1,228 @@
+"""``lm.models``: the model registry on the configured workspace.
+
+mv = lm.models.register("delay-model", model, X_train, run=run, datasets=[ds])
+lm.models.promote("delay-model", mv.version, alias="champion", gate=gate, data=holdout)
+lm.models.load("delay-model@champion").predict(df)
+lm.models.rollback("delay-model", alias="champion")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from loopml.api.fluent import workspace
+from loopml.core.errors import InvalidInputError
+from loopml.models import card as _card
+from loopml.models.artifact import wrap
+from loopml.models.evaluation import EvaluationResult, save_evaluation
+from loopml.models.evaluation import evaluate as _evaluate
+from loopml.models.gates import (
+    Check,
+    Gate,
+    NoWorseThanChampion,
+    SchemaCompatible,
+    SliceThreshold,
+    SmokeTest,
+    Threshold,
+)
+from loopml.models.loaded import LoadedModel
+from loopml.models.onnx_export import export_onnx
+from loopml.models.promotion import PromotionRefusedError, PromotionResult
+from loopml.models.promotion import promote as _promote
+from loopml.models.registry import AliasEvent, ModelVersion, RegisteredModel, Registry
+
+__all__ = [
+    "AliasEvent",
+    "Gate",
+    "LoadedModel",
+    "ModelVersion",
+    "NoWorseThanChampion",
+    "PromotionRefusedError",
+    "PromotionResult",
+    "RegisteredModel",
+    "SchemaCompatible",
+    "SliceThreshold",
+    "SmokeTest",
+    "Threshold",
+    "card",
+    "evaluate",
+    "export_onnx",
+    "gate",
+    "get",
+    "history",
+    "list_models",
+    "load",
+    "promote",
+    "register",
+    "rollback",
+    "versions",
+]
+
+
+def _registry() -> Registry:
+    return Registry(workspace())
+
+
+def _run_id(run: Any) -> str | None:
+    if run is None or isinstance(run, str):
+        return run
+    run_id = getattr(run, "id", None)
+    if not isinstance(run_id, str):
+        raise InvalidInputError(f"run= takes a run (or its id), not {type(run).__name__}")
+    return run_id
+
+
+def _dataset_ids(datasets: Iterable[Any] | None) -> list[str]:
+    out = []
+    for ds in datasets or ():
+        artifact_id = ds if isinstance(ds, str) else getattr(ds, "artifact_id", None)
+        if not isinstance(artifact_id, str):
+            raise InvalidInputError(
+                f"datasets= takes dataset versions (or their artifact ids), not {type(ds).__name__}"
+            )
+        out.append(artifact_id)
+    return out
+
+
+def register(
+    name: str,
+    model: Any,
+    X: Any = None,
+    *,
+    run: Any = None,
+    datasets: Iterable[Any] | None = None,
+    flavor: str | None = None,
+    code_version: str | None = None,
+    description: str = "",
+    tags: Mapping[str, Any] | None = None,
+) -> ModelVersion:
+    """Register ``model`` as the next version of ``name``.
+
+    ``X`` (training data or a sample) gives the signature and input example; ``run`` and
+    ``datasets`` are recorded as the version's lineage.
+    """
+    return _registry().register(
+        name,
+        model,
+        X,
+        flavor=flavor,
+        run_id=_run_id(run),
+        dataset_ids=_dataset_ids(datasets),
+        code_version=code_version,
+        description=description,
+        tags=tags,
+    )
+
+
+def load(ref: str) -> LoadedModel:
+    """``"name@alias"``, ``"name:3"`` or ``"name"`` (latest), loaded from verified bytes."""
+    return _registry().load(ref)
+
+
+def get(ref: str) -> ModelVersion:
+    return _registry().resolve(ref)
+
+
+def versions(name: str) -> list[ModelVersion]:
+    return _registry().versions(name)
+
+
+def list_models() -> list[RegisteredModel]:
+    return _registry().models()
+
+
+def history(name: str, alias: str | None = None) -> list[AliasEvent]:
+    return _registry().history(name, alias)
+
+
+def promote(
+    name: str,
+    version: int,
+    alias: str = "champion",
+    *,
+    gate: Gate | str | Path | None = None,
+    data: Any = None,
+    datasets: Iterable[Any] | None = None,
+    reason: str = "",
+    raise_on_refusal: bool = True,
+) -> PromotionResult:
+    """Move ``name@alias`` to ``version`` if ``gate`` passes on ``data``.
+
+    The attempt is recorded either way. A refusal raises :class:`PromotionRefusedError`
+    (its ``.result`` holds every check) unless ``raise_on_refusal=False``.
+    """
+    if isinstance(gate, str) and "\n" not in gate and Path(gate).is_file():
+        gate = Path(gate)
+    if isinstance(gate, str | Path):
+        gate = Gate.from_yaml(gate)
+    result = _promote(
+        workspace(),
+        name,
+        version,
+        alias,
+        gate=gate,
+        data=data,
+        reason=reason,
+        dataset_ids=_dataset_ids(datasets),
+    )
+    if not result.allowed and raise_on_refusal:
+        raise PromotionRefusedError(result)
+    return result
+
+
+def rollback(name: str, alias: str = "champion", *, reason: str = "") -> AliasEvent:
+    return _registry().rollback(name, alias, reason=reason)
+
+
+def evaluate(
+    model: Any,
+    data: Any,
+    target: str,
+    *,
+    slice_by: str | Sequence[str] = (),
+    run: Any = None,
+    datasets: Iterable[Any] | None = None,
+) -> EvaluationResult:
+    """Evaluate a registered model (by reference) or a fitted one on labelled ``data``.
+
+    The result is stored as an artifact; with ``run`` its metrics are logged on the run.
+    """
+    ws = workspace()
+    model_artifact_id = None
+    if isinstance(model, str):
+        mv = Registry(ws).resolve(model)
+        model_artifact_id = mv.artifact_id
+        loaded = Registry(ws).load(mv.ref)
+    elif isinstance(model, LoadedModel):
+        loaded = model
+    else:
+        loaded = wrap(model)
+    result = _evaluate(loaded, data, target, slice_by=slice_by)
+    stored, _ = save_evaluation(
+        ws,
+        result,
+        model_artifact_id=model_artifact_id,
+        dataset_ids=_dataset_ids(datasets),
+        run_id=_run_id(run),
+    )
+    if run is not None and not isinstance(run, str):
+        run.log_metrics(stored.run_metrics())
+    return stored
+
+
+def gate(
+    *checks: Check,
+    target: str | None = None,
+    name: str = "gate",
+    champion_alias: str | None = None,
+) -> Gate:
+    """``lm.models.gate(Threshold("roc_auc", min=0.7), SmokeTest(), target="delayed")``."""
+    return Gate(tuple(checks), target=target, name=name, champion_alias=champion_alias)
+
+
+def card(ref: str) -> str:
+    """The Markdown model card of the version ``ref`` names."""
+    mv = _registry().resolve(ref)
+    return _card.render_card(workspace(), mv.name, mv.version)

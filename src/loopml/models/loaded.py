@@ -1,0 +1,124 @@
+"""A model ready to predict: the library's object behind one uniform, checked interface."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from loopml.core.errors import InvalidInputError
+from loopml.models.flavors import Flavor
+from loopml.models.flavors.base import ModelInput
+from loopml.models.signature import Signature
+
+METADATA_FORMAT = "loopml.model/1"
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """The contents of a model artifact's ``loopml-model.yaml``."""
+
+    flavor: str
+    flavor_info: dict[str, Any]
+    signature: Signature
+    packages: dict[str, str]
+    params: dict[str, Any] = field(default_factory=dict)
+    has_proba: bool = False
+    created_at: float = 0.0
+    input_example: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": METADATA_FORMAT,
+            "flavor": self.flavor,
+            "flavor_info": self.flavor_info,
+            "signature": self.signature.to_dict(),
+            "packages": self.packages,
+            "params": self.params,
+            "has_proba": self.has_proba,
+            "created_at": self.created_at,
+            "input_example": self.input_example,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], *, what: str) -> ModelMetadata:
+        if not isinstance(d, Mapping) or d.get("format") != METADATA_FORMAT:
+            raise InvalidInputError(
+                f"{what} is not a loopml model artifact (expected format {METADATA_FORMAT!r})"
+            )
+        try:
+            return cls(
+                flavor=str(d["flavor"]),
+                flavor_info=dict(d["flavor_info"]),
+                signature=Signature.from_dict(d["signature"]),
+                packages={str(k): str(v) for k, v in d.get("packages", {}).items()},
+                params=dict(d.get("params") or {}),
+                has_proba=bool(d.get("has_proba", False)),
+                created_at=float(d.get("created_at", 0.0)),
+                input_example=d.get("input_example"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInputError(f"{what} has malformed metadata: {exc}") from None
+
+
+class LoadedModel:
+    """``predict`` and ``predict_proba`` on pandas, polars or Arrow tables."""
+
+    def __init__(
+        self,
+        native: Any,
+        flavor: Flavor,
+        metadata: ModelMetadata,
+        *,
+        digest: str | None = None,
+        ref: str | None = None,
+        input_example: pa.Table | None = None,
+    ) -> None:
+        self.native = native
+        self.flavor = flavor
+        self.metadata = metadata
+        self.digest = digest
+        self.ref = ref
+        self.input_example = input_example
+
+    def __repr__(self) -> str:
+        where = self.ref or self.digest or "unsaved"
+        return f"LoadedModel({where}, flavor={self.flavor.name!r}, task={self.task!r})"
+
+    @property
+    def signature(self) -> Signature:
+        return self.metadata.signature
+
+    @property
+    def task(self) -> str:
+        return self.signature.output.task
+
+    @property
+    def classes(self) -> list[Any] | None:
+        classes = self.signature.output.classes
+        return None if classes is None else list(classes)
+
+    @property
+    def has_proba(self) -> bool:
+        return self.metadata.has_proba
+
+    def prepare(self, data: Any) -> ModelInput:
+        return ModelInput(self.signature.prepare(data, what=f"input to {self}"), self.signature)
+
+    def predict(self, data: Any) -> np.ndarray:
+        prepared = self.prepare(data)
+        return self.flavor.predict(self.native, prepared, self.metadata.flavor_info)
+
+    def predict_proba(self, data: Any) -> np.ndarray:
+        if not self.has_proba:
+            raise InvalidInputError(
+                f"{self} does not predict probabilities (a {self.task} model); use predict()"
+            )
+        prepared = self.prepare(data)
+        proba = self.flavor.predict_proba(self.native, prepared, self.metadata.flavor_info)
+        if proba is None:
+            raise InvalidInputError(f"{self} does not predict probabilities; use predict()")
+        return proba

@@ -1,0 +1,605 @@
+"""Registered models, their numbered versions, and aliases with a full history.
+
+A version is an immutable model artifact plus its signature and lineage (run, datasets,
+code version). Registration writes the artifact first, then one transaction allocates the
+next version number and writes the version row with its lineage, so a version is either
+fully registered or not at all. Every attempt to move an alias, allowed or refused, is an
+``alias_events`` row and an execution in the lineage graph.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy.exc import IntegrityError as SQLIntegrityError
+
+from loopml.core import clock
+from loopml.core.errors import ConflictError, InvalidInputError, NotFoundError, StoreError
+from loopml.core.ids import new_id
+from loopml.models import _records
+from loopml.models.artifact import load_model, read_metadata, save_model
+from loopml.models.loaded import LoadedModel, ModelMetadata
+from loopml.models.signature import Signature
+from loopml.store.metadata.tables import (
+    alias_events,
+    artifacts,
+    model_aliases,
+    model_versions,
+    registered_models,
+    runs,
+)
+from loopml.store.workspace import Workspace
+
+MODEL_KIND = "model"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,249}$")
+_ALIAS_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,99}$")
+_REF_RE = re.compile(r"^(?P<name>[^@:]+)(?:@(?P<alias>[^@:]+)|:(?P<version>[^@:]+))?$")
+_RETRIES = 5
+
+
+def check_model_name(name: object) -> str:
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise InvalidInputError(
+            f"model name {name!r} is not valid: use letters, digits, '.', '_' and '-', "
+            "starting with a letter or digit (at most 250 characters)"
+        )
+    return name
+
+
+def check_alias(alias: object) -> str:
+    if not isinstance(alias, str) or not _ALIAS_RE.match(alias) or alias == "latest":
+        raise InvalidInputError(
+            f"alias {alias!r} is not valid: use letters, digits, '_' and '-', starting with a "
+            "letter (at most 100 characters); 'latest' is reserved"
+        )
+    return alias
+
+
+def _check_tags(tags: Mapping[str, Any] | None) -> dict[str, str]:
+    if tags is None:
+        return {}
+    if not isinstance(tags, Mapping):
+        raise InvalidInputError("tags must be a mapping of names to values")
+    out = {}
+    for key, value in tags.items():
+        if not isinstance(key, str) or not key.strip():
+            raise InvalidInputError(f"tag name {key!r} must be a non-empty string")
+        out[key] = value if isinstance(value, str) else str(value)
+    return out
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    name: str
+    version: int
+    id: str
+    digest: str
+    artifact_id: str
+    flavor: str
+    signature: Signature
+    run_id: str | None
+    dataset_ids: tuple[str, ...]
+    code_version: str | None
+    description: str
+    tags: dict[str, str]
+    created_at: float
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}:{self.version}"
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    name: str
+    description: str
+    tags: dict[str, str]
+    created_at: float
+    latest_version: int | None
+    aliases: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AliasEvent:
+    id: int
+    name: str
+    alias: str
+    action: str
+    from_version: int | None
+    to_version: int | None
+    allowed: bool
+    reason: str
+    gate_result: dict[str, Any] | None
+    execution_id: str | None
+    created_at: float
+
+
+class Registry:
+    """The model registry of one workspace."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.ws = workspace
+
+    # registering ------------------------------------------------------------------
+    def register(
+        self,
+        name: str,
+        model: Any,
+        X: Any = None,
+        *,
+        flavor: str | None = None,
+        run_id: str | None = None,
+        dataset_ids: Sequence[str] = (),
+        code_version: str | None = None,
+        description: str = "",
+        tags: Mapping[str, Any] | None = None,
+    ) -> ModelVersion:
+        """Save ``model`` and record it as the next version of ``name``.
+
+        ``X`` is the training data (or a sample): it gives the signature and the input
+        example. ``run_id`` and ``dataset_ids`` link the version into the lineage graph;
+        ``code_version`` defaults to the run's git commit.
+        """
+        check_model_name(name)
+        tag_map = _check_tags(tags)
+        datasets = [str(d) for d in dataset_ids]
+        if not isinstance(description, str):
+            raise InvalidInputError("description must be a string")
+        with self.ws.engine.connect() as conn:
+            if run_id is not None:
+                _records.check_execution(conn, run_id, "run")
+                if code_version is None:
+                    code_version = _run_code_version(conn, run_id)
+            _records.check_artifacts(conn, datasets, "dataset")
+        # The artifact is complete before any row points at it.
+        saved = save_model(self.ws.artifacts, model, X, flavor=flavor)
+        for attempt in range(_RETRIES):
+            try:
+                with self.ws.write_engine.begin() as conn:
+                    version = self._insert_version(
+                        conn,
+                        name,
+                        saved.digest,
+                        saved.size,
+                        saved.metadata,
+                        run_id=run_id,
+                        datasets=datasets,
+                        code_version=code_version,
+                        description=description,
+                        tags=tag_map,
+                    )
+                break
+            except SQLIntegrityError:
+                # Another writer took the same version number (PostgreSQL); try the next.
+                if attempt == _RETRIES - 1:
+                    raise StoreError(
+                        f"could not allocate a version of model {name!r} after {_RETRIES} "
+                        "attempts under concurrent registration; retry"
+                    ) from None
+        return self.get_version(name, version)
+
+    def _insert_version(
+        self,
+        conn: Connection,
+        name: str,
+        digest: str,
+        size: int,
+        metadata: ModelMetadata,
+        *,
+        run_id: str | None,
+        datasets: list[str],
+        code_version: str | None,
+        description: str,
+        tags: dict[str, str],
+    ) -> int:
+        now = clock.now()
+        model_id = conn.execute(
+            select(registered_models.c.id).where(registered_models.c.name == name)
+        ).scalar()
+        if model_id is None:
+            model_id = conn.execute(
+                insert(registered_models)
+                .values(name=name, description="", tags={}, created_at=now)
+                .returning(registered_models.c.id)
+            ).scalar_one()
+        version = (
+            conn.execute(
+                select(func.max(model_versions.c.version)).where(
+                    model_versions.c.model_id == model_id
+                )
+            ).scalar()
+            or 0
+        ) + 1
+        properties = {
+            "model": name,
+            "version": version,
+            "flavor": metadata.flavor,
+            "run_id": run_id,
+            "dataset_ids": datasets,
+            "code_version": code_version,
+        }
+        artifact_id = _records.add_artifact(
+            conn, digest, MODEL_KIND, size, f"{name}:{version}", properties
+        )
+        conn.execute(
+            insert(model_versions).values(
+                id=new_id(),
+                model_id=model_id,
+                version=version,
+                digest=digest,
+                artifact_id=artifact_id,
+                flavor=metadata.flavor,
+                signature=metadata.signature.to_dict(),
+                run_id=run_id,
+                description=description,
+                tags=tags,
+                created_at=now,
+            )
+        )
+        execution_id = _records.add_execution(
+            conn, "model_registration", f"{name}:{version}", "finished", properties
+        )
+        for dataset_id in datasets:
+            _records.link(conn, execution_id, dataset_id, "input", "training_data")
+        _records.link(conn, execution_id, artifact_id, "output", "model")
+        if run_id is not None:
+            _records.link(conn, run_id, artifact_id, "output", "model")
+        return int(version)
+
+    def update_version(
+        self,
+        name: str,
+        version: int,
+        *,
+        description: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+    ) -> ModelVersion:
+        """Change a version's description or merge tags into it (the artifact is immutable)."""
+        mv = self.get_version(name, version)
+        values: dict[str, Any] = {}
+        if description is not None:
+            values["description"] = description
+        if tags is not None:
+            values["tags"] = {**mv.tags, **_check_tags(tags)}
+        if values:
+            with self.ws.write_engine.begin() as conn:
+                conn.execute(
+                    update(model_versions).where(model_versions.c.id == mv.id).values(**values)
+                )
+        return self.get_version(name, version)
+
+    # reading ----------------------------------------------------------------------
+    def _model_id(self, conn: Connection, name: str) -> int:
+        model_id = conn.execute(
+            select(registered_models.c.id).where(registered_models.c.name == name)
+        ).scalar()
+        if model_id is None:
+            raise NotFoundError(
+                f"no registered model named {name!r}; see registered models with `loopml models ls`"
+            )
+        return int(model_id)
+
+    def models(self) -> list[RegisteredModel]:
+        with self.ws.engine.connect() as conn:
+            rows = conn.execute(select(registered_models).order_by(registered_models.c.name)).all()
+            latest = dict(
+                conn.execute(
+                    select(model_versions.c.model_id, func.max(model_versions.c.version)).group_by(
+                        model_versions.c.model_id
+                    )
+                ).all()
+            )
+            alias_rows = conn.execute(select(model_aliases)).all()
+        aliases: dict[int, dict[str, int]] = {}
+        for a in alias_rows:
+            aliases.setdefault(a.model_id, {})[a.alias] = a.version
+        return [
+            RegisteredModel(
+                r.name,
+                r.description,
+                dict(r.tags),
+                r.created_at,
+                latest.get(r.id),
+                dict(sorted(aliases.get(r.id, {}).items())),
+            )
+            for r in rows
+        ]
+
+    def get_model(self, name: str) -> RegisteredModel:
+        for m in self.models():
+            if m.name == name:
+                return m
+        self._raise_no_model(name)
+        raise AssertionError  # unreachable
+
+    def _raise_no_model(self, name: str) -> None:
+        with self.ws.engine.connect() as conn:
+            self._model_id(conn, name)
+
+    def versions(self, name: str) -> list[ModelVersion]:
+        """Every version of ``name``, oldest first, with lineage and current aliases."""
+        return self._select_versions(name)
+
+    def get_version(self, name: str, version: int) -> ModelVersion:
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise InvalidInputError(f"a model version is a positive integer, not {version!r}")
+        found = self._select_versions(name, version)
+        if not found:
+            latest = self._latest_number(name)
+            raise NotFoundError(
+                f"model {name!r} has no version {version}"
+                + (f"; the latest is {latest}" if latest else "; it has no versions yet")
+            )
+        return found[0]
+
+    def latest(self, name: str) -> ModelVersion:
+        latest = self._latest_number(name)
+        if latest is None:
+            raise NotFoundError(f"model {name!r} has no versions yet; register one first")
+        return self.get_version(name, latest)
+
+    def _latest_number(self, name: str) -> int | None:
+        with self.ws.engine.connect() as conn:
+            model_id = self._model_id(conn, name)
+            value = conn.execute(
+                select(func.max(model_versions.c.version)).where(
+                    model_versions.c.model_id == model_id
+                )
+            ).scalar()
+        return None if value is None else int(value)
+
+    def _select_versions(self, name: str, version: int | None = None) -> list[ModelVersion]:
+        with self.ws.engine.connect() as conn:
+            model_id = self._model_id(conn, name)
+            q = (
+                select(model_versions, artifacts.c.properties.label("lineage"))
+                .join(artifacts, artifacts.c.id == model_versions.c.artifact_id)
+                .where(model_versions.c.model_id == model_id)
+                .order_by(model_versions.c.version)
+            )
+            if version is not None:
+                q = q.where(model_versions.c.version == version)
+            rows = conn.execute(q).all()
+            alias_rows = conn.execute(
+                select(model_aliases.c.alias, model_aliases.c.version).where(
+                    model_aliases.c.model_id == model_id
+                )
+            ).all()
+        by_version: dict[int, list[str]] = {}
+        for a in alias_rows:
+            by_version.setdefault(a.version, []).append(a.alias)
+        out = []
+        for r in rows:
+            lineage = dict(r.lineage or {})
+            out.append(
+                ModelVersion(
+                    name=name,
+                    version=r.version,
+                    id=r.id,
+                    digest=r.digest,
+                    artifact_id=r.artifact_id,
+                    flavor=r.flavor,
+                    signature=Signature.from_dict(r.signature),
+                    run_id=r.run_id,
+                    dataset_ids=tuple(lineage.get("dataset_ids") or ()),
+                    code_version=lineage.get("code_version"),
+                    description=r.description,
+                    tags=dict(r.tags),
+                    created_at=r.created_at,
+                    aliases=tuple(sorted(by_version.get(r.version, []))),
+                )
+            )
+        return out
+
+    def resolve(self, ref: str) -> ModelVersion:
+        """``name@alias``, ``name:3``, ``name:latest`` or ``name`` (the latest version)."""
+        m = _REF_RE.match(ref) if isinstance(ref, str) else None
+        if m is None:
+            raise InvalidInputError(
+                f"{ref!r} is not a model reference; use 'name', 'name:3' or 'name@alias'"
+            )
+        name = check_model_name(m["name"])
+        if m["alias"] is not None:
+            version = self.alias_version(name, m["alias"])
+            if version is None:
+                known = self.aliases(name)
+                raise NotFoundError(
+                    f"model {name!r} has no alias {m['alias']!r}; its aliases: "
+                    f"{', '.join(f'{a} -> {v}' for a, v in known.items()) or 'none'}"
+                )
+            return self.get_version(name, version)
+        if m["version"] is None or m["version"] == "latest":
+            return self.latest(name)
+        if not m["version"].isdigit():
+            raise InvalidInputError(f"{ref!r}: the version after ':' must be a number or 'latest'")
+        return self.get_version(name, int(m["version"]))
+
+    def load(self, ref: str) -> LoadedModel:
+        """The model behind ``ref``, loaded from verified bytes only."""
+        mv = self.resolve(ref)
+        return load_model(self.ws.artifacts, mv.digest, what=f"model {mv.ref}", ref=ref)
+
+    def metadata(self, mv: ModelVersion) -> ModelMetadata:
+        return read_metadata(self.ws.artifacts, mv.digest, what=f"model {mv.ref}")
+
+    # aliases ----------------------------------------------------------------------
+    def aliases(self, name: str) -> dict[str, int]:
+        with self.ws.engine.connect() as conn:
+            model_id = self._model_id(conn, name)
+            rows = conn.execute(
+                select(model_aliases.c.alias, model_aliases.c.version)
+                .where(model_aliases.c.model_id == model_id)
+                .order_by(model_aliases.c.alias)
+            ).all()
+        return {r.alias: r.version for r in rows}
+
+    def alias_version(self, name: str, alias: str) -> int | None:
+        return self.aliases(name).get(alias)
+
+    def history(self, name: str, alias: str | None = None) -> list[AliasEvent]:
+        """Every attempt to move an alias of ``name``, oldest first."""
+        with self.ws.engine.connect() as conn:
+            model_id = self._model_id(conn, name)
+            q = select(alias_events).where(alias_events.c.model_id == model_id)
+            if alias is not None:
+                q = q.where(alias_events.c.alias == alias)
+            rows = conn.execute(q.order_by(alias_events.c.id)).all()
+        return [_event(name, r) for r in rows]
+
+    def move_alias(
+        self,
+        name: str,
+        alias: str,
+        version: int,
+        *,
+        action: str,
+        allowed: bool,
+        reason: str,
+        expected_from: int | None,
+        gate_result: dict[str, Any] | None = None,
+        inputs: Iterable[tuple[str, str]] = (),
+    ) -> AliasEvent:
+        """Move (or refuse to move) ``alias`` to ``version`` and record the attempt.
+
+        The move only happens if the alias still points at ``expected_from``: a decision
+        taken against one champion is never applied over another.
+        """
+        check_alias(alias)
+        target = self.get_version(name, version)
+        with self.ws.write_engine.begin() as conn:
+            model_id = self._model_id(conn, name)
+            current = conn.execute(
+                select(model_aliases.c.version).where(
+                    model_aliases.c.model_id == model_id, model_aliases.c.alias == alias
+                )
+            ).scalar()
+            if allowed and current != expected_from:
+                allowed = False
+                reason = (
+                    f"{name}@{alias} moved to version {current} while this {action} was being "
+                    f"decided (it was {expected_from}); nothing changed, retry"
+                )
+            now = clock.now()
+            if allowed:
+                if current is None:
+                    conn.execute(
+                        insert(model_aliases).values(
+                            model_id=model_id, alias=alias, version=version, updated_at=now
+                        )
+                    )
+                else:
+                    conn.execute(
+                        update(model_aliases)
+                        .where(model_aliases.c.model_id == model_id, model_aliases.c.alias == alias)
+                        .values(version=version, updated_at=now)
+                    )
+            properties = {
+                "model": name,
+                "alias": alias,
+                "from_version": current,
+                "to_version": version,
+                "allowed": allowed,
+                "reason": reason,
+            }
+            execution_id = _records.add_execution(
+                conn, action, f"{name}@{alias}", "finished" if allowed else "refused", properties
+            )
+            _records.link(conn, execution_id, target.artifact_id, "input", "candidate")
+            for role, artifact_id in inputs:
+                _records.link(conn, execution_id, artifact_id, "input", role)
+            event_id = conn.execute(
+                insert(alias_events)
+                .values(
+                    model_id=model_id,
+                    alias=alias,
+                    action=action,
+                    from_version=current,
+                    to_version=version,
+                    allowed=allowed,
+                    reason=reason,
+                    gate_result=gate_result,
+                    execution_id=execution_id,
+                    created_at=now,
+                )
+                .returning(alias_events.c.id)
+            ).scalar_one()
+        return AliasEvent(
+            int(event_id),
+            name,
+            alias,
+            action,
+            current,
+            version,
+            allowed,
+            reason,
+            gate_result,
+            execution_id,
+            now,
+        )
+
+    def rollback(self, name: str, alias: str = "champion", *, reason: str = "") -> AliasEvent:
+        """Point ``alias`` back at the version it held before its latest promotion.
+
+        Rollbacks stack: rolling back twice goes back two promotions.
+        """
+        check_alias(alias)
+        stack: list[int] = []
+        for e in self.history(name, alias):
+            if not e.allowed or e.to_version is None:
+                continue
+            if e.action == "rollback":
+                if stack:
+                    stack.pop()
+            else:
+                stack.append(e.to_version)
+        current = self.alias_version(name, alias)
+        if current is None:
+            raise NotFoundError(f"model {name!r} has no alias {alias!r} to roll back")
+        if len(stack) < 2 or stack[-1] != current:
+            raise ConflictError(
+                f"{name}@{alias} (version {current}) has no earlier version to roll back to; "
+                f"promote a version explicitly instead"
+            )
+        target = stack[-2]
+        event = self.move_alias(
+            name,
+            alias,
+            target,
+            action="rollback",
+            allowed=True,
+            reason=reason or f"rolled back from version {current} to version {target}",
+            expected_from=current,
+        )
+        if not event.allowed:
+            raise ConflictError(event.reason)
+        return event
+
+
+def _event(name: str, r: Any) -> AliasEvent:
+    return AliasEvent(
+        r.id,
+        name,
+        r.alias,
+        r.action,
+        r.from_version,
+        r.to_version,
+        bool(r.allowed),
+        r.reason,
+        r.gate_result,
+        r.execution_id,
+        r.created_at,
+    )
+
+
+def _run_code_version(conn: Connection, run_id: str) -> str | None:
+    row = conn.execute(
+        select(runs.c.git_commit, runs.c.git_dirty).where(runs.c.id == run_id)
+    ).first()
+    if row is None or row.git_commit is None:
+        return None
+    return f"{row.git_commit}{'+dirty' if row.git_dirty else ''}"
