@@ -108,3 +108,41 @@ def test_lineage_rejects_unknown_nodes_and_bad_event_types(any_workspace: Worksp
         lin.link(exe.id, art.id, "sideways")  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError):
         lin.graph(exe.id, "sideways")  # type: ignore[arg-type]
+
+
+def test_upgrade_from_0002_carries_metric_points_into_chunks(tmp_path: Path) -> None:
+    """A workspace written by an older loopml keeps its metric history across the upgrade."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from loopml.store.metadata.engine import make_engine
+    from loopml.tracking.tracker import Tracker
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = make_engine(url)
+    cfg = migrate._config()
+    with engine.connect() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0002")
+        conn.commit()
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO experiments (name, created_at) VALUES ('old', 0)"))
+        conn.execute(
+            text(
+                "INSERT INTO executions (id, kind, name, status, start_time, properties) "
+                "VALUES ('r1', 'run', 'old run', 'finished', 0, '{}')"
+            )
+        )
+        conn.execute(text("INSERT INTO runs (id, experiment_id) VALUES ('r1', 1)"))
+        for step, value in ((2, 0.2), (0, 0.5), (1, 0.3)):
+            conn.execute(
+                text("INSERT INTO metrics VALUES ('r1', 'loss', :s, :t, :v)"),
+                {"s": step, "t": 100.0 + step, "v": value},
+            )
+    engine.dispose()
+
+    ws = Workspace(url, str(tmp_path / "a"))  # migrates to head on open
+    history = Tracker(ws).metric_history("r1", "loss")
+    assert history.steps.tolist() == [0, 1, 2]
+    assert history.values.tolist() == [0.5, 0.3, 0.2]
+    assert history.timestamps.tolist() == [100.0, 101.0, 102.0]

@@ -1,9 +1,10 @@
 """Asynchronous, batched metric writes.
 
 ``append`` only puts a tuple on a deque, so logging a metric costs about a microsecond.
-A background thread writes what accumulated in one transaction per batch; ``flush`` does
-the same synchronously. A failed write puts its rows back, so a transient error (a busy
-database, a network blip) delays points instead of losing them.
+A background thread writes what accumulated in one transaction per batch, as one packed
+chunk per (run, metric); ``flush`` does the same synchronously. A failed write puts its
+points back, so a transient error (a busy database, a network blip) delays points instead
+of losing them.
 """
 
 from __future__ import annotations
@@ -13,14 +14,16 @@ import collections
 import logging
 import threading
 import weakref
+from collections import defaultdict
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from loopml.core.errors import StoreError
-from loopml.store.metadata.tables import latest_metrics, metrics
+from loopml.store.metadata.tables import latest_metrics, metric_chunks
 
 log = logging.getLogger(__name__)
 
@@ -101,19 +104,18 @@ class MetricWriter:
                     raise StoreError(f"could not write {len(batch)} metric points: {exc}") from exc
 
     def _write(self, batch: list[Point]) -> None:
-        rows: list[dict[str, Any]] = [
-            {"run_id": r, "key": k, "step": s, "timestamp": t, "value": v}
-            for (r, k, s, t, v) in batch
-        ]
-        latest: dict[tuple[str, str], dict[str, Any]] = {}
-        for row in rows:
-            ident = (row["run_id"], row["key"])
-            cur = latest.get(ident)
-            if cur is None or (row["step"], row["timestamp"]) >= (cur["step"], cur["timestamp"]):
-                latest[ident] = row
+        series: dict[tuple[str, str], list[Point]] = defaultdict(list)
+        for point in batch:
+            series[(point[0], point[1])].append(point)
+        chunks: list[dict[str, Any]] = []
+        latest: list[dict[str, Any]] = []
+        for (run_id, key), points in series.items():
+            chunk = pack(run_id, key, points)
+            chunks.append(chunk)
+            latest.append(_latest_of(run_id, key, points))
         with self._engine.begin() as conn:
-            conn.execute(metrics.insert(), rows)
-            conn.execute(_upsert_latest(conn.dialect.name), list(latest.values()))
+            conn.execute(metric_chunks.insert(), chunks)
+            conn.execute(_upsert_latest(conn.dialect.name), latest)
 
     def close(self) -> None:
         """Stop the thread and write what is left. Safe to call more than once."""
@@ -126,6 +128,27 @@ class MetricWriter:
             self.flush()
         except StoreError as exc:
             log.error("metric points could not be written at shutdown: %s", exc)
+
+
+def pack(run_id: str, key: str, points: list[Point]) -> dict[str, Any]:
+    """One chunk row: the points' columns as little-endian arrays."""
+    _, _, steps, stamps, values = zip(*points, strict=True)
+    step_arr = np.array(steps, dtype="<i8")
+    return {
+        "run_id": run_id,
+        "key": key,
+        "count": len(points),
+        "min_step": int(step_arr.min()),
+        "max_step": int(step_arr.max()),
+        "steps": step_arr.tobytes(),
+        "timestamps": np.array(stamps, dtype="<f8").tobytes(),
+        "values": np.array(values, dtype="<f8").tobytes(),
+    }
+
+
+def _latest_of(run_id: str, key: str, points: list[Point]) -> dict[str, Any]:
+    _, _, step, stamp, value = max(points, key=lambda p: (p[2], p[3]))
+    return {"run_id": run_id, "key": key, "step": step, "timestamp": stamp, "value": value}
 
 
 def _close_if_alive(ref: weakref.ref[MetricWriter]) -> None:

@@ -38,23 +38,23 @@ class RunList(list[Run]):
     def to_pandas(self) -> pd.DataFrame:
         import pandas as pd
 
-        rows: list[dict[str, Any]] = []
-        for r in self:
-            row: dict[str, Any] = {
-                "run_id": r.id,
-                "experiment": r.experiment,
-                "name": r.name,
-                "status": r.status,
-                "start_time": pd.to_datetime(r.start_time, unit="s", utc=True),
-                "end_time": None
-                if r.end_time is None
-                else pd.to_datetime(r.end_time, unit="s", utc=True),
-            }
-            row.update({f"metrics.{k}": v for k, v in r.metrics.items()})
-            row.update({f"params.{k}": v for k, v in r.params.items()})
-            row.update({f"tags.{k}": v for k, v in r.tags.items()})
-            rows.append(row)
-        return pd.DataFrame(rows)
+        columns: dict[str, Any] = {
+            "run_id": [r.id for r in self],
+            "experiment": [r.experiment for r in self],
+            "name": [r.name for r in self],
+            "status": [r.status for r in self],
+            "start_time": pd.to_datetime([r.start_time for r in self], unit="s", utc=True),
+            "end_time": pd.to_datetime(
+                [float("nan") if r.end_time is None else r.end_time for r in self],
+                unit="s",
+                utc=True,
+            ),
+        }
+        for prefix, attr in (("metrics", "metrics"), ("params", "params"), ("tags", "tags")):
+            keys = sorted({k for r in self for k in getattr(r, attr)})
+            for key in keys:
+                columns[f"{prefix}.{key}"] = [getattr(r, attr).get(key) for r in self]
+        return pd.DataFrame(columns)
 
 
 @dataclass(frozen=True)

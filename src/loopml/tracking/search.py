@@ -18,7 +18,7 @@ from typing import Any
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import LarkError, UnexpectedInput, VisitError
-from sqlalchemy import ColumnElement, and_, exists, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 
 from loopml.core.errors import InvalidInputError
 from loopml.store.metadata.tables import executions, experiments, latest_metrics, params, tags
@@ -127,9 +127,10 @@ def condition(field: Field, op: str, value: Any) -> ColumnElement[bool]:
             raise InvalidInputError(
                 f"{field} is a metric: compare it with a number using =, !=, <, <=, > or >="
             )
-        return exists(
-            select(1).where(
-                latest_metrics.c.run_id == run_id,
+        # IN (...) rather than a correlated EXISTS: the subquery runs once, on the
+        # (key, value) index, instead of once per run.
+        return run_id.in_(
+            select(latest_metrics.c.run_id).where(
                 latest_metrics.c.key == field.key,
                 _compare(latest_metrics.c.value, op, value),
             )
@@ -141,9 +142,8 @@ def condition(field: Field, op: str, value: Any) -> ColumnElement[bool]:
                 f"{field} is a {field.entity}, stored as text: compare it with a quoted string "
                 f"using =, !=, like or ilike, e.g. {field} = '{value}'"
             )
-        return exists(
-            select(1).where(
-                table.c.run_id == run_id,
+        return run_id.in_(
+            select(table.c.run_id).where(
                 table.c.key == field.key,
                 _compare(table.c.value, op, value),
             )

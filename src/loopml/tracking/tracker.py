@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import os
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Select, and_, func, insert, select
+from sqlalchemy import Select, and_, insert, select
 
 from loopml.core import clock
 from loopml.core.errors import InvalidInputError, NotFoundError
 from loopml.core.ids import new_id
 from loopml.store.metadata import tables as t
-from loopml.store.metadata.tables import environments, executions, experiments, latest_metrics, runs
+from loopml.store.metadata.tables import (
+    environments,
+    executions,
+    experiments,
+    latest_metrics,
+    metric_chunks,
+    runs,
+)
 from loopml.store.workspace import Workspace
 from loopml.tracking import environment, search, validation
 from loopml.tracking.active_run import RUNNING, ActiveRun
@@ -23,6 +29,7 @@ from loopml.tracking.records import MetricHistory, Run, RunList
 
 DEFAULT_EXPERIMENT = "default"
 MAX_SEARCH_LIMIT = 100_000
+_ID_SLICE = 900
 
 
 class Tracker:
@@ -157,44 +164,43 @@ class Tracker:
     def _load(self, q: Select[Any]) -> RunList:
         with self.engine.connect() as conn:
             rows = conn.execute(q).all()
-            if not rows:
-                return RunList()
-            ids_sub = q.with_only_columns(executions.c.id).subquery()
-            by_run: dict[str, dict[str, dict[str, Any]]] = defaultdict(
-                lambda: {"params": {}, "tags": {}, "metrics": {}}
-            )
-            for table, slot in (
-                (t.params, "params"),
-                (t.tags, "tags"),
-                (latest_metrics, "metrics"),
-            ):
-                for run_id, key, value in conn.execute(
-                    select(table.c.run_id, table.c.key, table.c.value).where(
-                        table.c.run_id.in_(select(ids_sub.c.id))
-                    )
+            extras: dict[str, dict[str, dict[str, Any]]] = {
+                r.id: {"params": {}, "tags": {}, "metrics": {}} for r in rows
+            }
+            ids = list(extras)
+            # By id, in slices: re-running the filter as a subquery per table costs more,
+            # and SQLite caps the number of bound parameters in one statement.
+            for start in range(0, len(ids), _ID_SLICE):
+                part = ids[start : start + _ID_SLICE]
+                for table, slot in (
+                    (t.params, "params"),
+                    (t.tags, "tags"),
+                    (latest_metrics, "metrics"),
                 ):
-                    by_run[run_id][slot][key] = value
-        out = RunList()
-        for r in rows:
-            extra = by_run.get(r.id, {"params": {}, "tags": {}, "metrics": {}})
-            out.append(
-                Run(
-                    id=r.id,
-                    experiment=r.experiment,
-                    name=r.name,
-                    status=r.status,
-                    start_time=r.start_time,
-                    end_time=r.end_time,
-                    params=extra["params"],
-                    metrics=extra["metrics"],
-                    tags=extra["tags"],
-                    git_commit=r.git_commit,
-                    git_dirty=r.git_dirty,
-                    environment_digest=r.environment_digest,
-                    error=r.error,
-                )
+                    for run_id, key, value in conn.execute(
+                        select(table.c.run_id, table.c.key, table.c.value).where(
+                            table.c.run_id.in_(part)
+                        )
+                    ):
+                        extras[run_id][slot][key] = value
+        return RunList(
+            Run(
+                id=r.id,
+                experiment=r.experiment,
+                name=r.name,
+                status=r.status,
+                start_time=r.start_time,
+                end_time=r.end_time,
+                params=extras[r.id]["params"],
+                metrics=extras[r.id]["metrics"],
+                tags=extras[r.id]["tags"],
+                git_commit=r.git_commit,
+                git_dirty=r.git_dirty,
+                environment_digest=r.environment_digest,
+                error=r.error,
             )
-        return out
+            for r in rows
+        )
 
     def environment(self, digest: str) -> dict[str, Any]:
         with self.engine.connect() as conn:
@@ -206,78 +212,54 @@ class Tracker:
     def metric_history(
         self, run_id: str, key: str, *, max_points: int | None = None
     ) -> MetricHistory:
-        """A metric's series in step order; with ``max_points``, bucketed in the database."""
-        self.writer.flush()
+        """A metric's series in step order; with ``max_points``, bucketed for a chart."""
         if max_points is not None and (
             isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 2
         ):
             raise InvalidInputError("max_points must be an integer of at least 2")
-        metrics = t.metrics
-        where = and_(metrics.c.run_id == run_id, metrics.c.key == key)
+        self.writer.flush()
+        chunks = metric_chunks
         with self.engine.connect() as conn:
-            lo, hi, count = conn.execute(
-                select(func.min(metrics.c.step), func.max(metrics.c.step), func.count()).where(
-                    where
-                )
-            ).one()
-            if not count:
-                self.get_run(run_id)  # raises NotFoundError for an unknown run
-                raise NotFoundError(f"run {run_id} has no metric {key!r}")
-            if max_points is None or count <= max_points:
-                cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-                try:
-                    cursor.execute(*_raw_history_sql(conn.dialect.paramstyle, run_id, key))
-                    data = np.array(cursor.fetchall(), dtype=np.float64).reshape(-1, 3)
-                finally:
-                    cursor.close()
-                return MetricHistory(
-                    run_id,
-                    key,
-                    data[:, 0].astype(np.int64),
-                    data[:, 1],
-                    data[:, 2],
-                    total_points=int(count),
-                )
-            span = int(hi) - int(lo) + 1
-            bucket = ((metrics.c.step - int(lo)) * max_points // span).label("bucket")
-            agg = (
-                select(
-                    bucket,
-                    func.min(metrics.c.step),
-                    func.max(metrics.c.timestamp),
-                    func.avg(metrics.c.value),
-                    func.min(metrics.c.value),
-                    func.max(metrics.c.value),
-                )
-                .where(where)
-                .group_by(bucket)
-                .order_by(bucket)
-            )
-            data = np.array(conn.execute(agg).all(), dtype=np.float64).reshape(-1, 6)
-        return MetricHistory(
-            run_id,
-            key,
-            data[:, 1].astype(np.int64),
-            data[:, 2],
-            data[:, 3],
-            min=data[:, 4],
-            max=data[:, 5],
-            total_points=int(count),
-        )
+            rows = conn.execute(
+                select(chunks.c.steps, chunks.c.timestamps, chunks.c["values"])
+                .where(chunks.c.run_id == run_id, chunks.c.key == key)
+                .order_by(chunks.c.id)
+            ).all()
+        if not rows:
+            self.get_run(run_id)  # raises NotFoundError for an unknown run
+            raise NotFoundError(f"run {run_id} has no metric {key!r}")
+        steps = np.concatenate([np.frombuffer(r[0], dtype="<i8") for r in rows])
+        stamps = np.concatenate([np.frombuffer(r[1], dtype="<f8") for r in rows])
+        values = np.concatenate([np.frombuffer(r[2], dtype="<f8") for r in rows])
+        order = np.lexsort((stamps, steps))
+        steps, stamps, values = steps[order], stamps[order], values[order]
+        history = MetricHistory(run_id, key, steps, stamps, values, total_points=len(steps))
+        if max_points is None or len(steps) <= max_points:
+            return history
+        return downsample(history, max_points)
 
 
-def _raw_history_sql(paramstyle: str, run_id: str, key: str) -> tuple[str, Any]:
-    # A million points through SQLAlchemy Row objects cost seconds; the driver's tuples don't.
-    if paramstyle == "qmark":
-        return (
-            "SELECT step, timestamp, value FROM metrics WHERE run_id = ? AND key = ? "
-            "ORDER BY step, timestamp",
-            (run_id, key),
-        )
-    return (
-        "SELECT step, timestamp, value FROM metrics WHERE run_id = %(r)s AND key = %(k)s "
-        "ORDER BY step, timestamp",
-        {"r": run_id, "k": key},
+def downsample(history: MetricHistory, max_points: int) -> MetricHistory:
+    """Bucket a sorted series into at most ``max_points`` equal step ranges.
+
+    Each bucket keeps its first step, last timestamp, mean value and the min/max envelope,
+    so a spike survives that a plain mean would hide.
+    """
+    steps = history.steps
+    lo, span = int(steps[0]), int(steps[-1]) - int(steps[0]) + 1
+    buckets = (steps - lo).astype(np.float64) * max_points // span
+    starts = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]])
+    counts = np.diff(np.r_[starts, len(steps)])
+    values = history.values
+    return MetricHistory(
+        history.run_id,
+        history.key,
+        steps[starts],
+        history.timestamps[np.r_[starts[1:], len(steps)] - 1],
+        np.add.reduceat(values, starts) / counts,
+        min=np.minimum.reduceat(values, starts),
+        max=np.maximum.reduceat(values, starts),
+        total_points=history.total_points,
     )
 
 

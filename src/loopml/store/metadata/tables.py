@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -76,6 +77,7 @@ params = Table(
     Column("run_id", ID, ForeignKey("runs.id"), primary_key=True),
     Column("key", String(250), primary_key=True),
     Column("value", Text, nullable=False),
+    Index("ix_params_key", "key"),
 )
 
 tags = Table(
@@ -84,18 +86,26 @@ tags = Table(
     Column("run_id", ID, ForeignKey("runs.id"), primary_key=True),
     Column("key", String(250), primary_key=True),
     Column("value", Text, nullable=False),
+    Index("ix_tags_key", "key"),
 )
 
-# The full time series. No primary key: rows are append-only and read by (run, key, step).
-metrics = Table(
-    "metrics",
+# The full time series, stored as packed column chunks: one row per (run, key) per
+# flushed batch, holding little-endian int64 steps and float64 timestamps and values.
+# A row per point costs a B-tree insert and SQLAlchemy parameter handling per point;
+# a chunk costs one of each per batch (see bench/tracking).
+metric_chunks = Table(
+    "metric_chunks",
     metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
     Column("run_id", ID, nullable=False),
     Column("key", String(250), nullable=False),
-    Column("step", BigInteger, nullable=False),
-    Column("timestamp", Float, nullable=False),
-    Column("value", Float, nullable=False),
-    Index("ix_metrics_run_key_step", "run_id", "key", "step"),
+    Column("count", Integer, nullable=False),
+    Column("min_step", BigInteger, nullable=False),
+    Column("max_step", BigInteger, nullable=False),
+    Column("steps", LargeBinary, nullable=False),
+    Column("timestamps", LargeBinary, nullable=False),
+    Column("values", LargeBinary, nullable=False),
+    Index("ix_metric_chunks_run_key", "run_id", "key", "id"),
 )
 
 # One row per (run, key): the value at the highest step, kept current by every flush so
@@ -237,4 +247,95 @@ alias_events = Table(
     Column("execution_id", ID, ForeignKey("executions.id"), nullable=True),
     Column("created_at", Float, nullable=False),
     Index("ix_alias_events_model_alias", "model_id", "alias", "created_at"),
+)
+
+# --- pipelines ---------------------------------------------------------------------------
+
+# One row a pipeline run; ``id`` is the pipeline run's own tracking run. ``ref`` is the
+# "module:attribute" the pipeline was imported from, so resume and the scheduler can
+# rebuild it; ``graph`` is the DAG as built (nodes, steps, dependencies) for ``show``.
+pipeline_runs = Table(
+    "pipeline_runs",
+    metadata,
+    Column("id", ID, ForeignKey("executions.id"), primary_key=True),
+    Column("pipeline", String(250), nullable=False),
+    Column("ref", String(500), nullable=True),
+    Column("params", JSON, nullable=False),
+    Column("graph", JSON, nullable=False),
+    Column("executor", String(20), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("trigger", String(250), nullable=False),
+    Column("resumed_from", ID, nullable=True),
+    Column("start_time", Float, nullable=False),
+    Column("end_time", Float, nullable=True),
+    Column("error", Text, nullable=True),
+    Index("ix_pipeline_runs_pipeline_start", "pipeline", "start_time"),
+)
+
+# One row a node of a pipeline run: how it ended (executed, cached, reused, failed,
+# skipped), its tracking run, its cache key and where its output is.
+pipeline_steps = Table(
+    "pipeline_steps",
+    metadata,
+    Column("pipeline_run_id", ID, ForeignKey("pipeline_runs.id"), primary_key=True),
+    Column("node", String(250), primary_key=True),
+    Column("step", String(250), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("run_id", ID, ForeignKey("executions.id"), nullable=True),
+    Column("status", String(20), nullable=False),
+    Column("code_version", String(67), nullable=False),
+    Column("cache_key", String(67), nullable=True),
+    Column("output_kind", String(20), nullable=True),
+    Column("output_digest", String(67), nullable=True),
+    Column("output_artifact_id", ID, ForeignKey("artifacts.id"), nullable=True),
+    Column("attempts", Integer, nullable=False),
+    Column("start_time", Float, nullable=True),
+    Column("end_time", Float, nullable=True),
+    Column("error", Text, nullable=True),
+)
+
+# The step cache: key -> output. Only metadata; the outputs themselves are artifacts, and
+# an entry whose artifact is gone or corrupted is ignored and overwritten (Hamilton-style).
+pipeline_cache = Table(
+    "pipeline_cache",
+    metadata,
+    Column("key", String(67), primary_key=True),
+    Column("step", String(250), nullable=False),
+    Column("code_version", String(67), nullable=False),
+    Column("output_kind", String(20), nullable=False),
+    Column("output_digest", String(67), nullable=False),
+    Column("output_artifact_id", ID, ForeignKey("artifacts.id"), nullable=False),
+    Column("execution_id", ID, ForeignKey("executions.id"), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+# Cron schedules and triggers (a new dataset version, a named event). ``cursor`` is the
+# last dataset version or event id acted on; ``next_run`` the next cron time. Claims are
+# conditional updates on these, so two schedulers never fire the same occurrence twice.
+pipeline_schedules = Table(
+    "pipeline_schedules",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(250), nullable=False, unique=True),
+    Column("pipeline_ref", String(500), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("spec", String(250), nullable=False),
+    Column("param", String(250), nullable=True),
+    Column("params", JSON, nullable=False),
+    Column("executor", String(20), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("next_run", Float, nullable=True),
+    Column("cursor", BigInteger, nullable=True),
+    Column("last_run_id", ID, nullable=True),
+    Column("created_at", Float, nullable=False),
+)
+
+pipeline_events = Table(
+    "pipeline_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(250), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_pipeline_events_name_id", "name", "id"),
 )
