@@ -1,0 +1,233 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import fsspec
+import polars as pl
+import pytest
+
+from loopml.core.errors import IntegrityError, InvalidInputError, NotFoundError
+from loopml.data import catalog
+from loopml.data.profile import profile
+from loopml.data.schema import infer_schema
+from loopml.store.workspace import Workspace
+
+
+def test_add_get_and_read_back(workspace: Workspace, jan_feb: pl.DataFrame) -> None:
+    ds = catalog.add(
+        workspace,
+        "flights",
+        jan_feb,
+        description="Jan-Feb",
+        owner="ops",
+        tags=["faa"],
+        column_descriptions={"temp": "°F"},
+    )
+    assert (ds.name, ds.version, ds.num_rows, ds.num_columns) == ("flights", 1, jan_feb.height, 18)
+    assert ds.digest.startswith("b3:") and ds.schema_version == 1
+    assert ds.to_polars().equals(jan_feb)
+    assert ds.to_arrow().num_rows == jan_feb.height
+    assert ds.to_pandas().shape == jan_feb.shape
+    assert ds.scan().select(pl.len()).collect().item() == jan_feb.height
+    assert ds.profile == profile(jan_feb)
+    assert ds.schema == infer_schema(ds.profile)
+    got = catalog.get(workspace, "flights")
+    assert got == ds
+    assert catalog.get(workspace, "flights:1") == ds
+    assert catalog.get(workspace, "flights", digest=ds.digest) == ds
+    info = catalog.list_datasets(workspace)[0]
+    assert (info.owner, info.tags, info.column_descriptions) == ("ops", ("faa",), {"temp": "°F"})
+
+
+def test_identical_content_returns_existing_version(
+    workspace: Workspace, jan_feb: pl.DataFrame
+) -> None:
+    first = catalog.add(workspace, "flights", jan_feb)
+    again = catalog.add(workspace, "flights", jan_feb.to_pandas())
+    assert again.version == first.version == 1
+    other = catalog.add(workspace, "flights", jan_feb.head(10))
+    assert other.version == 2
+    assert [d.version for d in catalog.versions(workspace, "flights")] == [1, 2]
+    assert catalog.get(workspace, "flights").version == 2
+
+
+def test_append_shares_files_and_merges_profile(
+    workspace: Workspace, flights: pl.DataFrame
+) -> None:
+    march = flights.filter(pl.col("month") == 3)
+    base = catalog.add(workspace, "flights", flights.filter(pl.col("month") <= 2))
+    grown = catalog.append(workspace, "flights", march)
+    assert grown.version == 2 and grown.num_rows == base.num_rows + march.height
+    assert grown.files[0] == base.files[0] and len(grown.files) == 2
+    merged = grown.profile["temp"].numeric
+    whole = profile(flights.filter(pl.col("month") <= 3))["temp"].numeric
+    assert merged is not None and whole is not None
+    assert merged.histogram == whole.histogram
+    assert merged.std == pytest.approx(whole.std, rel=1e-12)
+    assert grown.to_polars().height == grown.num_rows
+    upstream = grown.lineage("upstream")
+    assert base.artifact_id in upstream.artifacts
+    assert any(e.kind == "data.append" for e in upstream.executions.values())
+    with pytest.raises(InvalidInputError, match="missing column"):
+        catalog.append(workspace, "flights", march.drop("temp"))
+    with pytest.raises(InvalidInputError, match="temp is String, expected Float64"):
+        catalog.append(workspace, "flights", march.with_columns(pl.col("temp").cast(pl.String)))
+    with pytest.raises(InvalidInputError, match="no rows"):
+        catalog.append(workspace, "flights", march.head(0))
+
+
+def test_sources_files_folders_csv_and_urls(
+    workspace: Workspace, jan_feb: pl.DataFrame, tmp_path: Path
+) -> None:
+    small = jan_feb.head(2000)
+    parquet = tmp_path / "a.parquet"
+    small.write_parquet(parquet)
+    from_file = catalog.add(workspace, "p", str(parquet))
+    assert from_file.to_polars().equals(small)
+    # A Parquet file is stored as it is: same bytes, same blob.
+    assert from_file.files[0].size == parquet.stat().st_size
+
+    csv = tmp_path / "a.csv"
+    small.write_csv(csv)
+    from_csv = catalog.add(workspace, "c", csv)
+    assert from_csv.num_rows == 2000 and from_csv.to_polars()["carrier"].equals(small["carrier"])
+
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    small.head(1000).write_parquet(folder / "1.parquet")
+    small.tail(1000).write_parquet(folder / "2.parquet")
+    (folder / "README.txt").write_text("ignored")
+    from_folder = catalog.add(workspace, "f", folder)
+    assert len(from_folder.files) == 2 and from_folder.to_polars().equals(small)
+
+    fs = fsspec.filesystem("memory")
+    with fs.open("/bucket/x.parquet", "wb") as f:
+        small.write_parquet(f)
+    from_url = catalog.add(workspace, "u", "memory://bucket/x.parquet")
+    assert from_url.to_polars().equals(small)
+
+
+def test_bad_sources(workspace: Workspace, jan_feb: pl.DataFrame, tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError, match="no file or folder"):
+        catalog.add(workspace, "x", tmp_path / "missing.parquet")
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(InvalidInputError, match="neither Parquet nor CSV"):
+        catalog.add(workspace, "x", tmp_path / "notes.txt")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InvalidInputError, match="has no Parquet or CSV"):
+        catalog.add(workspace, "x", empty)
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    jan_feb.head(5).write_parquet(mixed / "1.parquet")
+    jan_feb.head(5).drop("temp").write_parquet(mixed / "2.parquet")
+    with pytest.raises(InvalidInputError, match=r"missing \['temp'\]"):
+        catalog.add(workspace, "x", mixed)
+    with pytest.raises(InvalidInputError, match="not a valid dataset name"):
+        catalog.add(workspace, "bad name:1", jan_feb)
+    with pytest.raises(InvalidInputError, match="tags must be a list"):
+        catalog.add(workspace, "x", jan_feb, tags="faa")
+    with pytest.raises(InvalidInputError, match="does not have"):
+        catalog.add(workspace, "x", jan_feb, column_descriptions={"nope": "?"})
+    assert catalog.list_datasets(workspace) == []
+
+
+def test_truncated_parquet_source_is_rejected(
+    workspace: Workspace, jan_feb: pl.DataFrame, tmp_path: Path
+) -> None:
+    path = tmp_path / "t.parquet"
+    jan_feb.write_parquet(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InvalidInputError, match="truncated or corrupted"):
+        catalog.add(workspace, "t", path)
+    assert catalog.list_datasets(workspace) == []
+
+
+def test_tampered_artifact_is_detected(workspace: Workspace, jan_feb: pl.DataFrame) -> None:
+    ds = catalog.add(workspace, "flights", jan_feb.head(5000))
+    catalog.append(workspace, "flights", jan_feb.tail(100))
+    part = ds.files[0]
+    stored = workspace.artifacts.path_of(part.digest)
+    assert stored.startswith(os.fspath(workspace.artifacts.root))
+    with open(stored, "r+b") as f:
+        f.seek(100)
+        byte = f.read(1)
+        f.seek(100)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    fresh = catalog.get(workspace, "flights", 1)
+    with pytest.raises(IntegrityError, match=r"dataset flights:1 file part-00000\.parquet"):
+        fresh.to_polars()
+    with pytest.raises(IntegrityError, match=r"flights:2 file part-00000\.parquet"):
+        catalog.get(workspace, "flights", 2).to_arrow()
+    report = catalog.verify(workspace)
+    # The shared part is reported once for each version that holds it.
+    assert not report.ok and len(report.problems) == 2
+    assert "flights:1 file part-00000.parquet" in report.problems[0]
+    assert "flights:2 file part-00000.parquet" in report.problems[1]
+    # Truncation is caught the same way.
+    with open(stored, "r+b") as f:
+        f.truncate(10)
+    with pytest.raises(IntegrityError, match=r"flights:1 file part-00000\.parquet"):
+        fresh.verify()
+
+
+def test_tampered_profile_and_schema(workspace: Workspace, jan_feb: pl.DataFrame) -> None:
+    ds = catalog.add(workspace, "flights", jan_feb.head(100))
+    assert ds.profile_digest is not None
+    Path(workspace.artifacts.path_of(ds.profile_digest)).write_text("{}")
+    with pytest.raises(IntegrityError, match="dataset flights:1 profile"):
+        catalog.get(workspace, "flights").profile  # noqa: B018
+    schema_digest = catalog.schema_versions(workspace, "flights")[0].digest
+    Path(workspace.artifacts.path_of(schema_digest)).write_text("columns: []")
+    with pytest.raises(IntegrityError, match="dataset flights schema v1"):
+        catalog.get_schema(workspace, "flights")
+    assert len(catalog.verify(workspace, "flights").problems) == 2
+
+
+def test_lookup_errors(workspace: Workspace, jan_feb: pl.DataFrame) -> None:
+    with pytest.raises(NotFoundError, match="no dataset named 'nope'"):
+        catalog.get(workspace, "nope")
+    catalog.add(workspace, "flights", jan_feb.head(10))
+    with pytest.raises(NotFoundError, match="has no version 7"):
+        catalog.get(workspace, "flights", 7)
+    with pytest.raises(InvalidInputError, match="positive number"):
+        catalog.get(workspace, "flights:x")
+    with pytest.raises(InvalidInputError, match="not a loopml digest"):
+        catalog.get(workspace, "flights", digest="abc")
+    with pytest.raises(NotFoundError, match="has no a version with digest"):
+        catalog.get(workspace, "flights", digest="b3:" + "0" * 64)
+
+
+def test_search_update_and_schema_versions(workspace: Workspace, jan_feb: pl.DataFrame) -> None:
+    catalog.add(workspace, "flights", jan_feb.head(100), description="NYC departures", tags=["faa"])
+    catalog.add(workspace, "weather", jan_feb.select("temp", "dewp").head(100), tags=["noaa"])
+    assert [d.name for d in catalog.search(workspace, "nyc")] == ["flights"]
+    assert [d.name for d in catalog.search(workspace, tag="noaa")] == ["weather"]
+    assert [d.name for d in catalog.search(workspace, column="dewp")] == ["flights", "weather"]
+    assert [d.name for d in catalog.search(workspace, column="carrier")] == ["flights"]
+    info = catalog.update(workspace, "weather", owner="met", column_descriptions={"temp": "°F"})
+    assert info.owner == "met" and info.column_descriptions == {"temp": "°F"}
+
+    schema = catalog.get_schema(workspace, "flights")
+    edited = schema.with_column("temp", min=-40.0, max=130.0)
+    assert catalog.save_schema(workspace, "flights", edited, note="wider") == 2
+    assert catalog.save_schema(workspace, "flights", edited) == 2  # unchanged: same version
+    assert catalog.get_schema(workspace, "flights").column("temp").max == 130.0
+    assert catalog.get_schema(workspace, "flights", 1) == schema
+    # New versions use the curated schema rather than inferring again.
+    ds = catalog.add(workspace, "flights", jan_feb.head(200))
+    assert ds.schema_version == 2 and ds.schema == edited
+    assert [v.note for v in catalog.schema_versions(workspace, "flights")] == [
+        "inferred from the first version's profile",
+        "wider",
+    ]
+
+
+def test_runs_link_to_versions(workspace: Workspace, jan_feb: pl.DataFrame) -> None:
+    ds = catalog.add(workspace, "flights", jan_feb.head(100))
+    run = workspace.lineage.add_execution("run", name="train")
+    workspace.lineage.link(run.id, ds.artifact_id, "input", "train")
+    graph = ds.lineage("downstream")
+    assert run.id in graph.executions

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from loopml.cli.data_cmd import app
+from loopml.core.errors import InvalidInputError, NotFoundError
+from loopml.demo.data_stage import run_data_stage
+from loopml.store.workspace import Workspace
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def files(loopml_home: Path, flights: pl.DataFrame, tmp_path: Path) -> dict[str, Path]:
+    paths = {
+        "janfeb": tmp_path / "janfeb.parquet",
+        "julaug": tmp_path / "julaug.parquet",
+        "broken": tmp_path / "broken.parquet",
+    }
+    flights.filter(pl.col("month").is_in([1, 2])).write_parquet(paths["janfeb"])
+    flights.filter(pl.col("month").is_in([7, 8])).write_parquet(paths["julaug"])
+    flights.filter(pl.col("month") == 7).drop("temp").write_parquet(paths["broken"])
+    return paths
+
+
+def _ok(args: list[str]) -> str:
+    result = runner.invoke(app, args, terminal_width=200)
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result.output
+
+
+def test_add_ls_show_diff_verify(files: dict[str, Path], tmp_path: Path) -> None:
+    out = _ok(["add", "flights", str(files["janfeb"]), "-d", "NYC flights", "-t", "faa"])
+    assert "added flights:1" in out
+    assert "already stored as flights:1" in _ok(["add", "flights", str(files["janfeb"])])
+    assert "added flights:2" in _ok(["add", "flights", str(files["julaug"])])
+    listing = _ok(["ls", "--tag", "faa"])
+    assert "flights" in listing and "NYC flights" in listing
+    assert "0 dataset(s)" in _ok(["ls", "--column", "nope"])
+    shown = _ok(["show", "flights:1"])
+    assert "flights:1" in shown and "temp" in shown and "carrier" in shown
+    assert "name: temp" in _ok(["show", "flights", "--schema"])
+    html = tmp_path / "drift.html"
+    diff = _ok(["diff", "flights:1", "flights:2", "--html", str(html)])
+    assert "temp" in diff and "drift" in diff and html.exists()
+    assert "ok" in _ok(["verify"])
+
+
+def test_validate_exit_codes(files: dict[str, Path], tmp_path: Path) -> None:
+    _ok(["add", "flights", str(files["janfeb"])])
+    warnings_only = _ok(["validate", str(files["julaug"]), "--against", "flights:1", "--skew"])
+    assert "passed" in warnings_only and "out_of_range" in warnings_only
+    failed = runner.invoke(
+        app, ["validate", str(files["broken"]), "-a", "flights"], terminal_width=200
+    )
+    assert failed.exit_code == 1
+    assert "missing_column" in failed.output and "failed" in failed.output
+    schema_file = tmp_path / "schema.yaml"
+    schema_file.write_text(_ok(["schema", "flights"]))
+    assert "passed" in _ok(["validate", str(files["julaug"]), "--schema", str(schema_file)])
+    assert "version 1" in _ok(["schema", "flights", "--set", str(schema_file)])
+
+
+def test_user_mistakes_raise_loopml_errors(files: dict[str, Path]) -> None:
+    result = runner.invoke(app, ["show", "nope"])
+    assert isinstance(result.exception, NotFoundError)
+    result = runner.invoke(app, ["validate", str(files["julaug"])])
+    assert isinstance(result.exception, InvalidInputError)
+    result = runner.invoke(app, ["add", "flights", str(files["janfeb"]) + ".missing"])
+    assert isinstance(result.exception, NotFoundError)
+
+
+def test_verify_fails_on_tampering(files: dict[str, Path], loopml_home: Path) -> None:
+    _ok(["add", "flights", str(files["janfeb"])])
+    objects = sorted(
+        (loopml_home / "artifacts" / "objects").rglob("*"), key=lambda p: p.stat().st_size
+    )
+    biggest = [p for p in objects if p.is_file()][-1]
+    biggest.write_bytes(biggest.read_bytes()[:-10])
+    result = runner.invoke(app, ["verify"], terminal_width=300)
+    assert result.exit_code == 1
+    assert "flights:1 file part-00000.parquet" in result.output
+
+
+def test_demo_stage(workspace: Workspace, flights: pl.DataFrame) -> None:
+    console = Console(record=True, width=160)
+    result = run_data_stage(workspace, console, flights)
+    assert result.dataset.ref == "flights:1"
+    assert sorted(result.validations) == list(range(3, 13))
+    assert all(r.ok for r in result.validations.values())
+    july = result.drifts[7]
+    assert {"temp", "dewp"} <= set(july.drifted_columns)
+    assert "carrier" not in july.drifted_columns and "hour" not in july.drifted_columns
+    text = console.export_text()
+    assert "drift vs Jan-Feb" in text and "each month validated" in text

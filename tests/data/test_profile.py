@@ -1,0 +1,168 @@
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from loopml.core.errors import InvalidInputError
+from loopml.data.histogram import Histogram, choose_exponent, merge
+from loopml.data.profile import MAX_CATEGORIES, Profile, merge_all, profile
+from loopml.data.profile import merge as merge_profiles
+
+
+def _hist(values: np.ndarray) -> Histogram:
+    p = profile(pl.DataFrame({"x": values}))
+    h = p["x"].numeric.histogram
+    assert h is not None
+    return h
+
+
+def test_statistics_match_polars(flights: pl.DataFrame) -> None:
+    p = profile(flights)
+    assert p.num_rows == flights.height
+    for name in ("temp", "distance", "arr_delay", "pressure"):
+        col = flights[name]
+        n = p[name].numeric
+        assert n is not None
+        assert p[name].null_count == col.null_count()
+        assert n.min == pytest.approx(col.min())
+        assert n.max == pytest.approx(col.max())
+        assert n.mean == pytest.approx(col.mean())
+        assert n.std == pytest.approx(col.std())
+        assert n.histogram is not None and n.histogram.total == col.drop_nulls().len()
+        # Quantiles from the histogram are within one bin of the exact ones.
+        exact = col.drop_nulls().quantile(0.5, interpolation="linear")
+        assert abs(n.quantiles()["p50"] - exact) <= n.histogram.width
+    carrier = p["carrier"]
+    assert carrier.kind == "categorical" and carrier.distinct_exact
+    assert carrier.distinct == flights["carrier"].n_unique()
+    assert carrier.frequencies is not None
+    expected = dict(flights["carrier"].value_counts().iter_rows())
+    assert carrier.frequencies.counts == expected
+    assert carrier.lengths is not None and carrier.lengths.max == 2
+
+
+def test_merge_equals_profile_of_union(flights: pl.DataFrame) -> None:
+    first = flights.filter(pl.col("month") <= 4)
+    second = flights.filter(pl.col("month").is_between(5, 8))
+    third = flights.filter(pl.col("month") > 8)
+    merged = merge_all([profile(first), profile(second), profile(third)])
+    whole = profile(flights)
+    assert merged.num_rows == whole.num_rows
+    for name, w in whole.columns.items():
+        m = merged[name]
+        assert (m.count, m.null_count, m.dtype) == (w.count, w.null_count, w.dtype)
+        if w.numeric is not None:
+            assert m.numeric is not None
+            # Histograms on nested power-of-two grids merge exactly.
+            assert m.numeric.histogram == w.numeric.histogram
+            assert m.numeric.mean == pytest.approx(w.numeric.mean, rel=1e-9)
+            assert m.numeric.std == pytest.approx(w.numeric.std, rel=1e-9)
+            assert (m.numeric.min, m.numeric.max) == (w.numeric.min, w.numeric.max)
+        if w.frequencies is not None:
+            assert m.frequencies == w.frequencies
+        # Distinct counts merge through HyperLogLog: within its error (~1.6%) + small slack.
+        assert w.distinct is not None and m.distinct is not None
+        assert abs(m.distinct - w.distinct) <= max(3, 0.05 * w.distinct)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    a=st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=200),
+    b=st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=200),
+)
+def test_histogram_merge_is_exact(a: list[float], b: list[float]) -> None:
+    union = np.array(a + b)
+    assert merge(_hist(np.array(a)), _hist(np.array(b))) == _hist(union)
+
+
+def test_histogram_grid_rules() -> None:
+    k = choose_exponent(983.8, 1042.1)
+    assert 2.0**k < (1042.1 - 983.8) / 200  # fine enough to see a pressure shift
+    h = _hist(np.array([5.0, 5.0, 5.0]))  # a constant column still gets one bin
+    assert h.counts == (3,)
+    with pytest.raises(ValueError):
+        h.coarsen(h.exponent - 1)
+
+
+def test_distinct_is_approximate_beyond_exact_size() -> None:
+    rng = np.random.default_rng(1)
+    values = rng.integers(0, 3_000_000, size=2_500_000)
+    p = profile(pl.DataFrame({"x": values}))
+    exact = len(np.unique(values))
+    assert not p["x"].distinct_exact
+    assert abs(p["x"].distinct - exact) / exact < 0.05
+
+
+def test_high_cardinality_strings_keep_top_k() -> None:
+    n = MAX_CATEGORIES * 3
+    df = pl.DataFrame({"s": [f"v{i}" for i in range(n)] + ["hot"] * 500})
+    f = profile(df)["s"].frequencies
+    assert f is not None and not f.complete
+    assert next(iter(f.counts)) == "hot" and f.counts["hot"] == 500
+    assert f.total == df.height
+    assert abs(profile(df)["s"].distinct - (n + 1)) < 0.05 * n
+
+
+def test_special_values_and_types() -> None:
+    df = pl.DataFrame(
+        {
+            "f": [1.0, float("nan"), float("inf"), None, 3.0],
+            "b": [True, False, True, None, True],
+            "t": [datetime(2013, 1, 1) + timedelta(days=i) for i in range(5)],
+            "l": [[1], [2], None, [3], []],
+        }
+    )
+    p = profile(df)
+    f = p["f"].numeric
+    assert f is not None
+    assert (f.count, f.nan_count, f.inf_count, p["f"].null_count) == (2, 1, 1, 1)
+    assert f.mean == 2.0
+    assert p["b"].frequencies is not None and p["b"].frequencies.counts == {"true": 3, "false": 1}
+    assert p["t"].kind == "temporal" and p["t"].temporal_min == "2013-01-01T00:00:00"
+    assert p["t"].temporal_max == "2013-01-05T00:00:00"
+    assert p["l"].kind == "other" and p["l"].null_count == 1
+
+
+def test_json_round_trip_and_foreign_inputs(jan_feb: pl.DataFrame) -> None:
+    p = profile(jan_feb)
+    text = p.to_json()
+    json.loads(text)  # strict JSON: no NaN/Infinity literals
+    assert Profile.from_json(text) == p
+    assert profile(jan_feb.to_pandas()).columns["temp"] == p.columns["temp"]
+    assert profile(jan_feb.to_arrow()).columns["dest"] == p.columns["dest"]
+
+
+def test_empty_table_profiles() -> None:
+    p = profile(
+        pl.DataFrame({"x": pl.Series([], dtype=pl.Float64), "s": pl.Series([], dtype=pl.String)})
+    )
+    assert p.num_rows == 0 and p["x"].numeric is not None and p["x"].numeric.histogram is None
+    assert p["x"].numeric.mean is None or math.isnan(p["x"].numeric.mean) is False
+
+
+def test_bad_inputs_raise_clear_errors() -> None:
+    with pytest.raises(InvalidInputError, match="polars, pandas or Arrow"):
+        profile([1, 2, 3])
+    with pytest.raises(InvalidInputError, match="non-string column names"):
+        profile(pd.DataFrame({0: [1], 1: [2]}))
+    with pytest.raises(InvalidInputError, match="duplicate column"):
+        profile(pa.table([[1], [2]], names=["a", "a"]))
+    with pytest.raises(InvalidInputError, match="no columns"):
+        profile(pl.DataFrame())
+    with pytest.raises(InvalidInputError, match="different columns"):
+        merge_profiles(profile(pl.DataFrame({"a": [1]})), profile(pl.DataFrame({"b": [1]})))
+    with pytest.raises(InvalidInputError, match="Int64 in one and String"):
+        merge_profiles(profile(pl.DataFrame({"a": [1]})), profile(pl.DataFrame({"a": ["x"]})))
+    with pytest.raises(InvalidInputError, match="not a loopml profile"):
+        Profile.from_json('{"format": "other"}')
+    with pytest.raises(InvalidInputError, match="no column 'nope'"):
+        profile(pl.DataFrame({"a": [1]}))["nope"]
