@@ -85,4 +85,13 @@ class Workspace:
         return results
 
     def close(self) -> None:
+        if self.engine.dialect.name == "sqlite":
+            # SQLite's advice for every connection that wrote: let the planner gather the
+            # statistics it found missing (bounded by analysis_limit, so it stays cheap).
+            try:
+                with self.engine.connect() as conn:
+                    conn.exec_driver_sql("PRAGMA analysis_limit=1000")
+                    conn.exec_driver_sql("PRAGMA optimize")
+            except SQLAlchemyError:
+                pass  # an optimisation hint must never turn a clean close into an error
         self.engine.dispose()

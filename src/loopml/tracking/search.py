@@ -21,7 +21,14 @@ from lark.exceptions import LarkError, UnexpectedInput, VisitError
 from sqlalchemy import ColumnElement, and_, or_, select
 
 from loopml.core.errors import InvalidInputError
-from loopml.store.metadata.tables import executions, experiments, latest_metrics, params, tags
+from loopml.store.metadata.tables import (
+    executions,
+    experiments,
+    latest_metrics,
+    params,
+    runs,
+    tags,
+)
 
 GRAMMAR = r"""
 ?start: disjunction
@@ -120,8 +127,12 @@ def _compare(column: Any, op: str, value: Any) -> ColumnElement[bool]:
 
 
 def condition(field: Field, op: str, value: Any) -> ColumnElement[bool]:
-    """One comparison as a SQL condition on the run (``executions`` row)."""
-    run_id = executions.c.id
+    """One comparison as a SQL condition on the run.
+
+    The subqueries test ``runs.id``: filtering runs before joining ``executions`` lets
+    SQLite, which keeps no statistics until ANALYZE, skip an index probe per run.
+    """
+    run_id = runs.c.id
     if field.entity == "metric":
         if isinstance(value, str) or op not in {"=", "==", "!=", ">", ">=", "<", "<="}:
             raise InvalidInputError(

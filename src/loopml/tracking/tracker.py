@@ -197,7 +197,7 @@ class Tracker:
                         select(table.c.run_id, table.c.key, table.c.value).where(
                             table.c.run_id.in_(part)
                         )
-                    ):
+                    ).all():
                         extras[run_id][slot][key] = value
         return RunList(
             Run(
