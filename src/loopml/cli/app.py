@@ -15,6 +15,7 @@ from loopml.cli import (
     pipeline_cmd,
     runs_cmd,
     scheduler_cmd,
+    serve_cmd,
     workspace_cmd,
 )
 from loopml.core.errors import LoopmlError
@@ -33,6 +34,7 @@ app.add_typer(models_cmd.app, name="models")
 app.add_typer(pipeline_cmd.app, name="pipeline")
 app.command()(scheduler_cmd.scheduler)
 workspace_cmd.register(app)
+serve_cmd.register(app)
 
 EXIT_USER_ERROR = 2
 

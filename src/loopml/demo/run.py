@@ -14,6 +14,7 @@ from loopml.demo.data_stage import run_data_stage
 from loopml.demo.flights import flights_with_weather
 from loopml.demo.model_stage import run_model_stage
 from loopml.demo.pipeline_stage import run_pipeline_stage
+from loopml.demo.serving_stage import run_serving_stage
 from loopml.store.workspace import Workspace
 from loopml.tracking.records import Run
 from loopml.tracking.tracker import Tracker
@@ -46,6 +47,8 @@ def run_demo(ws: Workspace, console: Console) -> Run:
     )
     console.rule("[bold]pipeline[/] — the same training as cached steps")
     run_pipeline_stage(ws, console)
+    console.rule("[bold]serving[/] — the champion behind the Open Inference Protocol")
+    run_serving_stage(ws, console, flights=flights)
     return run
 
 

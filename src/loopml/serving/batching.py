@@ -1,0 +1,159 @@
+"""Adaptive micro-batching: concurrent requests share one model call.
+
+One worker task per model takes requests from a queue. When it is free it takes every
+request already waiting (up to ``max_batch_rows``); so at low load a request runs alone and
+at once, and under load the requests that arrived while the model was busy form the next
+batch. When the previous batch had several requests (there is concurrency) it also waits up
+to ``max_delay`` for more, to fill the batch. The model runs in a thread so the event loop
+keeps accepting requests; each caller gets exactly its own rows back, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from loopml.serving.errors import NotReadyError
+from loopml.serving.model_source import Prediction
+
+BatchObserver = Callable[[int, int], None]
+
+
+@dataclass
+class _Pending:
+    table: pa.Table
+    future: asyncio.Future[Prediction] = field(repr=False)
+
+
+class MicroBatcher:
+    """Queue, combine, predict, split. Create and use it inside one running event loop."""
+
+    def __init__(
+        self,
+        predict: Callable[[pa.Table], Prediction],
+        *,
+        max_batch_rows: int = 512,
+        max_delay: float = 0.002,
+        observer: BatchObserver | None = None,
+        name: str = "model",
+        thread_initializer: Callable[[], None] | None = None,
+    ) -> None:
+        if max_batch_rows < 1 or max_delay < 0:
+            raise ValueError("max_batch_rows must be >= 1 and max_delay >= 0")
+        self._predict = predict
+        self.max_batch_rows = max_batch_rows
+        self.max_delay = max_delay
+        self._observer = observer
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._carry: _Pending | None = None
+        self._last_batch_requests = 1
+        self._closed = False
+        # One thread per model: batches of one model run one after another, by design.
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix=name, initializer=thread_initializer
+        )
+        self._worker = asyncio.get_running_loop().create_task(self._run(), name=f"batch-{name}")
+
+    async def submit(self, table: pa.Table) -> Prediction:
+        if self._closed:
+            raise NotReadyError("the model is being replaced or the server is shutting down")
+        future: asyncio.Future[Prediction] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(table, future))
+        return await future
+
+    async def close(self) -> None:
+        """Refuse new work, finish everything queued, stop the worker."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put_nowait(None)
+        await self._worker
+        self._executor.shutdown(wait=True)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            first = self._carry or await self._queue.get()
+            self._carry = None
+            if first is None:
+                return
+            batch, stop = await self._collect(first)
+            await self._execute(loop, batch)
+            if stop:
+                return
+
+    async def _collect(self, first: _Pending) -> tuple[list[_Pending], bool]:
+        batch = [first]
+        rows = first.table.num_rows
+        stop = False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self.max_delay if self._last_batch_requests > 1 else 0.0)
+        while rows < self.max_batch_rows:
+            if not self._queue.empty():
+                item = self._queue.get_nowait()
+            else:
+                timeout = deadline - loop.time()
+                if timeout <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), timeout)
+                except TimeoutError:
+                    break
+            if item is None:
+                stop = True
+                break
+            if rows + item.table.num_rows > self.max_batch_rows:
+                self._carry = item
+                break
+            batch.append(item)
+            rows += item.table.num_rows
+        self._last_batch_requests = len(batch)
+        return batch, stop
+
+    async def _execute(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> None:
+        live = [p for p in batch if not p.future.done()]
+        if not live:
+            return
+        try:
+            result = await loop.run_in_executor(self._executor, self._predict_batch, live)
+        except Exception as exc:
+            if len(live) == 1:
+                _fail(live[0], exc)
+                return
+            # One bad request must not fail its neighbours: retry each one alone.
+            for p in live:
+                await self._execute(loop, [p])
+            return
+        start = 0
+        for p in live:
+            stop = start + p.table.num_rows
+            _resolve(p, result.slice(start, stop))
+            start = stop
+        if self._observer is not None:
+            self._observer(len(live), start)
+
+    def _predict_batch(self, batch: list[_Pending]) -> Prediction:
+        if len(batch) == 1:
+            return self._predict(batch[0].table)
+        # Nulls arrive as null-typed columns; promotion gives them their column's type.
+        table = pa.concat_tables([p.table for p in batch], promote_options="default")
+        result = self._predict(table)
+        if result.num_rows != table.num_rows:
+            raise RuntimeError(
+                f"the model returned {result.num_rows} predictions for {table.num_rows} rows"
+            )
+        return result
+
+
+def _resolve(p: _Pending, value: Prediction) -> None:
+    if not p.future.done():
+        p.future.set_result(value)
+
+
+def _fail(p: _Pending, exc: BaseException) -> None:
+    if not p.future.done():
+        p.future.set_exception(exc)

@@ -1,0 +1,108 @@
+"""MLflow's scoring payloads for ``POST /invocations``, as an Arrow table.
+
+Accepted, as MLflow's scoring server does: ``dataframe_split`` (columns + data rows),
+``dataframe_records`` (a list of row objects), ``instances`` (row objects or row arrays)
+and ``inputs`` (row objects, row arrays or an object of columns); and CSV bodies.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from loopml.serving.errors import BadRequestError, PayloadTooLargeError, SignatureMismatchError
+from loopml.serving.model_source import ServedModel
+
+KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+
+
+def parse_csv(body: bytes) -> pa.Table:
+    try:
+        return pacsv.read_csv(io.BytesIO(body))
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise BadRequestError(f"the CSV body cannot be read: {str(exc)[:200]}") from None
+
+
+def to_table(payload: object, model: ServedModel, max_rows: int) -> pa.Table:
+    if not isinstance(payload, dict):
+        raise BadRequestError(f"the body must be a JSON object with one of {list(KEYS)}")
+    present = [k for k in KEYS if k in payload]
+    if len(present) != 1:
+        raise BadRequestError(
+            f"the body must have exactly one of {list(KEYS)}; it has "
+            f"{present or sorted(str(k)[:40] for k in payload)[:10]}"
+        )
+    key = present[0]
+    value = payload[key]
+    if key == "dataframe_split":
+        table = _split(value)
+    elif key == "inputs" and isinstance(value, dict):
+        table = _columns(value)
+    elif isinstance(value, list):
+        table = _rows(value, model, key)
+    else:
+        raise BadRequestError(f"{key!r} must be a list of rows")
+    if table.num_rows > max_rows:
+        raise PayloadTooLargeError(
+            f"the request has {table.num_rows} rows; this server takes at most {max_rows}"
+        )
+    return table
+
+
+def _split(value: object) -> pa.Table:
+    if not isinstance(value, dict) or not isinstance(value.get("columns"), list):
+        raise BadRequestError('"dataframe_split" needs "columns": [...] and "data": [[...], ...]')
+    columns, data = value["columns"], value.get("data")
+    if not all(isinstance(c, str) for c in columns):
+        raise BadRequestError('"dataframe_split.columns" must be strings')
+    if not isinstance(data, list) or not all(isinstance(r, list) for r in data):
+        raise BadRequestError('"dataframe_split.data" must be a list of row lists')
+    for i, row in enumerate(data):
+        if len(row) != len(columns):
+            raise SignatureMismatchError(
+                f"dataframe_split row {i} has {len(row)} values for {len(columns)} columns"
+            )
+    return _columns({c: [row[j] for row in data] for j, c in enumerate(columns)})
+
+
+def _rows(rows: list[Any], model: ServedModel, key: str) -> pa.Table:
+    if not rows:
+        raise SignatureMismatchError(f"{key!r} has no rows; send at least one")
+    if all(isinstance(r, dict) for r in rows):
+        names: dict[str, None] = {}
+        for r in rows:
+            names.update(dict.fromkeys(r))
+        return _columns({n: [r.get(n) for r in rows] for n in names})
+    if all(isinstance(r, list) for r in rows):
+        width = len(model.columns)
+        bad = next((i for i, r in enumerate(rows) if len(r) != width), None)
+        if bad is not None:
+            raise SignatureMismatchError(
+                f"{key!r} row {bad} has {len(rows[bad])} values; the model takes {width} "
+                f"columns {model.columns}"
+            )
+        return _columns({c: [r[j] for r in rows] for j, c in enumerate(model.columns)})
+    raise BadRequestError(f"{key!r} must hold row objects or row arrays, not a mix")
+
+
+def _columns(data: dict[str, Any]) -> pa.Table:
+    arrays = {}
+    for name, values in data.items():
+        label = repr(str(name)[:80])
+        if not isinstance(values, list):
+            raise BadRequestError(f"column {label} must be a list of values")
+        if any(isinstance(v, list | dict) for v in values):
+            raise SignatureMismatchError(f"column {label} holds nested values; send scalars")
+        try:
+            arrays[str(name)] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+            raise SignatureMismatchError(
+                f"column {label} mixes types or holds unsupported values: {str(exc)[:200]}"
+            ) from None
+    lengths = {len(a) for a in arrays.values()}
+    if len(lengths) > 1:
+        raise SignatureMismatchError("columns have different lengths")
+    return pa.table(arrays)

@@ -1,0 +1,215 @@
+"""The one place serving touches ``loopml.models``: resolve, load, predict, watch aliases.
+
+Everything else in the package sees :class:`ServedModel` and :class:`ModelSource`, so a
+change in the registry's API is absorbed here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from loopml.core.errors import InvalidInputError
+from loopml.models.artifact import example_table
+from loopml.models.loaded import LoadedModel
+from loopml.models.promotion import promote
+from loopml.models.registry import Registry
+from loopml.models.signature import Signature
+from loopml.serving.errors import SignatureMismatchError
+from loopml.store.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Model outputs for a batch: labels (or values) and, for classifiers, probabilities."""
+
+    labels: np.ndarray
+    proba: np.ndarray | None
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.labels.shape[0])
+
+    def slice(self, start: int, stop: int) -> Prediction:
+        return Prediction(
+            self.labels[start:stop], None if self.proba is None else self.proba[start:stop]
+        )
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A parsed reference: ``name@alias`` follows the alias, ``name:3`` is pinned."""
+
+    text: str
+    name: str
+    alias: str | None
+
+    @classmethod
+    def parse(cls, text: str) -> ModelRef:
+        if not isinstance(text, str) or not text or text.count("@") + text.count(":") > 1:
+            raise InvalidInputError(
+                f"{text!r} is not a model reference; use 'name', 'name:3' or 'name@alias'"
+            )
+        if "@" in text:
+            name, alias = text.split("@", 1)
+            return cls(text, name, alias)
+        return cls(text, text.split(":", 1)[0], None)
+
+
+class ServedModel:
+    """One loaded model version and what the protocol needs to describe it."""
+
+    def __init__(self, loaded: LoadedModel, name: str, version: int, ref: str) -> None:
+        self._loaded = loaded
+        self.name = name
+        self.version = version
+        self.ref = ref
+        self.digest = loaded.digest or ""
+        self.flavor = loaded.flavor.name
+        self._labels_from_proba = _labels_are_argmax(loaded)
+
+    def __repr__(self) -> str:
+        return f"ServedModel({self.name}:{self.version} via {self.ref})"
+
+    @property
+    def signature(self) -> Signature:
+        return self._loaded.signature
+
+    @property
+    def columns(self) -> list[str]:
+        return self._loaded.signature.columns
+
+    def column_type(self, name: str) -> str:
+        return self._loaded.signature.column(name).type
+
+    @property
+    def output_type(self) -> str:
+        return self._loaded.signature.output.type
+
+    @property
+    def classes(self) -> list[Any] | None:
+        return self._loaded.classes
+
+    @property
+    def has_proba(self) -> bool:
+        return self._loaded.has_proba
+
+    def check(self, table: pa.Table) -> pa.Table:
+        """The table conformed to the signature; refuses missing, extra or mistyped columns."""
+        expected = set(self.columns)
+        extra = [c for c in table.column_names if c not in expected]
+        if extra:
+            shown = ", ".join(repr(c[:80]) for c in extra[:10])
+            raise SignatureMismatchError(
+                f"input has column(s) the model does not take: {shown}; "
+                f"model {self.name}:{self.version} takes {self.columns}"
+            )
+        if table.num_rows == 0:
+            raise SignatureMismatchError("input has no rows; send at least one row")
+        try:
+            return self._loaded.signature.prepare(table, what="input")
+        except InvalidInputError as exc:
+            raise SignatureMismatchError(str(exc)) from None
+
+    def predict(self, table: pa.Table) -> Prediction:
+        """Predict a checked table (the output of :meth:`check`, possibly concatenated)."""
+        if self._labels_from_proba:
+            # One model call instead of two: for these estimators predict() is exactly
+            # classes_[argmax(predict_proba())], and each call has a large fixed cost.
+            scores = np.asarray(self._loaded.predict_proba(table))
+            classes = np.asarray(self.classes)
+            return Prediction(classes[np.argmax(scores, axis=1)], scores)
+        labels = np.asarray(self._loaded.predict(table))
+        proba = np.asarray(self._loaded.predict_proba(table)) if self.has_proba else None
+        return Prediction(labels, proba)
+
+    def example(self) -> pa.Table | None:
+        try:
+            return example_table(self._loaded)
+        except InvalidInputError:
+            return None
+
+
+# scikit-learn classifiers whose predict() is defined as the argmax of predict_proba().
+_ARGMAX_CLASSIFIERS = frozenset(
+    {
+        "HistGradientBoostingClassifier",
+        "GradientBoostingClassifier",
+        "RandomForestClassifier",
+        "ExtraTreesClassifier",
+        "DecisionTreeClassifier",
+        "ExtraTreeClassifier",
+    }
+)
+
+
+def _labels_are_argmax(loaded: LoadedModel) -> bool:
+    if not loaded.has_proba or not loaded.classes or loaded.flavor.name != "sklearn":
+        return False
+    native = loaded.native
+    final = native.steps[-1][1] if hasattr(native, "steps") else native
+    return type(final).__name__ in _ARGMAX_CLASSIFIERS
+
+
+def limit_native_threads(threads: int) -> None:
+    """Cap OpenMP/BLAS threads for the calling thread's model calls.
+
+    Libraries size their thread pools for big inputs; on the small batches a server sees
+    the fork/join cost dominates (about 1 ms per boosting iteration for gradient boosting).
+    One thread per model call, with requests batched, is faster and leaves cores for HTTP.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(threads)
+
+
+class ModelSource:
+    """The registry of one workspace, seen from a server."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+        self._registry = Registry(workspace)
+
+    def resolve_version(self, ref: str) -> tuple[str, int]:
+        """(name, version) ``ref`` points to now; raises NotFoundError if it points nowhere."""
+        mv = self._registry.resolve(ref)
+        return mv.name, mv.version
+
+    def load(self, ref: str) -> ServedModel:
+        """Load the version ``ref`` points to, from verified bytes."""
+        name, version = self.resolve_version(ref)
+        return self.load_version(name, version, ref)
+
+    def load_version(self, name: str, version: int, ref: str) -> ServedModel:
+        # Load by number: if the alias moves meanwhile, the version reported is still right.
+        loaded = self._registry.load(f"{name}:{version}")
+        return ServedModel(loaded, name, version, ref)
+
+    def versions(self, name: str) -> list[int]:
+        return [v.version for v in self._registry.versions(name)]
+
+    def packages(self, name: str, version: int) -> dict[str, str]:
+        """Package versions the model was saved with (``python`` included)."""
+        mv = self._registry.get_version(name, version)
+        return dict(self._registry.metadata(mv).packages)
+
+    def export(self, ref: str, target: Workspace, alias: str) -> tuple[str, int, int]:
+        """Copy the version ``ref`` names into ``target`` and point ``alias`` at it.
+
+        Returns (name, version here, version there). The copy is re-saved from verified
+        bytes and tagged with its origin, so the bundled model is traceable.
+        """
+        name, version = self.resolve_version(ref)
+        mv = self._registry.get_version(name, version)
+        loaded = self._registry.load(mv.ref)
+        copied = Registry(target).register(
+            name,
+            loaded,
+            description=mv.description,
+            tags={**mv.tags, "exported_from": mv.ref, "exported_digest": mv.digest},
+        )
+        promote(target, name, copied.version, alias, reason=f"bundled copy of {mv.ref}")
+        return name, version, copied.version

@@ -1,0 +1,83 @@
+"""What ``loopml serve`` was asked to do, validated once at the edge."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from loopml.core.errors import InvalidInputError
+from loopml.serving.model_source import ModelRef
+
+
+@dataclass(frozen=True)
+class CanarySpec:
+    """``name@challenger:10``: send 10% of the traffic to what ``name@challenger`` names."""
+
+    ref: str
+    percent: float
+
+    @classmethod
+    def parse(cls, text: str) -> CanarySpec:
+        ref, sep, pct = text.rpartition(":")
+        try:
+            percent = float(pct) if sep else -1.0
+        except ValueError:
+            percent = -1.0
+        if not ref or not 0 < percent < 100:
+            raise InvalidInputError(
+                f"canary {text!r} must be '<model ref>:<percent>' with a percentage between "
+                "0 and 100, e.g. 'delay-model@challenger:10'"
+            )
+        ModelRef.parse(ref)
+        return cls(ref, percent)
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    ref: str
+    host: str = "127.0.0.1"
+    port: int = 8080
+    grpc_port: int | None = None
+    workers: int = 1
+    canary: CanarySpec | None = None
+    shadow: str | None = None
+    deployment: str | None = None
+    max_batch_rows: int = 512
+    max_delay_ms: float = 2.0
+    max_request_bytes: int = 32 * 1024 * 1024
+    max_request_rows: int = 100_000
+    poll_interval: float = 2.0
+    log_flush_interval: float = 2.0
+    drain_timeout: float = 30.0
+    model_threads: int = 1
+
+    def __post_init__(self) -> None:
+        ModelRef.parse(self.ref)
+        if self.shadow is not None:
+            ModelRef.parse(self.shadow)
+        checks = [
+            (self.workers >= 1, "--workers must be at least 1"),
+            (0 <= self.port < 65536, "--port must be between 0 and 65535"),
+            (
+                self.grpc_port is None or 0 <= self.grpc_port < 65536,
+                "--grpc-port must be between 0 and 65535",
+            ),
+            (self.max_batch_rows >= 1, "max batch rows must be at least 1"),
+            (self.max_delay_ms >= 0, "max batch delay must be >= 0 ms"),
+            (self.poll_interval > 0, "the registry poll interval must be > 0 s"),
+            (self.max_request_rows >= 1, "max request rows must be at least 1"),
+            (self.model_threads >= 1, "model threads must be at least 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise InvalidInputError(message)
+        if self.workers > 1 and (self.port == 0 or self.grpc_port == 0):
+            raise InvalidInputError("with --workers > 1 give fixed ports: workers share them")
+
+    @property
+    def deployment_name(self) -> str:
+        return self.deployment or self.ref
+
+    @property
+    def max_elements(self) -> int:
+        # A request's tensors may not hold more elements than max rows x a wide model.
+        return self.max_request_rows * 1024

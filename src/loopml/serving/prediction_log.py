@@ -1,0 +1,244 @@
+"""Every answered prediction, appended asynchronously to Parquet in the artifact store.
+
+Request handlers only append an in-memory record (no I/O on the request path); a
+background thread writes them out every ``flush_interval`` seconds, or sooner when
+``max_pending_rows`` pile up, and :meth:`PredictionLog.close` writes whatever is left, so a
+graceful shutdown loses nothing. A failed write keeps its records and is retried.
+
+Format (``loopml.prediction_log/1``): each flush writes one Parquet file per (hour, model
+version), stored as a content-addressed blob and recorded as an artifact of kind
+``prediction_log`` whose properties say ``deployment``, ``model``, ``version``,
+``partition`` (UTC hour, ``YYYY-MM-DDTHH``), ``start``/``end`` (epoch seconds), ``rows``
+and ``requests``. One Parquet row per predicted row:
+
+=============  ============================  ==========================================
+column         type                          meaning
+=============  ============================  ==========================================
+request_id     string                        the id returned to the client
+row            int32                         row index inside the request
+timestamp      timestamp[us, UTC]            when the answer was ready
+model          string                        registered model name
+model_version  int64                         version that answered
+role           string                        primary, canary or shadow
+latency_ms     float64                       request latency (queue + batch + model)
+inputs         struct<signature columns>     the input row, conformed to the signature
+prediction     the signature's output type   ``predict``
+proba          list<float64> (nullable)      ``predict_proba``, in the model's class order
+=============  ============================  ==========================================
+
+Shadow rows carry the primary's request id, so both answers to a request can be joined.
+Several worker processes each write their own files; request ids are unique across them.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from loopml.serving.model_source import Prediction
+from loopml.store.workspace import Workspace
+
+LOG_KIND = "prediction_log"
+LOG_FORMAT = "loopml.prediction_log/1"
+log = logging.getLogger("loopml.serving")
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    request_id: str
+    time: float
+    model: str
+    version: int
+    role: str
+    latency_ms: float
+    inputs: pa.Table
+    prediction: Prediction
+
+    @property
+    def partition(self) -> str:
+        return time.strftime("%Y-%m-%dT%H", time.gmtime(self.time))
+
+
+class PredictionLog:
+    """Buffer records in memory; write them from a background thread."""
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        deployment: str,
+        *,
+        flush_interval: float = 2.0,
+        max_pending_rows: int = 50_000,
+        on_written: Callable[[int], None] | None = None,
+    ) -> None:
+        self.workspace = workspace
+        self.deployment = deployment
+        self.flush_interval = flush_interval
+        self.max_pending_rows = max_pending_rows
+        self._on_written = on_written
+        self._pending: list[LogRecord] = []
+        self._pending_rows = 0
+        self._lock = threading.Lock()
+        # Serialises writers: the background thread and a final flush never overlap.
+        self._write_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.written_rows = 0
+        self.written_files = 0
+
+    @property
+    def pending_rows(self) -> int:
+        return self._pending_rows
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="prediction-log", daemon=True)
+            self._thread.start()
+
+    def append(self, record: LogRecord) -> None:
+        with self._lock:
+            self._pending.append(record)
+            self._pending_rows += record.inputs.num_rows
+            full = self._pending_rows >= self.max_pending_rows
+        if full:
+            self._wake.set()
+
+    def close(self) -> None:
+        """Stop the background thread and write everything still pending."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        for attempt in range(5):
+            try:
+                self.flush()
+                return
+            except Exception:
+                log.exception("writing the prediction log failed (attempt %d)", attempt + 1)
+                time.sleep(0.2 * (attempt + 1))
+        raise RuntimeError(f"could not write {self._pending_rows} pending prediction log rows")
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.flush()
+            except Exception:
+                log.exception("writing the prediction log failed; will retry")
+
+    def flush(self) -> int:
+        """Write every pending record now; return the number of rows written."""
+        with self._write_lock:
+            with self._lock:
+                records, self._pending = self._pending, []
+                self._pending_rows = 0
+            if not records:
+                return 0
+            groups: dict[tuple[str, str, int], list[LogRecord]] = defaultdict(list)
+            for r in records:
+                groups[(r.partition, r.model, r.version)].append(r)
+            written = 0
+            done: set[tuple[str, str, int]] = set()
+            try:
+                for key, group in groups.items():
+                    written += self._write(key, group)
+                    done.add(key)
+            except BaseException:
+                # Keep what was not written, ahead of newer records, for the next attempt.
+                left = [r for k, g in groups.items() if k not in done for r in g]
+                with self._lock:
+                    self._pending = left + self._pending
+                    self._pending_rows += sum(r.inputs.num_rows for r in left)
+                raise
+            return written
+
+    def _write(self, key: tuple[str, str, int], records: list[LogRecord]) -> int:
+        partition, model, version = key
+        table = build_table(records)
+        sink = io.BytesIO()
+        pq.write_table(table, sink, compression="zstd")
+        blob = self.workspace.artifacts.put_bytes(sink.getvalue())
+        times = [r.time for r in records]
+        self.workspace.lineage.add_artifact(
+            blob.digest,
+            LOG_KIND,
+            blob.size,
+            name=f"{self.deployment}/{partition}",
+            properties={
+                "format": LOG_FORMAT,
+                "deployment": self.deployment,
+                "model": model,
+                "version": version,
+                "partition": partition,
+                "start": min(times),
+                "end": max(times),
+                "rows": table.num_rows,
+                "requests": len({r.request_id for r in records}),
+            },
+        )
+        self.written_rows += table.num_rows
+        self.written_files += 1
+        if self._on_written is not None:
+            self._on_written(table.num_rows)
+        return int(table.num_rows)
+
+
+def build_table(records: list[LogRecord]) -> pa.Table:
+    counts = [r.inputs.num_rows for r in records]
+    n = sum(counts)
+    request_ids = [r.request_id for r, c in zip(records, counts, strict=True) for _ in range(c)]
+    rows = np.concatenate([np.arange(c, dtype=np.int32) for c in counts])
+    micros = np.repeat(np.array([int(r.time * 1e6) for r in records], dtype=np.int64), counts)
+    inputs = pa.concat_tables([r.inputs for r in records], promote_options="default")
+    labels = np.concatenate([np.asarray(r.prediction.labels) for r in records])
+    return pa.table(
+        {
+            "request_id": pa.array(request_ids, pa.string()),
+            "row": pa.array(rows),
+            "timestamp": pa.array(micros, pa.timestamp("us", tz="UTC")),
+            "model": pa.array([r.model for r in records for _ in range(r.inputs.num_rows)]),
+            "model_version": pa.array(np.repeat([r.version for r in records], counts), pa.int64()),
+            "role": pa.array([r.role for r in records for _ in range(r.inputs.num_rows)]),
+            "latency_ms": pa.array(
+                np.repeat([r.latency_ms for r in records], counts), pa.float64()
+            ),
+            "inputs": pa.StructArray.from_arrays(
+                [inputs.column(i).combine_chunks() for i in range(inputs.num_columns)],
+                names=inputs.column_names,
+            )
+            if n
+            else pa.nulls(0),
+            "prediction": _labels_array(labels),
+            "proba": _proba_array(records, n),
+        }
+    )
+
+
+def _labels_array(labels: np.ndarray) -> pa.Array:
+    if labels.dtype.kind in "biuf":
+        return pa.array(labels)
+    return pa.array([None if v is None else str(v) for v in labels.tolist()], pa.string())
+
+
+def _proba_array(records: list[LogRecord], n: int) -> pa.Array:
+    if any(r.prediction.proba is None for r in records):
+        return pa.nulls(n, pa.list_(pa.float64()))
+    blocks = [np.asarray(r.prediction.proba, dtype=np.float64) for r in records]
+    flat = np.concatenate([b.reshape(-1) for b in blocks])
+    widths = np.concatenate([np.full(b.shape[0], b.shape[1] if b.ndim == 2 else 1) for b in blocks])
+    offsets = np.concatenate([[0], np.cumsum(widths)]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat))

@@ -1,0 +1,175 @@
+"""The REST edge: Open Inference Protocol v2, MLflow ``/invocations``, metrics, feedback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from loopml.core.errors import LoopmlError
+from loopml.serving import invocations, tensors
+from loopml.serving.deployment import Route
+from loopml.serving.errors import NotReadyError
+from loopml.serving.feedback import parse_labels
+from loopml.serving.http_errors import (
+    RequestContextMiddleware,
+    http_error_handler,
+    loopml_error_handler,
+)
+from loopml.serving.info import EXTENSIONS, SERVER_NAME, server_version
+from loopml.serving.metrics import CONTENT_TYPE
+from loopml.serving.model_source import ServedModel
+from loopml.serving.oip_models import infer_response, model_metadata
+from loopml.serving.rest_codec import HEADER_LENGTH, parse_infer_request, parse_json, read_body
+from loopml.serving.runtime import ServingRuntime, check_request_id
+
+
+def _json(obj: Any, status: int = 200) -> Response:
+    return Response(json.dumps(obj), status_code=status, media_type="application/json")
+
+
+def create_app(runtime: ServingRuntime) -> FastAPI:
+    """The ASGI app over a started (or starting) runtime."""
+    app = FastAPI(title="loopml model server", version=server_version(), docs_url="/docs")
+    app.add_exception_handler(LoopmlError, loopml_error_handler)
+    app.add_exception_handler(HTTPException, http_error_handler)
+    app.add_middleware(RequestContextMiddleware, metrics=runtime.metrics)
+    deployment = runtime.deployment
+    opts = runtime.options
+    version_text = server_version()
+
+    # health and metadata -----------------------------------------------------------------
+    @app.get("/v2/health/live")
+    async def live() -> Response:
+        return Response(status_code=200)
+
+    @app.get("/v2/health/ready")
+    async def ready() -> Response:
+        return Response(status_code=200 if runtime.ready else 503)
+
+    @app.get("/ping")
+    async def ping() -> Response:  # MLflow's health check
+        return Response(status_code=200 if runtime.ready else 503)
+
+    @app.get("/v2")
+    async def server_metadata() -> Response:
+        return _json({"name": SERVER_NAME, "version": version_text, "extensions": EXTENSIONS})
+
+    def find(name: str, version: str | None) -> Route:
+        return deployment.select(name, version, "metadata")
+
+    def metadata(name: str, version: str | None) -> Response:
+        route = find(name, version)
+        versions = sorted(
+            {str(r.model.version) for r in deployment.routes() if r.model.name == name}, key=int
+        )
+        slot_ref = deployment.slots[route.role].ref
+        return _json(model_metadata(route.model, versions, slot_ref, route.role))
+
+    @app.get("/v2/models/{name}")
+    async def model_meta(name: str) -> Response:
+        return metadata(name, None)
+
+    @app.get("/v2/models/{name}/versions/{version}")
+    async def model_version_meta(name: str, version: str) -> Response:
+        return metadata(name, version)
+
+    def model_ready(name: str, version: str | None) -> Response:
+        find(name, version)
+        return Response(status_code=200 if runtime.ready else 503)
+
+    @app.get("/v2/models/{name}/ready")
+    async def ready_model(name: str) -> Response:
+        return model_ready(name, None)
+
+    @app.get("/v2/models/{name}/versions/{version}/ready")
+    async def ready_model_version(name: str, version: str) -> Response:
+        return model_ready(name, version)
+
+    # inference ---------------------------------------------------------------------------
+    async def infer(request: Request, name: str, version: str | None) -> Response:
+        body = await read_body(request, opts.max_request_bytes)
+        parsed, inputs = parse_infer_request(
+            body, request.headers.get(HEADER_LENGTH), max_elements=opts.max_elements
+        )
+        if parsed.id is not None:
+            request.state.request_id = check_request_id(parsed.id)
+        rid: str = request.state.request_id
+        requested = [o.name for o in parsed.outputs] if parsed.outputs else None
+
+        def build(model: ServedModel) -> Any:
+            return tensors.to_table(inputs, model, max_rows=opts.max_request_rows)
+
+        result = await runtime.infer(
+            build,
+            request_id=rid,
+            model_name=name,
+            version=version,
+            started=request.state.started,
+        )
+        outs = tensors.outputs(result.model, result.prediction, requested)
+        return _json(infer_response(result.model, rid, outs))
+
+    @app.post("/v2/models/{name}/infer")
+    async def infer_latest(name: str, request: Request) -> Response:
+        return await infer(request, name, None)
+
+    @app.post("/v2/models/{name}/versions/{version}/infer")
+    async def infer_version(name: str, version: str, request: Request) -> Response:
+        return await infer(request, name, version)
+
+    @app.post("/invocations")
+    async def invoke(request: Request) -> Response:
+        body = await read_body(request, opts.max_request_bytes)
+        content_type = request.headers.get("content-type", "application/json")
+        if content_type.startswith("text/csv"):
+            table = invocations.parse_csv(body)
+
+            def build(model: ServedModel) -> Any:
+                return table
+        else:
+            payload = parse_json(body)
+
+            def build(model: ServedModel) -> Any:
+                return invocations.to_table(payload, model, opts.max_request_rows)
+
+        result = await runtime.infer(
+            build, request_id=request.state.request_id, started=request.state.started
+        )
+        labels = tensors.outputs(result.model, result.prediction, [tensors.PREDICT])[0]
+        return _json({"predictions": labels.json_data()})
+
+    # feedback and metrics ----------------------------------------------------------------
+    @app.post("/v2/feedback")
+    async def feedback(request: Request) -> Response:
+        if runtime.draining:
+            raise NotReadyError("the server is shutting down; send the labels to another one")
+        labels = parse_labels(parse_json(await read_body(request, opts.max_request_bytes)))
+        artifact_id = await asyncio.to_thread(runtime.store_feedback, labels)
+        return _json({"stored": len(labels), "artifact_id": artifact_id})
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        runtime.metrics.log_pending.set(runtime.log.pending_rows)
+        return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.get("/v2/server/stats")
+    async def stats() -> Response:
+        return _json(
+            {
+                "ready": runtime.ready,
+                "served": deployment.describe(),
+                "switches": deployment.switches,
+                "log_rows_written": runtime.log.written_rows,
+                "log_rows_pending": runtime.log.pending_rows,
+                "time": time.time(),
+            }
+        )
+
+    return app

@@ -1,0 +1,105 @@
+"""Reading REST bodies: size limits, JSON parsing, and Triton's binary tensor extension.
+
+With the binary extension (what ``tritonclient.http`` sends by default), the body is a
+JSON header of ``Inference-Header-Content-Length`` bytes followed by raw tensors; an input
+whose ``parameters.binary_data_size`` is set takes its bytes from there, in input order.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.requests import Request
+
+from loopml.serving import tensors
+from loopml.serving.errors import BadRequestError, PayloadTooLargeError
+from loopml.serving.oip_models import InferenceRequest
+
+HEADER_LENGTH = "inference-header-content-length"
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise BadRequestError("the Content-Length header is not a number")
+        if int(declared) > limit:
+            raise PayloadTooLargeError(
+                f"the request body has {int(declared)} bytes; this server takes at most {limit}"
+            )
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(f"the request body exceeds {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if not body:
+        raise BadRequestError("the request body is empty; send a JSON object")
+    return body
+
+
+def parse_json(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise BadRequestError("the JSON body is nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise BadRequestError(f"the body is not valid JSON: {str(exc)[:200]}") from None
+
+
+def parse_infer_request(
+    body: bytes, header_length: str | None, *, max_elements: int
+) -> tuple[InferenceRequest, list[tensors.InputTensor]]:
+    binary = b""
+    if header_length is not None:
+        if not header_length.isdigit() or int(header_length) > len(body):
+            raise BadRequestError(f"the {HEADER_LENGTH} header does not fit the body")
+        n = int(header_length)
+        body, binary = body[:n], body[n:]
+    payload = parse_json(body)
+    if not isinstance(payload, dict):
+        raise BadRequestError('an inference request is a JSON object with "inputs"')
+    try:
+        request = InferenceRequest.model_validate(payload)
+    except ValidationError as exc:
+        raise BadRequestError(f"malformed inference request: {_explain(exc)}") from None
+    decoded = []
+    offset = 0
+    for item in request.inputs:
+        size = (item.parameters or {}).get("binary_data_size")
+        if size is not None:
+            if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+                raise BadRequestError(f"input {item.name[:80]!r}: bad binary_data_size")
+            if offset + size > len(binary):
+                raise BadRequestError(
+                    f"input {item.name[:80]!r}: binary data runs past the end of the body"
+                )
+            raw = binary[offset : offset + size]
+            offset += size
+            decoded.append(
+                tensors.from_raw(
+                    item.name, item.datatype, item.shape, raw, max_elements=max_elements
+                )
+            )
+        else:
+            decoded.append(
+                tensors.from_json(
+                    item.name, item.datatype, item.shape, item.data, max_elements=max_elements
+                )
+            )
+    if offset != len(binary):
+        raise BadRequestError("the body has binary data that no input claims")
+    return request, decoded
+
+
+def _explain(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{where}: {err['msg']}")
+    more = exc.error_count() - 5
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")

@@ -1,0 +1,174 @@
+"""One server's moving parts, shared by the REST and gRPC edges: the deployment, the
+prediction log, the metrics, and the request path from a checked table to a logged answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from loopml.serving.deployment import SHADOW, Deployment, Route
+from loopml.serving.errors import BadRequestError, NotReadyError, SignatureMismatchError
+from loopml.serving.feedback import Label, store_labels
+from loopml.serving.metrics import ServingMetrics
+from loopml.serving.model_source import ModelSource, Prediction, ServedModel
+from loopml.serving.options import ServeOptions
+from loopml.serving.prediction_log import LogRecord, PredictionLog
+from loopml.store.workspace import Workspace
+
+log = logging.getLogger("loopml.serving")
+TableBuilder = Callable[[ServedModel], pa.Table]
+MAX_REQUEST_ID = 200
+
+
+@dataclass(frozen=True)
+class InferResult:
+    request_id: str
+    model: ServedModel
+    prediction: Prediction
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def check_request_id(value: object) -> str:
+    """A client-supplied id, if usable; ids end up in logs and headers, so keep them tame."""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_REQUEST_ID:
+        raise BadRequestError(f"a request id must be a string of 1 to {MAX_REQUEST_ID} characters")
+    if not value.isprintable():
+        raise BadRequestError("a request id may hold printable characters only")
+    return value
+
+
+class ServingRuntime:
+    def __init__(
+        self,
+        workspace: Workspace,
+        options: ServeOptions,
+        *,
+        multiprocess_dir: str | None = None,
+    ) -> None:
+        self.workspace = workspace
+        self.options = options
+        self.metrics = ServingMetrics(multiprocess_dir)
+        self.source = ModelSource(workspace)
+        self.deployment = Deployment(self.source, options, self.metrics)
+        self.log = PredictionLog(
+            workspace,
+            options.deployment_name,
+            flush_interval=options.log_flush_interval,
+            on_written=self.metrics.log_written.inc,
+        )
+        self.ready = False
+        self.draining = False
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._shadow_tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        await self.deployment.start()
+        self.log.start()
+        self.ready = True
+
+    async def close(self) -> None:
+        """Drain: refuse new requests, finish in-flight ones and shadows, flush the log."""
+        self.draining = True
+        self.ready = False
+        try:
+            await asyncio.wait_for(self._idle.wait(), self.options.drain_timeout)
+        except TimeoutError:
+            log.error("%d requests still running after the drain timeout", self._inflight)
+        await asyncio.gather(*self._shadow_tasks, return_exceptions=True)
+        await self.deployment.close()
+        await asyncio.to_thread(self.log.close)
+        self.metrics.log_pending.set(0)
+
+    async def infer(
+        self,
+        build: TableBuilder,
+        *,
+        request_id: str,
+        model_name: str | None = None,
+        version: str | None = None,
+        started: float | None = None,
+    ) -> InferResult:
+        """Check, batch, predict and log one request; raise a serving error for bad input."""
+        if self.draining or not self.ready:
+            raise NotReadyError("the server is not ready (starting or shutting down); retry")
+        started = time.perf_counter() if started is None else started
+        self._inflight += 1
+        self._idle.clear()
+        try:
+            for _ in range(3):
+                route = self.deployment.select(model_name, version, request_id)
+                table = route.model.check(build(route.model))
+                try:
+                    prediction = await route.batcher.submit(table)
+                    break
+                except NotReadyError:
+                    # The alias moved between routing and queueing: take the new route.
+                    if self.draining:
+                        raise
+            else:
+                raise NotReadyError("the model is being replaced; retry")
+        finally:
+            self._inflight -= 1
+            if self._inflight == 0:
+                self._idle.set()
+        latency = time.perf_counter() - started
+        self._record(route, request_id, table, prediction, latency)
+        shadow = self.deployment.shadow
+        if shadow is not None and route.role != SHADOW:
+            task = asyncio.get_running_loop().create_task(self._shadow(shadow, table, request_id))
+            self._shadow_tasks.add(task)
+            task.add_done_callback(self._shadow_tasks.discard)
+        return InferResult(request_id, route.model, prediction)
+
+    def _record(
+        self, route: Route, request_id: str, table: pa.Table, prediction: Prediction, latency: float
+    ) -> None:
+        model = route.model
+        self.log.append(
+            LogRecord(
+                request_id,
+                time.time(),
+                model.name,
+                model.version,
+                route.role,
+                latency * 1000,
+                table,
+                prediction,
+            )
+        )
+        label = f"{model.name}:{model.version}"
+        self.metrics.predictions.labels(model.name, str(model.version), route.role).inc(
+            table.num_rows
+        )
+        self.metrics.inference_latency.labels(label, route.role).observe(latency)
+        self.metrics.log_pending.set(self.log.pending_rows)
+
+    async def _shadow(self, route: Route, table: pa.Table, request_id: str) -> None:
+        started = time.perf_counter()
+        try:
+            checked = route.model.check(table)
+            prediction = await route.batcher.submit(checked)
+        except SignatureMismatchError as exc:
+            log.warning("shadow %s cannot score request %s: %s", route.model, request_id, exc)
+            return
+        except Exception:
+            log.exception("shadow %s failed on request %s", route.model, request_id)
+            return
+        self._record(route, request_id, checked, prediction, time.perf_counter() - started)
+
+    def store_feedback(self, labels: list[Label]) -> str:
+        artifact_id = store_labels(self.workspace, self.options.deployment_name, labels)
+        self.metrics.feedback.inc(len(labels))
+        return artifact_id

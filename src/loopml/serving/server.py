@@ -1,0 +1,228 @@
+"""One server process: REST (uvicorn) and gRPC (grpc.aio) on one event loop, one runtime.
+
+Shutdown is graceful: on SIGTERM/SIGINT (or :meth:`ServerThread.stop`) the server stops
+accepting connections, lets in-flight REST and gRPC requests finish, drains the batchers
+and shadow scoring, and flushes the prediction log before the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import threading
+from collections.abc import Coroutine, Generator
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+
+from loopml.core.errors import LoopmlError
+from loopml.serving.grpc_service import start_grpc
+from loopml.serving.options import ServeOptions
+from loopml.serving.rest_app import create_app
+from loopml.serving.runtime import ServingRuntime
+from loopml.store.workspace import Workspace
+
+log = logging.getLogger("loopml.serving")
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: this module decides how to shut down."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+@dataclass(frozen=True)
+class BoundPorts:
+    http: int
+    grpc: int | None
+
+
+def bind_http(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        # Workers each bind the same port; the kernel spreads connections across them.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise LoopmlError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve(
+    workspace: Workspace,
+    options: ServeOptions,
+    stop: asyncio.Event,
+    *,
+    reuse_port: bool = False,
+    multiprocess_dir: str | None = None,
+    on_ready: asyncio.Future[BoundPorts] | None = None,
+) -> None:
+    """Serve until ``stop`` is set, then shut down gracefully."""
+    runtime = ServingRuntime(workspace, options, multiprocess_dir=multiprocess_dir)
+    sock = bind_http(options.host, options.port, reuse_port=reuse_port)
+    grpc_server = None
+    try:
+        await runtime.start()
+        grpc_port = None
+        if options.grpc_port is not None:
+            grpc_server, grpc_port = await start_grpc(
+                runtime, options.host, options.grpc_port, reuse_port=reuse_port
+            )
+        config = uvicorn.Config(
+            create_app(runtime),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=int(options.drain_timeout),
+            timeout_keep_alive=30,
+        )
+        http = _Uvicorn(config)
+        http_task = asyncio.get_running_loop().create_task(http.serve(sockets=[sock]))
+        while not http.started and not http_task.done():
+            await asyncio.sleep(0.01)
+        if http_task.done():
+            http_task.result()
+            raise LoopmlError("the HTTP server stopped while starting")
+        if on_ready is not None and not on_ready.done():
+            on_ready.set_result(BoundPorts(sock.getsockname()[1], grpc_port))
+        await _wait_either(stop.wait(), http_task)
+        # Graceful: refuse new work, let in-flight requests finish on both transports.
+        runtime.ready = False
+        http.should_exit = True
+        stops = [http_task]
+        if grpc_server is not None:
+            stops.append(asyncio.ensure_future(grpc_server.stop(options.drain_timeout)))
+        await asyncio.gather(*stops, return_exceptions=True)
+    except BaseException as exc:
+        if on_ready is not None and not on_ready.done():
+            on_ready.set_exception(exc if isinstance(exc, Exception) else RuntimeError(str(exc)))
+        raise
+    finally:
+        if grpc_server is not None:
+            await grpc_server.stop(None)
+        await runtime.close()
+        sock.close()
+
+
+async def _wait_either(event_wait: Coroutine[Any, Any, Any], task: asyncio.Task[None]) -> None:
+    waiter = asyncio.ensure_future(event_wait)
+    await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+
+
+def run(
+    workspace: Workspace,
+    options: ServeOptions,
+    *,
+    reuse_port: bool = False,
+    multiprocess_dir: str | None = None,
+    announce: bool = True,
+) -> None:
+    """Serve in this process until SIGTERM or SIGINT."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        ready: asyncio.Future[BoundPorts] = loop.create_future()
+        if announce:
+            ready.add_done_callback(lambda f: _announce(options, f))
+        await serve(
+            workspace,
+            options,
+            stop,
+            reuse_port=reuse_port,
+            multiprocess_dir=multiprocess_dir,
+            on_ready=ready,
+        )
+
+    asyncio.run(main())
+
+
+def _announce(options: ServeOptions, ready: asyncio.Future[BoundPorts]) -> None:
+    if ready.cancelled() or ready.exception() is not None:
+        return
+    ports = ready.result()
+    grpc_text = f", gRPC on {options.host}:{ports.grpc}" if ports.grpc is not None else ""
+    # One parseable line: scripts and tests wait for it.
+    print(
+        f"loopml serving {options.ref} on http://{options.host}:{ports.http}{grpc_text}", flush=True
+    )
+
+
+class ServerThread:
+    """A server on a background thread with its own loop: for tests, the demo, benchmarks."""
+
+    def __init__(self, workspace: Workspace, options: ServeOptions) -> None:
+        self.workspace = workspace
+        self.options = options
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._ports: BoundPorts | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="loopml-server", daemon=True)
+
+    def start(self, timeout: float = 120.0) -> BoundPorts:
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise LoopmlError("the server did not start in time")
+        if self._error is not None:
+            raise self._error
+        assert self._ports is not None
+        return self._ports
+
+    @property
+    def url(self) -> str:
+        assert self._ports is not None
+        return f"http://{self.options.host}:{self._ports.http}"
+
+    def _main(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            ready: asyncio.Future[BoundPorts] = self._loop.create_future()
+            ready.add_done_callback(self._on_ready)
+            await serve(self.workspace, self.options, self._stop, on_ready=ready)
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+
+    def _on_ready(self, ready: asyncio.Future[BoundPorts]) -> None:
+        if not ready.cancelled():
+            if ready.exception() is None:
+                self._ports = ready.result()
+            else:
+                self._error = ready.exception()
+        self._ready.set()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Graceful shutdown; returns when the log is flushed."""
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout)
+        if self._error is not None and not isinstance(self._error, LoopmlError):
+            raise self._error
+
+    def __enter__(self) -> ServerThread:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

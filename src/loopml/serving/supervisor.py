@@ -1,0 +1,129 @@
+"""``--workers N``: N server processes sharing the HTTP and gRPC ports via SO_REUSEPORT.
+
+Each worker is a full server (its own event loop, loaded model, batchers and prediction
+log writer), started with the ``spawn`` method so no locks, threads or database
+connections are inherited. The kernel spreads incoming connections across the workers'
+listening sockets. Correctness with several workers:
+
+* prediction log: each worker writes its own Parquet files and artifact rows; request ids
+  are random UUIDs, so rows never collide and none is written twice;
+* metrics: prometheus-client's multiprocess mode (a shared directory of memory-mapped
+  files, set up here before any worker imports prometheus-client); ``/metrics`` on any
+  worker reports the sum over all of them;
+* shutdown: SIGTERM/SIGINT to the supervisor is forwarded to every worker, each drains and
+  flushes, and the supervisor exits when all have.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import signal
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from loopml.core.errors import LoopmlError
+from loopml.serving.options import ServeOptions
+from loopml.serving.server import bind_http
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@dataclass(frozen=True)
+class WorkspaceSpec:
+    """What a worker needs to open the same workspace (a Workspace is not picklable)."""
+
+    db_url: str
+    artifacts_url: str
+    storage_options: dict[str, Any] = field(default_factory=dict)
+
+
+def _worker(spec: WorkspaceSpec, options: ServeOptions, metrics_dir: str) -> None:
+    from loopml.serving.server import run
+    from loopml.store.workspace import Workspace
+
+    ws = Workspace(spec.db_url, spec.artifacts_url, storage_options=spec.storage_options)
+    try:
+        run(ws, options, reuse_port=True, multiprocess_dir=metrics_dir, announce=False)
+    finally:
+        ws.close()
+
+
+def run_workers(spec: WorkspaceSpec, options: ServeOptions) -> int:
+    """Run ``options.workers`` workers until SIGTERM/SIGINT; return an exit code."""
+    # Fail early and clearly if the ports are taken by something that is not us.
+    bind_http(options.host, options.port, reuse_port=True).close()
+    metrics_dir = tempfile.mkdtemp(prefix="loopml-metrics-")
+    previous = os.environ.get(MULTIPROC_ENV)
+    os.environ[MULTIPROC_ENV] = metrics_dir  # inherited by the spawned workers
+    ctx = multiprocessing.get_context("spawn")
+    workers = [
+        ctx.Process(target=_worker, args=(spec, options, metrics_dir), name=f"loopml-worker-{i}")
+        for i in range(options.workers)
+    ]
+    stopping = False
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        for w in workers:
+            if w.pid is not None and w.is_alive():
+                os.kill(w.pid, signal.SIGTERM)
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for w in workers:
+            w.start()
+        try:
+            _wait_ready(options, workers)
+        except LoopmlError:
+            forward(signal.SIGTERM, None)
+            for w in workers:
+                w.join(60)
+            raise
+        grpc_text = f", gRPC on {options.host}:{options.grpc_port}" if options.grpc_port else ""
+        print(
+            f"loopml serving {options.ref} on http://{options.host}:{options.port}{grpc_text} "
+            f"({options.workers} workers)",
+            flush=True,
+        )
+        code = 0
+        while any(w.is_alive() for w in workers):
+            for w in workers:
+                w.join(0.2)
+                if not w.is_alive() and w.exitcode not in (0, None) and not stopping:
+                    # A worker died on its own: stop the others rather than serve degraded.
+                    code = 1
+                    forward(signal.SIGTERM, None)
+        return code
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        if previous is None:
+            os.environ.pop(MULTIPROC_ENV, None)
+        else:
+            os.environ[MULTIPROC_ENV] = previous
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _wait_ready(options: ServeOptions, workers: list[Any], timeout: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout
+    host = f"[{options.host}]" if ":" in options.host else options.host
+    url = f"http://{host}:{options.port}/v2/health/ready"
+    while time.monotonic() < deadline:
+        if any(not w.is_alive() for w in workers):
+            raise LoopmlError("a worker stopped while starting; see its error above")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (OSError, urllib.error.URLError):
+            pass
+        time.sleep(0.2)
+    raise LoopmlError(f"the workers did not become ready within {timeout:.0f}s")
