@@ -39,8 +39,6 @@ from loopml.store.metadata.tables import (
     dataset_schemas,
     dataset_versions,
     datasets,
-    events,
-    executions,
 )
 from loopml.store.workspace import Workspace
 
@@ -208,23 +206,19 @@ def _register(
                     conn, dataset_id, given_schema, inferred_schema, now
                 )
                 version = _next_version(conn, dataset_id)
-                artifact_id = new_id()
                 props = {
                     **properties,
                     "files": len(tree.entries),
                     "columns": [{"name": c.name, "dtype": c.dtype} for c in prof.columns.values()],
                 }
-                conn.execute(
-                    insert(artifacts).values(
-                        id=artifact_id,
-                        digest=tree.digest,
-                        kind=ARTIFACT_KIND,
-                        name=f"{name}:{version}",
-                        size=tree.size,
-                        created_at=now,
-                        properties={"dataset": name, "version": version},
-                    )
-                )
+                artifact_id = ws.lineage.add_artifact(
+                    tree.digest,
+                    ARTIFACT_KIND,
+                    tree.size,
+                    name=f"{name}:{version}",
+                    properties={"dataset": name, "version": version},
+                    conn=conn,
+                ).id
                 conn.execute(
                     insert(dataset_versions).values(
                         id=new_id(),
@@ -241,7 +235,7 @@ def _register(
                     )
                 )
                 if parent is not None:
-                    _record_append(conn, parent, artifact_id, name, version, now)
+                    _record_append(ws, conn, parent, artifact_id, name, version)
     except sa.exc.IntegrityError as exc:
         raise ConflictError(
             f"another writer registered a version of dataset {name!r} at the same time; "
@@ -297,31 +291,17 @@ def _next_version(conn: Connection, dataset_id: int) -> int:
 
 
 def _record_append(
-    conn: Connection, parent: Dataset, artifact_id: str, name: str, version: int, now: float
+    ws: Workspace, conn: Connection, parent: Dataset, artifact_id: str, name: str, version: int
 ) -> None:
-    execution_id = new_id()
-    conn.execute(
-        insert(executions).values(
-            id=execution_id,
-            kind="data.append",
-            name=f"append to {name}",
-            status="finished",
-            start_time=now,
-            end_time=now,
-            error=None,
-            properties={"dataset": name, "from_version": parent.version, "to_version": version},
-        )
+    execution = ws.lineage.add_execution(
+        "data.append",
+        name=f"append to {name}",
+        status="finished",
+        properties={"dataset": name, "from_version": parent.version, "to_version": version},
+        conn=conn,
     )
-    for art, type_, role in ((parent.artifact_id, "input", "base"), (artifact_id, "output", "")):
-        conn.execute(
-            insert(events).values(
-                execution_id=execution_id,
-                artifact_id=art,
-                type=type_,
-                role=role or "dataset",
-                created_at=now,
-            )
-        )
+    ws.lineage.link(execution.id, parent.artifact_id, "input", "base", conn=conn)
+    ws.lineage.link(execution.id, artifact_id, "output", "dataset", conn=conn)
 
 
 # --- schemas -----------------------------------------------------------------------------

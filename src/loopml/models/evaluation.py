@@ -16,7 +16,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from loopml.core.errors import InvalidInputError
-from loopml.models import _records
 from loopml.models.loaded import LoadedModel
 from loopml.models.table import to_arrow
 from loopml.store.artifacts import ArtifactStore
@@ -386,9 +385,10 @@ def save_evaluation(
     data = json.dumps(result.to_dict(), sort_keys=True, default=str).encode()
     blob = ws.artifacts.put_bytes(data)
     with ws.write_engine.begin() as conn:
+        lineage = ws.lineage
         if run_id is not None:
-            _records.check_execution(conn, run_id, "run")
-        _records.check_artifacts(conn, dataset_ids, "dataset")
+            lineage.require_execution(conn, run_id, "run")
+        lineage.require_artifacts(conn, dataset_ids, "dataset")
         name = f"evaluation of {result.model or 'a model'}"
         props = {
             "model": result.model,
@@ -396,17 +396,19 @@ def save_evaluation(
             "n_rows": result.n_rows,
             "metrics": result.metrics,
         }
-        artifact_id = _records.add_artifact(
-            conn, blob.digest, EVALUATION_KIND, blob.size, name, props
-        )
-        execution_id = _records.add_execution(conn, "evaluation", name, "finished", props)
+        artifact_id = lineage.add_artifact(
+            blob.digest, EVALUATION_KIND, blob.size, name=name, properties=props, conn=conn
+        ).id
+        execution_id = lineage.add_execution(
+            "evaluation", name=name, status="finished", properties=props, conn=conn
+        ).id
         if model_artifact_id is not None:
-            _records.link(conn, execution_id, model_artifact_id, "input", "model")
+            lineage.link(execution_id, model_artifact_id, "input", "model", conn=conn)
         for dataset_id in dataset_ids:
-            _records.link(conn, execution_id, dataset_id, "input", "data")
-        _records.link(conn, execution_id, artifact_id, "output", "evaluation")
+            lineage.link(execution_id, dataset_id, "input", "data", conn=conn)
+        lineage.link(execution_id, artifact_id, "output", "evaluation", conn=conn)
         if run_id is not None:
-            _records.link(conn, run_id, artifact_id, "output", "evaluation")
+            lineage.link(run_id, artifact_id, "output", "evaluation", conn=conn)
     return EvaluationResult(**{**result.__dict__, "digest": blob.digest}), artifact_id
 
 

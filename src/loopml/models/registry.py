@@ -20,7 +20,6 @@ from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 from loopml.core import clock
 from loopml.core.errors import ConflictError, InvalidInputError, NotFoundError, StoreError
 from loopml.core.ids import new_id
-from loopml.models import _records
 from loopml.models.artifact import load_model, read_metadata, save_model
 from loopml.models.loaded import LoadedModel, ModelMetadata
 from loopml.models.signature import Signature
@@ -152,10 +151,10 @@ class Registry:
             raise InvalidInputError("description must be a string")
         with self.ws.engine.connect() as conn:
             if run_id is not None:
-                _records.check_execution(conn, run_id, "run")
+                self.ws.lineage.require_execution(conn, run_id, "run")
                 if code_version is None:
                     code_version = _run_code_version(conn, run_id)
-            _records.check_artifacts(conn, datasets, "dataset")
+            self.ws.lineage.require_artifacts(conn, datasets, "dataset")
         # The artifact is complete before any row points at it.
         saved = save_model(self.ws.artifacts, model, X, flavor=flavor)
         for attempt in range(_RETRIES):
@@ -223,9 +222,10 @@ class Registry:
             "dataset_ids": datasets,
             "code_version": code_version,
         }
-        artifact_id = _records.add_artifact(
-            conn, digest, MODEL_KIND, size, f"{name}:{version}", properties
-        )
+        lineage = self.ws.lineage
+        artifact_id = lineage.add_artifact(
+            digest, MODEL_KIND, size, name=f"{name}:{version}", properties=properties, conn=conn
+        ).id
         conn.execute(
             insert(model_versions).values(
                 id=new_id(),
@@ -241,14 +241,18 @@ class Registry:
                 created_at=now,
             )
         )
-        execution_id = _records.add_execution(
-            conn, "model_registration", f"{name}:{version}", "finished", properties
-        )
+        execution_id = lineage.add_execution(
+            "model_registration",
+            name=f"{name}:{version}",
+            status="finished",
+            properties=properties,
+            conn=conn,
+        ).id
         for dataset_id in datasets:
-            _records.link(conn, execution_id, dataset_id, "input", "training_data")
-        _records.link(conn, execution_id, artifact_id, "output", "model")
+            lineage.link(execution_id, dataset_id, "input", "training_data", conn=conn)
+        lineage.link(execution_id, artifact_id, "output", "model", conn=conn)
         if run_id is not None:
-            _records.link(conn, run_id, artifact_id, "output", "model")
+            lineage.link(run_id, artifact_id, "output", "model", conn=conn)
         return int(version)
 
     def update_version(
@@ -506,12 +510,17 @@ class Registry:
                 "allowed": allowed,
                 "reason": reason,
             }
-            execution_id = _records.add_execution(
-                conn, action, f"{name}@{alias}", "finished" if allowed else "refused", properties
-            )
-            _records.link(conn, execution_id, target.artifact_id, "input", "candidate")
+            lineage = self.ws.lineage
+            execution_id = lineage.add_execution(
+                action,
+                name=f"{name}@{alias}",
+                status="finished" if allowed else "refused",
+                properties=properties,
+                conn=conn,
+            ).id
+            lineage.link(execution_id, target.artifact_id, "input", "candidate", conn=conn)
             for role, artifact_id in inputs:
-                _records.link(conn, execution_id, artifact_id, "input", role)
+                lineage.link(execution_id, artifact_id, "input", role, conn=conn)
             event_id = conn.execute(
                 insert(alias_events)
                 .values(

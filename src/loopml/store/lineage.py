@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import Engine, insert, literal, select, union_all
+from sqlalchemy import Connection, Engine, insert, literal, select, union_all
 
 from loopml.core import clock
 from loopml.core.errors import InvalidInputError, NotFoundError
@@ -65,6 +67,10 @@ class Lineage:
         self._engine = engine
         self._write = write_engine
 
+    # Each writer takes an optional ``conn``: inside a caller's transaction (registering a
+    # model version, adding a dataset version) the lineage rows commit or roll back with
+    # the caller's own rows. Without one, the write is its own transaction.
+
     def add_artifact(
         self,
         digest: str,
@@ -73,12 +79,13 @@ class Lineage:
         *,
         name: str | None = None,
         properties: dict[str, Any] | None = None,
+        conn: Connection | None = None,
     ) -> ArtifactRecord:
         record = ArtifactRecord(
             new_id(), digest, kind, name, size, clock.now(), dict(properties or {})
         )
-        with self._write.begin() as conn:
-            conn.execute(insert(artifacts).values(**record.__dict__))
+        with self._writing(conn) as c:
+            c.execute(insert(artifacts).values(**record.__dict__))
         return record
 
     def add_execution(
@@ -88,19 +95,31 @@ class Lineage:
         name: str | None = None,
         status: str = "running",
         properties: dict[str, Any] | None = None,
+        conn: Connection | None = None,
     ) -> ExecutionRecord:
+        """Record an execution; one recorded in any status but ``running`` is already over."""
+        start = clock.now()
+        end = None if status == "running" else start
         record = ExecutionRecord(
-            new_id(), kind, name, status, clock.now(), None, None, dict(properties or {})
+            new_id(), kind, name, status, start, end, None, dict(properties or {})
         )
-        with self._write.begin() as conn:
-            conn.execute(insert(executions).values(**record.__dict__))
+        with self._writing(conn) as c:
+            c.execute(insert(executions).values(**record.__dict__))
         return record
 
-    def link(self, execution_id: str, artifact_id: str, type: EventType, role: str = "") -> None:
+    def link(
+        self,
+        execution_id: str,
+        artifact_id: str,
+        type: EventType,
+        role: str = "",
+        *,
+        conn: Connection | None = None,
+    ) -> None:
         if type not in ("input", "output"):
             raise InvalidInputError(f"event type must be 'input' or 'output', not {type!r}")
-        with self._write.begin() as conn:
-            conn.execute(
+        with self._writing(conn) as c:
+            c.execute(
                 insert(events).values(
                     execution_id=execution_id,
                     artifact_id=artifact_id,
@@ -109,6 +128,34 @@ class Lineage:
                     created_at=clock.now(),
                 )
             )
+
+    def require_artifacts(self, conn: Connection, ids: Iterable[str], what: str) -> None:
+        """Raise NotFoundError naming every id in ``ids`` that is not a recorded artifact."""
+        wanted = set(ids)
+        if not wanted:
+            return
+        found = {
+            r[0] for r in conn.execute(select(artifacts.c.id).where(artifacts.c.id.in_(wanted)))
+        }
+        missing = sorted(wanted - found)
+        if missing:
+            raise NotFoundError(
+                f"no {what} artifact with id {', '.join(map(repr, missing))} in this "
+                "workspace; pass the artifact id of a registered dataset version"
+            )
+
+    def require_execution(self, conn: Connection, execution_id: str, what: str) -> None:
+        found = conn.execute(select(executions.c.id).where(executions.c.id == execution_id)).first()
+        if found is None:
+            raise NotFoundError(f"no {what} with id {execution_id!r} in this workspace")
+
+    @contextlib.contextmanager
+    def _writing(self, conn: Connection | None) -> Iterator[Connection]:
+        if conn is not None:
+            yield conn
+            return
+        with self._write.begin() as own:
+            yield own
 
     def get_artifact(self, artifact_id: str) -> ArtifactRecord:
         with self._engine.connect() as conn:
