@@ -73,6 +73,11 @@ def test_user_mistakes_raise_loopml_errors(files: dict[str, Path]) -> None:
     assert isinstance(result.exception, InvalidInputError)
     result = runner.invoke(app, ["add", "flights", str(files["janfeb"]) + ".missing"])
     assert isinstance(result.exception, NotFoundError)
+    # a missing file is reported as a missing file, not as a malformed dataset name
+    missing = str(files["janfeb"].parent / "nowhere" / "march.csv")
+    result = runner.invoke(app, ["validate", missing, "--against", "flights"])
+    assert isinstance(result.exception, NotFoundError)
+    assert "no file or folder" in str(result.exception)
 
 
 def test_verify_fails_on_tampering(files: dict[str, Path], loopml_home: Path) -> None:

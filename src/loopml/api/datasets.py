@@ -13,7 +13,7 @@ from typing import Any
 import polars as pl
 
 from loopml.api.fluent import workspace
-from loopml.core.errors import InvalidInputError
+from loopml.core.errors import InvalidInputError, NotFoundError
 from loopml.data import catalog
 from loopml.data import drift as drift_mod
 from loopml.data import validate as validate_mod
@@ -126,7 +126,7 @@ def validate(
     (a training profile or dataset) distribution skew is reported too."""
     ref_profile = None if reference is None else _as_profile(reference)
     return validate_mod.validate(
-        _as_table(table), _schema(schema), checks=checks, reference=ref_profile
+        as_table(table), _schema(schema), checks=checks, reference=ref_profile
     )
 
 
@@ -149,13 +149,21 @@ def drift(
     )
 
 
-def _as_table(x: Any) -> Any:
+_TABLE_SUFFIXES = {".parquet", ".pq", ".csv", ".tsv", ".arrow", ".feather", ".ipc"}
+
+
+def as_table(x: Any) -> Any:
+    """A table from a Dataset, a file/folder/URL, a dataset reference, or a table as is."""
     if isinstance(x, Dataset):
         return x.to_polars()
     if isinstance(x, str | os.PathLike):
-        if os.path.exists(x) or "://" in os.fspath(x):
+        text = os.fspath(x)
+        if os.path.exists(text) or "://" in text:
             return read_table(x)
-        return catalog.get(workspace(), os.fspath(x)).to_polars()
+        if os.sep in text or os.path.splitext(text)[1] in _TABLE_SUFFIXES:
+            # Dataset names have no slashes or file suffixes: this was meant as a path.
+            raise NotFoundError(f"no file or folder at {text!r}")
+        return catalog.get(workspace(), text).to_polars()
     return x
 
 

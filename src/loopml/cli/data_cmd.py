@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -159,7 +159,7 @@ def validate(
     """Validate data against a schema; exits 1 if any error-level anomaly is found."""
     if (against is None) == (schema is None):
         raise InvalidInputError("give exactly one of --against DATASET or --schema FILE")
-    table = _load(source)
+    table = api.as_table(source)
     reference = None
     if against is not None:
         ds = api.get(against)
@@ -174,12 +174,6 @@ def validate(
     _print_validation(report)
     if not report.ok:
         raise typer.Exit(EXIT_ANOMALIES)
-
-
-def _load(source: str) -> Any:
-    if os.path.exists(source) or "://" in source:
-        return read_table(source)
-    return api.get(source).to_polars()
 
 
 def _print_validation(report: ValidationReport) -> None:
