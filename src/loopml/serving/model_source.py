@@ -11,9 +11,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from loopml.core.errors import InvalidInputError
 from loopml.models.artifact import example_table
+from loopml.models.flavors.base import ModelInput
 from loopml.models.loaded import LoadedModel
 from loopml.models.promotion import promote
 from loopml.models.registry import Registry
@@ -70,6 +72,7 @@ class ServedModel:
         self.digest = loaded.digest or ""
         self.flavor = loaded.flavor.name
         self._labels_from_proba = _labels_are_argmax(loaded)
+        self._plans: dict[pa.Schema, _ConformPlan] = {}
 
     def __repr__(self) -> str:
         return f"ServedModel({self.name}:{self.version} via {self.ref})"
@@ -109,21 +112,39 @@ class ServedModel:
             )
         if table.num_rows == 0:
             raise SignatureMismatchError("input has no rows; send at least one row")
+        plan = self._plans.get(table.schema)
+        if plan is not None:
+            conformed = plan.apply(table)
+            if conformed is not None:
+                return conformed
         try:
-            return self._loaded.signature.prepare(table, what="input")
+            conformed = self._loaded.signature.prepare(table, what="input")
         except InvalidInputError as exc:
             raise SignatureMismatchError(str(exc)) from None
+        if plan is None and len(self._plans) < MAX_PLANS:
+            derived = _ConformPlan.derive(table.schema, conformed.schema)
+            if derived is not None:
+                self._plans[table.schema] = derived
+        return conformed
 
     def predict(self, table: pa.Table) -> Prediction:
         """Predict a checked table (the output of :meth:`check`, possibly concatenated)."""
+        # Straight to the flavor: the table is already conformed, and LoadedModel would
+        # run Signature.prepare over the whole batch a second time.
+        loaded = self._loaded
+        data = ModelInput(table, loaded.signature)
+        info = loaded.metadata.flavor_info
         if self._labels_from_proba:
             # One model call instead of two: for these estimators predict() is exactly
             # classes_[argmax(predict_proba())], and each call has a large fixed cost.
-            scores = np.asarray(self._loaded.predict_proba(table))
+            scores = np.asarray(loaded.flavor.predict_proba(loaded.native, data, info))
             classes = np.asarray(self.classes)
             return Prediction(classes[np.argmax(scores, axis=1)], scores)
-        labels = np.asarray(self._loaded.predict(table))
-        proba = np.asarray(self._loaded.predict_proba(table)) if self.has_proba else None
+        labels = np.asarray(loaded.flavor.predict(loaded.native, data, info))
+        proba = None
+        if self.has_proba:
+            raw = loaded.flavor.predict_proba(loaded.native, data, info)
+            proba = None if raw is None else np.asarray(raw)
         return Prediction(labels, proba)
 
     def example(self) -> pa.Table | None:
@@ -131,6 +152,46 @@ class ServedModel:
             return example_table(self._loaded)
         except InvalidInputError:
             return None
+
+
+MAX_PLANS = 64
+
+
+@dataclass(frozen=True)
+class _ConformPlan:
+    """What Signature.prepare did to tables of one input schema, to replay per request.
+
+    prepare picks, orders and casts columns by their types alone, and its casts are
+    Arrow's safe casts; so for a schema seen before, the same safe casts give the same
+    table at a fraction of the cost (clients send one schema over and over). A value a
+    safe cast refuses falls back to prepare, which explains the problem."""
+
+    indices: tuple[int, ...]
+    casts: tuple[pa.DataType | None, ...]
+    schema: pa.Schema
+
+    @classmethod
+    def derive(cls, source: pa.Schema, target: pa.Schema) -> _ConformPlan | None:
+        indices = tuple(source.get_field_index(name) for name in target.names)
+        if -1 in indices:  # a duplicated or unknown name: leave it to prepare every time
+            return None
+        casts = tuple(
+            None if source.field(i).type == field.type else field.type
+            for i, field in zip(indices, target, strict=True)
+        )
+        return cls(indices, casts, target)
+
+    def apply(self, table: pa.Table) -> pa.Table | None:
+        columns = []
+        for index, cast in zip(self.indices, self.casts, strict=True):
+            column = table.column(index)
+            if cast is not None:
+                try:
+                    column = pc.cast(column, cast, safe=True)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    return None
+            columns.append(column)
+        return pa.Table.from_arrays(columns, schema=self.schema)
 
 
 # scikit-learn classifiers whose predict() is defined as the argmax of predict_proba().

@@ -200,19 +200,21 @@ class PredictionLog:
 def build_table(records: list[LogRecord]) -> pa.Table:
     counts = [r.inputs.num_rows for r in records]
     n = sum(counts)
-    request_ids = [r.request_id for r, c in zip(records, counts, strict=True) for _ in range(c)]
+    # Per-record values repeated per row by index in Arrow, not by Python loops over
+    # rows: this runs on a thread that shares the GIL with the request path.
+    owner = pa.array(np.repeat(np.arange(len(records), dtype=np.int64), counts))
     rows = np.concatenate([np.arange(c, dtype=np.int32) for c in counts])
     micros = np.repeat(np.array([int(r.time * 1e6) for r in records], dtype=np.int64), counts)
     inputs = pa.concat_tables([r.inputs for r in records], promote_options="default")
     labels = np.concatenate([np.asarray(r.prediction.labels) for r in records])
     return pa.table(
         {
-            "request_id": pa.array(request_ids, pa.string()),
+            "request_id": pa.array([r.request_id for r in records], pa.string()).take(owner),
             "row": pa.array(rows),
             "timestamp": pa.array(micros, pa.timestamp("us", tz="UTC")),
-            "model": pa.array([r.model for r in records for _ in range(r.inputs.num_rows)]),
+            "model": pa.array([r.model for r in records], pa.string()).take(owner),
             "model_version": pa.array(np.repeat([r.version for r in records], counts), pa.int64()),
-            "role": pa.array([r.role for r in records for _ in range(r.inputs.num_rows)]),
+            "role": pa.array([r.role for r in records], pa.string()).take(owner),
             "latency_ms": pa.array(
                 np.repeat([r.latency_ms for r in records], counts), pa.float64()
             ),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 from starlette.requests import Request
 
@@ -18,6 +19,21 @@ from loopml.serving.errors import BadRequestError, PayloadTooLargeError
 from loopml.serving.oip_models import InferenceRequest
 
 HEADER_LENGTH = "inference-header-content-length"
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_TWENTY_DIGITS = b"0" * 20
+_MAX_OPENERS = 1000
+
+
+def _orjson_safe(data: bytes) -> bool:
+    """Whether orjson (~5x faster than json) parses ``data`` exactly as json would.
+
+    Not when nesting might run deep: orjson (3.8) crashes the process on very deep
+    nesting, and depth is at most the number of brackets. Not with a run of 20 digits:
+    orjson turns integers beyond 64 bits into floats where json keeps them exact. What
+    orjson refuses otherwise (NaN literals, lone surrogates) falls back to json too."""
+    if data.count(b"[") + data.count(b"{") > _MAX_OPENERS:
+        return False
+    return _TWENTY_DIGITS not in data.translate(_DIGITS_TO_ZERO)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -43,6 +59,11 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def parse_json(data: bytes) -> Any:
+    if _orjson_safe(data):
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass  # json decides, and explains, as it always did
     try:
         return json.loads(data)
     except RecursionError:
