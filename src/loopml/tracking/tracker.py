@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import Select, and_, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from loopml.core import clock
 from loopml.core.errors import InvalidInputError, NotFoundError
@@ -131,11 +132,19 @@ class Tracker:
         return ActiveRun(self, run_id, experiment, run_name)
 
     def _experiment_id(self, conn: Any, name: str) -> int:
-        found = conn.execute(select(experiments.c.id).where(experiments.c.name == name)).first()
+        find = select(experiments.c.id).where(experiments.c.name == name)
+        found = conn.execute(find).first()
         if found is not None:
             return int(found[0])
-        result = conn.execute(insert(experiments).values(name=name, created_at=clock.now()))
-        return int(result.inserted_primary_key[0])
+        # Several processes may create the same experiment at once; on PostgreSQL nothing
+        # serialises them, so the loser's insert must be a no-op, not a unique violation.
+        insert_ = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        conn.execute(
+            insert_(experiments)
+            .values(name=name, created_at=clock.now())
+            .on_conflict_do_nothing(index_elements=[experiments.c.name])
+        )
+        return int(conn.execute(find).scalar_one())
 
     def experiments(self) -> list[str]:
         with self.engine.connect() as conn:
