@@ -14,11 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import workload
 from sqlalchemy import text
 from workload import (
+    LOG_EXPERIMENT,
     METRIC_KEY,
     SEARCH_EXPERIMENT,
     SEARCH_FILTER,
+    SEARCH_LIMIT,
     WARMUP_CALLS,
     WARMUP_KEY,
     Spec,
@@ -31,12 +34,9 @@ from workload import (
 from loopml.store.workspace import Workspace
 from loopml.tracking.tracker import Tracker
 
-LOG_EXPERIMENT = "bench-log"
-SEARCH_LIMIT = 100_000
-
 
 def say(message: str) -> None:
-    print(f"[loopml] {message}", file=sys.stderr, flush=True)
+    workload.say("loopml", message)
 
 
 def verify_history(tr: Tracker, run_id: str, values: list[float]) -> float:

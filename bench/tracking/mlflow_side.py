@@ -22,12 +22,15 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 
 import mlflow
+import workload
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 from workload import (
+    LOG_EXPERIMENT,
     METRIC_KEY,
     SEARCH_EXPERIMENT,
     SEARCH_FILTER,
+    SEARCH_LIMIT,
     WARMUP_CALLS,
     WARMUP_KEY,
     Spec,
@@ -37,12 +40,9 @@ from workload import (
     write_result,
 )
 
-LOG_EXPERIMENT = "bench-log"
-SEARCH_LIMIT = 100_000
-
 
 def say(message: str) -> None:
-    print(f"[mlflow] {message}", file=sys.stderr, flush=True)
+    workload.say("mlflow", message)
 
 
 def verify_history(client: MlflowClient, run_id: str, values: list[float]) -> float:

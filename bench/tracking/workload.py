@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ SEARCH_FILTER = "metrics.auc > 0.7 and params.depth = '6'"
 METRIC_KEY = "loss"
 WARMUP_KEY = "warmup"
 WARMUP_CALLS = 50
+LOG_EXPERIMENT = "bench-log"
+SEARCH_LIMIT = 100_000
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,11 @@ def write_result(path: Path, result: dict[str, Any]) -> None:
 
 class CheckFailed(Exception):
     """A read-back did not match what was written: the timing it belongs to is invalid."""
+
+
+def say(side: str, message: str) -> None:
+    """Progress on stderr; stdout is kept for results."""
+    print(f"[{side}] {message}", file=sys.stderr, flush=True)
 
 
 def check(ok: bool, message: str) -> None:
