@@ -116,3 +116,26 @@ def test_bad_limits(populated: Tracker, limit: object) -> None:
 def test_bad_order_by(populated: Tracker) -> None:
     with pytest.raises(InvalidInputError, match="unknown field"):
         populated.search_runs(order_by="auc desc")
+
+
+def test_every_match_carries_its_own_params_tags_and_metrics(any_workspace: Workspace) -> None:
+    # Enough runs that the matches' extras are fetched for hundreds of ids in one go.
+    t = Tracker(any_workspace)
+    for i in range(600):
+        with t.start_run(
+            "many",
+            name=f"r{i:03d}",
+            params={"i": i, "parity": i % 2},
+            tags={"mod3": i % 3},
+            capture_environment=False,
+        ) as run:
+            run.log_metrics({"x": i / 7, "y": -i})
+    found = t.search_runs("many", filter="params.parity = '0' and metrics.x >= 10", limit=1000)
+    t.close()
+    expected = [i for i in range(600) if i % 2 == 0 and i / 7 >= 10]
+    assert sorted(r.name for r in found) == [f"r{i:03d}" for i in expected]
+    for r in found:
+        i = int(r.name[1:])
+        assert r.params == {"i": str(i), "parity": "0"}
+        assert r.tags == {"mod3": str(i % 3)}
+        assert r.metrics == {"x": i / 7, "y": float(-i)}

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Select, and_, insert, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    and_,
+    any_,
+    bindparam,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from loopml.core import clock
@@ -30,7 +41,6 @@ from loopml.tracking.records import MetricHistory, Run, RunList
 
 DEFAULT_EXPERIMENT = "default"
 MAX_SEARCH_LIMIT = 100_000
-_ID_SLICE = 900
 
 
 class Tracker:
@@ -189,43 +199,40 @@ class Tracker:
     def _load(self, q: Select[Any]) -> RunList:
         with self.engine.connect() as conn:
             rows = conn.execute(q).all()
-            extras: dict[str, dict[str, dict[str, Any]]] = {
-                r.id: {"params": {}, "tags": {}, "metrics": {}} for r in rows
+            ids = [r[0] for r in rows]
+            extras: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
+                run_id: ({}, {}, {}) for run_id in ids
             }
-            ids = list(extras)
-            # By id, in slices: re-running the filter as a subquery per table costs more,
-            # and SQLite caps the number of bound parameters in one statement.
-            for start in range(0, len(ids), _ID_SLICE):
-                part = ids[start : start + _ID_SLICE]
-                for table, slot in (
-                    (t.params, "params"),
-                    (t.tags, "tags"),
-                    (latest_metrics, "metrics"),
-                ):
-                    for run_id, key, value in conn.execute(
-                        select(table.c.run_id, table.c.key, table.c.value).where(
-                            table.c.run_id.in_(part)
-                        )
-                    ).all():
-                        extras[run_id][slot][key] = value
-        return RunList(
-            Run(
-                id=r.id,
-                experiment=r.experiment,
-                name=r.name,
-                status=r.status,
-                start_time=r.start_time,
-                end_time=r.end_time,
-                params=extras[r.id]["params"],
-                metrics=extras[r.id]["metrics"],
-                tags=extras[r.id]["tags"],
-                git_commit=r.git_commit,
-                git_dirty=r.git_dirty,
-                environment_digest=r.environment_digest,
-                error=r.error,
+            # By id rather than by re-running the filter as a subquery per table, which
+            # costs more.
+            for slot, table in enumerate((t.params, t.tags, latest_metrics)):
+                for run_id, key, value in conn.execute(
+                    select(table.c.run_id, table.c.key, table.c.value).where(
+                        _among(table.c.run_id, ids, conn.dialect.name)
+                    )
+                ).all():
+                    extras[run_id][slot][key] = value
+        found = RunList()
+        for run_id, name, status, start, end, error, experiment, commit, dirty, env in rows:
+            run_params, run_tags, run_metrics = extras[run_id]
+            found.append(
+                Run(
+                    id=run_id,
+                    experiment=experiment,
+                    name=name,
+                    status=status,
+                    start_time=start,
+                    end_time=end,
+                    params=run_params,
+                    metrics=run_metrics,
+                    tags=run_tags,
+                    git_commit=commit,
+                    git_dirty=dirty,
+                    environment_digest=env,
+                    error=error,
+                )
             )
-            for r in rows
-        )
+        return found
 
     def environment(self, digest: str) -> dict[str, Any]:
         with self.engine.connect() as conn:
@@ -306,6 +313,18 @@ def _base_query() -> Select[Any]:
         .join(executions, executions.c.id == runs.c.id)
         .join(experiments, experiments.c.id == runs.c.experiment_id)
     )
+
+
+def _among(column: Any, ids: list[str], dialect: str) -> ColumnElement[bool]:
+    """``column IN ids`` with the ids bound as one parameter: expanding hundreds of
+    parameters costs SQLAlchemy more than SQLite takes to run the query, and SQLite caps
+    the number of parameters in one statement."""
+    if dialect == "sqlite":
+        listed = func.json_each(bindparam("ids", json.dumps(ids))).table_valued("value")
+        return column.in_(select(listed.c.value))
+    if dialect == "postgresql":
+        return column == any_(bindparam("ids", ids, type_=postgresql.ARRAY(String)))
+    return column.in_(ids)
 
 
 def _order(q: Select[Any], key: search.OrderKey, i: int) -> Select[Any]:
