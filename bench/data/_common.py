@@ -16,11 +16,15 @@ VENV = os.environ.get("LOOPML_BENCH_VENV", "/tmp/loopml-bench-venv")
 VENV_PYTHON = os.path.join(VENV, "bin", "python")
 
 
-def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:
-    """Best wall time of ``repeat`` runs, and the last result."""
+def timed(
+    fn: Callable[[], Any], repeat: int = 1, before: Callable[[], Any] | None = None
+) -> tuple[float, Any]:
+    """Best wall time of ``repeat`` runs, and the last result; ``before`` runs untimed."""
     best = float("inf")
     result = None
     for _ in range(repeat):
+        if before is not None:
+            before()
         t = time.perf_counter()
         result = fn()
         best = min(best, time.perf_counter() - t)

@@ -24,6 +24,17 @@ def test_chunked_file_digest_equals_one_shot(tmp_path: Path) -> None:
     assert digest == hashing.digest_bytes(data)
 
 
+@pytest.mark.parametrize("size", [0, 1, 8192, 8193, 50_000])
+def test_mapped_digest_equals_one_shot_across_window_edges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    monkeypatch.setattr(hashing, "MAP_WINDOW", 8192)  # a multiple of the page size
+    data = bytes((i * 7919) % 251 for i in range(size))
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    assert hashing.digest_mapped(str(path)) == (hashing.digest_bytes(data), size)
+
+
 def test_read_chunks_reuses_buffer_but_yields_all_bytes() -> None:
     data = b"x" * 10 + b"y" * 7
     got = b"".join(bytes(c) for c in hashing.read_chunks(io.BytesIO(data), chunk_size=4))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import mmap
+import os
 import re
 from collections.abc import Iterable
 from typing import BinaryIO
@@ -12,6 +14,7 @@ from loopml.core.errors import InvalidInputError
 
 PREFIX = "b3:"
 CHUNK_SIZE = 16 * 1024 * 1024
+MAP_WINDOW = 64 * 1024 * 1024
 _DIGEST_RE = re.compile(r"^b3:[0-9a-f]{64}$")
 
 
@@ -69,6 +72,28 @@ def digest_file(path: str) -> tuple[str, int]:
         h = Hasher()
         for chunk in read_chunks(f):
             h.update(chunk)
+    return h.digest(), h.size
+
+
+def digest_mapped(path: str) -> tuple[str, int]:
+    """Hash a file that loopml owns through memory maps, one window at a time.
+
+    Mapping skips the copy from the page cache into a read buffer, which on two cores
+    takes BLAKE3 from about 3 GB/s to 5.5 GB/s (``bench/data/bench_add.py``); mapping a
+    window at a time keeps resident memory bounded, since mapped pages count towards it.
+    Only for files nobody else writes (the store's own temp files and blobs): a file
+    truncated by another process while mapped ends this one with SIGBUS, which is why
+    users' files go through :func:`digest_file`.
+    """
+    h = Hasher()
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        offset = 0
+        while offset < size:
+            n = min(MAP_WINDOW, size - offset)
+            with mmap.mmap(f.fileno(), n, offset=offset, access=mmap.ACCESS_READ) as window:
+                h.update(window)
+            offset += n
     return h.digest(), h.size
 
 

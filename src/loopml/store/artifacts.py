@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import posixpath
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -111,22 +112,21 @@ class ArtifactStore:
         return Blob(digest, size)
 
     def _local_put_file(self, src: str) -> Blob:
-        # One pass: hash while copying into a temp file inside the store, then rename.
+        # Copy first (in the kernel: no pass through Python buffers), then hash the copy:
+        # the digest then names exactly the bytes stored, even if the source changes
+        # meanwhile, and the copy is private to the store, so it can be hashed mapped.
         fd, tmp = tempfile.mkstemp(dir=self._tmp_dir(), prefix="put-")
+        os.close(fd)
         try:
-            h = hashing.Hasher()
-            with os.fdopen(fd, "wb") as out, open(src, "rb") as f:
-                for chunk in hashing.read_chunks(f):
-                    h.update(chunk)
-                    out.write(chunk)
-            digest = h.digest()
+            shutil.copyfile(src, tmp)
+            digest, size = hashing.digest_mapped(tmp)
             target = self.path_of(digest)
             if os.path.exists(target):
                 os.unlink(tmp)
             else:
                 os.makedirs(os.path.dirname(target), exist_ok=True)
                 os.replace(tmp, target)
-            return Blob(digest, h.size)
+            return Blob(digest, size)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
@@ -169,9 +169,10 @@ class ArtifactStore:
         try:
             return self.fs.open(self.path_of(digest), "rb")
         except FileNotFoundError:
-            raise NotFoundError(
-                f"artifact {what or digest} is not in the artifact store {self.url!r}"
-            ) from None
+            raise self._missing(digest, what) from None
+
+    def _missing(self, digest: str, what: str | None) -> NotFoundError:
+        return NotFoundError(f"artifact {what or digest} is not in the artifact store {self.url!r}")
 
     def get_bytes(self, digest: str, *, what: str | None = None) -> bytes:
         with self._open_raw(digest, what) as f:
@@ -224,13 +225,21 @@ class ArtifactStore:
 
     def verify(self, digest: str, *, what: str | None = None) -> int:
         """Hash the stored bytes; raise IntegrityError if they no longer match."""
-        h = hashing.Hasher()
-        with self._open_raw(digest, what) as f:
-            for chunk in hashing.read_chunks(f):
-                h.update(chunk)
-        if h.digest() != digest:
+        if self.is_local:
+            path = self.path_of(digest)
+            try:
+                actual, size = hashing.digest_mapped(path)
+            except FileNotFoundError:
+                raise self._missing(digest, what) from None
+        else:
+            h = hashing.Hasher()
+            with self._open_raw(digest, what) as f:
+                for chunk in hashing.read_chunks(f):
+                    h.update(chunk)
+            actual, size = h.digest(), h.size
+        if actual != digest:
             raise self._integrity(digest, what)
-        return h.size
+        return size
 
     def get_tree(self, digest: str, *, what: str | None = None) -> Tree:
         raw = self.get_bytes(digest, what=what)
