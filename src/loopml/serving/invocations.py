@@ -65,7 +65,7 @@ def _split(value: object) -> pa.Table:
             raise SignatureMismatchError(
                 f"dataframe_split row {i} has {len(row)} values for {len(columns)} columns"
             )
-    return _columns({c: [row[j] for row in data] for j, c in enumerate(columns)})
+    return _columns(_transpose(columns, data))
 
 
 def _rows(rows: list[Any], model: ServedModel, key: str) -> pa.Table:
@@ -84,8 +84,16 @@ def _rows(rows: list[Any], model: ServedModel, key: str) -> pa.Table:
                 f"{key!r} row {bad} has {len(rows[bad])} values; the model takes {width} "
                 f"columns {model.columns}"
             )
-        return _columns({c: [r[j] for r in rows] for j, c in enumerate(model.columns)})
+        return _columns(_transpose(model.columns, rows))
     raise BadRequestError(f"{key!r} must hold row objects or row arrays, not a mix")
+
+
+def _transpose(columns: list[str], rows: list[list[Any]]) -> dict[str, list[Any]]:
+    """Rows of equal length (checked by the caller) as one list per column."""
+    if not rows:
+        return {c: [] for c in columns}
+    # zip does the transposition in C: about 4x faster than indexing row by row.
+    return dict(zip(columns, map(list, zip(*rows, strict=True)), strict=True))
 
 
 def _columns(data: dict[str, Any]) -> pa.Table:
