@@ -91,8 +91,11 @@ def digest_mapped(path: str) -> tuple[str, int]:
         offset = 0
         while offset < size:
             n = min(MAP_WINDOW, size - offset)
-            with mmap.mmap(f.fileno(), n, offset=offset, access=mmap.ACCESS_READ) as window:
-                h.update(window)
+            with (
+                mmap.mmap(f.fileno(), n, offset=offset, access=mmap.ACCESS_READ) as window,
+                memoryview(window) as view,
+            ):
+                h.update(view)
             offset += n
     return h.digest(), h.size
 
