@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from loopml.serving.log_reader import read_predictions
@@ -60,7 +61,7 @@ def _sigterm_under_load(ws: Workspace, tmp_path: Path, data: Data, *args: str) -
 
 
 def _check_metrics_cover_all_workers(url: str, body: dict[str, object]) -> None:
-    # A new connection per request: the kernel spreads them across the workers' sockets.
+    # A new connection per request: the supervisor hands them to the workers in turn.
     for _ in range(20):
         assert httpx.post(f"{url}/v2/models/delay/infer", json=body).status_code == 200
     for _ in range(6):  # each scrape lands on either worker; each must report the total
@@ -76,3 +77,52 @@ def test_sigterm_drains_and_flushes(fresh_ws: Workspace, tmp_path: Path, data: D
 @pytest.mark.slow
 def test_sigterm_with_two_workers(fresh_ws: Workspace, tmp_path: Path, data: Data) -> None:
     _sigterm_under_load(fresh_ws, tmp_path, data, "--workers", "2")
+
+
+@pytest.mark.slow
+def test_two_workers_serve_an_even_share_of_connections(
+    fresh_ws: Workspace, tmp_path: Path, data: Data
+) -> None:
+    server = start_server_process(fresh_ws, tmp_path, "--workers", "2")
+    body = {"inputs": json_inputs(data.rows.head(2))}
+    clients = [httpx.Client(base_url=server.url, timeout=30) for _ in range(8)]
+    try:
+        for client in clients:  # each opens one keep-alive connection
+            assert client.post("/v2/models/delay/infer", json=body).status_code == 200
+        port = int(server.url.rsplit(":", 1)[1])
+        per_process = {
+            child.pid: sum(
+                1
+                for c in child.net_connections("tcp")
+                if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port
+            )
+            for child in psutil.Process(server.proc.pid).children()
+        }
+        # The supervisor hands connections out in turn: 4 and 4, never 6 and 2.
+        assert sorted(n for n in per_process.values() if n) == [4, 4], per_process
+        for client in clients:  # and every connection is still served
+            assert client.post("/v2/models/delay/infer", json=body).status_code == 200
+    finally:
+        for client in clients:
+            client.close()
+        stop_process(server)
+
+
+@pytest.mark.slow
+def test_workers_shut_down_when_the_supervisor_is_killed(
+    fresh_ws: Workspace, tmp_path: Path
+) -> None:
+    server = start_server_process(fresh_ws, tmp_path, "--workers", "2")
+    try:
+        workers = [
+            p
+            for p in psutil.Process(server.proc.pid).children()
+            if "resource_tracker" not in " ".join(p.cmdline())
+        ]
+        assert len(workers) == 2
+        server.proc.kill()  # SIGKILL: no chance to forward anything
+        server.proc.wait(30)
+        _, alive = psutil.wait_procs(workers, timeout=60)
+        assert not alive, f"workers left running without their supervisor: {alive}"
+    finally:
+        stop_process(server)

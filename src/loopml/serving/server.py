@@ -20,6 +20,7 @@ from typing import Any
 import uvicorn
 
 from loopml.core.errors import LoopmlError
+from loopml.serving.connections import Receiver
 from loopml.serving.grpc_service import start_grpc
 from loopml.serving.options import ServeOptions
 from loopml.serving.rest_app import create_app
@@ -32,9 +33,36 @@ log = logging.getLogger("loopml.serving")
 class _Uvicorn(uvicorn.Server):
     """uvicorn without its own signal handling: this module decides how to shut down."""
 
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._adopting: set[asyncio.Task[Any]] = set()
+
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+    def adopt(self, conn: socket.socket) -> None:
+        """Serve a connection accepted elsewhere (the supervisor), as if accepted here.
+
+        The protocol is built as uvicorn's own startup builds it, so the connection joins
+        ``server_state`` and graceful shutdown drains it like any other."""
+        config = self.config
+
+        def protocol() -> asyncio.Protocol:
+            return config.http_protocol_class(  # type: ignore[call-arg]
+                config=config, server_state=self.server_state, app_state=self.lifespan.state
+            )
+
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(loop.connect_accepted_socket(protocol, conn))
+        self._adopting.add(task)
+        task.add_done_callback(lambda done: self._adopted(done, conn))
+
+    def _adopted(self, task: asyncio.Task[Any], conn: socket.socket) -> None:
+        self._adopting.discard(task)
+        if task.cancelled() or task.exception() is not None:
+            log.warning("could not take over a connection: %r", task)
+            conn.close()
 
 
 @dataclass(frozen=True)
@@ -73,10 +101,19 @@ async def serve(
     reuse_port: bool = False,
     multiprocess_dir: str | None = None,
     on_ready: asyncio.Future[BoundPorts] | None = None,
+    connections: socket.socket | None = None,
 ) -> None:
-    """Serve until ``stop`` is set, then shut down gracefully."""
+    """Serve until ``stop`` is set, then shut down gracefully.
+
+    With ``connections`` (a worker under the supervisor), HTTP connections arrive over that
+    channel instead of from a listening socket of this process's own."""
     runtime = ServingRuntime(workspace, options, multiprocess_dir=multiprocess_dir)
-    sock = bind_http(options.host, options.port, reuse_port=reuse_port)
+    sock = (
+        None
+        if connections is not None
+        else bind_http(options.host, options.port, reuse_port=reuse_port)
+    )
+    receiver = None
     grpc_server = None
     try:
         await runtime.start()
@@ -94,16 +131,24 @@ async def serve(
             timeout_keep_alive=30,
         )
         http = _Uvicorn(config)
-        http_task = asyncio.get_running_loop().create_task(http.serve(sockets=[sock]))
+        sockets = [] if sock is None else [sock]
+        http_task = asyncio.get_running_loop().create_task(http.serve(sockets=sockets))
         while not http.started and not http_task.done():
             await asyncio.sleep(0.01)
         if http_task.done():
             http_task.result()
             raise LoopmlError("the HTTP server stopped while starting")
+        if connections is not None:
+            receiver = Receiver(connections, http.adopt, on_lost=stop.set)
+            receiver.start()
         if on_ready is not None and not on_ready.done():
-            on_ready.set_result(BoundPorts(sock.getsockname()[1], grpc_port))
+            port = options.port if sock is None else sock.getsockname()[1]
+            on_ready.set_result(BoundPorts(port, grpc_port))
         await _wait_either(stop.wait(), http_task)
         # Graceful: refuse new work, let in-flight requests finish on both transports.
+        if receiver is not None:
+            receiver.stop()
+            receiver = None
         runtime.ready = False
         http.should_exit = True
         stops = [http_task]
@@ -117,8 +162,11 @@ async def serve(
     finally:
         if grpc_server is not None:
             await grpc_server.stop(None)
+        if receiver is not None:
+            receiver.stop()
         await runtime.close()
-        sock.close()
+        if sock is not None:
+            sock.close()
 
 
 async def _wait_either(event_wait: Coroutine[Any, Any, Any], task: asyncio.Task[None]) -> None:
@@ -134,6 +182,7 @@ def run(
     reuse_port: bool = False,
     multiprocess_dir: str | None = None,
     announce: bool = True,
+    connections: socket.socket | None = None,
 ) -> None:
     """Serve in this process until SIGTERM or SIGINT."""
 
@@ -152,6 +201,7 @@ def run(
             reuse_port=reuse_port,
             multiprocess_dir=multiprocess_dir,
             on_ready=ready,
+            connections=connections,
         )
 
     asyncio.run(main())

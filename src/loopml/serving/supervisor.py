@@ -1,9 +1,11 @@
-"""``--workers N``: N server processes sharing the HTTP and gRPC ports via SO_REUSEPORT.
+"""``--workers N``: N server processes behind one HTTP port (and one gRPC port).
 
 Each worker is a full server (its own event loop, loaded model, batchers and prediction
 log writer), started with the ``spawn`` method so no locks, threads or database
-connections are inherited. The kernel spreads incoming connections across the workers'
-listening sockets. Correctness with several workers:
+connections are inherited. The supervisor accepts HTTP connections and hands them to the
+workers in turn (:mod:`loopml.serving.connections`), so each serves an even share; gRPC,
+whose server owns its sockets, shares its port via SO_REUSEPORT. Correctness with several
+workers:
 
 * prediction log: each worker writes its own Parquet files and artifact rows; request ids
   are random UUIDs, so rows never collide and none is written twice;
@@ -20,6 +22,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import time
 import urllib.error
@@ -29,6 +32,7 @@ from types import FrameType
 from typing import Any
 
 from loopml.core.errors import LoopmlError
+from loopml.serving.connections import Dispatcher, channel_pair
 from loopml.serving.options import ServeOptions
 from loopml.serving.server import bind_http
 
@@ -44,28 +48,43 @@ class WorkspaceSpec:
     storage_options: dict[str, Any] = field(default_factory=dict)
 
 
-def _worker(spec: WorkspaceSpec, options: ServeOptions, metrics_dir: str) -> None:
+def _worker(
+    spec: WorkspaceSpec, options: ServeOptions, metrics_dir: str, connections: socket.socket
+) -> None:
     from loopml.serving.server import run
     from loopml.store.workspace import Workspace
 
     ws = Workspace(spec.db_url, spec.artifacts_url, storage_options=spec.storage_options)
     try:
-        run(ws, options, reuse_port=True, multiprocess_dir=metrics_dir, announce=False)
+        run(
+            ws,
+            options,
+            reuse_port=True,
+            multiprocess_dir=metrics_dir,
+            announce=False,
+            connections=connections,
+        )
     finally:
         ws.close()
 
 
 def run_workers(spec: WorkspaceSpec, options: ServeOptions) -> int:
     """Run ``options.workers`` workers until SIGTERM/SIGINT; return an exit code."""
-    # Fail early and clearly if the ports are taken by something that is not us.
-    bind_http(options.host, options.port, reuse_port=True).close()
+    listener = bind_http(options.host, options.port, reuse_port=False)  # fails clearly if taken
+    listener.setblocking(True)
+    pairs = [channel_pair() for _ in range(options.workers)]
+    dispatcher = Dispatcher(listener, [ours for ours, _ in pairs])
     metrics_dir = tempfile.mkdtemp(prefix="loopml-metrics-")
     previous = os.environ.get(MULTIPROC_ENV)
     os.environ[MULTIPROC_ENV] = metrics_dir  # inherited by the spawned workers
     ctx = multiprocessing.get_context("spawn")
     workers = [
-        ctx.Process(target=_worker, args=(spec, options, metrics_dir), name=f"loopml-worker-{i}")
-        for i in range(options.workers)
+        ctx.Process(
+            target=_worker,
+            args=(spec, options, metrics_dir, theirs),
+            name=f"loopml-worker-{i}",
+        )
+        for i, (_, theirs) in enumerate(pairs)
     ]
     stopping = False
 
@@ -80,7 +99,12 @@ def run_workers(spec: WorkspaceSpec, options: ServeOptions) -> int:
     try:
         for w in workers:
             w.start()
+        for _, theirs in pairs:
+            theirs.close()  # the workers hold their own copies now
         try:
+            if not dispatcher.wait_ready(lambda: all(w.is_alive() for w in workers), 300):
+                raise LoopmlError("a worker stopped while starting; see its error above")
+            dispatcher.start()
             _wait_ready(options, workers)
         except LoopmlError:
             forward(signal.SIGTERM, None)
@@ -101,8 +125,11 @@ def run_workers(spec: WorkspaceSpec, options: ServeOptions) -> int:
                     # A worker died on its own: stop the others rather than serve degraded.
                     code = 1
                     forward(signal.SIGTERM, None)
+            if stopping:
+                dispatcher.stop_accepting()  # no new connections while the workers drain
         return code
     finally:
+        dispatcher.close()
         for s, handler in old.items():
             signal.signal(s, handler)
         if previous is None:
