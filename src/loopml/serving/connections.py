@@ -18,6 +18,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from loopml.core.errors import LoopmlError
+
 log = logging.getLogger("loopml.serving")
 
 READY = b"ready"
@@ -41,12 +43,16 @@ class Dispatcher:
         self._next = 0
 
     def wait_ready(self, alive: Callable[[], bool], timeout: float) -> bool:
-        """Wait for every worker's ready message; False if one died or time ran out."""
+        """Wait for every worker's ready message; False as soon as ``alive()`` is not.
+
+        Raises LoopmlError when time runs out."""
         deadline = time.monotonic() + timeout
         waiting = set(range(len(self._channels)))
         while waiting:
-            if not alive() or time.monotonic() > deadline:
+            if not alive():
                 return False
+            if time.monotonic() > deadline:
+                raise LoopmlError(f"the workers did not become ready within {timeout:.0f}s")
             for i in list(waiting):
                 channel = self._channels[i]
                 channel.settimeout(0.05)

@@ -102,7 +102,13 @@ def run_workers(spec: WorkspaceSpec, options: ServeOptions) -> int:
         for _, theirs in pairs:
             theirs.close()  # the workers hold their own copies now
         try:
-            if not dispatcher.wait_ready(lambda: all(w.is_alive() for w in workers), 300):
+            if not dispatcher.wait_ready(
+                lambda: not stopping and all(w.is_alive() for w in workers), 300
+            ):
+                if stopping:  # interrupted while starting: not an error
+                    for w in workers:
+                        w.join(60)
+                    return 0
                 raise LoopmlError("a worker stopped while starting; see its error above")
             dispatcher.start()
             _wait_ready(options, workers)

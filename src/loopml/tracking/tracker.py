@@ -199,6 +199,8 @@ class Tracker:
     def _load(self, q: Select[Any]) -> RunList:
         with self.engine.connect() as conn:
             rows = conn.execute(q).all()
+            if not rows:
+                return RunList()
             ids = [r[0] for r in rows]
             extras: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
                 run_id: ({}, {}, {}) for run_id in ids
@@ -213,6 +215,7 @@ class Tracker:
                 ).all():
                     extras[run_id][slot][key] = value
         found = RunList()
+        # In _base_query's column order.
         for run_id, name, status, start, end, error, experiment, commit, dirty, env in rows:
             run_params, run_tags, run_metrics = extras[run_id]
             found.append(
