@@ -23,9 +23,19 @@ _PRECISION_BITS = 50
 _MIN_EXPONENT = -60
 
 
+def bin_of(x: float, exponent: int) -> int:
+    """The index of the bin holding ``x``: floor(x / 2**exponent), exactly.
+
+    Dividing by a power of two is exact except when the quotient underflows: a negative
+    subnormal then becomes -0.0, whose floor is 0, while its bin is -1."""
+    q = math.ldexp(x, -exponent)
+    if q == 0 and x < 0:
+        return -1
+    return math.floor(q)
+
+
 def _n_bins(lo: float, hi: float, exponent: int) -> int:
-    w = math.ldexp(1.0, exponent)
-    return int(math.floor(hi / w) - math.floor(lo / w)) + 1
+    return bin_of(hi, exponent) - bin_of(lo, exponent) + 1
 
 
 def choose_exponent(lo: float, hi: float, max_bins: int = MAX_BINS) -> int:
@@ -33,7 +43,9 @@ def choose_exponent(lo: float, hi: float, max_bins: int = MAX_BINS) -> int:
     biggest = max(abs(lo), abs(hi))
     k_precision = math.frexp(biggest)[1] - _PRECISION_BITS if biggest > 0 else _MIN_EXPONENT
     # A span of a few subnormals divided by max_bins underflows to 0: no log2 of that.
-    per_bin = (hi - lo) / max_bins
+    # Divided before subtracting: hi - lo overflows to infinity for values near the
+    # float64 limits.
+    per_bin = hi / max_bins - lo / max_bins
     k_range = math.ceil(math.log2(per_bin)) if per_bin > 0 else _MIN_EXPONENT
     k = max(k_range, k_precision, _MIN_EXPONENT)
     while _n_bins(lo, hi, k) > max_bins:

@@ -21,7 +21,7 @@ import polars as pl
 
 from loopml.core.errors import InvalidInputError
 from loopml.data import hll
-from loopml.data.histogram import Histogram, _n_bins, choose_exponent
+from loopml.data.histogram import Histogram, _n_bins, bin_of, choose_exponent
 from loopml.data.histogram import merge as merge_histograms
 from loopml.data.tables import TableLike, to_polars
 
@@ -454,7 +454,7 @@ def _bin_plan(
         if kinds[name] in ("numeric", "temporal") and stats[f"{i}:count"]:
             lo, hi = float(stats[f"{i}:min"]), float(stats[f"{i}:max"])
             k = choose_exponent(lo, hi)
-            plan[i] = (k, math.floor(lo / math.ldexp(1.0, k)), _n_bins(lo, hi, k))
+            plan[i] = (k, bin_of(lo, k), _n_bins(lo, hi, k))
     return plan
 
 
@@ -479,8 +479,11 @@ def _second_pass(
         if i in bins:
             k, offset, _ = bins[i]
             v = _values(df, name, kinds[name])
-            # Division by a power of two and floor are exact in float64: bins nest.
-            idx = ((v / math.ldexp(1.0, k)).floor() - offset).cast(pl.Int32)
+            # Division by a power of two and floor are exact in float64, so bins nest;
+            # except that a negative quotient can underflow to -0.0 (see bin_of).
+            quotient = v / math.ldexp(1.0, k)
+            bin_ = pl.when((quotient == 0) & (v < 0)).then(-1.0).otherwise(quotient.floor())
+            idx = (bin_ - offset).cast(pl.Int32)
             queries[f"{i}:bin"] = lf.select(idx.alias("x")).drop_nulls()
         if _needs_hll(i, kinds[name], stats):
             col = pl.col(name)
