@@ -482,7 +482,9 @@ def _second_pass(
             # Division by a power of two and floor are exact in float64, so bins nest;
             # except that a negative quotient can underflow to -0.0 (see bin_of).
             quotient = v / math.ldexp(1.0, k)
-            bin_ = pl.when((quotient == 0) & (v < 0)).then(-1.0).otherwise(quotient.floor())
+            bin_ = quotient.floor()
+            if k > 0 and offset < 0:  # only a division by more than 1 underflows
+                bin_ = pl.when((quotient == 0) & (v < 0)).then(-1.0).otherwise(bin_)
             idx = (bin_ - offset).cast(pl.Int32)
             queries[f"{i}:bin"] = lf.select(idx.alias("x")).drop_nulls()
         if _needs_hll(i, kinds[name], stats):
