@@ -325,9 +325,8 @@ def _among(column: Any, ids: list[str], dialect: str) -> ColumnElement[bool]:
     if dialect == "sqlite":
         listed = func.json_each(bindparam("ids", json.dumps(ids))).table_valued("value")
         return column.in_(select(listed.c.value))
-    if dialect == "postgresql":
-        return column == any_(bindparam("ids", ids, type_=postgresql.ARRAY(String)))
-    return column.in_(ids)
+    # PostgreSQL, the only other backend make_engine accepts.
+    return column == any_(bindparam("ids", ids, type_=postgresql.ARRAY(String)))
 
 
 def _order(q: Select[Any], key: search.OrderKey, i: int) -> Select[Any]:
