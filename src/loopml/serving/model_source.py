@@ -19,8 +19,9 @@ from loopml.models.flavors.base import ModelInput
 from loopml.models.loaded import LoadedModel
 from loopml.models.promotion import promote
 from loopml.models.registry import Registry
-from loopml.models.signature import Signature
+from loopml.models.signature import FLOAT_TYPES, INT_TYPES, Signature
 from loopml.serving.errors import SignatureMismatchError
+from loopml.serving.json_columns import RowReader
 from loopml.store.workspace import Workspace
 
 
@@ -73,6 +74,8 @@ class ServedModel:
         self.flavor = loaded.flavor.name
         self._labels_from_proba = _labels_are_argmax(loaded)
         self._plans: dict[pa.Schema, _ConformPlan] = {}
+        self.input_schema = plain_schema(loaded.signature)
+        self.row_reader = None if self.input_schema is None else RowReader(self.input_schema)
 
     def __repr__(self) -> str:
         return f"ServedModel({self.name}:{self.version} via {self.ref})"
@@ -102,6 +105,10 @@ class ServedModel:
 
     def check(self, table: pa.Table) -> pa.Table:
         """The table conformed to the signature; refuses missing, extra or mistyped columns."""
+        if self.input_schema is not None and table.schema.equals(self.input_schema):
+            if table.num_rows == 0:
+                raise SignatureMismatchError("input has no rows; send at least one row")
+            return table  # already the signature's columns and types: prepare would keep it
         expected = set(self.columns)
         extra = [c for c in table.column_names if c not in expected]
         if extra:
@@ -155,6 +162,25 @@ class ServedModel:
 
 
 MAX_PLANS = 64
+
+
+def plain_schema(signature: Signature) -> pa.Schema | None:
+    """The types Signature.prepare gives columns that already fit, if each has one.
+
+    Input in exactly these types passes prepare unchanged. Columns typed ``datetime``
+    or ``any`` accept several Arrow types, so a model with one has no such schema."""
+    fields = []
+    for spec in signature.inputs:
+        if spec.type in INT_TYPES or spec.type in FLOAT_TYPES:
+            t = pa.from_numpy_dtype(np.dtype(spec.type))
+        elif spec.type in ("string", "category"):
+            t = pa.string()
+        elif spec.type == "bool":
+            t = pa.bool_()
+        else:
+            return None
+        fields.append(pa.field(spec.name, t))
+    return pa.schema(fields)
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from loopml.serving.model_source import Prediction
@@ -69,7 +70,13 @@ class LogRecord:
 
 
 class PredictionLog:
-    """Buffer records in memory; write them from a background thread."""
+    """Buffer records in memory; compact and write them from a background thread.
+
+    Turning records into Arrow holds the GIL, which request handling needs too; done for
+    a whole file at once it stalls requests for tens of milliseconds. So the thread
+    compacts what has arrived every ``compact_interval`` (a few milliseconds of work each
+    time) and at flush time only joins the compacted tables and writes them, which Arrow
+    does without the GIL."""
 
     def __init__(
         self,
@@ -78,16 +85,21 @@ class PredictionLog:
         *,
         flush_interval: float = 2.0,
         max_pending_rows: int = 50_000,
+        compact_interval: float = 0.1,
         on_written: Callable[[int], None] | None = None,
     ) -> None:
         self.workspace = workspace
         self.deployment = deployment
         self.flush_interval = flush_interval
         self.max_pending_rows = max_pending_rows
+        self.compact_interval = min(compact_interval, flush_interval)
         self._on_written = on_written
         self._pending: list[LogRecord] = []
         self._pending_rows = 0
         self._lock = threading.Lock()
+        # Owned by whoever holds _write_lock: compacted tables per file, oldest first.
+        self._compacted: dict[_FileKey, list[pa.Table]] = defaultdict(list)
+        self._compacted_rows = 0
         # Serialises writers: the background thread and a final flush never overlap.
         self._write_lock = threading.Lock()
         self._wake = threading.Event()
@@ -98,7 +110,8 @@ class PredictionLog:
 
     @property
     def pending_rows(self) -> int:
-        return self._pending_rows
+        """Rows accepted but not yet written."""
+        return self._pending_rows + self._compacted_rows
 
     def start(self) -> None:
         if self._thread is None:
@@ -109,7 +122,7 @@ class PredictionLog:
         with self._lock:
             self._pending.append(record)
             self._pending_rows += record.inputs.num_rows
-            full = self._pending_rows >= self.max_pending_rows
+            full = self.pending_rows >= self.max_pending_rows
         if full:
             self._wake.set()
 
@@ -127,54 +140,79 @@ class PredictionLog:
             except Exception:
                 log.exception("writing the prediction log failed (attempt %d)", attempt + 1)
                 time.sleep(0.2 * (attempt + 1))
-        raise RuntimeError(f"could not write {self._pending_rows} pending prediction log rows")
+        raise RuntimeError(f"could not write {self.pending_rows} pending prediction log rows")
 
     def _loop(self) -> None:
+        due = time.monotonic() + self.flush_interval
         while not self._stop.is_set():
-            self._wake.wait(self.flush_interval)
+            self._wake.wait(self.compact_interval)
             self._wake.clear()
             if self._stop.is_set():
                 return
             try:
-                self.flush()
+                with self._write_lock:
+                    self._compact_pending()
+                    if time.monotonic() >= due or self.pending_rows >= self.max_pending_rows:
+                        due = time.monotonic() + self.flush_interval
+                        self._write_compacted()
             except Exception:
                 log.exception("writing the prediction log failed; will retry")
 
     def flush(self) -> int:
         """Write every pending record now; return the number of rows written."""
         with self._write_lock:
-            with self._lock:
-                records, self._pending = self._pending, []
-                self._pending_rows = 0
-            if not records:
-                return 0
-            groups: dict[tuple[str, str, int], list[LogRecord]] = defaultdict(list)
-            for r in records:
-                groups[(r.partition, r.model, r.version)].append(r)
-            written = 0
-            done: set[tuple[str, str, int]] = set()
-            try:
-                for key, group in groups.items():
-                    written += self._write(key, group)
-                    done.add(key)
-            except BaseException:
-                # Keep what was not written, ahead of newer records, for the next attempt.
-                left = [r for k, g in groups.items() if k not in done for r in g]
-                with self._lock:
-                    self._pending = left + self._pending
-                    self._pending_rows += sum(r.inputs.num_rows for r in left)
-                raise
-            return written
+            self._compact_pending()
+            return self._write_compacted()
 
-    def _write(self, key: tuple[str, str, int], records: list[LogRecord]) -> int:
+    def compact(self) -> None:
+        """Turn pending records into Arrow now (the background thread does this regularly)."""
+        with self._write_lock:
+            self._compact_pending()
+
+    def _compact_pending(self) -> None:
+        with self._lock:
+            records, self._pending = self._pending, []
+            rows = self._pending_rows
+            self._pending_rows = 0
+        if not records:
+            return
+        groups: dict[_FileKey, list[LogRecord]] = defaultdict(list)
+        for r in records:
+            groups[(r.partition, r.model, r.version)].append(r)
+        try:
+            tables = {key: build_table(group) for key, group in groups.items()}
+        except BaseException:
+            with self._lock:
+                self._pending = records + self._pending
+                self._pending_rows += rows
+            raise
+        for key, table in tables.items():
+            self._compacted[key].append(table)
+        self._compacted_rows += rows
+
+    def _write_compacted(self) -> int:
+        written = 0
+        for key in list(self._compacted):
+            tables = self._compacted[key]
+            rows = self._write(key, tables)
+            # Only what was written leaves: a failure above keeps this file for a retry.
+            del self._compacted[key]
+            self._compacted_rows -= rows
+            written += rows
+        return written
+
+    def _write(self, key: _FileKey, tables: list[pa.Table]) -> int:
         partition, model, version = key
-        table = build_table(records)
+        # Promotion: a column that was all nulls in one compaction is null-typed there.
+        table = (
+            pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
+        )
         sink = io.BytesIO()
         # zstd level 1: the same size as Arrow's default level here, in half the time, on a
         # thread that shares the CPU with the request path.
         pq.write_table(table, sink, compression="zstd", compression_level=1)
         blob = self.workspace.artifacts.put_bytes(sink.getvalue())
-        times = [r.time for r in records]
+        micros = pc.min_max(table.column("timestamp").cast(pa.int64()))
         self.workspace.lineage.add_artifact(
             blob.digest,
             LOG_KIND,
@@ -186,10 +224,10 @@ class PredictionLog:
                 "model": model,
                 "version": version,
                 "partition": partition,
-                "start": min(times),
-                "end": max(times),
+                "start": micros["min"].as_py() / 1e6,
+                "end": micros["max"].as_py() / 1e6,
                 "rows": table.num_rows,
-                "requests": len({r.request_id for r in records}),
+                "requests": pc.count_distinct(table.column("request_id")).as_py(),
             },
         )
         self.written_rows += table.num_rows
@@ -199,13 +237,17 @@ class PredictionLog:
         return int(table.num_rows)
 
 
+_FileKey = tuple[str, str, int]
+
+
 def build_table(records: list[LogRecord]) -> pa.Table:
     counts = [r.inputs.num_rows for r in records]
     n = sum(counts)
     # Per-record values repeated per row by index in Arrow, not by Python loops over
     # rows: this runs on a thread that shares the GIL with the request path.
     owner = pa.array(np.repeat(np.arange(len(records), dtype=np.int64), counts))
-    rows = np.concatenate([np.arange(c, dtype=np.int32) for c in counts])
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    rows = (np.arange(n) - starts).astype(np.int32)
     micros = np.repeat(np.array([int(r.time * 1e6) for r in records], dtype=np.int64), counts)
     inputs = pa.concat_tables([r.inputs for r in records], promote_options="default")
     labels = np.concatenate([np.asarray(r.prediction.labels) for r in records])

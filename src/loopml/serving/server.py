@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import socket
@@ -192,6 +193,7 @@ def run(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         ready: asyncio.Future[BoundPorts] = loop.create_future()
+        ready.add_done_callback(_freeze_startup_objects)
         if announce:
             ready.add_done_callback(lambda f: _announce(options, f))
         await serve(
@@ -205,6 +207,20 @@ def run(
         )
 
     asyncio.run(main())
+
+
+def _freeze_startup_objects(ready: asyncio.Future[BoundPorts]) -> None:
+    """Keep what startup built (modules, the model, the app) out of garbage collection.
+
+    A full collection walks every tracked object: about 250,000 once a server has
+    imported its libraries, 70 ms of holding the GIL, and under load each one stalled
+    every request in the process for 70-130 ms, every several seconds. That was most of
+    the p99 latency. What startup built lives as long as the process (a model replaced
+    later is still freed by reference counting), so scanning it finds nothing. Collect
+    once first, so startup's own garbage is freed rather than kept forever."""
+    if not ready.cancelled() and ready.exception() is None:
+        gc.collect()
+        gc.freeze()
 
 
 def _announce(options: ServeOptions, ready: asyncio.Future[BoundPorts]) -> None:
