@@ -33,8 +33,17 @@ def serve(
         str | None, typer.Option("--shadow", help="also score this ref silently and log it")
     ] = None,
     host: Annotated[str, typer.Option("--host", help="interface to bind")] = "127.0.0.1",
-    max_batch_rows: Annotated[int, typer.Option("--max-batch-rows")] = 512,
-    max_delay_ms: Annotated[float, typer.Option("--max-delay-ms")] = 2.0,
+    max_batch_rows: Annotated[
+        int, typer.Option("--max-batch-rows", help="most rows in one model call")
+    ] = 1024,
+    max_delay_ms: Annotated[
+        float,
+        typer.Option(
+            "--max-delay-ms",
+            help="wait this long for more requests to fill a batch (0: batch only what is "
+            "already queued)",
+        ),
+    ] = 0.0,
     poll_interval: Annotated[
         float, typer.Option("--poll-interval", help="seconds between alias checks")
     ] = 2.0,

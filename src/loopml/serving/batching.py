@@ -3,9 +3,10 @@
 One worker task per model takes requests from a queue. When it is free it takes every
 request already waiting (up to ``max_batch_rows``); so at low load a request runs alone and
 at once, and under load the requests that arrived while the model was busy form the next
-batch. When the previous batch had several requests (there is concurrency) it also waits up
-to ``max_delay`` for more, to fill the batch. The model runs in a thread so the event loop
-keeps accepting requests; each caller gets exactly its own rows back, in order.
+batch. Given a ``max_delay`` (none by default), when the previous batch had several requests
+(there is concurrency) it also waits up to that long for more, to fill the batch. The model
+runs in a thread so the event loop keeps accepting requests; each caller gets exactly its
+own rows back, in order.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ class MicroBatcher:
         self,
         predict: Callable[[pa.Table], Prediction],
         *,
-        max_batch_rows: int = 512,
-        max_delay: float = 0.002,
+        max_batch_rows: int = 1024,
+        max_delay: float = 0.0,
         observer: BatchObserver | None = None,
         name: str = "model",
         thread_initializer: Callable[[], None] | None = None,

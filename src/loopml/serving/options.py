@@ -41,8 +41,12 @@ class ServeOptions:
     canary: CanarySpec | None = None
     shadow: str | None = None
     deployment: str | None = None
-    max_batch_rows: int = 512
-    max_delay_ms: float = 2.0
+    # No waiting by default: under load, the requests that arrive while the model runs
+    # form the next batch anyway, and waiting for more leaves the model idle. Measured at
+    # 16 connections, the former 2 ms and 512 rows served 100-row requests with 5% less
+    # throughput and a 10% higher p99, and 1-row requests with 18% less throughput.
+    max_batch_rows: int = 1024
+    max_delay_ms: float = 0.0
     max_request_bytes: int = 32 * 1024 * 1024
     max_request_rows: int = 100_000
     poll_interval: float = 2.0
