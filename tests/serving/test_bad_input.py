@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from loopml.demo.flights import FEATURES
 from loopml.serving.server import ServerThread
 from tests.serving.conftest import Data, json_inputs
 
@@ -178,6 +179,23 @@ def test_bad_invocations(server: ServerThread, body: dict[str, Any], fragment: s
     assert fragment in r.json()["error"]
 
 
+def test_text_that_utf8_cannot_hold(server: ServerThread, data: Data) -> None:
+    # json reads "\ud800" (a lone surrogate) into a str that no UTF-8 encoder accepts.
+    rows = [list(r) for r in data.rows.head(2).select(FEATURES).rows()]
+    rows[1][FEATURES.index("carrier")] = "\ud800"
+    for body in (
+        {"dataframe_split": {"columns": FEATURES, "data": rows}},
+        {"dataframe_records": [dict(zip(FEATURES, r, strict=True)) for r in rows]},
+    ):
+        r = httpx.post(
+            f"{server.url}/invocations",
+            content=json.dumps(body),
+            headers={"content-type": "application/json"},
+        )
+        assert r.status_code == 422, r.text
+        assert "'carrier'" in r.json()["error"]
+
+
 @pytest.mark.parametrize(
     "body",
     [
@@ -187,10 +205,14 @@ def test_bad_invocations(server: ServerThread, body: dict[str, Any], fragment: s
         {"labels": [{"request_id": "a"}]},
         {"labels": [{"request_id": "a", "label": 1, "row": -1}]},
         {"labels": [{"request_id": "a", "label": 1}, {"request_id": "b", "label": "x"}]},
+        {"labels": [{"request_id": "a\ud800", "label": 1}]},
+        {"labels": [{"request_id": "a", "label": "\ud800"}]},
     ],
 )
 def test_bad_feedback(server: ServerThread, body: dict[str, Any]) -> None:
-    r = httpx.post(f"{server.url}/v2/feedback", json=body)
+    # json.dumps escapes lone surrogates ("\ud800"), which httpx's own encoder cannot write.
+    headers = {"content-type": "application/json"}
+    r = httpx.post(f"{server.url}/v2/feedback", content=json.dumps(body), headers=headers)
     assert r.status_code == 400, r.text
     assert r.json()["error"]
 

@@ -58,6 +58,8 @@ def parse_labels(payload: object) -> list[Label]:
         rid, row, label = item.get("request_id"), item.get("row", 0), item.get("label")
         if not isinstance(rid, str) or not rid or len(rid) > 200:
             raise BadRequestError(f"labels[{i}].request_id must be a string of 1 to 200 chars")
+        if not rid.isprintable():  # as every id the server hands out
+            raise BadRequestError(f"labels[{i}].request_id may hold printable characters only")
         if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < 2**31:
             raise BadRequestError(f"labels[{i}].row must be a non-negative integer")
         if label is None or not isinstance(label, bool | int | float | str):
@@ -74,7 +76,10 @@ def _label_array(labels: Sequence[Any]) -> pa.Array:
         except (pa.ArrowInvalid, OverflowError) as exc:
             raise BadRequestError(f"labels do not fit a numeric column: {exc}") from None
     if kinds == {str}:
-        return pa.array(list(labels), pa.string())
+        try:
+            return pa.array(list(labels), pa.string())
+        except UnicodeEncodeError:  # a lone surrogate, which json reads from "\ud800"
+            raise BadRequestError("a text label is not valid Unicode") from None
     raise BadRequestError(
         f"labels mix types ({', '.join(sorted(k.__name__ for k in kinds))}); send one type"
     )

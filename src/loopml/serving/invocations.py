@@ -120,7 +120,7 @@ def _columns(data: dict[str, Any]) -> pa.Table:
             raise SignatureMismatchError(f"column {label} holds nested values; send scalars")
         try:
             arrays[str(name)] = _array(values, kinds)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, UnicodeEncodeError) as exc:
             raise SignatureMismatchError(
                 f"column {label} mixes types or holds unsupported values: {str(exc)[:200]}"
             ) from None

@@ -31,7 +31,8 @@ _ALLOWED: tuple[tuple[Callable[[pa.DataType], bool], frozenset[type]], ...] = (
     (pa.types.is_floating, frozenset({float, int, _NONE})),
     (pa.types.is_boolean, frozenset({bool, _NONE})),
 )
-_CONVERSION_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError)
+# UnicodeEncodeError: a lone surrogate, which json reads from "\ud800" and UTF-8 cannot hold.
+_CONVERSION_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, UnicodeEncodeError)
 
 
 class RowReader:
