@@ -69,6 +69,10 @@ class LogRecord:
         return time.strftime("%Y-%m-%dT%H", time.gmtime(self.time))
 
 
+# (UTC hour, model, version): the records of one log file.
+_FileKey = tuple[str, str, int]
+
+
 class PredictionLog:
     """Buffer records in memory; compact and write them from a background thread.
 
@@ -235,9 +239,6 @@ class PredictionLog:
         if self._on_written is not None:
             self._on_written(table.num_rows)
         return int(table.num_rows)
-
-
-_FileKey = tuple[str, str, int]
 
 
 def build_table(records: list[LogRecord]) -> pa.Table:
