@@ -99,3 +99,8 @@ def test_plain_rows_take_the_fast_path() -> None:
 @pytest.mark.parametrize("type_", ["datetime", "any"])
 def test_columns_of_several_arrow_types_have_no_plain_schema(type_: str) -> None:
     assert plain_schema(signature(["int64", type_])) is None
+
+
+def test_a_reader_refuses_column_types_it_cannot_check() -> None:
+    with pytest.raises(ValueError, match="timestamp"):
+        RowReader(pa.schema([("a", pa.int64()), ("t", pa.timestamp("us"))]))

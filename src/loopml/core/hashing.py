@@ -39,7 +39,7 @@ def digest_bytes(data: bytes | bytearray | memoryview) -> str:
     return h.digest()
 
 
-def digest_chunks(chunks: Iterable[bytes]) -> tuple[str, int]:
+def digest_chunks(chunks: Iterable[bytes | memoryview]) -> tuple[str, int]:
     h = Hasher()
     for chunk in chunks:
         h.update(chunk)
@@ -69,10 +69,7 @@ def read_chunks(f: BinaryIO, chunk_size: int = CHUNK_SIZE) -> Iterable[memoryvie
 
 def digest_file(path: str) -> tuple[str, int]:
     with open(path, "rb") as f:
-        h = Hasher()
-        for chunk in read_chunks(f):
-            h.update(chunk)
-    return h.digest(), h.size
+        return digest_chunks(read_chunks(f))
 
 
 def digest_mapped(path: str) -> tuple[str, int]:

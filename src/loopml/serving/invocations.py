@@ -77,13 +77,13 @@ def _check_widths(rows: list[list[Any]], width: int, message: Callable[[int, int
 
 def _table(columns: list[str], rows: list[list[Any]], model: ServedModel) -> pa.Table:
     """Rows of equal length (checked by the caller) as a table with the given columns."""
+    if not rows:
+        return _columns({c: [] for c in columns})
     reader = model.row_reader
-    if rows and reader is not None and columns == reader.schema.names:
+    if reader is not None and columns == reader.schema.names:
         table = reader.read(rows)
         if table is not None:
             return table
-    if not rows:
-        return _columns({c: [] for c in columns})
     # zip does the transposition in C: about 4x faster than indexing row by row.
     return _columns(dict(zip(columns, map(list, zip(*rows, strict=True)), strict=True)))
 

@@ -31,6 +31,7 @@ _ALLOWED: tuple[tuple[Callable[[pa.DataType], bool], frozenset[type]], ...] = (
     (pa.types.is_floating, frozenset({float, int, _NONE})),
     (pa.types.is_boolean, frozenset({bool, _NONE})),
 )
+_KINDS = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean, pa.types.is_string)
 # UnicodeEncodeError: a lone surrogate, which json reads from "\ud800" and UTF-8 cannot hold.
 _CONVERSION_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, UnicodeEncodeError)
 
@@ -39,15 +40,13 @@ class RowReader:
     """Rows of JSON values, in ``schema``'s column order, as a table of exactly ``schema``."""
 
     def __init__(self, schema: pa.Schema) -> None:
-        self.schema = schema
         types = schema.types
-        self.supported = all(
-            pa.types.is_integer(t)
-            or pa.types.is_floating(t)
-            or pa.types.is_boolean(t)
-            or pa.types.is_string(t)
-            for t in types
-        )
+        unsupported = [t for t in types if not any(test(t) for test in _KINDS)]
+        if unsupported:
+            raise ValueError(
+                f"RowReader takes integer, float, bool and string columns, not {unsupported}"
+            )
+        self.schema = schema
         self._struct = pa.struct(list(schema))
         self._checks: list[tuple[list[int], frozenset[type]]] = []
         for test, allowed in _ALLOWED:
@@ -58,8 +57,6 @@ class RowReader:
     def read(self, rows: list[list[Any]]) -> pa.Table | None:
         """The table, or None when the general path must decide. Rows must be non-empty
         lists of the schema's width (the caller has checked)."""
-        if not self.supported:
-            return None
         # Transposed (in C), each kind's values are one chain: the cheapest full pass.
         columns = list(zip(*rows, strict=True))
         for indices, allowed in self._checks:

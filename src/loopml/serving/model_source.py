@@ -105,9 +105,8 @@ class ServedModel:
 
     def check(self, table: pa.Table) -> pa.Table:
         """The table conformed to the signature; refuses missing, extra or mistyped columns."""
-        if self.input_schema is not None and table.schema.equals(self.input_schema):
-            if table.num_rows == 0:
-                raise SignatureMismatchError("input has no rows; send at least one row")
+        schema = self.input_schema
+        if schema is not None and table.num_rows and table.schema.equals(schema):
             return table  # already the signature's columns and types: prepare would keep it
         expected = set(self.columns)
         extra = [c for c in table.column_names if c not in expected]

@@ -232,11 +232,8 @@ class ArtifactStore:
             except FileNotFoundError:
                 raise self._missing(digest, what) from None
         else:
-            h = hashing.Hasher()
             with self._open_raw(digest, what) as f:
-                for chunk in hashing.read_chunks(f):
-                    h.update(chunk)
-            actual, size = h.digest(), h.size
+                actual, size = hashing.digest_chunks(hashing.read_chunks(f))
         if actual != digest:
             raise self._integrity(digest, what)
         return size
