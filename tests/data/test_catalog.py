@@ -192,7 +192,7 @@ def test_lookup_errors(workspace: Workspace, jan_feb: pl.DataFrame) -> None:
     catalog.add(workspace, "flights", jan_feb.head(10))
     with pytest.raises(NotFoundError, match="has no version 7"):
         catalog.get(workspace, "flights", 7)
-    with pytest.raises(InvalidInputError, match="positive number"):
+    with pytest.raises(InvalidInputError, match="positive whole number"):
         catalog.get(workspace, "flights:x")
     with pytest.raises(InvalidInputError, match="not a loopml digest"):
         catalog.get(workspace, "flights", digest="abc")

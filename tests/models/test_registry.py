@@ -53,7 +53,7 @@ def test_bad_names_and_refs(registry: Registry, flights: Flights, hgb_model: Any
         registry.resolve("m@champion")
     with pytest.raises(InvalidInputError, match="not a model reference"):
         registry.resolve("m@a@b")
-    with pytest.raises(InvalidInputError, match="must be a number"):
+    with pytest.raises(InvalidInputError, match="must be a positive whole number"):
         registry.resolve("m:one")
 
 

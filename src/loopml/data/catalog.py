@@ -8,7 +8,6 @@ unreferenced garbage, never a half-registered version.
 
 from __future__ import annotations
 
-import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, func, insert, select
 from sqlalchemy import update as sql_update
 
-from loopml.core import clock
+from loopml.core import clock, names
 from loopml.core.errors import (
     ConflictError,
     InvalidInputError,
@@ -42,31 +41,18 @@ from loopml.store.metadata.tables import (
 )
 from loopml.store.workspace import Workspace
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,249}$")
 BATCH_ROWS = 20_000_000  # larger Parquet parts are profiled batch by batch and merged
 ARTIFACT_KIND = "dataset"
 
 
 def check_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise InvalidInputError(
-            f"{name!r} is not a valid dataset name: use letters, digits, '.', '_' and '-', "
-            "starting with a letter or digit (at most 250 characters)"
-        )
-    return name
+    return names.check_name(name, what="dataset name")
 
 
 def parse_ref(ref: str) -> tuple[str, int | None]:
     """``"flights"`` -> (flights, None) meaning latest; ``"flights:3"`` -> (flights, 3)."""
-    name, sep, version = ref.partition(":")
-    check_name(name)
-    if not sep or version == "latest":
-        return name, None
-    if not version.isdigit() or int(version) < 1:
-        raise InvalidInputError(
-            f"{ref!r}: the version after ':' must be a positive number or 'latest'"
-        )
-    return name, int(version)
+    parsed = names.parse_ref(ref, "dataset reference", allow_alias=False)
+    return parsed.name, parsed.version
 
 
 # --- adding ------------------------------------------------------------------------------

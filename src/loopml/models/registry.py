@@ -9,7 +9,6 @@ fully registered or not at all. Every attempt to move an alias, allowed or refus
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 
-from loopml.core import clock
+from loopml.core import clock, names
 from loopml.core.errors import ConflictError, InvalidInputError, NotFoundError, StoreError
 from loopml.core.ids import new_id
 from loopml.models.artifact import load_model, read_metadata, save_model
@@ -34,28 +33,14 @@ from loopml.store.metadata.tables import (
 from loopml.store.workspace import Workspace
 
 MODEL_KIND = "model"
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,249}$")
-_ALIAS_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,99}$")
-_REF_RE = re.compile(r"^(?P<name>[^@:]+)(?:@(?P<alias>[^@:]+)|:(?P<version>[^@:]+))?$")
 _RETRIES = 5
 
 
 def check_model_name(name: object) -> str:
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise InvalidInputError(
-            f"model name {name!r} is not valid: use letters, digits, '.', '_' and '-', "
-            "starting with a letter or digit (at most 250 characters)"
-        )
-    return name
+    return names.check_name(name, what="model name")
 
 
-def check_alias(alias: object) -> str:
-    if not isinstance(alias, str) or not _ALIAS_RE.match(alias) or alias == "latest":
-        raise InvalidInputError(
-            f"alias {alias!r} is not valid: use letters, digits, '_' and '-', starting with a "
-            "letter (at most 100 characters); 'latest' is reserved"
-        )
-    return alias
+check_alias = names.check_alias
 
 
 def _check_tags(tags: Mapping[str, Any] | None) -> dict[str, str]:
@@ -402,26 +387,20 @@ class Registry:
 
     def resolve(self, ref: str) -> ModelVersion:
         """``name@alias``, ``name:3``, ``name:latest`` or ``name`` (the latest version)."""
-        m = _REF_RE.match(ref) if isinstance(ref, str) else None
-        if m is None:
-            raise InvalidInputError(
-                f"{ref!r} is not a model reference; use 'name', 'name:3' or 'name@alias'"
-            )
-        name = check_model_name(m["name"])
-        if m["alias"] is not None:
-            version = self.alias_version(name, m["alias"])
+        parsed = names.parse_ref(ref, "model reference")
+        name = parsed.name
+        if parsed.alias is not None:
+            version = self.alias_version(name, parsed.alias)
             if version is None:
                 known = self.aliases(name)
                 raise NotFoundError(
-                    f"model {name!r} has no alias {m['alias']!r}; its aliases: "
+                    f"model {name!r} has no alias {parsed.alias!r}; its aliases: "
                     f"{', '.join(f'{a} -> {v}' for a, v in known.items()) or 'none'}"
                 )
             return self.get_version(name, version)
-        if m["version"] is None or m["version"] == "latest":
+        if parsed.version is None:
             return self.latest(name)
-        if not m["version"].isdigit():
-            raise InvalidInputError(f"{ref!r}: the version after ':' must be a number or 'latest'")
-        return self.get_version(name, int(m["version"]))
+        return self.get_version(name, parsed.version)
 
     def load(self, ref: str) -> LoadedModel:
         """The model behind ``ref``, loaded from verified bytes only."""

@@ -108,7 +108,7 @@ class Pipeline:
             raise InvalidInputError(f"@pipeline decorates a function, not {type(fn).__name__}")
         self.fn = fn
         self.name = name or fn.__name__
-        if not NAME_RE.match(self.name):
+        if not NAME_RE.fullmatch(self.name):
             raise InvalidInputError(f"{self.name!r} is not a valid pipeline name")
         self.signature = inspect.signature(fn)
         clash = [p for p in self.signature.parameters if p in RUN_OPTIONS]

@@ -57,7 +57,7 @@ def next_cron_time(expression: str, after: float) -> float:
 
 
 def _check_name(name: str, what: str) -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise InvalidInputError(
             f"{name!r} is not a valid {what} name: letters, digits, '.', '_', ':' and '-'"
         )

@@ -57,7 +57,7 @@ class Step:
             )
         self.fn = fn
         self.name = name or fn.__name__
-        if not NAME_RE.match(self.name):
+        if not NAME_RE.fullmatch(self.name):
             raise InvalidInputError(f"{self.name!r} is not a valid step name")
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise InvalidInputError(f"step {self.name}: retries must be a whole number >= 0")

@@ -26,7 +26,7 @@ def check_name(name: object, what: str) -> str:
             f"{what} name {name[:40]!r}... is {len(name)} characters; the limit is "
             f"{MAX_NAME_LENGTH}"
         )
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):
         raise InvalidInputError(
             f"{what} name {name!r} has characters other than letters, digits, "
             "'_', '-', '.', ' ', '/' and ':'"
