@@ -11,6 +11,7 @@ from loopml.cli import (
     console,
     data_cmd,
     demo_cmd,
+    gc_cmd,
     models_cmd,
     pipeline_cmd,
     runs_cmd,
@@ -33,6 +34,7 @@ app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(pipeline_cmd.app, name="pipeline")
 app.command()(scheduler_cmd.scheduler)
+app.command()(gc_cmd.gc)
 workspace_cmd.register(app)
 serve_cmd.register(app)
 
