@@ -18,6 +18,7 @@ from google.protobuf.message import Message
 from loopml.core.errors import InvalidInputError, LoopmlError, NotFoundError
 from loopml.serving import tensors
 from loopml.serving.errors import NotReadyError, PayloadTooLargeError
+from loopml.serving.event_time import EVENT_TIME, parse_event_time
 from loopml.serving.info import EXTENSIONS, SERVER_NAME, server_version
 from loopml.serving.model_source import ServedModel
 from loopml.serving.proto import inference_pb2 as pb
@@ -120,6 +121,7 @@ class InferenceServicer:
     ) -> pb.ModelInferResponse:
         started = time.perf_counter()
         rid = check_request_id(request.id) if request.id else new_request_id()
+        event_time = _event_time(request)
         inputs = _decode_inputs(request, self.options.max_elements)
         max_rows = self.options.max_request_rows
 
@@ -132,6 +134,7 @@ class InferenceServicer:
             model_name=request.model_name,
             version=request.model_version or None,
             started=started,
+            event_time=event_time,
         )
         requested = [o.name for o in request.outputs] or None
         outs = tensors.outputs(result.model, result.prediction, requested)
@@ -142,6 +145,16 @@ class InferenceServicer:
             response.outputs.add(name=t.name, datatype=t.datatype, shape=list(t.shape))
             response.raw_output_contents.append(tensors.raw_bytes(t))
         return response
+
+
+def _event_time(request: pb.ModelInferRequest) -> float | None:
+    if EVENT_TIME not in request.parameters:
+        return None
+    param = request.parameters[EVENT_TIME]
+    choice = param.WhichOneof("parameter_choice")
+    if choice is None:
+        raise tensors.BadRequestError(f"the {EVENT_TIME} parameter has no value")
+    return parse_event_time(getattr(param, choice))
 
 
 def _decode_inputs(request: pb.ModelInferRequest, max_elements: int) -> list[tensors.InputTensor]:

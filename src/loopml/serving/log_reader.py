@@ -8,10 +8,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import select
 
+from loopml.serving.event_time import EVENT_TIME
 from loopml.serving.feedback import FEEDBACK_KIND
 from loopml.serving.prediction_log import LOG_KIND
 from loopml.store.metadata.tables import artifacts
 from loopml.store.workspace import Workspace
+
+EVENT_TIME_FIELD = pa.field(EVENT_TIME, pa.timestamp("us", tz="UTC"))
 
 
 def _read(workspace: Workspace, kind: str, deployment: str | None) -> pa.Table | None:
@@ -26,7 +29,13 @@ def _read(workspace: Workspace, kind: str, deployment: str | None) -> pa.Table |
         if deployment is not None and (props or {}).get("deployment") != deployment:
             continue
         data = workspace.artifacts.get_bytes(digest, what=f"{kind} {digest[:19]}")
-        tables.append(pq.read_table(io.BytesIO(data)))
+        table = pq.read_table(io.BytesIO(data))
+        if kind == LOG_KIND and EVENT_TIME not in table.column_names:
+            # Format 1 had no event times: read them as unknown.
+            position = table.column_names.index("timestamp") + 1
+            nulls = pa.nulls(table.num_rows, EVENT_TIME_FIELD.type)
+            table = table.add_column(position, EVENT_TIME_FIELD, nulls)
+        tables.append(table)
     if not tables:
         return None
     return pa.concat_tables(tables, promote_options="permissive")

@@ -65,12 +65,22 @@ class ModelRef:
 class ServedModel:
     """One loaded model version and what the protocol needs to describe it."""
 
-    def __init__(self, loaded: LoadedModel, name: str, version: int, ref: str) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        name: str,
+        version: int,
+        ref: str,
+        *,
+        artifact_id: str | None = None,
+    ) -> None:
         self._loaded = loaded
         self.name = name
         self.version = version
         self.ref = ref
         self.digest = loaded.digest or ""
+        # The model version's artifact in the lineage graph: prediction logs link to it.
+        self.artifact_id = artifact_id
         self.flavor = loaded.flavor.name
         self._labels_from_proba = _labels_are_argmax(loaded)
         self._plans: dict[pa.Schema, _ConformPlan] = {}
@@ -271,8 +281,9 @@ class ModelSource:
 
     def load_version(self, name: str, version: int, ref: str) -> ServedModel:
         # Load by number: if the alias moves meanwhile, the version reported is still right.
-        loaded = self._registry.load(f"{name}:{version}")
-        return ServedModel(loaded, name, version, ref)
+        mv = self._registry.get_version(name, version)
+        loaded = self._registry.load(mv.ref)
+        return ServedModel(loaded, name, version, ref, artifact_id=mv.artifact_id)
 
     def versions(self, name: str) -> list[int]:
         return [v.version for v in self._registry.versions(name)]

@@ -19,6 +19,7 @@ from loopml.core.errors import LoopmlError
 from loopml.serving import invocations, tensors
 from loopml.serving.deployment import Route
 from loopml.serving.errors import NotReadyError
+from loopml.serving.event_time import EVENT_TIME, parse_event_time
 from loopml.serving.feedback import parse_labels
 from loopml.serving.http_errors import (
     RequestContextMiddleware,
@@ -149,6 +150,7 @@ def create_app(runtime: ServingRuntime) -> ASGIApp:
         if parsed.id is not None:
             request.state.request_id = check_request_id(parsed.id)
         rid: str = request.state.request_id
+        event_time = parse_event_time((parsed.parameters or {}).get(EVENT_TIME))
         requested = [o.name for o in parsed.outputs] if parsed.outputs else None
 
         def build(model: ServedModel) -> Any:
@@ -160,6 +162,7 @@ def create_app(runtime: ServingRuntime) -> ASGIApp:
             model_name=name,
             version=version,
             started=request.state.started,
+            event_time=event_time,
         )
         outs = tensors.outputs(result.model, result.prediction, requested)
         return _json(infer_response(result.model, rid, outs))
@@ -177,18 +180,25 @@ def create_app(runtime: ServingRuntime) -> ASGIApp:
         body = await read_body(request, opts.max_request_bytes)
         content_type = request.headers.get("content-type", "application/json")
         if content_type.startswith("text/csv"):
+            event_time = parse_event_time(request.query_params.get(EVENT_TIME), numeric_text=True)
             table = invocations.parse_csv(body)
 
             def build(model: ServedModel) -> Any:
                 return table
         else:
             payload = parse_json(body)
+            event_time = parse_event_time(
+                payload.get(EVENT_TIME) if isinstance(payload, dict) else None
+            )
 
             def build(model: ServedModel) -> Any:
                 return invocations.to_table(payload, model, opts.max_request_rows)
 
         result = await runtime.infer(
-            build, request_id=request.state.request_id, started=request.state.started
+            build,
+            request_id=request.state.request_id,
+            started=request.state.started,
+            event_time=event_time,
         )
         labels = tensors.outputs(result.model, result.prediction, [tensors.PREDICT])[0]
         return _json({"predictions": labels.json_data()})
