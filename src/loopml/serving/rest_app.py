@@ -25,6 +25,7 @@ from loopml.serving.http_errors import (
     RequestContextMiddleware,
     http_error_handler,
     loopml_error_handler,
+    loopml_error_response,
 )
 from loopml.serving.info import EXTENSIONS, SERVER_NAME, server_version
 from loopml.serving.metrics import CONTENT_TYPE, ServingMetrics
@@ -77,7 +78,7 @@ class _InferenceFastPath:
         try:
             response = await handler(Request(scope, receive), **scope["path_params"])
         except LoopmlError as exc:
-            response = await loopml_error_handler(Request(scope, receive), exc)
+            response = loopml_error_response(exc)
         except HTTPException as exc:
             response = await http_error_handler(Request(scope, receive), exc)
         await response(scope, receive, send)
@@ -111,7 +112,7 @@ def create_app(runtime: ServingRuntime) -> ASGIApp:
         return _json({"name": SERVER_NAME, "version": version_text, "extensions": EXTENSIONS})
 
     def find(name: str, version: str | None) -> Route:
-        return deployment.select(name, version, "metadata")
+        return deployment.select(name, version, None)
 
     def metadata(name: str, version: str | None) -> Response:
         route = find(name, version)
@@ -181,7 +182,7 @@ def create_app(runtime: ServingRuntime) -> ASGIApp:
         content_type = request.headers.get("content-type", "application/json")
         if content_type.startswith("text/csv"):
             event_time = parse_event_time(request.query_params.get(EVENT_TIME), numeric_text=True)
-            table = invocations.parse_csv(body)
+            table = invocations.parse_csv(body, opts.max_request_rows)
 
             def build(model: ServedModel) -> Any:
                 return table

@@ -13,8 +13,14 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from loopml.core.errors import LoopmlError
 from loopml.serving.deployment import SHADOW, Deployment, Route
-from loopml.serving.errors import BadRequestError, NotReadyError, SignatureMismatchError
+from loopml.serving.errors import (
+    BadRequestError,
+    NotReadyError,
+    SignatureMismatchError,
+    model_failure,
+)
 from loopml.serving.feedback import Label, store_labels
 from loopml.serving.metrics import ServingMetrics
 from loopml.serving.model_source import ModelSource, Prediction, ServedModel
@@ -118,6 +124,11 @@ class ServingRuntime:
                     # The alias moved between routing and queueing: take the new route.
                     if self.draining:
                         raise
+                except LoopmlError:
+                    raise
+                except Exception as exc:
+                    log.warning("model %s failed on request %s: %r", route.model, request_id, exc)
+                    raise model_failure(f"{route.model.name}:{route.model.version}", exc) from None
             else:
                 raise NotReadyError("the model is being replaced; retry")
         finally:
