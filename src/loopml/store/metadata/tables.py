@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData()
@@ -68,6 +69,9 @@ runs = Table(
     Column("git_commit", String(64), nullable=True),
     Column("git_dirty", Boolean, nullable=True),
     Column("environment_digest", String(67), ForeignKey("environments.digest"), nullable=True),
+    # Last sign of life from the recording process; a running run whose heartbeat is stale
+    # is shown as killed.
+    Column("heartbeat_at", Float, nullable=True),
     # With the id in the index, a search probes it for (experiment, id) without reading
     # the table.
     Index("ix_runs_experiment_id", "experiment_id", "id"),
@@ -212,6 +216,8 @@ registered_models = Table(
     Column("description", Text, nullable=False),
     Column("tags", JSON, nullable=False),
     Column("created_at", Float, nullable=False),
+    # The gate every promotion of this model must pass (a Gate as a mapping), or none.
+    Column("policy", JSON, nullable=True),
 )
 
 model_versions = Table(
@@ -255,6 +261,8 @@ alias_events = Table(
     Column("gate_result", JSON, nullable=True),
     Column("execution_id", ID, ForeignKey("executions.id"), nullable=True),
     Column("created_at", Float, nullable=False),
+    # A promotion that skipped the model's policy gate with force=True.
+    Column("forced", Boolean, nullable=False, server_default=false()),
     Index("ix_alias_events_model_alias", "model_id", "alias", "created_at"),
 )
 
