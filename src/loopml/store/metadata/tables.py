@@ -309,6 +309,10 @@ pipeline_steps = Table(
     Column("start_time", Float, nullable=True),
     Column("end_time", Float, nullable=True),
     Column("error", Text, nullable=True),
+    # The decoded cache key (step, code, kind, params, inputs) and why the step executed
+    # rather than coming from the cache ("param depth 6 -> 8", "--no-cache").
+    Column("key_parts", JSON, nullable=True),
+    Column("reason", Text, nullable=True),
 )
 
 # The step cache: key -> output. Only metadata; the outputs themselves are artifacts, and
@@ -324,6 +328,7 @@ pipeline_cache = Table(
     Column("output_artifact_id", ID, ForeignKey("artifacts.id"), nullable=False),
     Column("execution_id", ID, ForeignKey("executions.id"), nullable=False),
     Column("created_at", Float, nullable=False),
+    Column("key_parts", JSON, nullable=True),
 )
 
 # Cron schedules and triggers (a new dataset version, a named event). ``cursor`` is the
@@ -345,6 +350,10 @@ pipeline_schedules = Table(
     Column("cursor", BigInteger, nullable=True),
     Column("last_run_id", ID, nullable=True),
     Column("created_at", Float, nullable=False),
+    # A trigger that failed is retried (at least once): how often in a row, when next.
+    Column("failures", Integer, nullable=False, server_default="0"),
+    Column("retry_at", Float, nullable=True),
+    Column("last_error", Text, nullable=True),
 )
 
 pipeline_events = Table(
