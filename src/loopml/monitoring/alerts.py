@@ -148,7 +148,8 @@ class Webhook:
                         return True
             except (urllib.error.URLError, OSError) as exc:
                 log.warning("webhook %s failed (attempt %d): %s", self.url, attempt + 1, exc)
-            time.sleep(self.backoff * (2**attempt))
+            if attempt < self.retries:
+                time.sleep(self.backoff * (2**attempt))
         return False
 
 
