@@ -17,7 +17,6 @@ import polars as pl
 import pytest
 
 from loopml.data import catalog
-from loopml.demo.flights import flights_with_weather
 from loopml.demo.training import auc, train_delay_model
 from loopml.models.gates import Gate, Threshold
 from loopml.models.promotion import promote
@@ -27,7 +26,7 @@ from loopml.tracking.tracker import Tracker
 from tests.servers import free_port
 
 EXPERIMENT = "flights-delay"
-ROWS = 3000
+ROWS = 2000
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,9 @@ class Populated:
 
 def populate(home: Path) -> Populated:
     ws = Workspace(f"sqlite:///{home / 'loopml.db'}", str(home / "artifacts"))
-    flights = flights_with_weather([1, 2])
+    from tests.server import flows
+
+    flights = flows.january_february()
     jan = flights.filter(pl.col("month") == 1).sample(ROWS, seed=1)
     feb = flights.filter(pl.col("month") == 2).sample(ROWS, seed=2)
     v1 = catalog.add(ws, "flights", jan, description="January 2013 flights", owner="ops")
@@ -58,7 +59,7 @@ def populate(home: Path) -> Populated:
             run.set_tags({"stage": "test"})
             ws.lineage.link(run.id, v1.artifact_id, "input", "training_data")
             trained = train_delay_model(
-                jan, max_iter=15, max_depth=depth, early_stopping=True, n_iter_no_change=100
+                jan, max_iter=12, max_depth=depth, early_stopping=True, n_iter_no_change=100
             )
             for i, (tr, va) in enumerate(
                 zip(trained.train_scores, trained.validation_scores, strict=True)
@@ -81,8 +82,6 @@ def populate(home: Path) -> Populated:
     promote(ws, "delay-model", 1, "champion", reason="first model")
     gate = Gate((Threshold("roc_auc", min=0.5),), target="delayed")
     promote(ws, "delay-model", 2, "champion", gate=gate, data=feb)
-    from tests.server import flows
-
     p1 = flows.carriers.run(workspace=ws, rows=2000)
     p2 = flows.carriers.run(workspace=ws, rows=2000)
     model_artifact = registry.get_version("delay-model", 2).artifact_id

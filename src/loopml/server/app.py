@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -30,12 +31,19 @@ def api_router() -> APIRouter:
     return api
 
 
+def _warm_imports() -> None:
+    """Import what drift and model pages need while the server idles: SciPy's statistics
+    alone take seconds to import, which the first such page would otherwise wait for."""
+    import scipy.stats  # noqa: F401
+
+
 def create_app(workspace: Workspace, *, close_workspace: bool = False) -> FastAPI:
     """The server for ``workspace``; with ``close_workspace`` it is closed on shutdown."""
     server_state = ServerState(workspace)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        threading.Thread(target=_warm_imports, name="loopml-warm-imports", daemon=True).start()
         yield
         server_state.close()
         if close_workspace:

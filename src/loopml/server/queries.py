@@ -11,11 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, insert, or_, select
 
 from loopml.core.errors import InvalidInputError
 from loopml.store.lineage import ExecutionRecord
-from loopml.store.metadata.tables import executions, experiments, runs
+from loopml.store.metadata.tables import executions, experiments, runs, tags
+from loopml.store.workspace import Workspace
 from loopml.tracking import search
 from loopml.tracking.records import Run
 from loopml.tracking.tracker import Tracker, _base_query, _order
@@ -81,3 +82,9 @@ def executions_with_prefix(
             .limit(limit)
         ).all()
     return [ExecutionRecord(**r._mapping) for r in rows]
+
+
+def set_reserved_tag(ws: Workspace, run_id: str, key: str, value: str) -> None:
+    """A ``loopml.`` tag, which the tracking API keeps for loopml's own entries."""
+    with ws.write_engine.begin() as conn:
+        conn.execute(insert(tags).values(run_id=run_id, key=key, value=value))

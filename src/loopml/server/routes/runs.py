@@ -113,15 +113,16 @@ def _active(s: ServerState, run_id: str) -> ActiveRun:
 @router.post("", response_model=WriteOut, responses=WRITE_ERRORS, summary="Start a run")
 def start_run(s: St, body: StartRunIn, request: Request) -> WriteOut:
     """Start a run; with tokens in use, the ``loopml.created_by`` tag names the token."""
-    who = request.state.token_name
-    tags = {**body.tags, CREATED_BY: who} if who else body.tags
     run = s.tracker.start_run(
         body.experiment,
         name=body.name,
         params=body.params,
-        tags=tags,
+        tags=body.tags,
         capture_environment=False,
     )
+    who = request.state.token_name
+    if who:
+        queries.set_reserved_tag(s.workspace, run.id, CREATED_BY, who)
     return WriteOut(id=run.id)
 
 
