@@ -446,6 +446,8 @@ monitor_alerts = Table(
     Column("sinks", JSON, nullable=False),
     Column("created_at", Float, nullable=False),
     Index("ix_monitor_alerts_name_created", "name", "created_at"),
+)
+
 # --- team server -------------------------------------------------------------------------
 
 # Bearer tokens of ``loopml server``. Only a SHA-256 of each token is kept: tokens are 256
