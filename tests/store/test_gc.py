@@ -30,12 +30,24 @@ from loopml.store.workspace import Workspace
 HOUR = 3600.0
 
 
-def _record(i: int, when: float, version: int = 3) -> LogRecord:
+def _record(
+    i: int, when: float, version: int = 3, model: tuple[str, str] | None = None
+) -> LogRecord:
     inputs = pa.table({"x": pa.array([float(i), None if i % 3 == 0 else 1.0])})
     labels = np.array([i % 2, 1])
     proba = np.column_stack([1 - labels * 0.75, labels * 0.75])
     return LogRecord(
-        f"req-{i}", when, "m", version, "primary", 1.5, inputs, Prediction(labels, proba)
+        f"req-{i}",
+        when,
+        "m",
+        version,
+        "primary",
+        1.5,
+        inputs,
+        Prediction(labels, proba),
+        event_time=when - 5 if i % 2 else None,
+        model_digest="" if model is None else model[0],
+        model_artifact_id=None if model is None else model[1],
     )
 
 
@@ -54,7 +66,8 @@ def _old(ws: Workspace, digest: str, age: float) -> None:
 
 def test_serving_kinds_are_the_ones_gc_knows() -> None:
     assert gc.PREDICTION_LOG_KIND == prediction_log.LOG_KIND
-    assert gc.PREDICTION_LOG_FORMAT == prediction_log.LOG_FORMAT
+    assert prediction_log.LOG_FORMAT in gc.PREDICTION_LOG_FORMATS
+    assert gc.LOGGING_EXECUTION == prediction_log.LOGGING_EXECUTION
     assert gc.FEEDBACK_KIND == feedback.FEEDBACK_KIND
 
 
@@ -62,10 +75,12 @@ def test_compaction_retention_and_orphans(workspace: Workspace) -> None:
     ws = workspace
     now = time.time()
     past_hour = (now // HOUR - 3) * HOUR  # an hour that ended well before the grace period
+    model_blob = ws.artifacts.put_bytes(b"model bytes")
+    model = ws.lineage.add_artifact(model_blob.digest, "model", model_blob.size, name="m:3")
     log = PredictionLog(ws, "d", flush_interval=60)
     for batch in range(3):  # three flushes of one past hour: three small files, and a
         for i in range(batch * 4, batch * 4 + 4):  # file for another model version
-            log.append(_record(i, past_hour + 60 * i))
+            log.append(_record(i, past_hour + 60 * i, model=(model.digest, model.id)))
         log.append(_record(100 + batch, past_hour + 30, version=4))
         log.flush()
     log.append(_record(50, now))  # the current hour is left alone
@@ -103,6 +118,14 @@ def test_compaction_retention_and_orphans(workspace: Workspace) -> None:
     assert after.sort_by([(k, "ascending") for k in key]).equals(
         before.sort_by([(k, "ascending") for k in key])
     )
+    # The compacted file still traces back to the model that answered.
+    with ws.engine.connect() as conn:
+        v3 = conn.execute(
+            select(artifacts.c.id).where(
+                artifacts.c.kind == "prediction_log", artifacts.c.digest == rows[0][2]
+            )
+        ).scalar_one()
+    assert model.id in ws.lineage.graph(v3, "upstream").artifacts
     assert not ws.artifacts.exists(orphan.digest)
     assert ws.artifacts.exists(young.digest)  # inside the grace period
     assert dataset.to_polars()["a"].to_list() == [1, 2, 3]  # referenced: untouched

@@ -54,7 +54,7 @@ def add(
     )
     for w in caught:
         if issubclass(w.category, api.ContentAlreadyStoredWarning):
-            out.print(str(w.message), markup=False)
+            out.print(str(w.message), markup=False, soft_wrap=True)
 
 
 def _versions_or_empty(name: str) -> list[Dataset]:

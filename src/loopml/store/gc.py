@@ -37,12 +37,23 @@ from sqlalchemy import JSON, Connection, String, delete, func, insert, select
 from loopml.core import clock, hashing
 from loopml.core.errors import IntegrityError, InvalidInputError, LoopmlError
 from loopml.core.ids import new_id
-from loopml.store.metadata.tables import artifacts, metadata, pipeline_cache, pipeline_steps
+from loopml.store.metadata.tables import (
+    artifacts,
+    events,
+    executions,
+    metadata,
+    pipeline_cache,
+    pipeline_steps,
+)
 from loopml.store.workspace import Workspace
 
-# The kinds and format the serving layer records (serving/prediction_log.py, feedback.py).
+# What the serving layer records (serving/prediction_log.py, feedback.py; a test checks
+# these against it). Each log file is the output of its own "prediction_logging"
+# execution, whose input is the model version: that edge records the file's provenance
+# and moves with it (compaction) or goes with it (retention); any other edge keeps it.
 PREDICTION_LOG_KIND = "prediction_log"
-PREDICTION_LOG_FORMAT = "loopml.prediction_log/1"
+PREDICTION_LOG_FORMATS = ("loopml.prediction_log/1", "loopml.prediction_log/2")
+LOGGING_EXECUTION = "prediction_logging"
 FEEDBACK_KIND = "prediction_feedback"
 DAY = 86_400.0
 _TREE_PREFIX = b'{"files":'  # manifests are written with sorted keys
@@ -138,14 +149,47 @@ def collect(
 
 def _pinned_artifact_ids(conn: Connection) -> set[str]:
     """Artifact ids some row points at through a foreign key (lineage events, dataset and
-    model versions, pipeline cache entries and steps, and any table added later)."""
+    model versions, pipeline cache entries and steps, and any table added later), except
+    a log file's edge from its own logging execution."""
     pinned: set[str] = set()
     for table in metadata.sorted_tables:
         for column in table.columns:
             if any(fk.column is artifacts.c.id for fk in column.foreign_keys):
-                rows = conn.execute(select(column).where(column.is_not(None)).distinct())
-                pinned.update(str(r[0]) for r in rows)
+                q = select(column).where(column.is_not(None)).distinct()
+                if table is events:
+                    own = select(executions.c.id).where(executions.c.kind == LOGGING_EXECUTION)
+                    q = q.where(~((events.c.type == "output") & events.c.execution_id.in_(own)))
+                pinned.update(str(r[0]) for r in conn.execute(q))
     return pinned
+
+
+def _logging_executions(conn: Connection, artifact_ids: list[str]) -> list[str]:
+    """The logging executions that produced these log files."""
+    return [
+        r[0]
+        for r in conn.execute(
+            select(events.c.execution_id)
+            .join(executions, executions.c.id == events.c.execution_id)
+            .where(
+                events.c.artifact_id.in_(artifact_ids),
+                events.c.type == "output",
+                executions.c.kind == LOGGING_EXECUTION,
+            )
+            .distinct()
+        )
+    ]
+
+
+def _delete_artifacts(conn: Connection, ids: list[str]) -> int:
+    """Delete artifact rows with their own logging executions; the rows deleted."""
+    removed = 0
+    for chunk in _chunks(ids, 500):
+        own = _logging_executions(conn, chunk)
+        if own:
+            conn.execute(delete(events).where(events.c.execution_id.in_(own)))
+            conn.execute(delete(executions).where(executions.c.id.in_(own)))
+        removed += conn.execute(delete(artifacts).where(artifacts.c.id.in_(chunk))).rowcount
+    return removed
 
 
 # --- compaction ----------------------------------------------------------------------------
@@ -163,16 +207,17 @@ def _compact_logs(run: _Run) -> None:
     with ws.engine.connect() as conn:
         rows = conn.execute(select(artifacts).where(artifacts.c.kind == PREDICTION_LOG_KIND)).all()
         pinned = _pinned_artifact_ids(conn)
+    # One group per deployment, model version, hour and file format.
     groups: dict[tuple[str, str, int, str], list[Any]] = defaultdict(list)
     for r in rows:
         p = r.properties or {}
         end = _hour_end(str(p.get("partition")))
         if r.id in pinned or end is None or end > run.now - run.retention.grace_seconds:
             continue
-        if p.get("format", PREDICTION_LOG_FORMAT) != PREDICTION_LOG_FORMAT:
+        if p.get("format") not in PREDICTION_LOG_FORMATS:
             continue
         key = (str(p.get("deployment")), str(p.get("model")), int(p.get("version") or 0))
-        groups[(*key, str(p["partition"]))].append(r)
+        groups[(*key, f"{p['partition']} {p['format']}")].append(r)
     todo = [g for g in groups.values() if len(g) > 1]
     files = hours = freed = 0
     for i, group in enumerate(todo):
@@ -233,14 +278,15 @@ def _compact_group(run: _Run, group: list[Any]) -> int | None:
     ids = [r.id for r in group]
     try:
         with ws.write_engine.begin() as conn:
-            removed = conn.execute(delete(artifacts).where(artifacts.c.id.in_(ids))).rowcount
-            if removed != len(ids):
+            models = _logged_models(conn, ids)
+            if _delete_artifacts(conn, ids) != len(ids):
                 raise _Changed  # another gc compacted (part of) this hour first: roll back
             # Dated like the oldest file it replaces: readers order logs by creation
             # and retention ages them by it.
+            new = new_id()
             conn.execute(
                 insert(artifacts).values(
-                    id=new_id(),
+                    id=new,
                     digest=blob.digest,
                     kind=PREDICTION_LOG_KIND,
                     name=group[0].name,
@@ -249,6 +295,13 @@ def _compact_group(run: _Run, group: list[Any]) -> int | None:
                     properties=props,
                 )
             )
+            if models:
+                execution = ws.lineage.add_execution(
+                    LOGGING_EXECUTION, name=group[0].name, status="finished", conn=conn
+                )
+                for model in models:
+                    ws.lineage.link(execution.id, model, "input", "model", conn=conn)
+                ws.lineage.link(execution.id, new, "output", "prediction_log", conn=conn)
     except _Changed:
         return None
     run.dropped_artifacts.update(ids)
@@ -257,6 +310,19 @@ def _compact_group(run: _Run, group: list[Any]) -> int | None:
 
 class _Changed(Exception):
     pass
+
+
+def _logged_models(conn: Connection, log_ids: list[str]) -> list[str]:
+    """The model artifacts the logging executions of these files name as input."""
+    own = _logging_executions(conn, log_ids)
+    if not own:
+        return []
+    rows = conn.execute(
+        select(events.c.artifact_id)
+        .where(events.c.execution_id.in_(own), events.c.type == "input")
+        .distinct()
+    )
+    return sorted(str(r[0]) for r in rows)
 
 
 # --- retention -----------------------------------------------------------------------------
@@ -280,8 +346,7 @@ def _expire(run: _Run, kind: str, days: float | None, label: str) -> None:
     if doomed and not run.dry_run:
         ids = [r.id for r in doomed]
         with ws.write_engine.begin() as conn:
-            for chunk in _chunks(ids, 500):
-                conn.execute(delete(artifacts).where(artifacts.c.id.in_(chunk)))
+            _delete_artifacts(conn, ids)
     run.dropped_artifacts.update(r.id for r in doomed)
     run.lines.append(GcLine(f"{label} expired", len(doomed), size, f"older than {days:g} days"))
 

@@ -1,7 +1,7 @@
 """data: a description per dataset version, dataset tags as a mapping, artifacts by kind
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0018
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
