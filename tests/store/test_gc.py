@@ -257,3 +257,23 @@ def test_bad_retention_is_refused_and_the_cli_reports(
     assert "dry run" in out and "unreferenced blobs removed" in out
     assert main(["gc", "--grace-minutes", "0"]) == 2
     assert main(["gc", "--logs-days", "7", "--no-compact"]) == 0
+
+
+@pytest.mark.s3
+def test_gc_on_an_object_store(tmp_path: Path, s3_artifacts: tuple[str, dict[str, object]]) -> None:
+    """On S3 (moto) blobs carry the store's LastModified; gc reads it the same way."""
+    url, options = s3_artifacts
+    ws = Workspace(f"sqlite:///{tmp_path / 'loopml.db'}", url, storage_options=options)
+    try:
+        ds = Catalog(ws).add("flights", pl.DataFrame({"a": [1, 2, 3]}))
+        orphan = ws.artifacts.put_bytes(b"left behind")
+        assert all(modified is not None for _, _, modified in ws.artifacts.iter_blobs())
+        assert collect(ws).line("unreferenced blobs removed").count == 0  # all still young
+        report = collect(ws, now=time.time() + 2 * HOUR)
+        assert report.line("unreferenced blobs removed").count == 1
+        assert not ws.artifacts.exists(orphan.digest)
+        assert ds.to_polars()["a"].to_list() == [1, 2, 3]
+        # Storing it again brings it back.
+        assert ws.artifacts.get_bytes(ws.artifacts.put_bytes(b"left behind").digest)
+    finally:
+        ws.close()
