@@ -188,6 +188,8 @@ class Tracker:
         q = _base_query()
         if experiment is not None:
             names = [experiment] if isinstance(experiment, str) else list(experiment)
+            for name in names:
+                search.check_text(name, "the experiment name")
             q = q.where(experiments.c.name.in_(names))
         if filter is not None and filter.strip():
             q = q.where(search.compile_filter(filter))
