@@ -29,6 +29,7 @@ from loopml.store.metadata.tables import (
     runs,
     tags,
 )
+from loopml.tracking.store import read_status
 
 GRAMMAR = r"""
 ?start: disjunction
@@ -68,7 +69,7 @@ _ENTITIES = {
     "run": "attribute",
 }
 _ATTRIBUTES: dict[str, Any] = {
-    "status": executions.c.status,
+    "status": read_status(),
     "name": executions.c.name,
     "run_name": executions.c.name,
     "run_id": executions.c.id,
