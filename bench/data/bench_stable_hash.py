@@ -24,7 +24,9 @@ from loopml.data import hll, stable_hash
 from loopml.data.profile import profile
 
 
-def _polars_hash(lf: pl.LazyFrame, column: str, dtype: pl.DataType) -> pl.LazyFrame:
+def _polars_hash(
+    lf: pl.LazyFrame, column: str, dtype: pl.DataType, *, special_floats: bool = True
+) -> pl.LazyFrame:
     return lf.select(pl.col(column).hash(seed=0).alias("h"))
 
 

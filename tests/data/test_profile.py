@@ -260,3 +260,18 @@ def test_merging_sketches_of_another_hash_is_refused() -> None:
     cats = profile(pl.DataFrame({"c": ["a"]}))
     merged = merge_profiles(cats, replace(cats, hash_id="polars-1.9.0-seed0"))
     assert merged["c"].count == 2
+
+
+def test_sketch_treats_signed_zeros_and_nans_alike() -> None:
+    # The float fast path (no NaN, no zero) and the unifying path hash alike.
+    from loopml.data import stable_hash
+
+    rng = np.random.default_rng(3)
+    values = pl.Series(rng.normal(size=5000))
+    lf = pl.LazyFrame({"v": stable_hash.prepare(values)})
+    fast = stable_hash.hash_frame(lf, "v", pl.Float64, special_floats=False).collect()["h"]
+    assert fast.equals(stable_hash.hash_frame(lf, "v", pl.Float64).collect()["h"])
+    base = list(rng.normal(size=5000))
+    a = profile(pl.DataFrame({"x": [*base, 0.0, float("nan")]}))["x"].hll
+    b = profile(pl.DataFrame({"x": [*base, -0.0, -float("nan")]}))["x"].hll
+    assert a is not None and a == b

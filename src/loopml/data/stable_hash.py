@@ -43,10 +43,14 @@ def prepare(series: pl.Series) -> pl.Series:
     return pl.Series(series.name, bits)
 
 
-def hash_frame(lf: pl.LazyFrame, column: str, dtype: pl.DataType) -> pl.LazyFrame:
+def hash_frame(
+    lf: pl.LazyFrame, column: str, dtype: pl.DataType, *, special_floats: bool = True
+) -> pl.LazyFrame:
     """A frame of one UInt64 column ``h``: the hash of each value of ``column``, which
     holds ``prepare``'s output for values of type ``dtype``. The mixing steps are chained
-    one per ``with_columns``, so each runs once over the column."""
+    one per ``with_columns``, so each runs once over the column. A caller that knows a
+    float column holds no NaN and no zero passes ``special_floats=False`` and saves the
+    pass that unifies them (the hashes are the same)."""
     col = pl.col(column)
     if dtype == pl.String or dtype == pl.Binary:
         return lf.select(_xxh3_64(col).alias("h"))
@@ -55,7 +59,9 @@ def hash_frame(lf: pl.LazyFrame, column: str, dtype: pl.DataType) -> pl.LazyFram
     if dtype == pl.Decimal or dtype == pl.Int128 or dtype == pl.UInt128:
         # Wider than 64 bits: their exact decimal text is the canonical form.
         return lf.select(_xxh3_64(col.cast(pl.String)).alias("h"))
-    if dtype.is_float():
+    if dtype.is_float() and not special_floats:
+        bits = col
+    elif dtype.is_float():
         # -0.0 hashes as 0.0 and every NaN as the one quiet NaN.
         nan = ((col & _EXPONENT) == _EXPONENT) & ((col & _MANTISSA) != 0)
         bits = (

@@ -119,7 +119,11 @@ def _statistics(c: _Column, height: int) -> list[pl.Expr]:
             v.max().alias("max"),
         ]
         if c.dtype.is_float():
-            exprs += [col.is_nan().sum().alias("nan"), col.is_infinite().sum().alias("inf")]
+            exprs += [
+                col.is_nan().sum().alias("nan"),
+                col.is_infinite().sum().alias("inf"),
+                (col == 0.0).sum().alias("zeros"),
+            ]
         if c.kind == "temporal":
             physical = col.to_physical().cast(pl.Int64)
             exprs += [
@@ -205,7 +209,8 @@ def _hll_query(df: pl.DataFrame, c: _Column, *, prefilter: bool = True) -> pl.La
         c.hll_min_rank = 1
     else:
         c.hll_min_rank = hll.min_rank(approx) if prefilter else 1
-    h = stable_hash.hash_frame(q, "v", c.dtype)
+    special = bool(c.stats.get("nan") or c.stats.get("zeros"))
+    h = stable_hash.hash_frame(q, "v", c.dtype, special_floats=special)
     if c.hll_min_rank > 1:
         h = h.filter(hll.rank_at_least(pl.col("h"), c.hll_min_rank))
     return h.select(hll.code_expr(pl.col("h")).alias("x"))
