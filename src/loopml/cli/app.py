@@ -13,6 +13,7 @@ from loopml.cli import (
     demo_cmd,
     models_cmd,
     pipeline_cmd,
+    reproduce_cmd,
     runs_cmd,
     scheduler_cmd,
     serve_cmd,
@@ -33,6 +34,7 @@ app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(pipeline_cmd.app, name="pipeline")
 app.command()(scheduler_cmd.scheduler)
+app.command()(reproduce_cmd.reproduce)
 workspace_cmd.register(app)
 serve_cmd.register(app)
 
