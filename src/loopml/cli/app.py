@@ -17,6 +17,7 @@ from loopml.cli import (
     runs_cmd,
     scheduler_cmd,
     serve_cmd,
+    server_cmd,
     workspace_cmd,
 )
 from loopml.core.errors import LoopmlError
@@ -37,6 +38,7 @@ app.command()(scheduler_cmd.scheduler)
 app.command()(reproduce_cmd.reproduce)
 workspace_cmd.register(app)
 serve_cmd.register(app)
+server_cmd.register(app)
 
 EXIT_USER_ERROR = 2
 

@@ -1,7 +1,7 @@
 """pipelines: decodable cache keys, why a step re-ran, trigger failures and backoff
 
 Revision ID: 0014
-Revises: 0011
+Revises: 0012
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0014"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
