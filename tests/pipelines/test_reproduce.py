@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import typer
+from rich.console import Console
 from sqlalchemy import update
 from typer.testing import CliRunner
 
@@ -216,11 +217,7 @@ def test_the_demo_training_pipeline_reproduces_to_identical_digests(
     run = run_pipeline(workspace, delay_model, params)
     found = reproduce(workspace, run.id)
     buf = io.StringIO()
-    reproduce_cmd.out.file, saved = buf, reproduce_cmd.out.file
-    try:
-        reproduce_cmd.show(found)
-    finally:
-        reproduce_cmd.out.file = saved
+    reproduce_cmd.show(found, Console(file=buf, width=160))
     assert found.ok, buf.getvalue()
     assert [o.node for o in found.outputs] == list(run.steps)
     assert all(o.recorded == o.new for o in found.outputs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -35,7 +36,7 @@ def reproduce(
         raise typer.Exit(1)
 
 
-def show(found: Reproduction) -> None:
+def show(found: Reproduction, console: Console = out) -> None:
     what = f"step {found.node} of " if found.node else ""
     table = Table(title=f"reproduce {what}pipeline {found.pipeline} run {found.pipeline_run[:12]}")
     table.add_column("output", no_wrap=True)
@@ -51,18 +52,20 @@ def show(found: Reproduction) -> None:
             "[green]yes[/]" if o.same else "[red]no[/]",
             escape(o.reason or ""),
         )
-    out.print(table)
+    console.print(table)
     if found.environment:
-        out.print(escape(f"environment differs: {', '.join(found.environment)}"), soft_wrap=True)
+        console.print(
+            escape(f"environment differs: {', '.join(found.environment)}"), soft_wrap=True
+        )
     else:
-        out.print("environment: the same package versions as recorded")
+        console.print("environment: the same package versions as recorded")
     if found.error:
-        out.print(escape(found.error))
+        console.print(escape(found.error))
     if found.scratch:
-        out.print(escape(f"scratch workspace kept at {found.scratch}"))
+        console.print(escape(f"scratch workspace kept at {found.scratch}"))
     same = sum(o.same for o in found.outputs)
     verdict = "[green]reproduced[/]" if found.ok else "[red]not reproduced[/]"
-    out.print(f"{verdict}: {same} of {len(found.outputs)} outputs identical")
+    console.print(f"{verdict}: {same} of {len(found.outputs)} outputs identical")
 
 
 def _short(digest: str | None) -> str:

@@ -88,10 +88,16 @@ class Scheduler:
         self.clock = clock
         self.stop = stop or threading.Event()
         # One tracker for every run this scheduler starts, not one per pipeline run.
+        self._own_tracker = tracker is None
         self.tracker = tracker if tracker is not None else Tracker(ws)
         self.lease_seconds = lease_seconds
         self.retry_base = retry_base
         self.retry_max = retry_max
+
+    def close(self) -> None:
+        """Flush and stop the tracker this scheduler made (not one it was given)."""
+        if self._own_tracker:
+            self.tracker.close()
 
     def tick(self, now: float | None = None) -> list[Fired]:
         """Run everything due at ``now``; return what fired."""
