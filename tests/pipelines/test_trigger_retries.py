@@ -63,7 +63,8 @@ def test_a_trigger_whose_pipeline_fails_to_set_up_is_kept_and_retried(
     assert sched.tick(T0 + 10_000) == []
 
 
-def test_a_step_failure_also_keeps_the_trigger(workspace: Workspace, tmp_path: Path) -> None:
+def test_a_step_failure_also_keeps_the_trigger(any_workspace: Workspace, tmp_path: Path) -> None:
+    workspace = any_workspace  # the lease and the cursor on SQLite and PostgreSQL
     flag = tmp_path / "flag"
     flag.touch()
     params = {"counter": str(tmp_path / "c"), "flag": str(flag)}
@@ -82,8 +83,9 @@ def test_a_step_failure_also_keeps_the_trigger(workspace: Workspace, tmp_path: P
 
 
 def test_a_claimed_occurrence_is_leased_so_another_scheduler_waits(
-    workspace: Workspace, tmp_path: Path
+    any_workspace: Workspace, tmp_path: Path
 ) -> None:
+    workspace = any_workspace
     params = {"counter": str(tmp_path / "c"), "failures": 0}
     schedules.add_event_trigger(
         workspace, "t", "tests.pipelines.flows:retrying", "go", params=params
