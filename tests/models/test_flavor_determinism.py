@@ -61,7 +61,7 @@ def _torch(X: pd.DataFrame, y: np.ndarray) -> Any:
         torch.nn.Linear(X.shape[1], 4), torch.nn.ReLU(), torch.nn.Linear(4, 1)
     )
     opt = torch.optim.SGD(net.parameters(), lr=0.01)
-    inputs = torch.from_numpy(X.to_numpy())
+    inputs = torch.from_numpy(X.to_numpy().copy())
     target = torch.from_numpy(y.astype("float32")).reshape(-1, 1)
     for _ in range(3):
         opt.zero_grad()
