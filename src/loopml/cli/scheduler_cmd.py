@@ -11,14 +11,14 @@ from typing import Annotated
 import typer
 
 from loopml.api import fluent
-from loopml.cli.console import out
+from loopml.cli.console import esc, out
 from loopml.core.errors import InvalidInputError
 from loopml.pipelines.scheduler import Scheduler
 
 
 def scheduler(
-    poll: Annotated[float, typer.Option("--poll", help="seconds between checks")] = 5.0,
-    once: Annotated[bool, typer.Option("--once", help="one pass, then exit")] = False,
+    poll: Annotated[float, typer.Option("--poll", help="Seconds between checks.")] = 5.0,
+    once: Annotated[bool, typer.Option("--once", help="One pass, then exit.")] = False,
 ) -> None:
     """Run scheduled and triggered pipelines as a long-running process.
 
@@ -44,7 +44,10 @@ def scheduler(
     try:
         if once:
             for fired in sched.tick():
-                out.print(f"{fired.schedule}: {fired.reason} -> {fired.error or 'finished'}")
+                out.print(
+                    f"{esc(fired.schedule)}: {esc(fired.reason)} -> "
+                    f"{esc(fired.error or 'finished')}"
+                )
             return
         out.print(f"scheduler started (polling every {poll:g}s); SIGTERM or Ctrl-C stops it")
         sched.serve(poll)
