@@ -192,6 +192,7 @@ def test_read_only_commands_do_not_create_a_workspace(
     monkeypatch.chdir(tmp_path)
     code, _, err = run_cli(capsys, *args)
     assert code == exit_code
+    err = " ".join(err.split())
     assert str(tmp_path / ".loopml" / "loopml.db") in err and "does not exist" in err
     assert not (tmp_path / ".loopml").exists()
 

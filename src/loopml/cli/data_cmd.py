@@ -106,7 +106,7 @@ def show(
     ] = False,
 ) -> None:
     """Show a dataset version: catalog entry, versions and column profile."""
-    require_workspace(listing=False)
+    require_workspace(missing=f"no dataset {ref!r}")
     ds = api.get(ref)
     if schema:
         s = ds.schema
@@ -244,7 +244,7 @@ def diff(
     ] = None,
 ) -> None:
     """Drift of every column between two dataset versions (or a dataset and a file)."""
-    require_workspace(listing=False)
+    require_workspace(missing=f"no dataset {reference!r}")
     ref_profile = _profile_of(reference)
     cur_profile = _profile_of(current)
     report = api.drift(ref_profile, cur_profile, columns=column)
@@ -347,7 +347,7 @@ def schema_cmd(
         version = api.save_schema(name, _read_schema(set_file), note=note)
         out.print(f"schema of {esc(name)} is now version {version}")
         return
-    require_workspace(listing=False)
+    require_workspace(missing=f"no dataset {name!r}")
     out.print(api.schema(name).to_yaml(), markup=False, highlight=False)
 
 

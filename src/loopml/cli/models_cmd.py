@@ -94,7 +94,7 @@ def list_models(
 def show(ref: Annotated[str, typer.Argument(help=REF_HELP)]) -> None:
     """One version: signature, lineage, and the alias history of its model with each gate
     check's value, limit and verdict."""
-    require_workspace(listing=False)
+    require_workspace(missing=f"no registered model {ref!r}")
     registry = _registry()
     mv = registry.resolve(ref)
     out.print(
@@ -215,7 +215,7 @@ def promote(
     ] = "",
 ) -> None:
     """Move an alias to a version if the gate passes; exit 1 when it refuses."""
-    require_workspace(listing=False)
+    require_workspace(missing=f"no registered model {ref!r}")
     name, number = _name_and_version(ref, version)
     policy = Gate.from_yaml(gate) if gate is not None else None
     table = _read_table(data) if data is not None else None
@@ -246,7 +246,7 @@ def rollback(
     ] = "",
 ) -> None:
     """Point an alias back at the version it held before its latest promotion."""
-    require_workspace(listing=False)
+    require_workspace(missing=f"no registered model {ref!r}")
     parsed = parse_ref(ref, "model reference")
     if parsed.version is not None:
         raise InvalidInputError(
@@ -270,7 +270,7 @@ def card(
     ] = None,
 ) -> None:
     """Print (or write) the Markdown model card of a version, with its gate checks."""
-    require_workspace(listing=False)
+    require_workspace(missing=f"no registered model {ref!r}")
     registry = _registry()
     mv = registry.resolve(ref)
     text = render_card(fluent.workspace(), mv.name, mv.version) + gate_markdown(

@@ -123,7 +123,7 @@ def list_runs(
     tables.fixed(table, "status")
     tables.fixed(table, "started")
     tables.fixed(table, "duration", justify="right")
-    tables.fixed(table, "steps run/cached/all")
+    tables.fixed(table, "steps")
     tables.text(table, "trigger")
     for r in runs:
         table.add_row(
@@ -132,7 +132,7 @@ def list_runs(
             _styled(r.status),
             clock.format_ts(r.start_time)[:16],
             _secs(r.duration),
-            f"{len(r.executed)}/{len(r.cached)}/{len(r.steps)}",
+            f"{len(r.executed)} executed, {len(r.cached)} cached, {len(r.steps)} total",
             lit(r.trigger),
         )
     out.print(table)
@@ -145,7 +145,7 @@ def show(
     ] = None,
 ) -> None:
     """The DAG of a pipeline run with each step's status, cached or executed, and duration."""
-    require_workspace(listing=False)
+    require_workspace(missing=f"no pipeline run {run_id!r}" if run_id else "no pipeline runs yet")
     ws = fluent.workspace()
     if run_id is None:
         latest = records.list_runs(ws, None, 1)

@@ -168,7 +168,7 @@ def show(
     run_id: Annotated[str, typer.Argument(help="A run id or any unique prefix of one.")],
 ) -> None:
     """Everything recorded about one run."""
-    require_workspace(listing=False)
+    require_workspace(missing=f"no run with id {run_id!r}")
     tracker = fluent.tracker()
     run = tracker.get_run(_resolve_id(run_id))
     head = Table.grid(padding=(0, 2))
@@ -217,7 +217,7 @@ def compare(
     run_ids: Annotated[list[str], typer.Argument(help="Two or more run ids (or prefixes).")],
 ) -> None:
     """Params and metrics of several runs side by side; differing params are marked."""
-    require_workspace(listing=False)
+    require_workspace(missing=f"no runs {', '.join(map(repr, run_ids))}")
     tracker = fluent.tracker()
     runs = [tracker.get_run(_resolve_id(r)) for r in run_ids]
     table = tables.table("comparison")

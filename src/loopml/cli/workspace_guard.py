@@ -15,8 +15,11 @@ from sqlalchemy.exc import ArgumentError
 
 from loopml.api import config
 from loopml.cli.console import err, esc
+from loopml.core.errors import NotFoundError
 
-EXIT_NOTHING_THERE = 1
+
+class NoWorkspaceError(NotFoundError):
+    """What was asked for cannot exist: the configured workspace does not."""
 
 
 def missing_workspace() -> str | None:
@@ -31,21 +34,23 @@ def missing_workspace() -> str | None:
     return None if Path(url.database).exists() else url.database
 
 
-def require_workspace(*, listing: bool) -> None:
+def require_workspace(*, listing: bool = False, missing: str = "nothing to show") -> None:
     """Stop with a clear note when the configured workspace does not exist.
 
-    A listing of an empty workspace is not an error (exit 0); asking to show one thing in
-    it is (exit 1), as it would be in an existing workspace without that thing.
+    A listing of an empty workspace is not an error (a note, exit 0); asking for one thing
+    in it is a ``NoWorkspaceError`` starting with ``missing`` (e.g. "no run 'abc'"), as it
+    would be a ``NotFoundError`` in an existing workspace without that thing.
     """
     database = missing_workspace()
     if database is None:
         return
     sources = ", ".join(config.resolve().sources)
-    err.print(
-        f"no workspace here yet: loopml would use [bold]{esc(database)}[/] "
-        f"(configured by: {esc(sources)}), which does not exist, so it is empty. "
-        "Run the command in your project's folder, set LOOPML_HOME or LOOPML_DB, or "
-        "create one with `loopml demo` or `loopml data add`.",
-        soft_wrap=True,
+    note = (
+        f"no workspace here yet: loopml would use {database} (configured by: {sources}), "
+        "which does not exist, so it is empty. Run the command in your project's folder, "
+        "set LOOPML_HOME or LOOPML_DB, or create one with `loopml demo` or `loopml data add`"
     )
-    raise typer.Exit(0 if listing else EXIT_NOTHING_THERE)
+    if not listing:
+        raise NoWorkspaceError(f"{missing}: {note}")
+    err.print(esc(note), soft_wrap=True)
+    raise typer.Exit(0)
