@@ -100,6 +100,7 @@ def run(
             cache=not no_cache,
             max_workers=max_workers,
             address=address,
+            tracker=fluent.tracker(),
         )
     show_run(result)
 
@@ -169,6 +170,8 @@ def show_run(result: PipelineRun) -> None:
         attempts = f", {rec.attempts} attempts" if rec.attempts > 1 else ""
         line = f"{esc(node + after)}  {_styled(rec.status)} {_secs(rec.duration)}{attempts}"
         branch = tree.add(line)
+        if rec.status == records.EXECUTED and rec.reason:
+            branch.add(f"[dim]re-ran: {esc(rec.reason)}[/]")
         if rec.error:
             lines = rec.error.strip().splitlines() or [""]
             branch.add(f"[red]{esc(lines[-1])}[/]")
@@ -192,7 +195,9 @@ def resume(
 ) -> None:
     """Re-run a failed run from the failure, reusing the steps that succeeded."""
     with working(f"resuming pipeline run {esc(run_id)}"):
-        result = runner.resume(fluent.workspace(), run_id, executor=executor, address=address)
+        result = runner.resume(
+            fluent.workspace(), run_id, executor=executor, address=address, tracker=fluent.tracker()
+        )
     show_run(result)
 
 
