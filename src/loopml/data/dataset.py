@@ -10,6 +10,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from loopml.core.clock import format_ts
+from loopml.core.display import Summarized, Summary
 from loopml.core.errors import IntegrityError, InvalidInputError
 from loopml.data.profile import Profile
 from loopml.data.schema import Schema
@@ -37,8 +39,8 @@ class DatasetInfo:
     columns: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Dataset:
+@dataclass(frozen=True, repr=False)
+class Dataset(Summarized):
     """One immutable version of a named dataset. Every read verifies the stored bytes."""
 
     name: str
@@ -56,6 +58,17 @@ class Dataset:
     @property
     def ref(self) -> str:
         return f"{self.name}:{self.version}"
+
+    def _summary(self) -> Summary:
+        return Summary(
+            f"Dataset {self.ref}",
+            [
+                ("rows", f"{self.num_rows:,}"),
+                ("columns", self.num_columns),
+                ("added", format_ts(self.created_at)),
+                ("digest", self.digest[:19]),
+            ],
+        )
 
     def _what(self, part: str) -> str:
         return f"dataset {self.ref} {part}"
