@@ -346,3 +346,25 @@ def test_feedback_counts_matches_and_refuses_a_deployment_that_never_served(
     assert code == 1
     err = " ".join(err.split())
     assert "'staging' has not logged any prediction" in err and "'prod'" in err
+
+
+def test_data_diff_fills_the_p_value_column(
+    loopml_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(0)
+    n = 20_000  # large enough that distances, not tests, give the verdict
+    for shift in (0.0, 0.5):
+        lm.datasets.add(
+            f"d{shift}",
+            pl.DataFrame(
+                {"x": rng.normal(shift, 1, n), "c": rng.choice(["a", "b", "c"], n).tolist()}
+            ),
+        )
+    code, out, err = run_cli(capsys, "data", "diff", "d0.0:1", "d0.5:1")
+    assert code == 0, err
+    rows = [line.split() for line in out.splitlines() if line.split()[:1] in (["x"], ["c"])]
+    assert len(rows) == 2
+    for row in rows:
+        # column, kind, method, statistic, p-value, verdict: the p-value is never blank.
+        assert len(row) == 6, row
+        assert row[4].startswith("(") and row[4].endswith(")"), row
