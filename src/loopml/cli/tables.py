@@ -26,13 +26,17 @@ def fixed(t: Table, header: str, *, justify: Justify = "left") -> None:
 
 
 def text(t: Table, header: str, *, ratio: int = 1, wrap: bool = False) -> None:
-    """A column of free text: it takes the room left, and is cut (or wrapped) to fit."""
+    """A column of free text: it gives way when the table is too wide for the terminal.
+
+    It wraps at spaces; a word too long for it is cut with an ellipsis (or, with ``wrap``,
+    folded onto the next line). Only these columns shrink, so ids and dates stay whole.
+    """
     t.add_column(
         header,
         ratio=ratio,
-        no_wrap=not wrap,
+        no_wrap=False,
         overflow="fold" if wrap else "ellipsis",
-        min_width=min(len(header), 12),
+        min_width=len(header),
     )
 
 
