@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from fastapi import FastAPI
@@ -43,6 +43,7 @@ def _json(obj: Any, status: int = 200) -> Response:
 
 
 Handler = Callable[..., Awaitable[Response]]
+T = TypeVar("T")
 
 
 class _InferenceFastPath:
@@ -143,10 +144,26 @@ def create_app(runtime: ServingRuntime) -> ASGIApp:
         return model_ready(name, version)
 
     # inference ---------------------------------------------------------------------------
+    async def body_of(request: Request) -> tuple[bytes, bool]:
+        """The body, and whether it is large enough to parse off the event loop."""
+        body = await read_body(request, opts.max_request_bytes, opts.body_timeout)
+        return body, len(body) > opts.offload_bytes
+
+    async def off_loop(large: bool, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        # A 30 MB JSON body takes seconds to parse and convert: on the event loop that
+        # would stall every other request, health checks included.
+        if large:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        return fn(*args, **kwargs)
+
     async def infer(request: Request, name: str, version: str | None) -> Response:
-        body = await read_body(request, opts.max_request_bytes)
-        parsed, inputs = parse_infer_request(
-            body, request.headers.get(HEADER_LENGTH), max_elements=opts.max_elements
+        body, large = await body_of(request)
+        parsed, inputs = await off_loop(
+            large,
+            parse_infer_request,
+            body,
+            request.headers.get(HEADER_LENGTH),
+            max_elements=opts.max_elements,
         )
         if parsed.id is not None:
             request.state.request_id = check_request_id(parsed.id)
@@ -164,6 +181,7 @@ def create_app(runtime: ServingRuntime) -> ASGIApp:
             version=version,
             started=request.state.started,
             event_time=event_time,
+            offload=large,
         )
         outs = tensors.outputs(result.model, result.prediction, requested)
         return _json(infer_response(result.model, rid, outs))
@@ -178,16 +196,16 @@ def create_app(runtime: ServingRuntime) -> ASGIApp:
 
     @app.post("/invocations")
     async def invoke(request: Request) -> Response:
-        body = await read_body(request, opts.max_request_bytes)
+        body, large = await body_of(request)
         content_type = request.headers.get("content-type", "application/json")
         if content_type.startswith("text/csv"):
             event_time = parse_event_time(request.query_params.get(EVENT_TIME), numeric_text=True)
-            table = invocations.parse_csv(body, opts.max_request_rows)
+            table = await off_loop(large, invocations.parse_csv, body, opts.max_request_rows)
 
             def build(model: ServedModel) -> Any:
                 return table
         else:
-            payload = parse_json(body)
+            payload = await off_loop(large, parse_json, body)
             event_time = parse_event_time(
                 payload.get(EVENT_TIME) if isinstance(payload, dict) else None
             )
@@ -200,6 +218,7 @@ def create_app(runtime: ServingRuntime) -> ASGIApp:
             request_id=request.state.request_id,
             started=request.state.started,
             event_time=event_time,
+            offload=large,
         )
         labels = tensors.outputs(result.model, result.prediction, [tensors.PREDICT])[0]
         return _json({"predictions": labels.json_data()})
@@ -209,7 +228,8 @@ def create_app(runtime: ServingRuntime) -> ASGIApp:
     async def feedback(request: Request) -> Response:
         if runtime.draining:
             raise NotReadyError("the server is shutting down; send the labels to another one")
-        labels = parse_labels(parse_json(await read_body(request, opts.max_request_bytes)))
+        body, large = await body_of(request)
+        labels = await off_loop(large, lambda: parse_labels(parse_json(body)))
         artifact_id = await asyncio.to_thread(runtime.store_feedback, labels)
         return _json({"stored": len(labels), "artifact_id": artifact_id})
 

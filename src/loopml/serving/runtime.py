@@ -18,6 +18,7 @@ from loopml.serving.deployment import SHADOW, Deployment, Route
 from loopml.serving.errors import (
     BadRequestError,
     NotReadyError,
+    OverloadedError,
     SignatureMismatchError,
     model_failure,
 )
@@ -51,6 +52,10 @@ def check_request_id(value: object) -> str:
     if not value.isprintable():
         raise BadRequestError("a request id may hold printable characters only")
     return value
+
+
+def _checked_table(build: TableBuilder, model: ServedModel) -> pa.Table:
+    return model.check(build(model))
 
 
 class ServingRuntime:
@@ -106,17 +111,29 @@ class ServingRuntime:
         version: str | None = None,
         started: float | None = None,
         event_time: float | None = None,
+        offload: bool = False,
     ) -> InferResult:
-        """Check, batch, predict and log one request; raise a serving error for bad input."""
+        """Check, batch, predict and log one request; raise a serving error for bad input.
+
+        ``offload`` builds and checks the table in a thread (a large request), so the event
+        loop keeps answering health checks and small requests meanwhile."""
         if self.draining or not self.ready:
             raise NotReadyError("the server is not ready (starting or shutting down); retry")
+        if self._inflight >= self.options.max_queued_requests:
+            self.metrics.shed.inc()
+            raise OverloadedError(
+                f"{self._inflight} requests are already waiting for the model; retry shortly"
+            )
         started = time.perf_counter() if started is None else started
         self._inflight += 1
         self._idle.clear()
         try:
             for _ in range(3):
                 route = self.deployment.select(model_name, version, request_id)
-                table = route.model.check(build(route.model))
+                if offload:
+                    table = await asyncio.to_thread(_checked_table, build, route.model)
+                else:
+                    table = _checked_table(build, route.model)
                 try:
                     prediction = await route.batcher.submit(table)
                     break

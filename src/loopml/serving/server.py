@@ -23,6 +23,7 @@ import uvicorn
 from loopml.core.errors import LoopmlError
 from loopml.serving.connections import Receiver
 from loopml.serving.grpc_service import start_grpc
+from loopml.serving.http_protocol import guarded_protocol
 from loopml.serving.options import ServeOptions
 from loopml.serving.rest_app import create_app
 from loopml.serving.runtime import ServingRuntime
@@ -158,6 +159,7 @@ async def serve(
             lifespan="off",
             timeout_graceful_shutdown=int(options.drain_timeout),
             timeout_keep_alive=30,
+            http=guarded_protocol(options.connection_limit(), options.header_timeout),
         )
         http = _Uvicorn(config)
         sockets = [] if sock is None else [sock]
@@ -214,6 +216,7 @@ def run(
     connections: socket.socket | None = None,
 ) -> None:
     """Serve in this process until SIGTERM or SIGINT."""
+    raise_fd_limit()
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -235,6 +238,17 @@ def run(
         )
 
     asyncio.run(main())
+
+
+def raise_fd_limit() -> None:
+    """Lift this process's soft limit on open files to the hard limit: every connection is
+    one, and the connection cap is derived from it."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _freeze_startup_objects(ready: asyncio.Future[BoundPorts]) -> None:
