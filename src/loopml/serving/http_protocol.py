@@ -28,6 +28,8 @@ def _response(status_line: bytes, extra: bytes = b"") -> bytes:
     return b"HTTP/1.1 " + status_line + b"\r\n" + extra + _CLOSE + b"\r\n"
 
 
+# Seconds an idle connection stays open once shutdown begins, for a request on its way.
+SHUTDOWN_GRACE = 0.5
 BUSY = _response(b"503 Service Unavailable", b"retry-after: 1\r\n")
 TIMEOUT = _response(b"408 Request Timeout")
 
@@ -48,6 +50,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._header_timer: asyncio.TimerHandle | None = None
         # Requests begun but not yet answered (pipelining can make it more than one).
         self._open_requests = 0
+        self._shutting_down = False
+        self._grace_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         cls = type(self)
@@ -83,10 +87,34 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._cancel_header_timer()
         super().on_headers_complete()
+        if self._shutting_down and self.cycle is not None:
+            self.cycle.keep_alive = False  # answer it, then close
+
+    def shutdown(self) -> None:
+        """Graceful shutdown of this connection: answer what is in progress or arrives
+        within ``SHUTDOWN_GRACE`` (with ``connection: close``), then close.
+
+        uvicorn closes an idle connection at once; but a client may have sent its request
+        already (a new connection, or one reused from a keep-alive pool), and closing under
+        it leaves that request unanswered."""
+        self._shutting_down = True
+        if self.cycle is None or self.cycle.response_complete:
+            if self._open_requests:
+                return  # a request has begun arriving: it gets its answer and a close
+            self._grace_timer = self.loop.call_later(SHUTDOWN_GRACE, self._close_if_idle)
+        else:
+            self.cycle.keep_alive = False
+
+    def _close_if_idle(self) -> None:
+        if not self._open_requests and not self.transport.is_closing():
+            self.transport.close()
 
     def on_response_complete(self) -> None:
         self._open_requests = max(0, self._open_requests - 1)
         super().on_response_complete()
+        if self._shutting_down and not self._open_requests:
+            self.transport.close()
+            return
         if not self._open_requests and not self.transport.is_closing():
             self._became_idle()
 
@@ -99,6 +127,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def _forget(self) -> None:
         type(self).idle.pop(self, None)
         self._cancel_header_timer()
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+            self._grace_timer = None
 
     def _arm_header_timer(self) -> None:
         self._header_timer = self.loop.call_later(self.header_timeout, self._headers_late)

@@ -58,6 +58,9 @@ class ServeOptions:
     # for a request's headers and for its body, requests waiting for the model before new
     # ones are shed with 503 + Retry-After, and the body size above which parsing moves
     # off the event loop.
+    # "fast": the log is written every log_flush_interval (a killed process loses up to
+    # that much); "strict": each answer waits until its record is written (group commit).
+    log_durability: str = "fast"
     max_connections: int | None = None
     header_timeout: float = 10.0
     body_timeout: float = 30.0
@@ -83,6 +86,10 @@ class ServeOptions:
             (
                 self.max_connections is None or self.max_connections >= 1,
                 "--max-connections must be at least 1",
+            ),
+            (
+                self.log_durability in ("fast", "strict"),
+                "--log-durability must be 'fast' or 'strict'",
             ),
             (self.header_timeout > 0, "the header timeout must be > 0 s"),
             (self.body_timeout > 0, "the body timeout must be > 0 s"),

@@ -9,6 +9,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -76,8 +77,13 @@ class ServingRuntime:
             options.deployment_name,
             flush_interval=options.log_flush_interval,
             on_written=self.metrics.log_written.inc,
+            strict=options.log_durability == "strict",
         )
+        # ready: what health checks report (false once shutdown begins, so balancers stop
+        # sending); started/draining: whether inference is served, which continues until
+        # the connections already accepted have been answered.
         self.ready = False
+        self.started = False
         self.draining = False
         self._inflight = 0
         self._idle = asyncio.Event()
@@ -87,6 +93,7 @@ class ServingRuntime:
     async def start(self) -> None:
         await self.deployment.start()
         self.log.start()
+        self.started = True
         self.ready = True
 
     async def close(self) -> None:
@@ -117,7 +124,7 @@ class ServingRuntime:
 
         ``offload`` builds and checks the table in a thread (a large request), so the event
         loop keeps answering health checks and small requests meanwhile."""
-        if self.draining or not self.ready:
+        if self.draining or not self.started:
             raise NotReadyError("the server is not ready (starting or shutting down); retry")
         if self._inflight >= self.options.max_queued_requests:
             self.metrics.shed.inc()
@@ -153,7 +160,7 @@ class ServingRuntime:
             if self._inflight == 0:
                 self._idle.set()
         latency = time.perf_counter() - started
-        self._record(route, request_id, table, prediction, latency, event_time)
+        durable = self._record(route, request_id, table, prediction, latency, event_time)
         shadow = self.deployment.shadow
         if shadow is not None and route.role != SHADOW:
             task = asyncio.get_running_loop().create_task(
@@ -161,6 +168,14 @@ class ServingRuntime:
             )
             self._shadow_tasks.add(task)
             task.add_done_callback(self._shadow_tasks.discard)
+        if durable is not None:  # strict durability: answer once the record is written
+            self._inflight += 1
+            try:
+                await asyncio.wrap_future(durable)
+            finally:
+                self._inflight -= 1
+                if self._inflight == 0:
+                    self._idle.set()
         return InferResult(request_id, route.model, prediction)
 
     def _record(
@@ -171,9 +186,9 @@ class ServingRuntime:
         prediction: Prediction,
         latency: float,
         event_time: float | None,
-    ) -> None:
+    ) -> Future[None] | None:
         model = route.model
-        self.log.append(
+        durable = self.log.append(
             LogRecord(
                 request_id,
                 time.time(),
@@ -194,6 +209,7 @@ class ServingRuntime:
         )
         self.metrics.inference_latency.labels(label, route.role).observe(latency)
         self.metrics.log_pending.set(self.log.pending_rows)
+        return durable
 
     async def _shadow(
         self, route: Route, table: pa.Table, request_id: str, event_time: float | None

@@ -60,6 +60,10 @@ class _Uvicorn(uvicorn.Server):
         self._adopting.add(task)
         task.add_done_callback(lambda done: self._adopted(done, conn))
 
+    async def adoptions(self) -> None:
+        """Wait until every connection being adopted has joined the server."""
+        await asyncio.gather(*self._adopting, return_exceptions=True)
+
     def _adopted(self, task: asyncio.Task[Any], conn: socket.socket) -> None:
         self._adopting.discard(task)
         if task.cancelled() or task.exception() is not None:
@@ -177,10 +181,11 @@ async def serve(
             on_ready.set_result(BoundPorts(port, grpc_port))
         await _wait_either(stop.wait(), http_task)
         # Graceful: refuse new work, let in-flight requests finish on both transports.
+        runtime.ready = False
         if receiver is not None:
             receiver.stop()
             receiver = None
-        runtime.ready = False
+            await http.adoptions()  # so graceful shutdown answers them too
         http.should_exit = True
         stops = [http_task]
         if grpc_server is not None:
