@@ -1,4 +1,6 @@
-"""SIGTERM under load: in-flight requests finish, and every answered request is logged."""
+"""SIGTERM under load: in-flight requests finish, and every answered request is logged.
+
+With two workers, and SIGKILL in strict durability mode: tests/serving/test_reliability.py."""
 
 from __future__ import annotations
 
@@ -88,43 +90,6 @@ def _sigterm_under_load(ws: Workspace, tmp_path: Path, data: Data, *args: str) -
     assert log.num_rows == 4 * len(logged)
 
 
-@pytest.mark.slow
-def test_sigkill_in_strict_mode_loses_no_answered_prediction(
-    fresh_ws: Workspace, tmp_path: Path, data: Data
-) -> None:
-    server = start_server_process(
-        fresh_ws, tmp_path, "--log-durability", "strict", "--name", "strict", "--workers", "2"
-    )
-    result = LoadResult()
-    stop = threading.Event()
-    body = {"inputs": json_inputs(data.rows.head(4))}
-    threads = [
-        threading.Thread(target=_load, args=(server.url, body, result, stop, i % 2 == 0))
-        for i in range(8)
-    ]
-    try:
-        for t in threads:
-            t.start()
-        deadline = time.monotonic() + 120
-        while len(result.answered) < 300 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        # The whole process group: supervisor and workers die at once, mid-load.
-        for proc in [*psutil.Process(server.proc.pid).children(recursive=True), server.proc]:
-            proc.kill()
-        server.proc.wait(30)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join()
-        stop_process(server)
-    answered = list(result.answered)
-    assert len(answered) >= 300
-    log = read_predictions(fresh_ws, "strict")
-    assert log is not None
-    missing = set(answered) - set(log.column("request_id").to_pylist())
-    assert not missing, f"{len(missing)} of {len(answered)} answered predictions lost"
-
-
 def _check_metrics_cover_all_workers(url: str, body: dict[str, object]) -> None:
     # A new connection per request: the supervisor hands them to the workers in turn.
     for _ in range(20):
@@ -137,11 +102,6 @@ def _check_metrics_cover_all_workers(url: str, body: dict[str, object]) -> None:
 
 def test_sigterm_drains_and_flushes(fresh_ws: Workspace, tmp_path: Path, data: Data) -> None:
     _sigterm_under_load(fresh_ws, tmp_path, data)
-
-
-@pytest.mark.slow
-def test_sigterm_with_two_workers(fresh_ws: Workspace, tmp_path: Path, data: Data) -> None:
-    _sigterm_under_load(fresh_ws, tmp_path, data, "--workers", "2")
 
 
 @pytest.mark.slow

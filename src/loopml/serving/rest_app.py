@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import orjson
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -30,7 +31,12 @@ from loopml.serving.http_errors import (
 from loopml.serving.info import EXTENSIONS, SERVER_NAME, server_version
 from loopml.serving.metrics import CONTENT_TYPE, ServingMetrics
 from loopml.serving.model_source import ServedModel
-from loopml.serving.oip_models import infer_response, model_metadata
+from loopml.serving.oip_models import (
+    BODY_SCHEMAS,
+    InferenceRequest,
+    infer_response,
+    model_metadata,
+)
 from loopml.serving.rest_codec import HEADER_LENGTH, parse_infer_request, parse_json, read_body
 from loopml.serving.runtime import ServingRuntime, check_request_id
 
@@ -85,9 +91,38 @@ class _InferenceFastPath:
         await response(scope, receive, send)
 
 
+def _body(schema: str, *, csv: bool = False) -> dict[str, Any]:
+    """An operation's request body in the OpenAPI document (handlers read raw bodies, so
+    FastAPI cannot infer it); clients and API fuzzers learn the payload from it."""
+    content: dict[str, Any] = {
+        "application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}
+    }
+    if csv:
+        content["text/csv"] = {"schema": {"type": "string"}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+def _document_bodies(app: FastAPI) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+            request = InferenceRequest.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
+            schemas.update(request.pop("$defs", {}))
+            schemas["InferenceRequest"] = request
+            schemas.update(BODY_SCHEMAS)
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(runtime: ServingRuntime) -> ASGIApp:
     """The ASGI app over a started (or starting) runtime."""
     app = FastAPI(title="loopml model server", version=server_version(), docs_url="/docs")
+    _document_bodies(app)
     app.add_exception_handler(LoopmlError, loopml_error_handler)
     app.add_exception_handler(HTTPException, http_error_handler)
     app.add_middleware(RequestContextMiddleware, metrics=runtime.metrics)
@@ -186,15 +221,15 @@ def create_app(runtime: ServingRuntime) -> ASGIApp:
         outs = tensors.outputs(result.model, result.prediction, requested)
         return _json(infer_response(result.model, rid, outs))
 
-    @app.post("/v2/models/{name}/infer")
+    @app.post("/v2/models/{name}/infer", openapi_extra=_body("InferenceRequest"))
     async def infer_latest(request: Request, name: str) -> Response:
         return await infer(request, name, None)
 
-    @app.post("/v2/models/{name}/versions/{version}/infer")
+    @app.post("/v2/models/{name}/versions/{version}/infer", openapi_extra=_body("InferenceRequest"))
     async def infer_version(request: Request, name: str, version: str) -> Response:
         return await infer(request, name, version)
 
-    @app.post("/invocations")
+    @app.post("/invocations", openapi_extra=_body("InvocationsRequest", csv=True))
     async def invoke(request: Request) -> Response:
         body, large = await body_of(request)
         content_type = request.headers.get("content-type", "application/json")
@@ -224,7 +259,7 @@ def create_app(runtime: ServingRuntime) -> ASGIApp:
         return _json({"predictions": labels.json_data()})
 
     # feedback and metrics ----------------------------------------------------------------
-    @app.post("/v2/feedback")
+    @app.post("/v2/feedback", openapi_extra=_body("FeedbackRequest"))
     async def feedback(request: Request) -> Response:
         if runtime.draining:
             raise NotReadyError("the server is shutting down; send the labels to another one")
