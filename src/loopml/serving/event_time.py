@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 from datetime import datetime
 
+from loopml.monitoring.logs import EVENT_TIME as EVENT_TIME
 from loopml.serving.errors import BadRequestError
 
-EVENT_TIME = "event_time"
 # What timestamp[us] holds comfortably, and what datetime can represent: years 1 to 9999.
 _MIN_EPOCH = -62_135_596_800.0
 _MAX_EPOCH = 253_402_300_799.0

@@ -26,10 +26,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from loopml.monitoring.logs import FEEDBACK_KIND as FEEDBACK_KIND
 from loopml.serving.errors import BadRequestError, PayloadTooLargeError
 from loopml.store.workspace import Workspace
 
-FEEDBACK_KIND = "prediction_feedback"
 FEEDBACK_FORMAT = "loopml.prediction_feedback/1"
 MAX_LABELS = 100_000
 

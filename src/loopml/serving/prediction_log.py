@@ -68,10 +68,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from loopml.core.errors import StoreError
+from loopml.monitoring.logs import LOG_KIND as LOG_KIND
 from loopml.serving.model_source import Prediction
 from loopml.store.workspace import Workspace
 
-LOG_KIND = "prediction_log"
 LOG_FORMAT = "loopml.prediction_log/2"
 LOGGING_EXECUTION = "prediction_logging"
 log = logging.getLogger("loopml.serving")
