@@ -16,13 +16,10 @@ from loopml.tracking import environment, search, validation
 from loopml.tracking.active_run import ActiveRun
 from loopml.tracking.metric_writer import HEARTBEAT_INTERVAL_S, MetricWriter
 from loopml.tracking.records import MetricHistory, Run, RunList
-from loopml.tracking.store import RunStore, base_query, order
+from loopml.tracking.store import STALE_AFTER_S, RunStore, base_query, order
 
 DEFAULT_EXPERIMENT = "default"
 MAX_SEARCH_LIMIT = 100_000
-# A running run whose process has not beaten for this long reads as killed. The metric
-# writer beats every HEARTBEAT_INTERVAL_S, so this tolerates several missed beats.
-STALE_AFTER_S = 300.0
 
 
 class Tracker:
