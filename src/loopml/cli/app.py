@@ -16,6 +16,7 @@ from loopml.cli import (
     runs_cmd,
     scheduler_cmd,
     serve_cmd,
+    server_cmd,
     workspace_cmd,
 )
 from loopml.core.errors import LoopmlError
@@ -35,6 +36,7 @@ app.add_typer(pipeline_cmd.app, name="pipeline")
 app.command()(scheduler_cmd.scheduler)
 workspace_cmd.register(app)
 serve_cmd.register(app)
+server_cmd.register(app)
 
 EXIT_USER_ERROR = 2
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from loopml.core.errors import InvalidInputError, NotFoundError
+from loopml.core.errors import ConflictError, InvalidInputError, NotFoundError
 from loopml.core.ids import new_id
 from loopml.store.metadata.tables import executions, experiments
 from loopml.store.workspace import Workspace
@@ -16,7 +16,7 @@ from loopml.tracking import environment, search, validation
 from loopml.tracking.active_run import ActiveRun
 from loopml.tracking.metric_writer import HEARTBEAT_INTERVAL_S, MetricWriter
 from loopml.tracking.records import MetricHistory, Run, RunList
-from loopml.tracking.store import STALE_AFTER_S, RunStore, base_query, order
+from loopml.tracking.store import RUNNING, STALE_AFTER_S, RunStore, base_query, order
 
 DEFAULT_EXPERIMENT = "default"
 MAX_SEARCH_LIMIT = 100_000
@@ -83,6 +83,15 @@ class Tracker:
             environment_of=environment_of,
         )
         return ActiveRun(self.store, self.writer, run_id, experiment, run_name, self.workspace)
+
+    def attach(self, run_id: str) -> ActiveRun:
+        """Write to a run started elsewhere (another process, a client of the server).
+
+        Only a running run takes writes; metrics go through this tracker's writer."""
+        run = self.get_run(run_id)
+        if run.status != RUNNING:
+            raise ConflictError(f"run {run_id} is {run.status}; only a running run takes writes")
+        return ActiveRun(self.store, self.writer, run.id, run.experiment, run.name, self.workspace)
 
     def experiments(self) -> list[str]:
         return self.store.experiments()
