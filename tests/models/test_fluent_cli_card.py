@@ -102,7 +102,17 @@ def test_cli(loopml_home: Path, flights: Flights, hgb_model: Any, weak_model: An
     assert runner.invoke(app, ["card", "delay-model:1", "-o", str(card_file)]).exit_code == 0
     assert "## Alias history" in card_file.read_text()
 
-    runner.invoke(app, ["promote", "delay-model", "2", "--reason", "try it"])
+    # With a policy, a promotion without its gate is refused unless forced.
+    lm_models.set_policy("delay-model", gate_file)
+    assert lm_models.policy("delay-model").name == "cli-gate"  # type: ignore[union-attr]
+    unforced = runner.invoke(app, ["promote", "delay-model", "2", "--reason", "try it"])
+    assert unforced.exit_code == 1 and "requires gate 'cli-gate'" in unforced.output
+    forced = runner.invoke(app, ["promote", "delay-model", "2", "--reason", "try it", "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert lm_models.history("delay-model", "champion")[-1].forced
+    missing_gate = runner.invoke(app, ["promote", "delay-model", "1", "-g", "gaet.yaml"])
+    assert isinstance(missing_gate.exception, NotFoundError)
+    assert "does not exist" in str(missing_gate.exception)
     back = runner.invoke(app, ["rollback", "delay-model"])
     assert back.exit_code == 0 and "2 -> 1" in back.output
 

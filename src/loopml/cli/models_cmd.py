@@ -154,12 +154,22 @@ def promote(
         Path | None, typer.Option("--data", "-d", help="labelled evaluation data file")
     ] = None,
     reason: Annotated[str, typer.Option("--reason", "-r")] = "",
+    force: Annotated[
+        bool, typer.Option("--force", help="promote past the model's policy gate (recorded)")
+    ] = False,
 ) -> None:
     """Move an alias to a version if the gate passes; exit 1 when it refuses."""
-    policy = Gate.from_yaml(gate) if gate is not None else None
+    policy = Gate.load(gate) if gate is not None else None
     table = _read_table(data) if data is not None else None
     result = promote_version(
-        fluent.workspace(), name, version, alias, gate=policy, data=table, reason=reason
+        fluent.workspace(),
+        name,
+        version,
+        alias,
+        gate=policy,
+        data=table,
+        reason=reason,
+        force=force,
     )
     if result.gate is not None:
         out.print(
