@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from typing import Annotated, Any
 
@@ -15,6 +16,7 @@ from loopml.cli.console import out
 from loopml.core import clock
 from loopml.core.errors import InvalidInputError
 from loopml.pipelines import records, runner, schedules
+from loopml.pipelines.definition import Pipeline
 from loopml.pipelines.loader import load_pipeline
 from loopml.pipelines.records import PipelineRun
 
@@ -33,9 +35,11 @@ _STATUS_STYLE = {
 }
 
 
-def parse_params(pairs: list[str]) -> dict[str, Any]:
+def parse_params(pairs: list[str], pipe: Pipeline | None = None) -> dict[str, Any]:
     """``depth=8`` -> {"depth": 8}. Values are JSON when they parse as JSON, else text;
-    ``name=@flights:3`` is a dataset version from the catalog."""
+    ``name=@flights:3`` is a dataset version from the catalog. A parameter the pipeline
+    annotates ``str`` keeps the text as written (``-p tag=007``)."""
+    text_params = {n for n, p in pipe.signature.parameters.items() if _is_str(p)} if pipe else set()
     params: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
@@ -52,11 +56,18 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
 
             params[key] = catalog.get(fluent.workspace(), raw[1:])
             continue
+        if key in text_params:
+            params[key] = raw
+            continue
         try:
             params[key] = json.loads(raw)
         except ValueError:
             params[key] = raw
     return params
+
+
+def _is_str(param: inspect.Parameter) -> bool:
+    return param.annotation in (str, "str")
 
 
 def _styled(status: str) -> str:
@@ -83,7 +94,7 @@ def run(
 ) -> None:
     """Run a pipeline; prints each step's status (executed or cached) and duration."""
     pipe = load_pipeline(ref)
-    params = parse_params(param or [])
+    params = parse_params(param or [], pipe)
     result = runner.run_pipeline(
         fluent.workspace(),
         pipe,
@@ -196,7 +207,7 @@ def schedule(
 ) -> None:
     """Run a pipeline on a cron schedule, on new versions of a dataset, or on an event."""
     ws = fluent.workspace()
-    params = parse_params(param or [])
+    params = parse_params(param or [], load_pipeline(ref))
     given = [x for x in (cron, on_dataset, on_event) if x is not None]
     if len(given) != 1:
         raise InvalidInputError("give exactly one of --cron, --on-dataset or --on-event")
@@ -218,11 +229,19 @@ def schedule(
 def list_schedules() -> None:
     """Schedules and triggers, with their next run or last-seen version/event."""
     table = Table(title="schedules")
-    for col in ("name", "pipeline", "kind", "spec", "next / cursor", "last run"):
+    for col in ("name", "pipeline", "kind", "spec", "next / cursor", "last run", "failures"):
         table.add_column(col, overflow="fold")
     for s in schedules.list_schedules(fluent.workspace()):
         nxt = clock.format_ts(s.next_run) if s.kind == "cron" else str(s.cursor or 0)
-        table.add_row(s.name, s.pipeline_ref, s.kind, s.spec, nxt, (s.last_run_id or "")[:12])
+        failures = ""
+        if s.failures:
+            last = (s.last_error or "").strip().splitlines() or [""]
+            failures = f"{s.failures}, retry {clock.format_ts(s.retry_at)}: {last[-1]}"
+        table.add_row(
+            *(escape(v) for v in (s.name, s.pipeline_ref, s.kind, s.spec, nxt)),
+            (s.last_run_id or "")[:12],
+            escape(failures),
+        )
     out.print(table)
 
 
