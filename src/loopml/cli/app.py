@@ -12,10 +12,12 @@ from loopml.cli import (
     data_cmd,
     demo_cmd,
     models_cmd,
+    monitor_cmd,
     pipeline_cmd,
     runs_cmd,
     scheduler_cmd,
     serve_cmd,
+    trace_cmd,
     workspace_cmd,
 )
 from loopml.core.errors import LoopmlError
@@ -35,6 +37,8 @@ app.add_typer(pipeline_cmd.app, name="pipeline")
 app.command()(scheduler_cmd.scheduler)
 workspace_cmd.register(app)
 serve_cmd.register(app)
+monitor_cmd.register(app)
+trace_cmd.register(app)
 
 EXIT_USER_ERROR = 2
 
