@@ -34,11 +34,20 @@ def records(workspace: Workspace, kind: str) -> list[ArtifactRecord]:
     return [ArtifactRecord(**r._mapping) for r in rows]
 
 
+EVENT_TIME_FIELD = pa.field(EVENT_TIME, pa.timestamp("us", tz="UTC"))
+
+
 def read_file(workspace: Workspace, record: ArtifactRecord) -> pa.Table:
     """One log or feedback file, its bytes verified against the digest."""
     what = f"{record.kind} {record.name or record.digest[:19]}"
     data = workspace.artifacts.get_bytes(record.digest, what=what)
-    return pq.read_table(io.BytesIO(data))
+    table = pq.read_table(io.BytesIO(data))
+    if record.kind == LOG_KIND and EVENT_TIME not in table.column_names:
+        # Format 1 had no event times: read them as unknown.
+        position = table.column_names.index("timestamp") + 1
+        nulls = pa.nulls(table.num_rows, EVENT_TIME_FIELD.type)
+        table = table.add_column(position, EVENT_TIME_FIELD, nulls)
+    return table
 
 
 def _concat(tables: Iterable[pa.Table]) -> pa.Table | None:

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData()
@@ -68,6 +69,9 @@ runs = Table(
     Column("git_commit", String(64), nullable=True),
     Column("git_dirty", Boolean, nullable=True),
     Column("environment_digest", String(67), ForeignKey("environments.digest"), nullable=True),
+    # Last sign of life from the recording process; a running run whose heartbeat is stale
+    # is shown as killed.
+    Column("heartbeat_at", Float, nullable=True),
     # With the id in the index, a search probes it for (experiment, id) without reading
     # the table.
     Index("ix_runs_experiment_id", "experiment_id", "id"),
@@ -212,6 +216,8 @@ registered_models = Table(
     Column("description", Text, nullable=False),
     Column("tags", JSON, nullable=False),
     Column("created_at", Float, nullable=False),
+    # The gate every promotion of this model must pass (a Gate as a mapping), or none.
+    Column("policy", JSON, nullable=True),
 )
 
 model_versions = Table(
@@ -255,6 +261,8 @@ alias_events = Table(
     Column("gate_result", JSON, nullable=True),
     Column("execution_id", ID, ForeignKey("executions.id"), nullable=True),
     Column("created_at", Float, nullable=False),
+    # A promotion that skipped the model's policy gate with force=True.
+    Column("forced", Boolean, nullable=False, server_default=false()),
     Index("ix_alias_events_model_alias", "model_id", "alias", "created_at"),
 )
 
@@ -301,6 +309,10 @@ pipeline_steps = Table(
     Column("start_time", Float, nullable=True),
     Column("end_time", Float, nullable=True),
     Column("error", Text, nullable=True),
+    # The decoded cache key (step, code, kind, params, inputs) and why the step executed
+    # rather than coming from the cache ("param depth 6 -> 8", "--no-cache").
+    Column("key_parts", JSON, nullable=True),
+    Column("reason", Text, nullable=True),
 )
 
 # The step cache: key -> output. Only metadata; the outputs themselves are artifacts, and
@@ -316,6 +328,7 @@ pipeline_cache = Table(
     Column("output_artifact_id", ID, ForeignKey("artifacts.id"), nullable=False),
     Column("execution_id", ID, ForeignKey("executions.id"), nullable=False),
     Column("created_at", Float, nullable=False),
+    Column("key_parts", JSON, nullable=True),
 )
 
 # Cron schedules and triggers (a new dataset version, a named event). ``cursor`` is the
@@ -337,6 +350,10 @@ pipeline_schedules = Table(
     Column("cursor", BigInteger, nullable=True),
     Column("last_run_id", ID, nullable=True),
     Column("created_at", Float, nullable=False),
+    # A trigger that failed is retried (at least once): how often in a row, when next.
+    Column("failures", Integer, nullable=False, server_default="0"),
+    Column("retry_at", Float, nullable=True),
+    Column("last_error", Text, nullable=True),
 )
 
 pipeline_events = Table(
