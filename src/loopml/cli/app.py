@@ -19,12 +19,14 @@ from loopml.cli import (
     demo_cmd,
     gc_cmd,
     models_cmd,
+    monitor_cmd,
     pipeline_cmd,
     reproduce_cmd,
     runs_cmd,
     scheduler_cmd,
     serve_cmd,
     server_cmd,
+    trace_cmd,
     workspace_cmd,
 )
 from loopml.core.errors import LoopmlError, error_codes
@@ -78,6 +80,8 @@ app.command()(reproduce_cmd.reproduce)
 workspace_cmd.register(app)
 serve_cmd.register(app)
 server_cmd.register(app)
+monitor_cmd.register(app)
+trace_cmd.register(app)
 
 # Kept for callers that compare against it: Click's code for a usage mistake.
 EXIT_USER_ERROR = 2
