@@ -8,6 +8,7 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import polars as pl
@@ -27,20 +28,25 @@ MODEL = "delay"
 DEADLINE = 60.0
 
 
-@pytest.fixture
-def ws(tmp_path: Path) -> Iterator[Workspace]:
-    """delay:1 trained on January (champion and challenger), linked to its training data."""
-    ws = Workspace(f"sqlite:///{tmp_path / 'loopml.db'}", str(tmp_path / "artifacts"))
+@pytest.fixture(scope="session")
+def january() -> tuple[pl.DataFrame, Any]:
+    """January's training rows and the model fitted on them (fitted once per session)."""
     train = (
         flows.flights()
         .filter(pl.col("month") == 1)
         .sample(flows.TRAIN_ROWS, seed=1)
         .select([*FEATURES, TARGET])
     )
+    return train, flows.fit(train)
+
+
+@pytest.fixture
+def ws(tmp_path: Path, january: tuple[pl.DataFrame, Any]) -> Iterator[Workspace]:
+    """delay:1 trained on January (champion and challenger), linked to its training data."""
+    ws = Workspace(f"sqlite:///{tmp_path / 'loopml.db'}", str(tmp_path / "artifacts"))
+    train, model = january
     ds = catalog.add(ws, "flights-jan", train)
-    Registry(ws).register(
-        MODEL, flows.fit(train), flows.features(train), dataset_ids=[ds.artifact_id]
-    )
+    Registry(ws).register(MODEL, model, flows.features(train), dataset_ids=[ds.artifact_id])
     promote(ws, MODEL, 1, "champion")
     promote(ws, MODEL, 1, "challenger")
     yield ws

@@ -11,6 +11,7 @@ from loopml.cli import (
     console,
     data_cmd,
     demo_cmd,
+    loop_cmd,
     models_cmd,
     pipeline_cmd,
     runs_cmd,
@@ -32,6 +33,7 @@ app.add_typer(data_cmd.app, name="data")
 app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(pipeline_cmd.app, name="pipeline")
+app.add_typer(loop_cmd.app, name="loop")
 app.command()(scheduler_cmd.scheduler)
 workspace_cmd.register(app)
 serve_cmd.register(app)

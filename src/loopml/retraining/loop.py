@@ -178,18 +178,18 @@ class Loop:
         """Gather evidence, take one decision (which may be a chain: trigger, retrain,
         gate, canary or promotion), store it with its reasons, and return it."""
         at = _seconds(self.clock() if now is None else now)
-        self.store.ensure(self.name, self.model, self.spec(), _initial_state())
-        record = self.store.get(self.name)
-        state = {**_initial_state(), **record.state}
-        state["tick"] += 1
-        if state["started"] is None:
-            state["started"] = at
         champion = self.registry.alias_version(self.model, self.alias)
         if champion is None:
             raise NotFoundError(
                 f"model {self.model!r} has no {self.alias!r}; promote a first version before "
                 "the loop can look after it"
             )
+        self.store.ensure(self.name, self.model, self.spec(), _initial_state())
+        record = self.store.get(self.name)
+        state = {**_initial_state(), **record.state}
+        state["tick"] += 1
+        if state["started"] is None:
+            state["started"] = at
         self.traffic.refresh()
         ctx = _Tick(self, state, at)
         evidence: Evidence | None = None

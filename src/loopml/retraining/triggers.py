@@ -205,10 +205,11 @@ class Every:
             return Verdict(self.describe(), True, "never retrained")
         elapsed = evidence.now - last
         fired = elapsed >= self.seconds
+        since = "the last retrain" if evidence.last_retrain is not None else "the loop started"
         return Verdict(
             self.describe(),
             fired,
-            f"{elapsed / 86400:.1f} days since the last retrain "
+            f"{elapsed / 86400:.1f} days since {since} "
             f"({'at least' if fired else 'less than'} {format_duration(self.seconds)})",
         )
 
