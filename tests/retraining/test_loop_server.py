@@ -141,11 +141,3 @@ def test_decisions_wait_for_enough_live_labels(ws: Workspace, july: pl.DataFrame
 
 def registry_versions(ws: Workspace) -> int:
     return len(Registry(ws).versions(MODEL))
-
-
-def test_the_loop_reads_the_artifact_kinds_the_server_writes() -> None:
-    from loopml.retraining import traffic
-    from loopml.serving.feedback import FEEDBACK_KIND
-    from loopml.serving.prediction_log import LOG_KIND
-
-    assert (traffic.LOG_KIND, traffic.FEEDBACK_KIND) == (LOG_KIND, FEEDBACK_KIND)

@@ -17,13 +17,9 @@ import pyarrow.parquet as pq
 from sqlalchemy import select
 
 from loopml.core.errors import InvalidInputError
+from loopml.monitoring.logs import FEEDBACK_KIND, LOG_KIND
 from loopml.store.metadata.tables import artifacts
 from loopml.store.workspace import Workspace
-
-# The artifact kinds the inference server writes (serving/prediction_log.py and
-# serving/feedback.py); the loop sits below serving and reads them by name.
-LOG_KIND = "prediction_log"
-FEEDBACK_KIND = "prediction_feedback"
 
 
 class Traffic:
