@@ -516,7 +516,6 @@ class Loop:
                 self.challenger,
                 champion,
                 action="rollback",
-                allowed=True,
                 reason=f"loop {self.name}: canary {candidate} rejected ({words})",
                 expected_from=candidate,
             )
@@ -536,7 +535,6 @@ class Loop:
             self.alias,
             candidate,
             action="promote",
-            allowed=True,
             reason=f"loop {self.name}: gate passed and canary held ({words})",
             expected_from=champion,
         )
@@ -597,7 +595,6 @@ class Loop:
                     alias,
                     previous,
                     action="rollback",
-                    allowed=True,
                     reason=f"loop {self.name}: {words}",
                     expected_from=current,
                 )

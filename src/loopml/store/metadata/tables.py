@@ -446,6 +446,8 @@ monitor_alerts = Table(
     Column("sinks", JSON, nullable=False),
     Column("created_at", Float, nullable=False),
     Index("ix_monitor_alerts_name_created", "name", "created_at"),
+)
+
 # --- the retraining loop -------------------------------------------------------------------
 
 # One row a loop: the model it looks after and its current state (phase, candidate, the
