@@ -32,12 +32,12 @@ import polars as pl
 from loopml.core import clock as wall_clock
 from loopml.core.errors import InvalidInputError, NotFoundError
 from loopml.data import catalog
-from loopml.data.drift import drift
-from loopml.data.profile import profile
 from loopml.models.evaluation import higher_is_better
 from loopml.models.gates import Gate, NoWorseThanChampion
 from loopml.models.promotion import promote
 from loopml.models.registry import ModelVersion, Registry, check_model_name
+from loopml.monitoring.api import monitor_of
+from loopml.monitoring.window import WindowReport
 from loopml.pipelines.definition import Pipeline
 from loopml.pipelines.runner import run_pipeline
 from loopml.retraining import traffic as tr
@@ -152,7 +152,7 @@ class Loop:
         self.registry = Registry(workspace)
         self.store = LoopStore(workspace)
         self.traffic = tr.Traffic(workspace, model)
-        self._references: dict[int, Any] = {}
+        self.monitor = monitor_of(workspace)
 
     def __repr__(self) -> str:
         return f"Loop({self.name!r}, model={self.model!r})"
@@ -246,54 +246,40 @@ class Loop:
         return evidence
 
     def evidence(self, at: float, state: Mapping[str, Any] | None = None) -> Evidence:
-        """The window's drift, realised performance and label counts as triggers see them."""
+        """The window's drift, realised and estimated performance (from monitoring, against
+        the training data of the versions that answered) and label counts."""
         state = state if state is not None else {**_initial_state(), **self.status()}
         since = at - self.window if self.window is not None else state.get("last_tick")
-        served = self.traffic.served(since, at)
-        labelled = self.traffic.labelled(since, at)
-        champion = self.registry.resolve(f"{self.model}@{self.alias}")
-        drift_score, drifted = self._drift(champion, served)
-        performance: dict[str, float] = {}
-        value = tr.score(self.metric, labelled, champion.signature.output.classes)
-        if value is not None:
-            performance[self.metric] = value
+        report = self.window_report(since, at)
         last = state.get("last_retrain")
+        common: dict[str, Any] = {
+            "now": at,
+            "since": since,
+            "labels_since_retrain": self.traffic.labelled(last, at).height,
+            "last_retrain": last,
+            "started": state.get("started"),
+        }
+        if report is None:
+            return Evidence(rows=0, labelled_rows=0, drift_score=None, **common)
         return Evidence(
-            now=at,
-            since=since,
-            rows=served.height,
-            labelled_rows=labelled.height,
-            drift_score=drift_score,
-            drifted_columns=drifted,
-            performance=performance,
-            labels_since_retrain=self.traffic.labelled(last, at).height,
-            last_retrain=last,
-            started=state.get("started"),
+            rows=report.rows,
+            labelled_rows=report.labelled_rows,
+            drift_score=report.drift_score,
+            drifted_columns=tuple(report.drift.drifted_columns if report.drift else ()),
+            performance=dict(report.performance or {}),
+            estimated_performance=dict(report.estimated_performance or {}),
+            **common,
         )
 
-    def _drift(self, champion: ModelVersion, served: pl.DataFrame) -> tuple[float | None, tuple]:
-        reference = self._reference(champion)
-        if reference is None or served.is_empty():
-            return None, ()
-        inputs = tr.features(served)
-        columns = [c for c in champion.signature.columns if c in reference.columns]
-        columns = [c for c in columns if c in inputs.columns]
-        if not columns:
-            return None, ()
-        report = drift(reference, profile(inputs.select(columns)), columns=columns)
-        return report.share_drifted, tuple(report.drifted_columns)
-
-    def _reference(self, mv: ModelVersion) -> Any:
-        """The profile of the training data the version's registration links, if any."""
-        if mv.version not in self._references:
-            found = None
-            for artifact_id in mv.dataset_ids:
-                record = self.workspace.lineage.get_artifact(artifact_id)
-                if record.kind == "dataset" and record.name:
-                    found = catalog.get(self.workspace, record.name).profile
-                    break
-            self._references[mv.version] = found
-        return self._references[mv.version]
+    def window_report(self, since: float | None, until: float) -> WindowReport | None:
+        """Monitoring's window of the model's traffic (None when nothing was served)."""
+        if since is not None and until <= since:
+            return None
+        try:
+            report = self.monitor.check(self.model, since, until)
+        except NotFoundError:
+            return None
+        return report if report.rows else None
 
     def _gate_data(self, at: float) -> tuple[pl.DataFrame | None, float | None]:
         """The most recent ``gate_window`` of labelled traffic, as a table with the gate's
