@@ -13,10 +13,12 @@ from loopml.cli import (
     demo_cmd,
     loop_cmd,
     models_cmd,
+    monitor_cmd,
     pipeline_cmd,
     runs_cmd,
     scheduler_cmd,
     serve_cmd,
+    trace_cmd,
     workspace_cmd,
 )
 from loopml.core.errors import LoopmlError
@@ -37,6 +39,8 @@ app.add_typer(loop_cmd.app, name="loop")
 app.command()(scheduler_cmd.scheduler)
 workspace_cmd.register(app)
 serve_cmd.register(app)
+monitor_cmd.register(app)
+trace_cmd.register(app)
 
 EXIT_USER_ERROR = 2
 
