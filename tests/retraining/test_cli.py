@@ -11,13 +11,12 @@ from loopml.store.workspace import Workspace
 
 LOOP_MODULE = """
 import loopml as lm
-from loopml.api.loop import Every, NewLabels
 from tests.retraining import flows
 
 loop = lm.Loop(
     "delay",
     flows.retrain,
-    triggers=[NewLabels(min_rows=10), Every("7d")],
+    triggers=[lm.monitoring.NewLabels(min_rows=10), lm.monitoring.Every("7d")],
     name="nightly",
     pipeline_params={"months": [1, 7]},
 )
