@@ -18,6 +18,7 @@ from loopml.cli import (
     runs_cmd,
     scheduler_cmd,
     serve_cmd,
+    server_cmd,
     trace_cmd,
     workspace_cmd,
 )
@@ -41,6 +42,7 @@ workspace_cmd.register(app)
 serve_cmd.register(app)
 monitor_cmd.register(app)
 trace_cmd.register(app)
+server_cmd.register(app)
 
 EXIT_USER_ERROR = 2
 

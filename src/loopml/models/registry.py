@@ -283,9 +283,21 @@ class Registry:
             )
         return int(model_id)
 
-    def models(self) -> list[RegisteredModel]:
+    def get_model(self, name: str) -> RegisteredModel:
+        """One registered model with its latest version, aliases and policy."""
+        found = self.models(name=name)
+        if not found:
+            raise NotFoundError(
+                f"no registered model named {name!r}; see registered models with `loopml models ls`"
+            )
+        return found[0]
+
+    def models(self, *, name: str | None = None) -> list[RegisteredModel]:
+        query = select(registered_models).order_by(registered_models.c.name)
+        if name is not None:
+            query = query.where(registered_models.c.name == name)
         with self.ws.engine.connect() as conn:
-            rows = conn.execute(select(registered_models).order_by(registered_models.c.name)).all()
+            rows = conn.execute(query).all()
             latest = dict(
                 conn.execute(
                     select(model_versions.c.model_id, func.max(model_versions.c.version)).group_by(

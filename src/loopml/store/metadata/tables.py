@@ -448,6 +448,35 @@ monitor_alerts = Table(
     Index("ix_monitor_alerts_name_created", "name", "created_at"),
 )
 
+# --- team server -------------------------------------------------------------------------
+
+# Bearer tokens of ``loopml server``. Only a SHA-256 of each token is kept: tokens are 256
+# random bits, so a slow password hash would add nothing but latency to every request.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(250), nullable=False, unique=True),
+    Column("scope", String(10), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True),
+    Column("last_used_at", Float, nullable=True),
+)
+
+# Every write request the server accepted or refused after authentication: who did what.
+api_writes = Table(
+    "api_writes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("token_name", String(250), nullable=True),
+    Column("method", String(10), nullable=False),
+    Column("path", String(1000), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_api_writes_created", "created_at"),
+)
+
 # --- the retraining loop -------------------------------------------------------------------
 
 # One row a loop: the model it looks after and its current state (phase, candidate, the
