@@ -69,7 +69,9 @@ class Client:
         self.http = httpx.Client(base_url=server.url, timeout=30)
         self.sent = 0
 
-    def replay(self, rows: pl.DataFrame, per_request: int = 20) -> list[dict]:
+    def replay(
+        self, rows: pl.DataFrame, per_request: int = 20, event_time: float | None = None
+    ) -> list[dict]:
         """Send ``rows`` and then their labels; return the answers. Waits until the
         server's prediction log holds every answered row."""
         answers = []
@@ -77,7 +79,7 @@ class Client:
         for start in range(0, rows.height, per_request):
             chunk = rows.slice(start, per_request)
             rid = f"req-{next(self._ids)}"
-            body = {
+            body: dict[str, Any] = {
                 "id": rid,
                 "inputs": [
                     {
@@ -89,6 +91,8 @@ class Client:
                     for c in FEATURES
                 ],
             }
+            if event_time is not None:
+                body["parameters"] = {"event_time": event_time}
             response = self.http.post(f"/v2/models/{MODEL}/infer", json=body)
             assert response.status_code == 200, response.text
             answers.append(response.json())

@@ -4,6 +4,7 @@ rejected, a champion rolled back, cooldown; every decision stored with its reaso
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import polars as pl
 import pytest
@@ -141,3 +142,28 @@ def test_decisions_wait_for_enough_live_labels(ws: Workspace, july: pl.DataFrame
 
 def registry_versions(ws: Workspace) -> int:
     return len(Registry(ws).versions(MODEL))
+
+
+def test_the_loop_decides_by_event_time_not_wall_time(ws: Workspace, july: pl.DataFrame) -> None:
+    """Traffic replayed now but stamped July 2013 is July 2013 traffic to the loop."""
+    stamp = datetime(2013, 7, 15, 12, tzinfo=UTC).timestamp()
+    with serve(ws) as server:
+        Client(server, ws).replay(july.slice(0, 300), event_time=stamp)
+    now = {"t": datetime(2013, 7, 10, tzinfo=UTC).timestamp()}
+    loop = Loop(
+        ws,
+        MODEL,
+        flows.retrain,
+        LAX_GATE,
+        [NewLabels(min_rows=200)],
+        clock=lambda: now["t"],
+        pipeline_params={"months": [1, 7]},
+    )
+    before = loop.tick()  # July 10th: that traffic has not happened yet
+    assert before.action == "hold" and before.evidence is not None
+    assert before.evidence.rows == 0 and before.evidence.labels_since_retrain == 0
+    assert before.decisions[0].at == now["t"]
+    after = loop.evidence(datetime(2013, 8, 1, tzinfo=UTC).timestamp())
+    assert after.rows == 300 and after.labels_since_retrain == 300
+    assert after.drift_score is not None and "temp" in after.drifted_columns
+    assert loop.status()["last_tick"] == now["t"]  # the injected clock, not the wall
