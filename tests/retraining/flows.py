@@ -60,3 +60,14 @@ def retrain(months: list[int], shuffle: bool = False, seed: int = 1, until: floa
     """``until`` is the event time the loop passes; the months say what that means here."""
     data = load(months, seed)
     return {"model": train(data, shuffle), "data": data}
+
+
+@step
+def summary(data: Dataset) -> dict[str, int]:
+    return {"rows": data.height}
+
+
+@pipeline
+def no_model(months: list[int], seed: int = 1, until: float = 0.0) -> Any:
+    """A pipeline that forgot to return its model."""
+    return {"stats": summary(load(months, seed))}

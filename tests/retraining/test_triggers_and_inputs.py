@@ -144,3 +144,19 @@ def test_a_loop_needs_a_champion_and_aware_times(workspace: Workspace) -> None:
     with pytest.raises(InvalidInputError, match="epoch seconds"):
         loop.tick(float("nan"))
     assert LoopStore(workspace).all() == []  # nothing was recorded for a refused tick
+
+
+def test_a_pipeline_without_a_model_fails_its_retrain_and_the_cooldown_holds(
+    ws: Workspace,
+) -> None:
+    loop = Loop(ws, "delay", flows.no_model, None, [Every("1h")], pipeline_params={"months": [1]})
+    start = 200 * DAY
+    assert loop.tick(start).action == "hold"  # the loop starts its clock
+    first = loop.tick(start + 7200)
+    assert [(d.kind, d.outcome) for d in first.decisions] == [
+        ("trigger", "fired"),
+        ("retrain", "failed"),
+    ]
+    assert "returned ['stats']" in first.decisions[-1].reasons[0]
+    second = loop.tick(start + 4 * 3600)  # the trigger fires again, within the cooldown
+    assert [(d.kind, d.outcome) for d in second.decisions] == [("trigger", "cooldown")]

@@ -30,7 +30,7 @@ from typing import Any
 import polars as pl
 
 from loopml.core import clock as wall_clock
-from loopml.core.errors import InvalidInputError, NotFoundError
+from loopml.core.errors import InvalidInputError, LoopmlError, NotFoundError
 from loopml.data import catalog
 from loopml.models.evaluation import higher_is_better
 from loopml.models.gates import Gate, NoWorseThanChampion
@@ -316,7 +316,18 @@ class Loop:
                 details={"pipeline_run": run.id},
             )
             return
-        candidate = self._register(run, champion, fired)
+        try:
+            candidate = self._register(run, champion, fired)
+        except LoopmlError as exc:
+            # A pipeline whose output the loop cannot register fails this retrain only; the
+            # cooldown (from this attempt) keeps the loop from retrying on every tick.
+            ctx.record(
+                "retrain",
+                "failed",
+                [f"pipeline {self.pipeline.name} run {run.id[:12]}: {exc}"],
+                details={"pipeline_run": run.id},
+            )
+            return
         ctx.record(
             "retrain",
             "registered",
