@@ -7,6 +7,8 @@ says the same. A malformed request is a 400 naming the bad parameter, never a 50
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,8 +26,16 @@ def _wants_json(request: Request) -> bool:
     return request.url.path.startswith(API_PREFIXES)
 
 
-def answer(request: Request, status: int, message: str, kind: str) -> Response:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+def answer(
+    request: Request,
+    status: int,
+    message: str,
+    kind: str,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
     if _wants_json(request):
         return JSONResponse({"error": message, "type": kind}, status, headers=headers)
     templates = request.app.state.templates
@@ -46,6 +56,20 @@ def _describe(errors: Any) -> str:
     return "; ".join(parts) or "malformed request"
 
 
+def _allowed(request: Request, fallback: str | None) -> str | None:
+    """Every method the API document lists for this path. Starlette's 405 names only the
+    first matching route's methods, though GET and POST of one path are separate routes."""
+    path = request.url.path
+    if not path.startswith(API_PREFIXES):
+        return fallback
+    methods: set[str] = set()
+    for template, operations in request.app.openapi()["paths"].items():
+        pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, path):
+            methods |= {m.upper() for m in operations}
+    return ", ".join(sorted(methods)) if methods else fallback
+
+
 def install(app: FastAPI) -> None:
     async def loopml_error(request: Request, exc: Exception) -> Response:
         codes = error_codes(exc)
@@ -64,7 +88,12 @@ def install(app: FastAPI) -> None:
         detail = str(exc.detail)
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"nothing at {request.url.path}; the API is described at /api/v1/docs"
-        return answer(request, exc.status_code, detail, kind)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            allow = _allowed(request, headers.get("Allow"))
+            if allow:
+                headers["Allow"] = allow
+        return answer(request, exc.status_code, detail, kind, headers)
 
     app.add_exception_handler(LoopmlError, loopml_error)
     app.add_exception_handler(RequestValidationError, validation_error)
