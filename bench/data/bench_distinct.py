@@ -13,7 +13,7 @@ import time
 import numpy as np
 import polars as pl
 
-from loopml.data import hll
+from loopml.data import hll, stable_hash
 
 
 def main() -> None:
@@ -30,7 +30,8 @@ def main() -> None:
     t_ds, est_ds = time.perf_counter() - start, sketch.get_estimate()
 
     start = time.perf_counter()
-    codes = pl.DataFrame({"x": values}).select(hll.code_expr(pl.col("x"))).to_series()
+    h = stable_hash.hash_expr(pl.col("x"), pl.Int64)
+    codes = pl.LazyFrame({"x": values}).select(hll.code_expr(h)).collect().to_series()
     est_lm = hll.estimate(hll.registers_from_codes(codes.to_numpy()))
     t_lm = time.perf_counter() - start
 

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import fsspec
@@ -12,6 +14,12 @@ from loopml.data import catalog
 from loopml.data.profile import profile
 from loopml.data.schema import infer_schema
 from loopml.store.workspace import Workspace
+
+
+@pytest.fixture
+def workspace(any_workspace: Workspace) -> Workspace:
+    """Every catalog test runs on SQLite and on a real PostgreSQL server."""
+    return any_workspace
 
 
 def test_add_get_and_read_back(workspace: Workspace, jan_feb: pl.DataFrame) -> None:
@@ -231,3 +239,30 @@ def test_runs_link_to_versions(workspace: Workspace, jan_feb: pl.DataFrame) -> N
     workspace.lineage.link(run.id, ds.artifact_id, "input", "train")
     graph = ds.lineage("downstream")
     assert run.id in graph.executions
+
+
+def test_concurrent_adds_all_get_a_version(workspace: Workspace, jan_feb: pl.DataFrame) -> None:
+    """20 writers at once, each with its own connection pool as separate processes have:
+    every add succeeds, the versions are 1..20, and identical content shares one."""
+    url = workspace.engine.url.render_as_string(hide_password=False)
+    n = 20
+    barrier = threading.Barrier(n, timeout=60)
+    tables = [jan_feb.slice(i * 10, 10) for i in range(n - 2)] + [jan_feb.head(3)] * 2
+
+    def add(i: int) -> tuple[int, str]:
+        ws = Workspace(url, os.fspath(workspace.artifacts.root))
+        try:
+            barrier.wait()
+            ds = catalog.add(ws, "flights", tables[i], description=f"writer {i}")
+            return ds.version, ds.digest
+        finally:
+            ws.close()
+
+    with ThreadPoolExecutor(n) as pool:
+        results = list(pool.map(add, range(n), timeout=300))
+    versions = catalog.versions(workspace, "flights")
+    assert [d.version for d in versions] == list(range(1, n))
+    by_digest = {d.digest: d.version for d in versions}
+    assert all(by_digest[digest] == version for version, digest in results)
+    # The two identical tables were given the same version.
+    assert results[-1] == results[-2]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -168,3 +168,95 @@ def test_bad_inputs_raise_clear_errors() -> None:
         Profile.from_json('{"format": "other"}')
     with pytest.raises(InvalidInputError, match="no column 'nope'"):
         profile(pl.DataFrame({"a": [1]}))["nope"]
+
+
+def test_temporal_min_max_merge_by_value_not_text() -> None:
+    # As text "10 days" < "9 days"; by value 9 days is the smaller.
+    nine = profile(pl.DataFrame({"d": [timedelta(days=9)]}))
+    ten = profile(pl.DataFrame({"d": [timedelta(days=10)]}))
+    for merged in (merge_profiles(nine, ten), merge_profiles(ten, nine)):
+        assert merged["d"].temporal_min == "9 days, 0:00:00"
+        assert merged["d"].temporal_max == "10 days, 0:00:00"
+    # Around the end of daylight saving time local clock texts run backwards: 01:50-04:00
+    # comes before 01:10-05:00, though its text sorts after it.
+    tz = "America/New_York"
+    early = pl.DataFrame({"t": [datetime(2013, 11, 3, 5, 50)]}).with_columns(
+        pl.col("t").dt.replace_time_zone("UTC").dt.convert_time_zone(tz)
+    )
+    late = pl.DataFrame({"t": [datetime(2013, 11, 3, 6, 10)]}).with_columns(
+        pl.col("t").dt.replace_time_zone("UTC").dt.convert_time_zone(tz)
+    )
+    merged = merge_profiles(profile(late), profile(early))
+    whole = profile(pl.concat([early, late]))
+    assert merged["t"].temporal == whole["t"].temporal
+    assert merged["t"].temporal_min == "2013-11-03T01:50:00-04:00"
+    assert merged["t"].temporal_max == "2013-11-03T01:10:00-05:00"
+    # The typed range survives a JSON round trip.
+    assert Profile.from_json(merged.to_json())["t"].temporal == merged["t"].temporal
+
+
+def test_stable_hash_of_known_values() -> None:
+    """The sketch hash must never change: these values are pinned for good."""
+    from loopml.data.stable_hash import HASH_ID, hash_series
+
+    assert HASH_ID == "xxh3_64-utf8+murmur3-fmix64-u64/1"
+    # XXH3-64 of the empty string with seed 0 is the algorithm's published test vector.
+    got = hash_series(pl.Series(["", None])).to_list()
+    assert got == [0x2D06800538D394C2, None]
+
+    def fmix64(k: int) -> int:  # MurmurHash3's finaliser, written out in plain integers
+        mask = (1 << 64) - 1
+        k ^= 0x9E3779B97F4A7C15
+        k ^= k >> 33
+        k = (k * 0xFF51AFD7ED558CCD) & mask
+        k ^= k >> 33
+        k = (k * 0xC4CEB9FE1A85EC53) & mask
+        return k ^ (k >> 33)
+
+    ints = [0, 1, -1, 2**62, -(2**63)]
+    assert hash_series(pl.Series(ints)).to_list() == [fmix64(i & ((1 << 64) - 1)) for i in ints]
+    # Every integer width hashes by value, floats by their bits with -0.0 and NaNs unified.
+    assert hash_series(pl.Series([1, 2], dtype=pl.Int8)).to_list() == [fmix64(1), fmix64(2)]
+    assert hash_series(pl.Series([1], dtype=pl.UInt16)).to_list() == [fmix64(1)]
+    floats = hash_series(pl.Series([0.0, -0.0, 1.5, float("nan"), -float("nan")])).to_list()
+    assert floats[:3] == [fmix64(0), fmix64(0), fmix64(0x3FF8000000000000)]
+    assert floats[3] == floats[4] == fmix64(0x7FF8000000000000)
+    assert hash_series(pl.Series([1.5], dtype=pl.Float32)).to_list() == [floats[2]]
+    assert hash_series(pl.Series([date(2013, 1, 2)])).to_list() == [fmix64(15707)]
+    assert (
+        hash_series(pl.Series(["x"], dtype=pl.Categorical)).to_list()
+        == hash_series(pl.Series(["x"])).to_list()
+    )
+    # The pinned numbers themselves, so that a change of library or platform shows up.
+    assert hash_series(pl.Series(["a", "héllo"])).to_list() == [
+        16629034431890738719,
+        7657728615535385375,
+    ]
+    assert hash_series(pl.Series([1, -1])).to_list() == [2717770620714153248, 4383717382385014336]
+    assert hash_series(pl.Series([timedelta(days=9)])).to_list() == [fmix64(9 * 86_400_000_000)]
+
+
+def test_sketch_registers_are_pinned() -> None:
+    # The whole sketch (hash, register index, rank) of a known column, as a digest.
+    from loopml.core.hashing import digest_bytes
+
+    p = profile(pl.DataFrame({"i": list(range(20_000)), "s": [f"v{i}" for i in range(20_000)]}))
+    assert p.hash_id == "xxh3_64-utf8+murmur3-fmix64-u64/1"
+    sketches = {name: digest_bytes((p[name].hll or "").encode()) for name in ("i", "s")}
+    assert sketches == {
+        "i": "b3:f07879a6948b44bff63c8d8eda14d9314a87dd6ec3525483c73e087e48455aa3",
+        "s": "b3:27fb8fd949db8b0028d5eadd2936f6686a4ef5ca24e1a60c40dcd672128642fc",
+    }
+
+
+def test_merging_sketches_of_another_hash_is_refused() -> None:
+    from dataclasses import replace
+
+    a = profile(pl.DataFrame({"x": [1.0, 2.0]}))
+    old = replace(profile(pl.DataFrame({"x": [3.0]})), hash_id="polars-1.9.0-seed0")
+    with pytest.raises(InvalidInputError, match=r"different hashes.*recompute"):
+        merge_profiles(a, old)
+    # Profiles without sketches do not depend on the hash and still merge.
+    cats = profile(pl.DataFrame({"c": ["a"]}))
+    merged = merge_profiles(cats, replace(cats, hash_id="polars-1.9.0-seed0"))
+    assert merged["c"].count == 2

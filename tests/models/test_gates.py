@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from loopml.core.errors import ConflictError, InvalidInputError
+from loopml.core.errors import ConflictError, InvalidInputError, NotFoundError
 from loopml.demo.flights import TARGET
 from loopml.models.gates import (
     Gate,
@@ -17,7 +17,7 @@ from loopml.models.gates import (
     SmokeTest,
     Threshold,
 )
-from loopml.models.promotion import promote
+from loopml.models.promotion import policy, promote, set_policy
 from loopml.models.registry import Registry
 from loopml.store.workspace import Workspace
 from tests.models.conftest import Flights
@@ -178,3 +178,50 @@ def test_promote_mistakes(
     with pytest.raises(InvalidInputError, match="positive integer"):
         promote(workspace, "delay", 0)
     assert isinstance(NoWorseThanChampion("roc_auc").describe(), str)
+
+
+def test_policy_requires_its_gate_unless_forced(
+    workspace: Workspace, registry: Registry, flights: Flights, weak_model: Any
+) -> None:
+    X = flights.train.select("distance")
+    for _ in range(4):
+        registry.register("delay", weak_model, X)
+    required = Gate((SmokeTest(max_latency_ms=60_000),), name="ship-it")
+    set_policy(workspace, "delay", required)
+    assert policy(workspace, "delay") == required
+    assert registry.models()[0].policy == required.to_dict()
+
+    refused = promote(workspace, "delay", 1)
+    assert not refused.allowed and "requires gate 'ship-it'" in refused.reason
+    other = Gate((SchemaCompatible(),), name="lenient")
+    assert not promote(workspace, "delay", 1, gate=other).allowed
+    assert registry.aliases("delay") == {}
+
+    assert promote(workspace, "delay", 1, gate=Gate.from_yaml(required.to_yaml())).allowed
+    forced = promote(workspace, "delay", 2, force=True, reason="hotfix")
+    assert forced.allowed and forced.forced and "forced past policy gate" in forced.reason
+    assert promote(workspace, "delay", 3, gate=other, force=True).forced
+    set_policy(workspace, "delay", None)
+    assert not promote(workspace, "delay", 4).forced
+    history = registry.history("delay", "champion")
+    assert [(e.to_version, e.allowed, e.forced) for e in history] == [
+        (1, False, False),
+        (1, False, False),
+        (1, True, False),
+        (2, True, True),
+        (3, True, True),
+        (4, True, False),
+    ]
+    # A rollback walks back over forced promotions like any other.
+    assert registry.rollback("delay").to_version == 3
+
+
+def test_gate_file_that_does_not_exist(tmp_path: Path) -> None:
+    missing = tmp_path / "gaet.yaml"
+    for source in (missing, str(missing), "gates/prod.yml"):
+        with pytest.raises(NotFoundError, match="does not exist"):
+            Gate.load(source)
+    path = tmp_path / "gate.yaml"
+    path.write_text(GATE_YAML)
+    assert Gate.load(str(path)) == Gate.load(path) == Gate.load(GATE_YAML)
+    assert Gate.load("{checks: [{type: schema_compatible}]}").checks == (SchemaCompatible(),)

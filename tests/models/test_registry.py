@@ -15,6 +15,20 @@ from loopml.tracking.tracker import Tracker
 from tests.models.conftest import Flights, to_features
 
 
+@pytest.fixture
+def workspace(any_workspace: Workspace) -> Workspace:
+    """Every registry test runs on SQLite and on a real PostgreSQL server."""
+    return any_workspace
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database URL for tests that open one engine per writer, as processes do."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ws.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
 def _dataset(workspace: Workspace, flights: Flights) -> str:
     blob = workspace.artifacts.put_bytes(flights.train.write_ipc(None).getvalue())
     return workspace.lineage.add_artifact(blob.digest, "dataset", blob.size, name="jan:1").id
@@ -89,17 +103,19 @@ def test_unknown_run_or_dataset_registers_nothing(
 
 
 def test_concurrent_registration_gets_distinct_versions(
-    tmp_path: Path, flights: Flights, weak_model: Any
+    db_url: str, tmp_path: Path, flights: Flights, weak_model: Any
 ) -> None:
-    db, store = f"sqlite:///{tmp_path / 'ws.db'}", str(tmp_path / "artifacts")
-    Workspace(db, store).close()  # migrate once
+    store = str(tmp_path / "artifacts")
+    Workspace(db_url, store).close()  # migrate once
     X = flights.train.select("distance")
     versions: list[int] = []
     errors: list[BaseException] = []
+    start = threading.Barrier(4)
 
     def worker() -> None:
-        ws = Workspace(db, store)  # each writer has its own engine, as separate processes do
+        ws = Workspace(db_url, store)  # each writer has its own engine, as separate processes do
         try:
+            start.wait(timeout=60)
             for _ in range(3):
                 versions.append(Registry(ws).register("busy", weak_model, X).version)
         except BaseException as exc:  # surfaced below
@@ -107,13 +123,68 @@ def test_concurrent_registration_gets_distinct_versions(
         finally:
             ws.close()
 
-    threads = [threading.Thread(target=worker) for _ in range(4)]
+    _run_all(worker, 4)
+    assert not errors
+    assert sorted(versions) == list(range(1, 13))
+
+
+def test_concurrent_promotions_chain_in_history(
+    db_url: str, tmp_path: Path, flights: Flights, weak_model: Any
+) -> None:
+    """20 writers race to move one alias (the first ones to create it): each move starts
+    where the previous ended, and a loser is refused and recorded, never an SQL error."""
+    store = str(tmp_path / "artifacts")
+    ws = Workspace(db_url, store)
+    registry = Registry(ws)
+    X = flights.train.select("distance")
+    for _ in range(3):
+        registry.register("m", weak_model, X)
+    writers = 20
+    errors: list[BaseException] = []
+    start = threading.Barrier(writers)
+
+    def worker(i: int) -> None:
+        own = Workspace(db_url, store)
+        try:
+            reg = Registry(own)
+            start.wait(timeout=60)
+            for round_ in range(2):
+                current = reg.alias_version("m", "champion")
+                target = [v for v in (1, 2, 3) if v != current][(i + round_) % 2]
+                reg.move_alias(
+                    "m", "champion", target, action="promote", reason="", expected_from=current
+                )
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            own.close()
+
+    _run_all(worker, writers)
+    assert not errors
+    history = registry.history("m", "champion")
+    assert len(history) == 2 * writers
+    at: int | None = None
+    for event in history:
+        assert event.from_version == at, history
+        if event.allowed:
+            at = event.to_version
+        else:
+            assert "moved to version" in event.reason
+    assert at == registry.alias_version("m", "champion")
+    assert history[0].allowed and history[0].from_version is None
+    ws.close()
+
+
+def _run_all(target: Any, n: int) -> None:
+    threads = [
+        threading.Thread(target=target, args=() if target.__code__.co_argcount == 0 else (i,))
+        for i in range(n)
+    ]
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
-    assert not errors
-    assert sorted(versions) == list(range(1, 13))
+        t.join(timeout=300)
+    assert not any(t.is_alive() for t in threads), "a writer hung"
 
 
 def test_alias_history_and_rollback_stack(
@@ -128,7 +199,6 @@ def test_alias_history_and_rollback_stack(
             "champion",
             v,
             action="promote",
-            allowed=True,
             reason=f"v{v}",
             expected_from=registry.alias_version("m", "champion"),
         )
@@ -155,12 +225,8 @@ def test_stale_decision_is_refused_and_recorded(
     X = flights.train.select("distance")
     registry.register("m", weak_model, X)
     registry.register("m", weak_model, X)
-    registry.move_alias(
-        "m", "champion", 1, action="promote", allowed=True, reason="", expected_from=None
-    )
-    event = registry.move_alias(
-        "m", "champion", 2, action="promote", allowed=True, reason="", expected_from=None
-    )
+    registry.move_alias("m", "champion", 1, action="promote", reason="", expected_from=None)
+    event = registry.move_alias("m", "champion", 2, action="promote", reason="", expected_from=None)
     assert not event.allowed and "moved to version 1" in event.reason
     assert registry.alias_version("m", "champion") == 1
 
@@ -169,45 +235,4 @@ def test_bad_alias(registry: Registry, flights: Flights, weak_model: Any) -> Non
     registry.register("m", weak_model, flights.train.select("distance"))
     for alias in ("latest", "1st", "has space"):
         with pytest.raises(InvalidInputError, match="alias"):
-            registry.move_alias(
-                "m", alias, 1, action="promote", allowed=True, reason="", expected_from=None
-            )
-
-
-@pytest.mark.postgres
-def test_concurrent_registration_on_postgres(
-    postgres_url: str, tmp_path: Path, flights: Flights, weak_model: Any
-) -> None:
-    store = str(tmp_path / "artifacts")
-    Workspace(postgres_url, store).close()
-    X = flights.train.select("distance")
-    versions: list[int] = []
-    errors: list[BaseException] = []
-
-    def worker() -> None:
-        ws = Workspace(postgres_url, store)
-        try:
-            for _ in range(3):
-                versions.append(Registry(ws).register("busy", weak_model, X).version)
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-        finally:
-            ws.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
-    assert sorted(versions) == list(range(1, 13))
-    ws = Workspace(postgres_url, store)
-    registry = Registry(ws)
-    registry.move_alias(
-        "busy", "champion", 1, action="promote", allowed=True, reason="", expected_from=None
-    )
-    registry.move_alias(
-        "busy", "champion", 2, action="promote", allowed=True, reason="", expected_from=1
-    )
-    assert registry.rollback("busy").to_version == 1
-    ws.close()
+            registry.move_alias("m", alias, 1, action="promote", reason="", expected_from=None)

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import importlib
 import os
-import sys
-import textwrap
-import uuid
 from pathlib import Path
-from types import ModuleType
 
 import polars as pl
 import pytest
@@ -19,6 +14,7 @@ from loopml.pipelines.cache import StepCache
 from loopml.store.workspace import Workspace
 from loopml.tracking.tracker import Tracker
 from tests.pipelines import flows
+from tests.pipelines.usermod import MODULE_V1, reload_module
 
 
 def test_second_run_is_fully_cached_and_recorded_as_such(workspace: Workspace) -> None:
@@ -85,62 +81,11 @@ def test_no_cache_runs_every_step(workspace: Workspace) -> None:
     assert again.executed == ["load", "train", "evaluate"]
 
 
-def _write_module(folder: Path, name: str, body: str, version: int) -> None:
-    path = folder / f"{name}.py"
-    path.write_text(textwrap.dedent(body))
-    # A distinct mtime per version: import and inspect caches key on (mtime, size).
-    os.utime(path, (1_700_000_000 + version, 1_700_000_000 + version))
-
-
-MODULE_V1 = """
-    from __future__ import annotations
-    import loopml.api.pipelines as lm
-
-    SCALE = 2
-
-    def helper(x: int) -> int:
-        return x * SCALE
-
-    @lm.step
-    def source(n: int) -> list[int]:
-        return list(range(n))
-
-    @lm.step
-    def transform(values: list[int]) -> list[int]:
-        return [helper(v) for v in values]
-
-    @lm.step
-    def total(values: list[int]) -> int:
-        return sum(values)
-
-    @lm.pipeline
-    def chain(n: int = 4):
-        return total(transform(source(n)))
-"""
-
-
-@pytest.fixture
-def user_module(tmp_path: Path) -> tuple[Path, str]:
-    name = f"user_flow_{uuid.uuid4().hex[:8]}"
-    sys.path.insert(0, str(tmp_path))
-    yield tmp_path, name
-    sys.path.remove(str(tmp_path))
-    sys.modules.pop(name, None)
-
-
-def _reload(folder: Path, name: str, body: str, version: int) -> ModuleType:
-    _write_module(folder, name, body, version)
-    importlib.invalidate_caches()
-    if name in sys.modules:
-        return importlib.reload(sys.modules[name])
-    return importlib.import_module(name)
-
-
 def test_code_changes_invalidate_the_step_and_the_local_code_it_calls(
     workspace: Workspace, user_module: tuple[Path, str]
 ) -> None:
     folder, name = user_module
-    mod = _reload(folder, name, MODULE_V1, 1)
+    mod = reload_module(folder, name, MODULE_V1, 1)
     first = mod.chain.run(workspace=workspace)
     assert first.output == 12 and first.executed == ["source", "transform", "total"]
 
@@ -149,18 +94,20 @@ def test_code_changes_invalidate_the_step_and_the_local_code_it_calls(
         "return list(range(n))",
         '"""Numbers."""\n        # from zero\n        return list( range(n) )',
     )
-    mod = _reload(folder, name, cosmetic, 2)
+    mod = reload_module(folder, name, cosmetic, 2)
     assert mod.chain.run(workspace=workspace).executed == []
 
     # A change in a helper the step calls re-runs that step; its output changed, so the
     # step downstream re-runs too, while the step upstream stays cached.
-    mod = _reload(folder, name, cosmetic.replace("return x * SCALE", "return x * SCALE + 1"), 3)
+    mod = reload_module(
+        folder, name, cosmetic.replace("return x * SCALE", "return x * SCALE + 1"), 3
+    )
     changed = mod.chain.run(workspace=workspace)
     assert changed.output == 16
     assert changed.cached == ["source"] and changed.executed == ["transform", "total"]
 
     # So does a module constant the code reads.
-    mod = _reload(folder, name, cosmetic.replace("SCALE = 2", "SCALE = 3"), 4)
+    mod = reload_module(folder, name, cosmetic.replace("SCALE = 2", "SCALE = 3"), 4)
     assert mod.chain.run(workspace=workspace).executed == ["transform", "total"]
 
     # A code change that leaves the output identical stops there: downstream is keyed by
@@ -168,7 +115,7 @@ def test_code_changes_invalidate_the_step_and_the_local_code_it_calls(
     same_output = cosmetic.replace("SCALE = 2", "SCALE = 3").replace(
         "return list( range(n) )", "return [i for i in range(n)]"
     )
-    mod = _reload(folder, name, same_output, 5)
+    mod = reload_module(folder, name, same_output, 5)
     rerun = mod.chain.run(workspace=workspace)
     assert rerun.executed == ["source"]
     assert rerun.cached == ["transform", "total"]
@@ -196,7 +143,7 @@ def test_a_cached_output_that_is_gone_or_corrupted_is_recomputed(
     workspace: Workspace, user_module: tuple[Path, str], damage: str
 ) -> None:
     folder, name = user_module
-    mod = _reload(folder, name, MODULE_V1, 1)
+    mod = reload_module(folder, name, MODULE_V1, 1)
     first = mod.chain.run(workspace=workspace)
     digest = first.steps["transform"].output_digest
     assert digest is not None

@@ -30,7 +30,9 @@ from loopml.models.gates import (
 from loopml.models.loaded import LoadedModel
 from loopml.models.onnx_export import export_onnx
 from loopml.models.promotion import PromotionRefusedError, PromotionResult
+from loopml.models.promotion import policy as _policy
 from loopml.models.promotion import promote as _promote
+from loopml.models.promotion import set_policy as _set_policy
 from loopml.models.registry import AliasEvent, ModelVersion, RegisteredModel, Registry
 
 __all__ = [
@@ -54,9 +56,11 @@ __all__ = [
     "history",
     "list_models",
     "load",
+    "policy",
     "promote",
     "register",
     "rollback",
+    "set_policy",
     "versions",
 ]
 
@@ -147,16 +151,18 @@ def promote(
     datasets: Iterable[Any] | None = None,
     reason: str = "",
     raise_on_refusal: bool = True,
+    force: bool = False,
 ) -> PromotionResult:
     """Move ``name@alias`` to ``version`` if ``gate`` passes on ``data``.
 
-    The attempt is recorded either way. A refusal raises :class:`PromotionRefusedError`
-    (its ``.result`` holds every check) unless ``raise_on_refusal=False``.
+    ``gate`` is a :class:`Gate`, a YAML file path or YAML text. When the model has a
+    promotion policy (:func:`set_policy`), ``gate`` must be that gate unless ``force=True``;
+    a forced promotion is marked as such in the history. The attempt is recorded either
+    way. A refusal raises :class:`PromotionRefusedError` (its ``.result`` holds every
+    check) unless ``raise_on_refusal=False``.
     """
-    if isinstance(gate, str) and "\n" not in gate and Path(gate).is_file():
-        gate = Path(gate)
-    if isinstance(gate, str | Path):
-        gate = Gate.from_yaml(gate)
+    if gate is not None and not isinstance(gate, Gate):
+        gate = Gate.load(gate)
     result = _promote(
         workspace(),
         name,
@@ -166,10 +172,24 @@ def promote(
         data=data,
         reason=reason,
         dataset_ids=_dataset_ids(datasets),
+        force=force,
     )
     if not result.allowed and raise_on_refusal:
         raise PromotionRefusedError(result)
     return result
+
+
+def set_policy(name: str, gate: Gate | str | Path | None) -> None:
+    """Require ``gate`` (a Gate, YAML file or YAML text) for every promotion of ``name``;
+    ``None`` lifts the requirement."""
+    if gate is not None and not isinstance(gate, Gate):
+        gate = Gate.load(gate)
+    _set_policy(workspace(), name, gate)
+
+
+def policy(name: str) -> Gate | None:
+    """The gate every promotion of ``name`` must pass, or ``None``."""
+    return _policy(workspace(), name)
 
 
 def rollback(name: str, alias: str = "champion", *, reason: str = "") -> AliasEvent:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, overload
 
+from loopml.api.fluent import tracker as _tracker
 from loopml.api.fluent import workspace as _workspace
 from loopml.pipelines import definition, records, runner, schedules
 from loopml.pipelines.errors import PipelineFailedError as PipelineFailedError
@@ -41,14 +42,18 @@ class Pipeline(definition.Pipeline):
         trigger: str = "manual",
         **params: Any,
     ) -> PipelineRun:
-        return super().run(
-            workspace=workspace or _workspace(),
+        # On the configured workspace, runs share its one tracker; a workspace passed in
+        # gets a tracker for the run.
+        return runner.run_pipeline(
+            workspace or _workspace(),
+            self,
+            params,
             executor=executor,
             cache=cache,
             max_workers=max_workers,
             address=address,
             trigger=trigger,
-            **params,
+            tracker=_tracker() if workspace is None else None,
         )
 
 
@@ -91,6 +96,7 @@ def run(
         cache=cache,
         max_workers=max_workers,
         address=address,
+        tracker=_tracker(),
     )
 
 
@@ -110,6 +116,7 @@ def resume(
         executor=executor,
         max_workers=max_workers,
         address=address,
+        tracker=_tracker(),
     )
 
 

@@ -6,6 +6,7 @@ import json
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
@@ -91,6 +92,7 @@ def run(
         cache=not no_cache,
         max_workers=max_workers,
         address=address,
+        tracker=fluent.tracker(),
     )
     show_run(result)
 
@@ -144,20 +146,24 @@ def show(
 
 def show_run(result: PipelineRun) -> None:
     title = (
-        f"pipeline [bold]{result.pipeline}[/] run {result.id[:12]}: {_styled(result.status)} "
-        f"in {_secs(result.duration) or '?'} ({result.executor}; {result.trigger})"
+        f"pipeline [bold]{escape(result.pipeline)}[/] run {result.id[:12]}: "
+        f"{_styled(result.status)} "
+        f"in {_secs(result.duration) or '?'} ({result.executor}; {escape(result.trigger)})"
     )
     tree = Tree(title)
     for node, rec in result.steps.items():
         after = f" <- {', '.join(sorted(set(rec.deps.values())))}" if rec.deps else ""
         attempts = f", {rec.attempts} attempts" if rec.attempts > 1 else ""
-        line = f"{node}{after}  {_styled(rec.status)} {_secs(rec.duration)}{attempts}"
-        branch = tree.add(line)
+        branch = tree.add(
+            f"{escape(node + after)}  {_styled(rec.status)} {_secs(rec.duration)}{attempts}"
+        )
+        if rec.status == records.EXECUTED and rec.reason:
+            branch.add(f"[dim]re-ran: {escape(rec.reason)}[/]")
         if rec.error:
-            branch.add(f"[red]{rec.error.strip().splitlines()[-1]}[/]")
+            branch.add(f"[red]{escape(rec.error.strip().splitlines()[-1])}[/]")
     out.print(tree)
     if result.params:
-        out.print(f"params: {json.dumps(result.params, sort_keys=True)}")
+        out.print(escape(f"params: {json.dumps(result.params, sort_keys=True)}"))
     if result.status in ("failed", "interrupted"):
         out.print(f"resume with: loopml pipeline resume {result.id[:12]}")
 
@@ -169,7 +175,9 @@ def resume(
     address: Annotated[str | None, typer.Option("--address")] = None,
 ) -> None:
     """Re-run a failed run from the failure, reusing the steps that succeeded."""
-    result = runner.resume(fluent.workspace(), run_id, executor=executor, address=address)
+    result = runner.resume(
+        fluent.workspace(), run_id, executor=executor, address=address, tracker=fluent.tracker()
+    )
     show_run(result)
 
 

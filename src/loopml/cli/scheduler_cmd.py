@@ -34,7 +34,7 @@ def scheduler(
     loopml_log.addHandler(handler)
     loopml_log.setLevel(logging.INFO)
     stop = threading.Event()
-    sched = Scheduler(fluent.workspace(), stop=stop)
+    sched = Scheduler(fluent.workspace(), stop=stop, tracker=fluent.tracker())
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
         out.print(f"received {signal.Signals(signum).name}; stopping after the current step")

@@ -8,13 +8,16 @@ unreferenced garbage, never a half-registered version.
 
 from __future__ import annotations
 
+import random
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 import sqlalchemy as sa
 from sqlalchemy import Connection, func, insert, select
 from sqlalchemy import update as sql_update
@@ -32,6 +35,7 @@ from loopml.data.dataset import Dataset, DatasetInfo
 from loopml.data.profile import Profile, merge, merge_all, profile
 from loopml.data.schema import Schema, infer_schema
 from loopml.data.sources import StagedFile, describe_source, part_name, stage
+from loopml.data.stable_hash import HASH_ID
 from loopml.store.artifacts import Tree, TreeEntry
 from loopml.store.metadata.tables import (
     artifacts,
@@ -41,6 +45,7 @@ from loopml.store.metadata.tables import (
 )
 from loopml.store.workspace import Workspace
 
+_RETRIES = 10
 BATCH_ROWS = 20_000_000  # larger Parquet parts are profiled batch by batch and merged
 ARTIFACT_KIND = "dataset"
 
@@ -118,7 +123,7 @@ def append(
                 )
         if sum(f.num_rows for f in staged) == 0:
             raise InvalidInputError(f"the batch to append to {base.ref} has no rows")
-        prof = merge(base.profile, _profile_files(staged))
+        prof = merge(_current_profile(base), _profile_files(staged))
         new = _store(ws, staged, start=len(base.files), name=name)
     tree = ws.artifacts.put_manifest([*base.files, *new.entries])
     return _register(
@@ -131,6 +136,19 @@ def append(
         properties={"source": describe_source(batch), "appended_to": base.version},
         parent=base,
     )
+
+
+def _current_profile(ds: Dataset) -> Profile:
+    """The version's stored profile, or, when its sketches were made with a hash this
+    release no longer uses, one recomputed from its verified files."""
+    stored = ds.profile
+    if stored.hash_id == HASH_ID or not any(c.hll for c in stored.columns.values()):
+        return stored
+    files = [
+        StagedFile(path, f"dataset {ds.ref} file {e.path}", pq.read_metadata(path).num_rows, {})
+        for path, e in zip(ds.paths(), ds.files, strict=True)
+    ]
+    return _profile_files(files)
 
 
 def _profile_files(staged: list[StagedFile]) -> Profile:
@@ -174,66 +192,97 @@ def _register(
     profile_digest = ws.artifacts.put_bytes(prof.to_json().encode()).digest
     given_schema = None if schema is None else _put_schema(ws, schema)
     inferred_schema = _put_schema(ws, infer_schema(prof))
-    now = clock.now()
-    try:
-        with ws.write_engine.begin() as conn:
-            dataset_id = _upsert_dataset(conn, name, meta, now)
-            existing = conn.execute(
-                select(dataset_versions.c.version).where(
-                    dataset_versions.c.dataset_id == dataset_id,
-                    dataset_versions.c.digest == tree.digest,
+    for attempt in range(_RETRIES):
+        try:
+            with ws.write_engine.begin() as conn:
+                version, _ = _insert_version(
+                    ws,
+                    conn,
+                    name,
+                    tree,
+                    prof,
+                    profile_digest=profile_digest,
+                    schemas=(given_schema, inferred_schema),
+                    meta=meta,
+                    properties=properties,
+                    parent=parent,
                 )
-            ).first()
-            if existing is not None:
-                found_version = int(existing.version)
-            else:
-                found_version = None
-                schema_version = _schema_for_version(
-                    conn, dataset_id, given_schema, inferred_schema, now
-                )
-                version = _next_version(conn, dataset_id)
-                props = {
-                    **properties,
-                    "files": len(tree.entries),
-                    "columns": [{"name": c.name, "dtype": c.dtype} for c in prof.columns.values()],
-                }
-                artifact_id = ws.lineage.add_artifact(
-                    tree.digest,
-                    ARTIFACT_KIND,
-                    tree.size,
-                    name=f"{name}:{version}",
-                    properties={"dataset": name, "version": version},
-                    conn=conn,
-                ).id
-                conn.execute(
-                    insert(dataset_versions).values(
-                        id=new_id(),
-                        dataset_id=dataset_id,
-                        version=version,
-                        digest=tree.digest,
-                        artifact_id=artifact_id,
-                        profile_digest=profile_digest,
-                        schema_version=schema_version,
-                        num_rows=prof.num_rows,
-                        num_columns=len(prof.columns),
-                        created_at=now,
-                        properties=props,
-                    )
-                )
-                if parent is not None:
-                    _record_append(ws, conn, parent, artifact_id, name, version)
-    except sa.exc.IntegrityError as exc:
-        raise ConflictError(
-            f"another writer registered a version of dataset {name!r} at the same time; "
-            f"retry ({exc.orig})"
-        ) from None
-    if found_version is not None:
-        return get(ws, name, found_version)
+            break
+        except sa.exc.IntegrityError:
+            # Another writer created the dataset or took the version number first
+            # (PostgreSQL); the next attempt sees its row.
+            if attempt == _RETRIES - 1:
+                raise ConflictError(
+                    f"could not allocate a version of dataset {name!r} after {_RETRIES} "
+                    "attempts under concurrent writes; retry"
+                ) from None
+            time.sleep(random.uniform(0, 0.01 * (attempt + 1)))
     return get(ws, name, version)
 
 
+def _insert_version(
+    ws: Workspace,
+    conn: Connection,
+    name: str,
+    tree: Tree,
+    prof: Profile,
+    *,
+    profile_digest: str,
+    schemas: tuple[str | None, str],
+    meta: dict[str, Any],
+    properties: dict[str, Any],
+    parent: Dataset | None,
+) -> tuple[int, bool]:
+    """(version, whether it is new): the version holding ``tree``, inserted if absent."""
+    now = clock.now()
+    dataset_id = _upsert_dataset(conn, name, meta, now)
+    existing = conn.execute(
+        select(dataset_versions.c.version).where(
+            dataset_versions.c.dataset_id == dataset_id,
+            dataset_versions.c.digest == tree.digest,
+        )
+    ).first()
+    if existing is not None:
+        return int(existing.version), False
+    schema_version = _schema_for_version(conn, dataset_id, *schemas, now)
+    version = _next_version(conn, dataset_id)
+    props = {
+        **properties,
+        "files": len(tree.entries),
+        "columns": [{"name": c.name, "dtype": c.dtype} for c in prof.columns.values()],
+    }
+    artifact_id = ws.lineage.add_artifact(
+        tree.digest,
+        ARTIFACT_KIND,
+        tree.size,
+        name=f"{name}:{version}",
+        properties={"dataset": name, "version": version},
+        conn=conn,
+    ).id
+    conn.execute(
+        insert(dataset_versions).values(
+            id=new_id(),
+            dataset_id=dataset_id,
+            version=version,
+            digest=tree.digest,
+            artifact_id=artifact_id,
+            profile_digest=profile_digest,
+            schema_version=schema_version,
+            num_rows=prof.num_rows,
+            num_columns=len(prof.columns),
+            created_at=now,
+            properties=props,
+        )
+    )
+    if parent is not None:
+        _record_append(ws, conn, parent, artifact_id, name, version)
+    return version, True
+
+
 def _upsert_dataset(conn: Connection, name: str, meta: dict[str, Any], now: float) -> int:
-    row = conn.execute(select(datasets).where(datasets.c.name == name)).first()
+    # The row lock (PostgreSQL; SQLite writers are serialised anyway) makes concurrent
+    # writers of one dataset take their version numbers in turn.
+    row = conn.execute(select(datasets).where(datasets.c.name == name).with_for_update()).first()
     changes: dict[str, Any] = {}
     if meta.get("description") is not None:
         changes["description"] = str(meta["description"])

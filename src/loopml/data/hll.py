@@ -1,9 +1,8 @@
 """HyperLogLog registers for mergeable approximate distinct counts.
 
-Hashing and register updates run as Polars expressions plus one ``np.bincount``; the
-registers of two batches merge by element-wise maximum. Polars only promises a stable
-hash within one Polars version, so the hash id is stored alongside the registers and
-registers from different ids are never merged.
+Register updates run as Polars expressions over 64-bit value hashes (see
+``stable_hash``) plus one ``np.bincount``; the registers of two batches merge by
+element-wise maximum.
 """
 
 from __future__ import annotations
@@ -19,12 +18,10 @@ M = 1 << P
 _LOW_BITS = 64 - P
 _RANK_SLOTS = 64
 FILTER_ROWS = 64 * M  # from this many rows on, a pre-filter saves most of the hashing
-HASH_ID = f"polars-{pl.__version__}-seed0"
 
 
-def code_expr(col: pl.Expr) -> pl.Expr:
-    """Per value: register index * 64 + rank, as one UInt32 code (drop nulls first)."""
-    h = col.hash(seed=0)
+def code_expr(h: pl.Expr) -> pl.Expr:
+    """Per UInt64 value hash: register index * 64 + rank, as one UInt32 code."""
     index = h // (1 << _LOW_BITS)
     # Leading zeros of the low bits, counted within those bits, plus one.
     rank = (h % (1 << _LOW_BITS)).bitwise_leading_zeros().cast(pl.Int64) - (P - 1)
@@ -46,9 +43,9 @@ def min_rank(n: int) -> int:
     return max(1, int(math.log2(n / M)) - 3)
 
 
-def rank_at_least(col: pl.Expr, rank: int) -> pl.Expr:
-    """Values whose rank is at least ``rank`` (their low hash bits are small enough)."""
-    return (col.hash(seed=0) % (1 << _LOW_BITS)) < (1 << (_LOW_BITS + 1 - rank))
+def rank_at_least(h: pl.Expr, rank: int) -> pl.Expr:
+    """Hashes whose rank is at least ``rank`` (their low bits are small enough)."""
+    return (h % (1 << _LOW_BITS)) < (1 << (_LOW_BITS + 1 - rank))
 
 
 def registers_from_codes(codes: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ from loopml.pipelines.runner import run_pipeline
 from loopml.pipelines.step import step
 from loopml.pipelines.types import Dataset, Model
 from loopml.store.workspace import Workspace
+from loopml.tracking.tracker import Tracker
 
 
 @functools.cache
@@ -95,10 +96,16 @@ def run_pipeline_stage(
         "holdout_month": holdout_month,
         "max_iter": max_iter,
     }
-    with console.status("pipeline delay_model: load -> validate -> features -> train -> evaluate"):
-        first = run_pipeline(ws, delay_model, params)
-    console.print(_table(first, "first run"))
-    second = run_pipeline(ws, delay_model, params)
+    tracker = Tracker(ws)  # one for both runs
+    try:
+        with console.status(
+            "pipeline delay_model: load -> validate -> features -> train -> evaluate"
+        ):
+            first = run_pipeline(ws, delay_model, params, tracker=tracker)
+        console.print(_table(first, "first run"))
+        second = run_pipeline(ws, delay_model, params, tracker=tracker)
+    finally:
+        tracker.close()
     console.print(_table(second, "second run: same code, params and data"))
     metrics = second.output
     console.print(

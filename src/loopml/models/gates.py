@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Protocol
 
 import yaml
 
-from loopml.core.errors import InvalidInputError, LoopmlError
+from loopml.core.errors import InvalidInputError, LoopmlError, NotFoundError
 from loopml.models.artifact import example_table
 from loopml.models.evaluation import EvaluationResult, higher_is_better
 from loopml.models.loaded import LoadedModel
@@ -474,6 +474,21 @@ class Gate:
             name=str(d.get("name", "gate")),
             champion_alias=d.get("champion_alias"),
         )
+
+    @classmethod
+    def load(cls, source: str | Path) -> Gate:
+        """From a YAML file (a ``Path``, or a string naming one) or from YAML text."""
+        if isinstance(source, str) and "\n" not in source and source.strip():
+            try:
+                parsed = yaml.safe_load(source)
+            except yaml.YAMLError:
+                parsed = None
+            if not isinstance(parsed, Mapping):
+                # One line that is not a YAML mapping: it names a file.
+                source = Path(source)
+        if isinstance(source, Path) and not source.is_file():
+            raise NotFoundError(f"gate file {str(source)!r} does not exist")
+        return cls.from_yaml(source)
 
     @classmethod
     def from_yaml(cls, source: str | Path) -> Gate:

@@ -1,4 +1,9 @@
-"""Promote a version to an alias through a gate; every attempt is recorded either way."""
+"""Promote a version to an alias through a gate; every attempt is recorded either way.
+
+A model may declare a promotion policy: the gate every promotion must pass. Then a
+promotion without that gate is refused unless forced, and a forced one is marked as such
+in the alias history.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from loopml.store.workspace import Workspace
 
 
 class PromotionRefusedError(ConflictError):
-    """A gate refused a promotion; ``result`` holds every check's verdict."""
+    """A gate or the model's policy refused a promotion; ``result`` holds the verdicts."""
 
     def __init__(self, result: PromotionResult) -> None:
         self.result = result
@@ -33,6 +38,23 @@ class PromotionResult:
     gate: GateResult | None
     event: AliasEvent
 
+    @property
+    def forced(self) -> bool:
+        return self.event.forced
+
+
+def set_policy(ws: Workspace, name: str, gate: Gate | None) -> None:
+    """Require ``gate`` for every promotion of ``name``; ``None`` lifts the requirement."""
+    if gate is not None and not isinstance(gate, Gate):
+        raise InvalidInputError(f"a promotion policy is a Gate, not {type(gate).__name__}")
+    Registry(ws).set_policy(name, gate)
+
+
+def policy(ws: Workspace, name: str) -> Gate | None:
+    """The gate every promotion of ``name`` must pass, or ``None``."""
+    document = Registry(ws).policy(name)
+    return None if document is None else Gate.from_dict(document)
+
 
 def promote(
     ws: Workspace,
@@ -44,11 +66,13 @@ def promote(
     data: Any = None,
     reason: str = "",
     dataset_ids: Sequence[str] = (),
+    force: bool = False,
 ) -> PromotionResult:
     """Move ``name@alias`` to ``version`` if ``gate`` passes; record the attempt either way.
 
     ``data`` is the labelled evaluation table the gate's metric checks score both the
-    candidate and the current champion on; ``dataset_ids`` name it in the lineage.
+    candidate and the current champion on; ``dataset_ids`` name it in the lineage. When
+    the model has a policy, ``gate`` must be the policy's gate, or ``force=True``.
     """
     registry = Registry(ws)
     check_alias(alias)
@@ -56,15 +80,35 @@ def promote(
     current = registry.alias_version(name, alias)
     if current == version:
         raise ConflictError(f"{name}@{alias} already points to version {version}")
+    required = policy(ws, name)
+    forced = False
+    if required is not None and (gate is None or gate.to_dict() != required.to_dict()):
+        given = "no gate" if gate is None else f"gate {gate.name!r}, which differs from it"
+        if not force:
+            event = registry.record_refusal(
+                name,
+                alias,
+                version,
+                action="promote",
+                reason=(
+                    f"model {name!r} requires gate {required.name!r} for promotions and this "
+                    f"one had {given}; pass gate=<the policy's gate> or force=True"
+                ),
+            )
+            return PromotionResult(name, alias, version, current, False, event.reason, None, event)
+        forced = True
+        reason = f"forced past policy gate {required.name!r} with {given}" + (
+            f": {reason}" if reason else ""
+        )
     if gate is None:
         event = registry.move_alias(
             name,
             alias,
             version,
             action="promote",
-            allowed=True,
             reason=reason or "promoted without a gate",
             expected_from=current,
+            forced=forced,
         )
         return PromotionResult(
             name, alias, version, current, event.allowed, event.reason, None, event
@@ -93,27 +137,35 @@ def promote(
 
     ctx = GateContext(candidate, champion, load, run_evaluation if data is not None else None, data)
     result = gate.run(ctx)
+    inputs = [("evaluation", i) for i in evaluation_ids]
+    if champion is not None:
+        inputs.append(("champion", champion.artifact_id))
     if result.passed:
-        why = reason or f"gate {gate.name!r} passed all {len(result.checks)} checks"
+        event = registry.move_alias(
+            name,
+            alias,
+            version,
+            action="promote",
+            reason=reason or f"gate {gate.name!r} passed all {len(result.checks)} checks",
+            expected_from=current,
+            gate_result=result.to_dict(),
+            inputs=inputs,
+            forced=forced,
+        )
     else:
         failed = ", ".join(c.description for c in result.failed)
         why = f"gate {gate.name!r} refused {name}:{version} for {alias}: failed {failed}"
         if reason:
             why += f" (requested because: {reason})"
-    inputs = [("evaluation", i) for i in evaluation_ids]
-    if champion is not None:
-        inputs.append(("champion", champion.artifact_id))
-    event = registry.move_alias(
-        name,
-        alias,
-        version,
-        action="promote",
-        allowed=result.passed,
-        reason=why,
-        expected_from=current,
-        gate_result=result.to_dict(),
-        inputs=inputs,
-    )
+        event = registry.record_refusal(
+            name,
+            alias,
+            version,
+            action="promote",
+            reason=why,
+            gate_result=result.to_dict(),
+            inputs=inputs,
+        )
     return PromotionResult(
         name, alias, version, current, event.allowed, event.reason, result, event
     )

@@ -9,9 +9,11 @@ fully registered or not at all. Every attempt to move an alias, allowed or refus
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
@@ -30,6 +32,7 @@ from loopml.store.metadata.tables import (
     registered_models,
     runs,
 )
+from loopml.store.metadata.upsert import upsert
 from loopml.store.workspace import Workspace
 
 MODEL_KIND = "model"
@@ -86,6 +89,7 @@ class RegisteredModel:
     created_at: float
     latest_version: int | None
     aliases: dict[str, int] = field(default_factory=dict)
+    policy: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,13 @@ class AliasEvent:
     gate_result: dict[str, Any] | None
     execution_id: str | None
     created_at: float
+    forced: bool = False
+
+
+class Declared(Protocol):
+    """A gate as the registry stores it (the registry knows no gate type)."""
+
+    def to_dict(self) -> dict[str, Any]: ...
 
 
 class Registry:
@@ -159,7 +170,8 @@ class Registry:
                     )
                 break
             except SQLIntegrityError:
-                # Another writer took the same version number (PostgreSQL); try the next.
+                # Another writer took the same version number; try the next after a pause.
+                time.sleep(random.uniform(0, 0.05 * (attempt + 1)))
                 if attempt == _RETRIES - 1:
                     raise StoreError(
                         f"could not allocate a version of model {name!r} after {_RETRIES} "
@@ -182,15 +194,13 @@ class Registry:
         tags: dict[str, str],
     ) -> int:
         now = clock.now()
-        model_id = conn.execute(
-            select(registered_models.c.id).where(registered_models.c.name == name)
-        ).scalar()
-        if model_id is None:
-            model_id = conn.execute(
-                insert(registered_models)
-                .values(name=name, description="", tags={}, created_at=now)
-                .returning(registered_models.c.id)
-            ).scalar_one()
+        conn.execute(
+            upsert(conn, registered_models, keys=["name"]).values(
+                name=name, description="", tags={}, created_at=now
+            )
+        )
+        # The lock makes concurrent registrations of one model take numbers in turn.
+        model_id = self._lock_model(conn, name)
         version = (
             conn.execute(
                 select(func.max(model_versions.c.version)).where(
@@ -273,9 +283,21 @@ class Registry:
             )
         return int(model_id)
 
-    def models(self) -> list[RegisteredModel]:
+    def get_model(self, name: str) -> RegisteredModel:
+        """One registered model with its latest version, aliases and policy."""
+        found = self.models(name=name)
+        if not found:
+            raise NotFoundError(
+                f"no registered model named {name!r}; see registered models with `loopml models ls`"
+            )
+        return found[0]
+
+    def models(self, *, name: str | None = None) -> list[RegisteredModel]:
+        query = select(registered_models).order_by(registered_models.c.name)
+        if name is not None:
+            query = query.where(registered_models.c.name == name)
         with self.ws.engine.connect() as conn:
-            rows = conn.execute(select(registered_models).order_by(registered_models.c.name)).all()
+            rows = conn.execute(query).all()
             latest = dict(
                 conn.execute(
                     select(model_versions.c.model_id, func.max(model_versions.c.version)).group_by(
@@ -295,20 +317,10 @@ class Registry:
                 r.created_at,
                 latest.get(r.id),
                 dict(sorted(aliases.get(r.id, {}).items())),
+                r.policy,
             )
             for r in rows
         ]
-
-    def get_model(self, name: str) -> RegisteredModel:
-        for m in self.models():
-            if m.name == name:
-                return m
-        self._raise_no_model(name)
-        raise AssertionError  # unreachable
-
-    def _raise_no_model(self, name: str) -> None:
-        with self.ws.engine.connect() as conn:
-            self._model_id(conn, name)
 
     def versions(self, name: str) -> list[ModelVersion]:
         """Every version of ``name``, oldest first, with lineage and current aliases."""
@@ -410,6 +422,27 @@ class Registry:
     def metadata(self, mv: ModelVersion) -> ModelMetadata:
         return read_metadata(self.ws.artifacts, mv.digest, what=f"model {mv.ref}")
 
+    # promotion policy -------------------------------------------------------------
+    def set_policy(self, name: str, gate: Declared | None) -> None:
+        """Require ``gate`` for every promotion of ``name`` (``None`` lifts the policy)."""
+        document = None if gate is None else gate.to_dict()
+        with self.ws.write_engine.begin() as conn:
+            model_id = self._lock_model(conn, name)
+            conn.execute(
+                update(registered_models)
+                .where(registered_models.c.id == model_id)
+                .values(policy=document)
+            )
+
+    def policy(self, name: str) -> dict[str, Any] | None:
+        """The gate (as a mapping) that promotions of ``name`` must pass, if any."""
+        with self.ws.engine.connect() as conn:
+            model_id = self._model_id(conn, name)
+            document = conn.execute(
+                select(registered_models.c.policy).where(registered_models.c.id == model_id)
+            ).scalar()
+        return None if document is None else dict(document)
+
     # aliases ----------------------------------------------------------------------
     def aliases(self, name: str) -> dict[str, int]:
         with self.ws.engine.connect() as conn:
@@ -441,52 +474,96 @@ class Registry:
         version: int,
         *,
         action: str,
-        allowed: bool,
         reason: str,
         expected_from: int | None,
         gate_result: dict[str, Any] | None = None,
         inputs: Iterable[tuple[str, str]] = (),
+        forced: bool = False,
     ) -> AliasEvent:
-        """Move (or refuse to move) ``alias`` to ``version`` and record the attempt.
+        """Move ``alias`` to ``version`` if it still points at ``expected_from``; record it.
 
-        The move only happens if the alias still points at ``expected_from``: a decision
-        taken against one champion is never applied over another.
+        A decision taken against one champion is never applied over another: when the
+        alias moved meanwhile, nothing changes and the event is recorded as refused.
+        Moves of one model's aliases are serialised (a row lock on PostgreSQL, the write
+        lock on SQLite), so every event starts where the previous one ended.
         """
+        return self._record(
+            name,
+            alias,
+            version,
+            action=action,
+            move=True,
+            reason=reason,
+            expected_from=expected_from,
+            gate_result=gate_result,
+            inputs=inputs,
+            forced=forced,
+        )
+
+    def record_refusal(
+        self,
+        name: str,
+        alias: str,
+        version: int,
+        *,
+        action: str,
+        reason: str,
+        gate_result: dict[str, Any] | None = None,
+        inputs: Iterable[tuple[str, str]] = (),
+    ) -> AliasEvent:
+        """Record a refused attempt to move ``alias`` to ``version``; the alias stays put."""
+        return self._record(
+            name,
+            alias,
+            version,
+            action=action,
+            move=False,
+            reason=reason,
+            expected_from=None,
+            gate_result=gate_result,
+            inputs=inputs,
+            forced=False,
+        )
+
+    def _record(
+        self,
+        name: str,
+        alias: str,
+        version: int,
+        *,
+        action: str,
+        move: bool,
+        reason: str,
+        expected_from: int | None,
+        gate_result: dict[str, Any] | None,
+        inputs: Iterable[tuple[str, str]],
+        forced: bool,
+    ) -> AliasEvent:
         check_alias(alias)
         target = self.get_version(name, version)
         with self.ws.write_engine.begin() as conn:
-            model_id = self._model_id(conn, name)
+            model_id = self._lock_model(conn, name)
             current = conn.execute(
                 select(model_aliases.c.version).where(
                     model_aliases.c.model_id == model_id, model_aliases.c.alias == alias
                 )
             ).scalar()
-            if allowed and current != expected_from:
-                allowed = False
+            now = clock.now()
+            allowed = move and current == expected_from
+            if move and not allowed:
                 reason = (
                     f"{name}@{alias} moved to version {current} while this {action} was being "
                     f"decided (it was {expected_from}); nothing changed, retry"
                 )
-            now = clock.now()
             if allowed:
-                if current is None:
-                    conn.execute(
-                        insert(model_aliases).values(
-                            model_id=model_id, alias=alias, version=version, updated_at=now
-                        )
-                    )
-                else:
-                    conn.execute(
-                        update(model_aliases)
-                        .where(model_aliases.c.model_id == model_id, model_aliases.c.alias == alias)
-                        .values(version=version, updated_at=now)
-                    )
+                _point_alias(conn, model_id, alias, current, version, now)
             properties = {
                 "model": name,
                 "alias": alias,
                 "from_version": current,
                 "to_version": version,
                 "allowed": allowed,
+                "forced": forced and allowed,
                 "reason": reason,
             }
             lineage = self.ws.lineage
@@ -500,7 +577,7 @@ class Registry:
             lineage.link(execution_id, target.artifact_id, "input", "candidate", conn=conn)
             for role, artifact_id in inputs:
                 lineage.link(execution_id, artifact_id, "input", role, conn=conn)
-            event_id = conn.execute(
+            row = conn.execute(
                 insert(alias_events)
                 .values(
                     model_id=model_id,
@@ -513,22 +590,24 @@ class Registry:
                     gate_result=gate_result,
                     execution_id=execution_id,
                     created_at=now,
+                    forced=forced and allowed,
                 )
-                .returning(alias_events.c.id)
-            ).scalar_one()
-        return AliasEvent(
-            int(event_id),
-            name,
-            alias,
-            action,
-            current,
-            version,
-            allowed,
-            reason,
-            gate_result,
-            execution_id,
-            now,
-        )
+                .returning(*alias_events.c)
+            ).one()
+        return _event(name, row)
+
+    def _lock_model(self, conn: Connection, name: str) -> int:
+        """The model's id, its row locked until the transaction ends (PostgreSQL; SQLite
+        write transactions already hold the database's write lock). ``FOR NO KEY UPDATE``
+        leaves registration's foreign-key checks free to proceed."""
+        model_id = conn.execute(
+            select(registered_models.c.id)
+            .where(registered_models.c.name == name)
+            .with_for_update(key_share=True)
+        ).scalar()
+        if model_id is None:
+            return self._model_id(conn, name)  # raises NotFoundError
+        return int(model_id)
 
     def rollback(self, name: str, alias: str = "champion", *, reason: str = "") -> AliasEvent:
         """Point ``alias`` back at the version it held before its latest promotion.
@@ -559,7 +638,6 @@ class Registry:
             alias,
             target,
             action="rollback",
-            allowed=True,
             reason=reason or f"rolled back from version {current} to version {target}",
             expected_from=current,
         )
@@ -581,7 +659,35 @@ def _event(name: str, r: Any) -> AliasEvent:
         r.gate_result,
         r.execution_id,
         r.created_at,
+        bool(r.forced),
     )
+
+
+def _point_alias(
+    conn: Connection, model_id: int, alias: str, current: int | None, version: int, now: float
+) -> None:
+    """Point the alias row at ``version``, conditionally on it still being at ``current``."""
+    if current is None:
+        stmt = (
+            upsert(conn, model_aliases, keys=["model_id", "alias"])
+            .values(model_id=model_id, alias=alias, version=version, updated_at=now)
+            .returning(model_aliases.c.version)
+        )
+    else:
+        stmt = (
+            update(model_aliases)
+            .where(
+                model_aliases.c.model_id == model_id,
+                model_aliases.c.alias == alias,
+                model_aliases.c.version == current,
+            )
+            .values(version=version, updated_at=now)
+            .returning(model_aliases.c.version)
+        )
+    if conn.execute(stmt).first() is None:
+        # Only reachable if a writer bypassed the model lock: fail the transaction rather
+        # than record a move that did not happen.
+        raise ConflictError(f"alias {alias!r} changed underneath this move; nothing changed, retry")
 
 
 def _run_code_version(conn: Connection, run_id: str) -> str | None:

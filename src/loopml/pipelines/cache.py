@@ -9,12 +9,14 @@ truncated or tampered with is dropped from the cache and the step recomputed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import delete, insert, select
 
 from loopml.core import clock
 from loopml.core.errors import IntegrityError, InvalidInputError, NotFoundError
 from loopml.pipelines import values
+from loopml.pipelines.cache_key import CacheKey
 from loopml.store.metadata.tables import pipeline_cache
 from loopml.store.workspace import Workspace
 
@@ -29,6 +31,12 @@ class CacheEntry:
     output_artifact_id: str
     execution_id: str
     created_at: float
+    key_parts: dict[str, Any] | None = None
+
+    def decode(self) -> CacheKey | None:
+        """The parts this entry's key was computed from (None for entries made before
+        keys were stored with their parts)."""
+        return CacheKey.from_json(self.key_parts)
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,7 @@ class StepCache:
         output: values.StoredValue,
         artifact_id: str,
         execution_id: str,
+        key_parts: dict[str, Any] | None = None,
     ) -> None:
         with self.ws.write_engine.begin() as conn:
             # Delete-then-insert: an upsert that reads the same on SQLite and PostgreSQL.
@@ -91,6 +100,7 @@ class StepCache:
                     output_artifact_id=artifact_id,
                     execution_id=execution_id,
                     created_at=clock.now(),
+                    key_parts=key_parts,
                 )
             )
 

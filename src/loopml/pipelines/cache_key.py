@@ -4,7 +4,8 @@ key = digest(format, step name, code version, output kind, parameters, input dig
 
 Parameters are the literal arguments as canonical JSON; inputs are the content digests
 of upstream outputs and catalog datasets, never their bytes, so computing a key costs
-nothing however large the data.
+nothing however large the data. The parts are stored beside the digest, so a key decodes
+back into them and a cache miss can be explained against an earlier key (``explain``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from loopml.core.errors import InvalidInputError
@@ -46,6 +48,72 @@ def _plain(value: Any, what: str) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(v, what) for v in value]
     return value
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """The parts a key is computed from; ``digest`` is the key itself."""
+
+    step: str
+    code: str
+    kind: str
+    params: dict[str, str] = field(default_factory=dict)
+    inputs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def digest(self) -> str:
+        return cache_key(self.step, self.code, self.kind, self.params, self.inputs)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "step": self.step,
+            "code": self.code,
+            "kind": self.kind,
+            "params": dict(self.params),
+            "inputs": dict(self.inputs),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> CacheKey | None:
+        """The key stored as ``data``; None for anything that is not one (older rows)."""
+        if not isinstance(data, Mapping) or data.get("format") != FORMAT:
+            return None
+        try:
+            return cls(
+                str(data["step"]),
+                str(data["code"]),
+                str(data["kind"]),
+                {str(k): str(v) for k, v in dict(data["params"]).items()},
+                {str(k): str(v) for k, v in dict(data["inputs"]).items()},
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def explain(before: CacheKey | None, now: CacheKey) -> list[str]:
+    """What differs between an earlier key of the same node and this one, in words."""
+    if before is None:
+        return ["no earlier run of this step to reuse"]
+    reasons: list[str] = []
+    if before.code != now.code:
+        reasons.append(f"code of step {now.step} changed")
+    if before.kind != now.kind:
+        reasons.append(f"output kind {before.kind} -> {now.kind}")
+    for name in sorted(set(before.params) | set(now.params)):
+        old, new = before.params.get(name), now.params.get(name)
+        if old == new:
+            continue
+        if old is None:
+            reasons.append(f"param {name} added ({new})")
+        elif new is None:
+            reasons.append(f"param {name} removed (was {old})")
+        else:
+            reasons.append(f"param {name} {old} -> {new}")
+    for name in sorted(set(before.inputs) | set(now.inputs)):
+        if before.inputs.get(name) != now.inputs.get(name):
+            reasons.append(f"input {name} digest changed")
+    return reasons or ["same key as before, but no cache entry (cleared or never recorded)"]
 
 
 def cache_key(

@@ -11,6 +11,7 @@ from sqlalchemy import insert, select, update
 from loopml.core import clock
 from loopml.core.errors import InvalidInputError, NotFoundError
 from loopml.pipelines import values
+from loopml.pipelines.cache_key import CacheKey
 from loopml.pipelines.graph import Graph
 from loopml.store.metadata.tables import pipeline_runs, pipeline_steps
 from loopml.store.workspace import Workspace
@@ -37,6 +38,9 @@ class StepRecord:
     start_time: float | None = None
     end_time: float | None = None
     error: str | None = None
+    # The decoded cache key and, for an executed node, why it was not taken from the cache.
+    key_parts: dict[str, Any] | None = None
+    reason: str | None = None
     deps: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -181,6 +185,26 @@ def update_step(ws: Workspace, pipeline_run_id: str, node: str, /, **changes: An
             )
             .values(**changes)
         )
+
+
+def previous_key(ws: Workspace, pipeline: str, node: str, exclude_run: str) -> CacheKey | None:
+    """The key of ``node`` in the latest earlier run of ``pipeline`` where it succeeded:
+    what a cache miss is explained against."""
+    with ws.engine.connect() as conn:
+        rows = conn.execute(
+            select(pipeline_steps.c.key_parts)
+            .join(pipeline_runs, pipeline_runs.c.id == pipeline_steps.c.pipeline_run_id)
+            .where(
+                pipeline_runs.c.pipeline == pipeline,
+                pipeline_runs.c.id != exclude_run,
+                pipeline_steps.c.node == node,
+                pipeline_steps.c.status.in_(SUCCEEDED),
+                pipeline_steps.c.key_parts.is_not(None),
+            )
+            .order_by(pipeline_runs.c.start_time.desc())
+            .limit(1)
+        ).all()
+    return CacheKey.from_json(rows[0].key_parts) if rows else None
 
 
 def finish(ws: Workspace, run_id: str, status: str, error: str | None = None) -> None:

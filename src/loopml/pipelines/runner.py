@@ -1,33 +1,32 @@
-"""The coordinator: builds the DAG, decides what runs where, and records everything.
+"""The coordinator: builds the DAG and decides what runs where. It only schedules.
 
 For each node whose inputs are ready it computes the cache key (code version + params +
-input digests); a verified cache hit (or, on resume, the resumed run's output) is
-recorded as cached, anything else becomes a task for the executor. Each step execution
-(every attempt, every cached hit) is a tracking run in the pipeline's experiment, linked
-to its inputs and outputs in the lineage graph. A failure after the last retry fails the
-pipeline run with the traceback recorded; nodes not yet run are marked skipped.
+input digests); a verified cache hit (or, on resume, the resumed run's output) is taken,
+anything else becomes a task for the executor. A failed task is retried as its step
+allows; a failure after the last retry stops the run. Everything that is written down
+about the run is done by the hooks it calls (``hooks.RunHooks``; the ``recorder`` by
+default), as Kedro's runner calls its hooks around each node.
 """
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from loopml.core import clock
 from loopml.core.errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError
 from loopml.pipelines import params as params_mod
 from loopml.pipelines import records, values
 from loopml.pipelines.cache import StepCache
-from loopml.pipelines.cache_key import cache_key, canonical_json
+from loopml.pipelines.cache_key import CacheKey, canonical_json
 from loopml.pipelines.definition import Pipeline
 from loopml.pipelines.errors import PipelineFailedError
 from loopml.pipelines.executors import EXECUTORS, Executor, make_executor
 from loopml.pipelines.graph import Graph, Node
+from loopml.pipelines.hooks import CacheHit, RunHooks, RunInfo, Why
+from loopml.pipelines.recorder import Recorder
 from loopml.pipelines.task import Input, StepRef, StepTask, TaskResult, step_ref
 from loopml.store.workspace import Workspace
-from loopml.tracking.active_run import FAILED, FINISHED, ActiveRun
 from loopml.tracking.tracker import Tracker
 
 
@@ -35,15 +34,13 @@ from loopml.tracking.tracker import Tracker
 class Output:
     kind: str
     digest: str
-    artifact_id: str
 
 
 @dataclass
 class _State:
     outputs: dict[str, Output] = field(default_factory=dict)
     attempts: dict[str, int] = field(default_factory=dict)
-    keys: dict[str, str] = field(default_factory=dict)
-    active: dict[str, ActiveRun] = field(default_factory=dict)
+    keys: dict[str, CacheKey] = field(default_factory=dict)
     failed: str | None = None
     failure: TaskResult | None = None
 
@@ -62,8 +59,13 @@ def run_pipeline(
     resumed_from: str | None = None,
     should_stop: Callable[[], bool] | None = None,
     raise_on_failure: bool = True,
+    tracker: Tracker | None = None,
+    hooks: RunHooks | None = None,
 ) -> records.PipelineRun:
-    """Run ``pipe`` with ``params``. Everything that can be checked is checked first."""
+    """Run ``pipe`` with ``params``. Everything that can be checked is checked first.
+
+    ``tracker`` is the caller's tracker for ``ws`` (one per workspace use); ``hooks``
+    replaces the default recorder."""
     if executor not in EXECUTORS:
         raise InvalidInputError(
             f"unknown executor {executor!r}; choose one of: {', '.join(EXECUTORS)}"
@@ -76,20 +78,34 @@ def run_pipeline(
     refs: dict[str, StepRef] = {}
     if executor != "local":
         refs = {n: step_ref(graph.nodes[n].step.fn) for n in order}
-    runner = _Runner(ws, graph, order, cache=cache, reuse=dict(reuse or {}), refs=refs)
     ex = make_executor(executor, max_workers=max_workers, address=address)
+    runner = _Runner(
+        ws,
+        graph,
+        order,
+        cache=cache,
+        reuse=dict(reuse or {}),
+        refs=refs,
+        hooks=hooks if hooks is not None else Recorder(ws, tracker),
+    )
     try:
-        return runner.run(
+        run_id = runner.run(
             ex,
-            ref=pipe.ref,
-            stored_params=stored_params,
-            trigger=trigger,
-            resumed_from=resumed_from,
+            RunInfo(pipe.ref, stored_params, ex.name, trigger, resumed_from),
             should_stop=should_stop,
-            raise_on_failure=raise_on_failure,
         )
     finally:
         ex.close()
+    result = records.get(ws, run_id)
+    st = runner.state
+    if st.failed is not None and raise_on_failure:
+        raise PipelineFailedError(
+            runner.message,
+            run_id=run_id,
+            node=st.failed,
+            traceback=st.failure.traceback if st.failure else None,
+        )
+    return result
 
 
 def resume(
@@ -101,6 +117,7 @@ def resume(
     max_workers: int | None = None,
     address: str | None = None,
     raise_on_failure: bool = True,
+    tracker: Tracker | None = None,
 ) -> records.PipelineRun:
     """Run a failed or interrupted pipeline run again from where it stopped: nodes that
     succeeded are reused (when their key is unchanged), the rest run."""
@@ -131,6 +148,7 @@ def resume(
         reuse=reuse,
         resumed_from=old.id,
         raise_on_failure=raise_on_failure,
+        tracker=tracker,
     )
 
 
@@ -144,6 +162,7 @@ class _Runner:
         cache: bool,
         reuse: dict[str, records.StepRecord],
         refs: dict[str, StepRef],
+        hooks: RunHooks,
     ) -> None:
         self.ws = ws
         self.graph = graph
@@ -151,86 +170,39 @@ class _Runner:
         self.use_cache = cache
         self.reuse = reuse
         self.refs = refs
+        self.hooks = hooks
         self.cache = StepCache(ws)
-        self.tracker = Tracker(ws)
         self.state = _State()
-        self.run_id = ""
+        self.message = ""
         self.storage_options = dict(getattr(ws.artifacts.fs, "storage_options", {}) or {})
 
     # the whole run --------------------------------------------------------------
-    def run(
-        self,
-        ex: Executor,
-        *,
-        ref: str | None,
-        stored_params: dict[str, Any],
-        trigger: str,
-        resumed_from: str | None,
-        should_stop: Callable[[], bool] | None,
-        raise_on_failure: bool,
-    ) -> records.PipelineRun:
-        g = self.graph
-        prun = self.tracker.start_run(
-            g.name,
-            name=g.name,
-            params={k: params_mod.as_text(v) for k, v in g.params.items()},
-            tags={"pipeline": g.name, "pipeline.executor": ex.name, "pipeline.trigger": trigger},
-        )
-        self.run_id = prun.id
+    def run(self, ex: Executor, info: RunInfo, *, should_stop: Callable[[], bool] | None) -> str:
+        run_id = self.hooks.before_pipeline(self.graph, self.order, info)
         try:
-            records.create(
-                self.ws,
-                prun.id,
-                g,
-                self.order,
-                ref=ref,
-                params=stored_params,
-                executor=ex.name,
-                trigger=trigger,
-                resumed_from=resumed_from,
-                code_versions={n: g.nodes[n].step.spec.code_version for n in self.order},
-            )
-            for name, value in g.params.items():
-                artifact_id = getattr(value, "artifact_id", None)
-                if isinstance(artifact_id, str) and hasattr(value, "digest"):
-                    self.ws.lineage.link(prun.id, artifact_id, "input", role=name)
             stopped = self._loop(ex, should_stop)
         except BaseException as exc:
-            # The coordinator itself broke (database gone, Ctrl-C): record, then re-raise.
-            for active in self.state.active.values():
-                active.end(FAILED, error="the pipeline run was aborted")
-            detail = "".join(traceback.format_exception(exc))[-20_000:]
-            records.finish(self.ws, prun.id, records.FAILED, detail)
-            prun.end(FAILED, error=detail)
-            self.tracker.close()
+            self.hooks.on_pipeline_error(exc)
             raise
         st = self.state
         if st.failed is not None:
             failure = st.failure
-            message = (
-                f"pipeline {g.name} failed at step {st.failed}: "
+            self.message = (
+                f"pipeline {self.graph.name} failed at step {st.failed}: "
                 f"{failure.error if failure else 'unknown error'}. See `loopml pipeline show "
-                f"{prun.id[:12]}`; fix it and `loopml pipeline resume {prun.id[:12]}`"
+                f"{run_id[:12]}`; fix it and `loopml pipeline resume {run_id[:12]}`"
             )
-            records.finish(self.ws, prun.id, records.FAILED, failure.traceback if failure else None)
-            prun.end(FAILED, error=message)
+            detail = failure.traceback if failure else None
+            self.hooks.after_pipeline(records.FAILED, self.message, detail)
         elif stopped:
-            records.finish(self.ws, prun.id, records.INTERRUPTED, "stopped before completion")
-            prun.end(FAILED, error="interrupted: stopped before completion (resumable)")
-        else:
-            self._link_outputs(prun)
-            records.finish(self.ws, prun.id, records.FINISHED)
-            prun.end(FINISHED)
-        self.tracker.close()
-        result = records.get(self.ws, prun.id)
-        if st.failed is not None and raise_on_failure:
-            raise PipelineFailedError(
-                message,
-                run_id=prun.id,
-                node=st.failed,
-                traceback=failure.traceback if failure else None,
+            self.hooks.after_pipeline(
+                records.INTERRUPTED,
+                "interrupted: stopped before completion (resumable)",
+                "stopped before completion",
             )
-        return result
+        else:
+            self.hooks.after_pipeline(records.FINISHED, None, None)
+        return run_id
 
     def _loop(self, ex: Executor, should_stop: Callable[[], bool] | None) -> bool:
         st = self.state
@@ -259,8 +231,8 @@ class _Runner:
     # one node -------------------------------------------------------------------
     def _start(self, ex: Executor, node: Node) -> None:
         spec = node.step.spec
-        inputs, literal_params, input_artifacts = self._inputs(node)
-        key = cache_key(
+        inputs, literal_params = self._inputs(node)
+        key = CacheKey(
             spec.name,
             spec.code_version,
             spec.output_kind,
@@ -269,41 +241,56 @@ class _Runner:
         )
         self.state.keys[node.name] = key
         prior = self.reuse.get(node.name)
-        if prior is not None and prior.cache_key == key and self._intact(prior):
+        if prior is not None and prior.cache_key == key.digest and self._intact(prior):
             assert prior.output_kind and prior.output_digest and prior.output_artifact_id
-            out = Output(prior.output_kind, prior.output_digest, prior.output_artifact_id)
-            self._record_hit(node, key, out, input_artifacts, records.REUSED, prior.run_id)
+            hit = CacheHit(
+                prior.output_kind,
+                prior.output_digest,
+                prior.output_artifact_id,
+                prior.run_id,
+                records.REUSED,
+            )
+            self._take(node, key, hit)
             return
-        rejected = ""
+        why: Why = "no-cache" if not self.use_cache else "step-cache-off"
         if self.use_cache and spec.cache:
-            lookup = self.cache.lookup(key)
+            lookup = self.cache.lookup(key.digest)
             if lookup.entry is not None:
                 e = lookup.entry
-                out = Output(e.output_kind, e.output_digest, e.output_artifact_id)
-                self._record_hit(node, key, out, input_artifacts, records.CACHED, e.execution_id)
+                hit = CacheHit(
+                    e.output_kind,
+                    e.output_digest,
+                    e.output_artifact_id,
+                    e.execution_id,
+                    records.CACHED,
+                )
+                self._take(node, key, hit)
                 return
-            rejected = lookup.rejected
-        self._submit(ex, node, key, inputs, literal_params, input_artifacts, rejected)
+            why = "corrupted" if lookup.rejected == "corrupted" else "miss"
+            if lookup.rejected == "missing":
+                why = "missing"
+        self._submit(ex, node, inputs, why)
 
-    def _inputs(self, node: Node) -> tuple[dict[str, Input], dict[str, str], dict[str, str]]:
-        """(inputs by digest, literal params as canonical JSON, input artifact ids)."""
+    def _take(self, node: Node, key: CacheKey, hit: CacheHit) -> None:
+        self.hooks.on_cache_hit(node, key, hit)
+        self.state.outputs[node.name] = Output(hit.kind, hit.digest)
+
+    def _inputs(self, node: Node) -> tuple[dict[str, Input], dict[str, str]]:
+        """(inputs by digest, literal params as canonical JSON)."""
         from loopml.data.dataset import Dataset
 
         inputs: dict[str, Input] = {}
-        artifacts: dict[str, str] = {}
         literal: dict[str, str] = {}
         for arg, value in node.args.items():
             upstream = node.deps.get(arg)
             if upstream is not None:
                 out = self.state.outputs[upstream]
                 inputs[arg] = Input(out.kind, out.digest)
-                artifacts[arg] = out.artifact_id
             elif isinstance(value, Dataset):
                 inputs[arg] = Input("dataset", value.digest)
-                artifacts[arg] = value.artifact_id
             else:
                 literal[arg] = canonical_json(value, what=f"argument {arg!r} of {node.name}")
-        return inputs, literal, artifacts
+        return inputs, literal
 
     def _intact(self, prior: records.StepRecord) -> bool:
         if not (prior.output_kind and prior.output_digest and prior.output_artifact_id):
@@ -319,82 +306,11 @@ class _Runner:
             return False
         return True
 
-    def _start_run(self, node: Node, key: str, extra: dict[str, str]) -> ActiveRun:
-        spec = node.step.spec
-        run = self.tracker.start_run(
-            self.graph.name,
-            name=f"{self.graph.name}.{node.name}",
-            params={k: params_mod.as_text(v) for k, v in node.literals.items()},
-            tags={
-                "pipeline": self.graph.name,
-                "pipeline.run_id": self.run_id,
-                "pipeline.node": node.name,
-                "pipeline.step": spec.name,
-                "pipeline.code_version": spec.code_version,
-                "pipeline.cache_key": key,
-                **extra,
-            },
-            environment_of=self.run_id,
-        )
-        return run
-
-    def _record_hit(
-        self,
-        node: Node,
-        key: str,
-        out: Output,
-        input_artifacts: dict[str, str],
-        status: str,
-        source_run: str | None,
-    ) -> None:
-        run = self._start_run(
-            node, key, {"pipeline.cached": "true", "pipeline.cached_from": source_run or ""}
-        )
-        lineage = self.ws.lineage
-        for role, artifact_id in input_artifacts.items():
-            lineage.link(run.id, artifact_id, "input", role=role)
-        lineage.link(run.id, out.artifact_id, "output", role="output")
-        run.end(FINISHED)
-        now = clock.now()
-        records.update_step(
-            self.ws,
-            self.run_id,
-            node.name,
-            run_id=run.id,
-            status=status,
-            cache_key=key,
-            output_kind=out.kind,
-            output_digest=out.digest,
-            output_artifact_id=out.artifact_id,
-            start_time=now,
-            end_time=now,
-        )
-        self.state.outputs[node.name] = out
-
-    def _submit(
-        self,
-        ex: Executor,
-        node: Node,
-        key: str,
-        inputs: dict[str, Input],
-        literal_params: dict[str, str],
-        input_artifacts: dict[str, str],
-        rejected: str,
-    ) -> None:
+    def _submit(self, ex: Executor, node: Node, inputs: dict[str, Input], why: Why) -> None:
         spec = node.step.spec
         attempt = self.state.attempts.get(node.name, 0) + 1
         self.state.attempts[node.name] = attempt
-        extra = {"pipeline.cached": "false", "pipeline.attempt": str(attempt)}
-        if rejected:
-            extra["pipeline.cache_rejected"] = rejected
-        run = self._start_run(node, key, extra)
-        for role, artifact_id in input_artifacts.items():
-            self.ws.lineage.link(run.id, artifact_id, "input", role=role)
-        self.state.active[node.name] = run
-        changes: dict[str, Any] = {"run_id": run.id, "status": "running", "attempts": attempt}
-        if attempt == 1:
-            changes.update(cache_key=key, start_time=clock.now())
-        records.update_step(self.ws, self.run_id, node.name, **changes)
+        self.hooks.before_step(node, self.state.keys[node.name], attempt, why)
         task = StepTask(
             node=node.name,
             step=self.refs.get(node.name)
@@ -411,92 +327,18 @@ class _Runner:
 
     def _finish(self, ex: Executor, result: TaskResult) -> None:
         node = self.graph.nodes[result.node]
-        spec = node.step.spec
-        run = self.state.active.pop(node.name)
-        if result.logs:
-            blob = self.ws.artifacts.put_bytes(result.logs.encode())
-            logs = self.ws.lineage.add_artifact(
-                blob.digest, "logs", blob.size, name=f"{self.graph.name}/{node.name}/logs"
-            )
-            self.ws.lineage.link(run.id, logs.id, "output", role="logs")
-        run.log_metric("step_seconds", max(0.0, result.end_time - result.start_time))
+        st = self.state
         if not result.ok or result.output is None:
-            run.end(FAILED, error=result.traceback or result.error)
-            attempts = self.state.attempts[node.name]
-            if result.retryable and attempts <= spec.retries and self.state.failed is None:
-                self._retry(ex, node)
-                return
-            records.update_step(
-                self.ws,
-                self.run_id,
-                node.name,
-                status=records.FAILED,
-                end_time=clock.now(),
-                error=result.traceback or result.error,
+            retrying = (
+                result.retryable
+                and st.attempts[node.name] <= node.step.spec.retries
+                and st.failed is None
             )
-            if self.state.failed is None:
-                self.state.failed, self.state.failure = node.name, result
+            self.hooks.on_step_error(node, result, retrying=retrying)
+            if retrying:
+                self._submit(ex, node, self._inputs(node)[0], "retry")
+            elif st.failed is None:
+                st.failed, st.failure = node.name, result
             return
-        stored = result.output
-        if result.metrics:
-            run.log_metrics(result.metrics)
-        if stored.artifact_id is not None:
-            artifact_id = stored.artifact_id
-        else:
-            artifact_id = self.ws.lineage.add_artifact(
-                stored.digest,
-                stored.kind,
-                stored.size,
-                name=f"{self.graph.name}/{node.name}",
-                properties={"pipeline": self.graph.name, "node": node.name, "step": spec.name},
-            ).id
-        self.ws.lineage.link(run.id, artifact_id, "output", role="output")
-        run.end(FINISHED)
-        key = self.state.keys[node.name]
-        if spec.cache:
-            self.cache.record(
-                key,
-                step=spec.name,
-                code_version=spec.code_version,
-                output=stored,
-                artifact_id=artifact_id,
-                execution_id=run.id,
-            )
-        records.update_step(
-            self.ws,
-            self.run_id,
-            node.name,
-            status=records.EXECUTED,
-            output_kind=stored.kind,
-            output_digest=stored.digest,
-            output_artifact_id=artifact_id,
-            end_time=clock.now(),
-        )
-        self.state.outputs[node.name] = Output(stored.kind, stored.digest, artifact_id)
-
-    def _retry(self, ex: Executor, node: Node) -> None:
-        inputs, literal_params, input_artifacts = self._inputs(node)
-        self._submit(
-            ex, node, self.state.keys[node.name], inputs, literal_params, input_artifacts, ""
-        )
-
-    def _link_outputs(self, prun: ActiveRun) -> None:
-        """The pipeline run's own lineage: the outputs its function returned."""
-        seen: set[tuple[str, str]] = set()
-
-        def walk(spec: Any, role: str) -> None:
-            from loopml.pipelines.graph import Ref
-
-            if isinstance(spec, Ref):
-                out = self.state.outputs.get(spec.node)
-                if out is not None and (out.artifact_id, role) not in seen:
-                    seen.add((out.artifact_id, role))
-                    self.ws.lineage.link(prun.id, out.artifact_id, "output", role=role)
-            elif isinstance(spec, dict):
-                for k, v in spec.items():
-                    walk(v, k)
-            elif isinstance(spec, list):
-                for i, v in enumerate(spec):
-                    walk(v, f"{role}[{i}]")
-
-        walk(self.graph.output, "output")
+        self.hooks.after_step(node, st.keys[node.name], result)
+        st.outputs[node.name] = Output(result.output.kind, result.output.digest)

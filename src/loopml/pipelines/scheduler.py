@@ -30,6 +30,7 @@ from loopml.pipelines.schedules import (
 )
 from loopml.store.metadata.tables import pipeline_events, pipeline_schedules
 from loopml.store.workspace import Workspace
+from loopml.tracking.tracker import Tracker
 
 log = logging.getLogger("loopml.scheduler")
 
@@ -49,10 +50,13 @@ class Scheduler:
         *,
         clock: Callable[[], float] = time.time,
         stop: threading.Event | None = None,
+        tracker: Tracker | None = None,
     ) -> None:
         self.ws = ws
         self.clock = clock
         self.stop = stop or threading.Event()
+        # One tracker for every run this scheduler starts, not one per pipeline run.
+        self.tracker = tracker if tracker is not None else Tracker(ws)
 
     def tick(self, now: float | None = None) -> list[Fired]:
         """Run everything due at ``now``; return what fired."""
@@ -137,6 +141,7 @@ class Scheduler:
                 trigger=f"schedule:{s.name} ({reason})"[:250],
                 should_stop=self.stop.is_set,
                 raise_on_failure=False,
+                tracker=self.tracker,
             )
         except LoopmlError as exc:
             log.error("schedule %s could not run: %s", s.name, exc)

@@ -48,6 +48,10 @@ class Schedule:
     cursor: int | None
     last_run_id: str | None
     created_at: float
+    # Consecutive failures of this trigger, when it is retried next, and what went wrong.
+    failures: int = 0
+    retry_at: float | None = None
+    last_error: str | None = None
 
 
 def next_cron_time(expression: str, after: float) -> float:

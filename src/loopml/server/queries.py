@@ -19,7 +19,8 @@ from loopml.store.metadata.tables import executions, experiments, runs, tags
 from loopml.store.workspace import Workspace
 from loopml.tracking import search
 from loopml.tracking.records import Run
-from loopml.tracking.tracker import Tracker, _base_query, _order
+from loopml.tracking.store import base_query, order
+from loopml.tracking.tracker import Tracker
 
 MAX_PAGE = 1000
 
@@ -53,9 +54,11 @@ def runs_page(
     if filter is not None and filter.strip():
         where.append(search.compile_filter(filter))
     keys = search.parse_order_by(order_by or None)
-    q = _base_query().where(*where)
+    q = base_query().where(*where)
     for i, key in enumerate(keys):
-        q = _order(q, key, i)
+        f = key.field
+        column = search.attribute_column(f.key) if f.entity == "attribute" else None
+        q = order(q, f.entity, f.key, key.descending, i, column)
     q = q.order_by(executions.c.start_time.desc(), executions.c.id).offset(offset).limit(limit)
     count_q = (
         select(func.count())
@@ -64,9 +67,9 @@ def runs_page(
         .join(experiments, experiments.c.id == runs.c.experiment_id)
         .where(*where)
     )
-    with tracker.engine.connect() as conn:
+    with tracker.workspace.engine.connect() as conn:
         total = int(conn.execute(count_q).scalar_one())
-    found = tracker._load(q) if total > offset else []
+    found = tracker.store.load(q) if total > offset else []
     return RunPage(list(found), total, offset, limit)
 
 

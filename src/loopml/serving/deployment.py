@@ -100,8 +100,11 @@ class Deployment:
     def routes(self) -> list[Route]:
         return [s.route for s in self.slots.values()]
 
-    def select(self, name: str | None, version: str | None, request_id: str) -> Route:
-        """The route for a request naming ``name`` (and maybe ``version``)."""
+    def select(self, name: str | None, version: str | None, request_id: str | None) -> Route:
+        """The route for a request naming ``name`` (and maybe ``version``).
+
+        Only inference requests (with an id) are bucketed for the canary; a lookup without
+        one (metadata, readiness) describes the primary."""
         routes = [r for r in self.routes() if name is None or r.model.name == name]
         if not routes:
             raise ModelNotServedError(
@@ -121,7 +124,11 @@ class Deployment:
             answering = [r for r in routes if r.role != SHADOW]
             return (answering or routes)[0]
         canary = self.slots.get(CANARY)
-        if canary is not None and _bucket(request_id) < self.canary_percent:
+        if (
+            canary is not None
+            and request_id is not None
+            and _bucket(request_id) < self.canary_percent
+        ):
             return canary.route
         return primary
 

@@ -17,6 +17,7 @@ timestamp[us, UTC]. Join with the prediction log on (request_id, row).
 from __future__ import annotations
 
 import io
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,10 +26,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from loopml.monitoring.logs import FEEDBACK_KIND as FEEDBACK_KIND
 from loopml.serving.errors import BadRequestError, PayloadTooLargeError
 from loopml.store.workspace import Workspace
 
-FEEDBACK_KIND = "prediction_feedback"
 FEEDBACK_FORMAT = "loopml.prediction_feedback/1"
 MAX_LABELS = 100_000
 
@@ -64,6 +65,8 @@ def parse_labels(payload: object) -> list[Label]:
             raise BadRequestError(f"labels[{i}].row must be a non-negative integer")
         if label is None or not isinstance(label, bool | int | float | str):
             raise BadRequestError(f"labels[{i}].label must be a number, boolean or string")
+        if isinstance(label, float) and not math.isfinite(label):
+            raise BadRequestError(f"labels[{i}].label is {label}; a label must be a finite number")
         out.append(Label(rid, row, label))
     return out
 

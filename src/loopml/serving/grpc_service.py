@@ -1,7 +1,9 @@
 """The gRPC edge: ``inference.GRPCInferenceService`` on grpc.aio, in the REST server's loop.
 
 Handlers are registered by hand from the generated message classes (no generated service
-code), and serving errors become gRPC status codes in :func:`_status_of`, once.
+code). Errors become the gRPC code the one error table gives
+(:func:`loopml.core.errors.error_codes`), and the metrics label them with the same HTTP
+status REST would answer, so both protocols count a mistake alike.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ import grpc
 import numpy as np
 from google.protobuf.message import Message
 
-from loopml.core.errors import InvalidInputError, LoopmlError, NotFoundError
+from loopml.core.errors import LoopmlError, NotFoundError, error_codes
 from loopml.serving import tensors
-from loopml.serving.errors import NotReadyError, PayloadTooLargeError
+from loopml.serving.event_time import EVENT_TIME, parse_event_time
 from loopml.serving.info import EXTENSIONS, SERVER_NAME, server_version
 from loopml.serving.model_source import ServedModel
 from loopml.serving.proto import inference_pb2 as pb
@@ -46,20 +48,6 @@ CONTENTS_FIELD = {
 }
 
 
-def _status_of(exc: Exception) -> grpc.StatusCode:
-    if isinstance(exc, PayloadTooLargeError):
-        return grpc.StatusCode.RESOURCE_EXHAUSTED
-    if isinstance(exc, InvalidInputError):
-        return grpc.StatusCode.INVALID_ARGUMENT
-    if isinstance(exc, NotFoundError):
-        return grpc.StatusCode.NOT_FOUND
-    if isinstance(exc, NotReadyError):
-        return grpc.StatusCode.UNAVAILABLE
-    if isinstance(exc, LoopmlError):
-        return grpc.StatusCode.FAILED_PRECONDITION
-    return grpc.StatusCode.INTERNAL
-
-
 class InferenceServicer:
     def __init__(self, runtime: ServingRuntime) -> None:
         self.runtime = runtime
@@ -79,7 +67,7 @@ class InferenceServicer:
         self, request: pb.ModelReadyRequest, context: Any
     ) -> pb.ModelReadyResponse:
         try:
-            self.runtime.deployment.select(request.name, request.version or None, "ready")
+            self.runtime.deployment.select(request.name, request.version or None, None)
         except NotFoundError:
             return pb.ModelReadyResponse(ready=False)
         return pb.ModelReadyResponse(ready=self.runtime.ready)
@@ -95,7 +83,7 @@ class InferenceServicer:
         self, request: pb.ModelMetadataRequest, context: Any
     ) -> pb.ModelMetadataResponse:
         deployment = self.runtime.deployment
-        route = deployment.select(request.name, request.version or None, "metadata")
+        route = deployment.select(request.name, request.version or None, None)
         model = route.model
         versions = sorted(
             {str(r.model.version) for r in deployment.routes() if r.model.name == model.name},
@@ -120,6 +108,7 @@ class InferenceServicer:
     ) -> pb.ModelInferResponse:
         started = time.perf_counter()
         rid = check_request_id(request.id) if request.id else new_request_id()
+        event_time = _event_time(request)
         inputs = _decode_inputs(request, self.options.max_elements)
         max_rows = self.options.max_request_rows
 
@@ -132,6 +121,7 @@ class InferenceServicer:
             model_name=request.model_name,
             version=request.model_version or None,
             started=started,
+            event_time=event_time,
         )
         requested = [o.name for o in request.outputs] or None
         outs = tensors.outputs(result.model, result.prediction, requested)
@@ -142,6 +132,16 @@ class InferenceServicer:
             response.outputs.add(name=t.name, datatype=t.datatype, shape=list(t.shape))
             response.raw_output_contents.append(tensors.raw_bytes(t))
         return response
+
+
+def _event_time(request: pb.ModelInferRequest) -> float | None:
+    if EVENT_TIME not in request.parameters:
+        return None
+    param = request.parameters[EVENT_TIME]
+    choice = param.WhichOneof("parameter_choice")
+    if choice is None:
+        raise tensors.BadRequestError(f"the {EVENT_TIME} parameter has no value")
+    return parse_event_time(getattr(param, choice))
 
 
 def _decode_inputs(request: pb.ModelInferRequest, max_elements: int) -> list[tensors.InputTensor]:
@@ -172,9 +172,9 @@ def _checked(
     name: str, datatype: str, shape: list[int], values: Any, max_elements: int
 ) -> tensors.InputTensor:
     name_, dtype, dims = tensors.check_header(name, datatype, shape)
-    count = int(np.prod(dims)) if dims else 1
-    if count > max_elements:
-        raise PayloadTooLargeError(f"input {name_[:80]!r} has too many elements")
+    # Python's integers: NumPy's product of int64 dimensions wraps around, and a huge
+    # shape came out small (or negative) and passed.
+    count = tensors.element_count(name_, dims, max_elements)
     if len(values) != count:
         raise tensors.BadRequestError(
             f"input {name_[:80]!r} has shape {list(dims)} ({count} elements) but its contents "
@@ -191,39 +191,27 @@ def _unary(
 ) -> grpc.RpcMethodHandler:
     async def handle(request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
         started = time.perf_counter()
-        code = grpc.StatusCode.OK
+        status = 200
         try:
             return await method(request, context)
         except Exception as exc:
-            code = _status_of(exc)
-            if code is grpc.StatusCode.INTERNAL:
+            codes = error_codes(exc)
+            status = codes.http_status
+            if not isinstance(exc, LoopmlError):
                 log.exception("unexpected error in gRPC %s", name)
                 message = "internal server error"
             else:
                 message = str(exc)
-            await context.abort(code, message)
+            await context.abort(grpc.StatusCode[codes.grpc_code], message)
             raise  # unreachable: abort raises
         finally:
-            runtime.metrics.observe_request(
-                "grpc", name, _http_like(code), time.perf_counter() - started
-            )
+            runtime.metrics.observe_request("grpc", name, status, time.perf_counter() - started)
 
     return grpc.unary_unary_rpc_method_handler(
         handle,
         request_deserializer=request_type.FromString,
         response_serializer=lambda m: m.SerializeToString(),
     )
-
-
-def _http_like(code: grpc.StatusCode) -> int:
-    # One status label across protocols keeps error-rate queries simple.
-    return {
-        grpc.StatusCode.OK: 200,
-        grpc.StatusCode.INVALID_ARGUMENT: 400,
-        grpc.StatusCode.NOT_FOUND: 404,
-        grpc.StatusCode.RESOURCE_EXHAUSTED: 413,
-        grpc.StatusCode.UNAVAILABLE: 503,
-    }.get(code, 500)
 
 
 def handlers(runtime: ServingRuntime) -> grpc.GenericRpcHandler:
@@ -256,7 +244,10 @@ async def start_grpc(
         ]
     )
     server.add_generic_rpc_handlers((handlers(runtime),))
-    bound = server.add_insecure_port(f"{host}:{port}")
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError:  # grpcio raises where it once returned 0
+        bound = 0
     if bound == 0:
         raise LoopmlError(f"cannot listen for gRPC on {host}:{port}; is the port in use?")
     await server.start()

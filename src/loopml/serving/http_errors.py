@@ -1,6 +1,7 @@
-"""Serving errors -> HTTP status codes, in one place; and the request id on every response.
+"""Serving errors as HTTP responses, and the request id on every response.
 
-Nothing below this module knows about HTTP. :class:`RequestContextMiddleware` gives each
+Statuses come from the one error table (:func:`loopml.core.errors.error_codes`); nothing
+below this module knows about HTTP. :class:`RequestContextMiddleware` gives each
 request an id (the client's ``X-Request-ID`` if usable, else a new one), returns it in the
 ``x-request-id`` header of every response (errors included), times the request for the
 metrics, and turns an unexpected exception into a logged 500 that still carries the id.
@@ -17,45 +18,33 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from loopml.core.errors import ConflictError, InvalidInputError, LoopmlError, NotFoundError
-from loopml.serving.errors import (
-    NotReadyError,
-    PayloadTooLargeError,
-    SignatureMismatchError,
-)
+from loopml.core.errors import InvalidInputError, error_codes
+from loopml.serving.errors import OverloadedError
 from loopml.serving.metrics import ServingMetrics
 from loopml.serving.runtime import check_request_id, new_request_id
 
 log = logging.getLogger("loopml.serving")
 REQUEST_ID_HEADER = "x-request-id"
 
-# Most specific first: the first matching class decides the status.
-STATUS: list[tuple[type[Exception], int]] = [
-    (PayloadTooLargeError, 413),
-    (SignatureMismatchError, 422),
-    (InvalidInputError, 400),
-    (NotFoundError, 404),
-    (ConflictError, 409),
-    (NotReadyError, 503),
-    (LoopmlError, 400),
-]
 
-
-def status_of(exc: Exception) -> int:
-    for cls, status in STATUS:
-        if isinstance(exc, cls):
-            return status
-    return 500
-
-
-def error_response(status: int, message: str) -> Response:
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     return Response(
-        json.dumps({"error": message}), status_code=status, media_type="application/json"
+        json.dumps({"error": message}),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
     )
 
 
+def loopml_error_response(exc: Exception) -> Response:
+    headers = None
+    if isinstance(exc, OverloadedError):
+        headers = {"retry-after": str(exc.retry_after)}
+    return error_response(error_codes(exc).http_status, str(exc), headers)
+
+
 async def loopml_error_handler(request: Request, exc: Exception) -> Response:
-    return error_response(status_of(exc), str(exc))
+    return loopml_error_response(exc)
 
 
 async def http_error_handler(request: Request, exc: Exception) -> Response:

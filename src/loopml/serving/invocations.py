@@ -20,11 +20,21 @@ from loopml.serving.model_source import ServedModel
 KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 
 
-def parse_csv(body: bytes) -> pa.Table:
+def parse_csv(body: bytes, max_rows: int) -> pa.Table:
     try:
-        return pacsv.read_csv(io.BytesIO(body))
+        table = pacsv.read_csv(io.BytesIO(body))
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise BadRequestError(f"the CSV body cannot be read: {str(exc)[:200]}") from None
+    _check_rows(table, max_rows)
+    return table
+
+
+def _check_rows(table: pa.Table, max_rows: int) -> None:
+    if table.num_rows > max_rows:
+        raise PayloadTooLargeError(
+            f"the request has {table.num_rows} rows; this server takes at most {max_rows}. "
+            "Split it, or score files with `loopml predict`"
+        )
 
 
 def to_table(payload: object, model: ServedModel, max_rows: int) -> pa.Table:
@@ -46,10 +56,7 @@ def to_table(payload: object, model: ServedModel, max_rows: int) -> pa.Table:
         table = _rows(value, model, key)
     else:
         raise BadRequestError(f"{key!r} must be a list of rows")
-    if table.num_rows > max_rows:
-        raise PayloadTooLargeError(
-            f"the request has {table.num_rows} rows; this server takes at most {max_rows}"
-        )
+    _check_rows(table, max_rows)
     return table
 
 
@@ -113,6 +120,10 @@ def _columns(data: dict[str, Any]) -> pa.Table:
     arrays = {}
     for name, values in data.items():
         label = repr(str(name)[:80])
+        # Not printable includes a lone surrogate (json reads one from "\ud800"), which
+        # UTF-8 cannot hold: Arrow would raise building the table.
+        if not str(name).isprintable():
+            raise SignatureMismatchError(f"column name {label} is not printable text")
         if not isinstance(values, list):
             raise BadRequestError(f"column {label} must be a list of values")
         kinds = {type(v) for v in values}

@@ -1,41 +1,4 @@
-"""Read the prediction log and feedback back as Arrow tables (for tests and monitoring)."""
+"""Reading the prediction log back lives in monitoring (which serving may import)."""
 
-from __future__ import annotations
-
-import io
-
-import pyarrow as pa
-import pyarrow.parquet as pq
-from sqlalchemy import select
-
-from loopml.serving.feedback import FEEDBACK_KIND
-from loopml.serving.prediction_log import LOG_KIND
-from loopml.store.metadata.tables import artifacts
-from loopml.store.workspace import Workspace
-
-
-def _read(workspace: Workspace, kind: str, deployment: str | None) -> pa.Table | None:
-    with workspace.engine.connect() as conn:
-        rows = conn.execute(
-            select(artifacts.c.digest, artifacts.c.properties)
-            .where(artifacts.c.kind == kind)
-            .order_by(artifacts.c.created_at)
-        ).all()
-    tables = []
-    for digest, props in rows:
-        if deployment is not None and (props or {}).get("deployment") != deployment:
-            continue
-        data = workspace.artifacts.get_bytes(digest, what=f"{kind} {digest[:19]}")
-        tables.append(pq.read_table(io.BytesIO(data)))
-    if not tables:
-        return None
-    return pa.concat_tables(tables, promote_options="permissive")
-
-
-def read_predictions(workspace: Workspace, deployment: str | None = None) -> pa.Table | None:
-    """Every logged prediction row (of one deployment), or None if nothing was logged."""
-    return _read(workspace, LOG_KIND, deployment)
-
-
-def read_feedback(workspace: Workspace, deployment: str | None = None) -> pa.Table | None:
-    return _read(workspace, FEEDBACK_KIND, deployment)
+from loopml.monitoring.logs import read_feedback as read_feedback
+from loopml.monitoring.logs import read_predictions as read_predictions

@@ -65,17 +65,28 @@ class ModelRef:
 class ServedModel:
     """One loaded model version and what the protocol needs to describe it."""
 
-    def __init__(self, loaded: LoadedModel, name: str, version: int, ref: str) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        name: str,
+        version: int,
+        ref: str,
+        *,
+        artifact_id: str | None = None,
+    ) -> None:
         self._loaded = loaded
         self.name = name
         self.version = version
         self.ref = ref
         self.digest = loaded.digest or ""
+        # The model version's artifact in the lineage graph: prediction logs link to it.
+        self.artifact_id = artifact_id
         self.flavor = loaded.flavor.name
         self._labels_from_proba = _labels_are_argmax(loaded)
         self._plans: dict[pa.Schema, _ConformPlan] = {}
         self.input_schema = plain_schema(loaded.signature)
         self.row_reader = None if self.input_schema is None else RowReader(self.input_schema)
+        self._value_checks = _value_checks(loaded.signature)
 
     def __repr__(self) -> str:
         return f"ServedModel({self.name}:{self.version} via {self.ref})"
@@ -104,7 +115,14 @@ class ServedModel:
         return self._loaded.has_proba
 
     def check(self, table: pa.Table) -> pa.Table:
-        """The table conformed to the signature; refuses missing, extra or mistyped columns."""
+        """The table conformed to the signature; refuses missing, extra or mistyped columns,
+        infinities, and missing values (null, NaN) where the signature has none."""
+        conformed = self._conform(table)
+        for check in self._value_checks:
+            check.apply(conformed)
+        return conformed
+
+    def _conform(self, table: pa.Table) -> pa.Table:
         schema = self.input_schema
         if schema is not None and table.num_rows and table.schema.equals(schema):
             return table  # already the signature's columns and types: prepare would keep it
@@ -161,6 +179,61 @@ class ServedModel:
 
 
 MAX_PLANS = 64
+
+
+@dataclass(frozen=True)
+class _ValueCheck:
+    """What one column of a conformed table may not hold.
+
+    A model trained without missing values in a column fails (or worse, answers) on one;
+    an infinity no model handles. Both are the client's mistake: a 422 naming the column
+    and row, never a 500 from inside the model. A column trained with missing values
+    takes null and NaN (which is how NumPy spells missing), not infinities."""
+
+    index: int
+    name: str
+    is_float: bool
+    nullable: bool
+
+    def apply(self, table: pa.Table) -> None:
+        column = table.column(self.index)
+        if column.null_count and not self.nullable:
+            row = pc.index(pc.is_null(column), True).as_py()
+            raise SignatureMismatchError(
+                f"column {self.name!r} row {row} is missing (null); the model was trained "
+                "without missing values in this column. Send a value"
+            )
+        if not self.is_float:
+            return
+        for chunk_start, values in _float_chunks(column):
+            bad = np.isinf(values) if self.nullable else ~np.isfinite(values)
+            if bad.any():
+                row = chunk_start + int(np.argmax(bad))
+                value = values[row - chunk_start]
+                what = "NaN" if np.isnan(value) else str(value).replace("inf", "Infinity")
+                missing = "" if self.nullable else " or missing values"
+                raise SignatureMismatchError(
+                    f"column {self.name!r} row {row} holds {what}; the model takes finite "
+                    f"numbers{missing} in this column"
+                )
+
+
+def _float_chunks(column: pa.ChunkedArray) -> list[tuple[int, np.ndarray]]:
+    out, start = [], 0
+    for chunk in column.chunks:
+        # Nulls become NaN here; a nullable column allows both, others were refused above.
+        out.append((start, chunk.to_numpy(zero_copy_only=False)))
+        start += len(chunk)
+    return out
+
+
+def _value_checks(signature: Signature) -> tuple[_ValueCheck, ...]:
+    checks = []
+    for i, spec in enumerate(signature.inputs):
+        is_float = spec.type in FLOAT_TYPES
+        if is_float or not spec.nullable:
+            checks.append(_ValueCheck(i, spec.name, is_float, spec.nullable))
+    return tuple(checks)
 
 
 def plain_schema(signature: Signature) -> pa.Schema | None:
@@ -271,8 +344,9 @@ class ModelSource:
 
     def load_version(self, name: str, version: int, ref: str) -> ServedModel:
         # Load by number: if the alias moves meanwhile, the version reported is still right.
-        loaded = self._registry.load(f"{name}:{version}")
-        return ServedModel(loaded, name, version, ref)
+        mv = self._registry.get_version(name, version)
+        loaded = self._registry.load(mv.ref)
+        return ServedModel(loaded, name, version, ref, artifact_id=mv.artifact_id)
 
     def versions(self, name: str) -> list[int]:
         return [v.version for v in self._registry.versions(name)]

@@ -5,11 +5,14 @@ background thread writes them out every ``flush_interval`` seconds, or sooner wh
 ``max_pending_rows`` pile up, and :meth:`PredictionLog.close` writes whatever is left, so a
 graceful shutdown loses nothing. A failed write keeps its records and is retried.
 
-Format (``loopml.prediction_log/1``): each flush writes one Parquet file per (hour, model
+Format (``loopml.prediction_log/2``): each flush writes one Parquet file per (hour, model
 version), stored as a content-addressed blob and recorded as an artifact of kind
 ``prediction_log`` whose properties say ``deployment``, ``model``, ``version``,
-``partition`` (UTC hour, ``YYYY-MM-DDTHH``), ``start``/``end`` (epoch seconds), ``rows``
-and ``requests``. One Parquet row per predicted row:
+``model_digest`` (the model version's artifact digest), ``partition`` (UTC hour,
+``YYYY-MM-DDTHH``), ``start``/``end`` (epoch seconds), ``rows`` and ``requests``. The same
+transaction records a ``prediction_logging`` execution with the model version's artifact
+as input (role ``model``) and the log file as output (role ``prediction_log``), so every
+logged prediction traces back to the exact model bytes. One Parquet row per predicted row:
 
 =============  ============================  ==========================================
 column         type                          meaning
@@ -17,6 +20,8 @@ column         type                          meaning
 request_id     string                        the id returned to the client
 row            int32                         row index inside the request
 timestamp      timestamp[us, UTC]            when the answer was ready
+event_time     timestamp[us, UTC] (nullable) when the event happened, as the request
+                                             said (null when it did not say)
 model          string                        registered model name
 model_version  int64                         version that answered
 role           string                        primary, canary or shadow
@@ -25,6 +30,9 @@ inputs         struct<signature columns>     the input row, conformed to the sig
 prediction     the signature's output type   ``predict``
 proba          list<float64> (nullable)      ``predict_proba``, in the model's class order
 =============  ============================  ==========================================
+
+Version 1 files lack ``event_time`` (and their artifacts the ``model_digest`` property and
+the lineage edge); readers treat the column as all null.
 
 Shadow rows carry the primary's request id, so both answers to a request can be joined.
 Several worker processes each write their own files; request ids are unique across them.
@@ -45,11 +53,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from loopml.monitoring.logs import LOG_KIND as LOG_KIND
 from loopml.serving.model_source import Prediction
 from loopml.store.workspace import Workspace
 
-LOG_KIND = "prediction_log"
-LOG_FORMAT = "loopml.prediction_log/1"
+LOG_FORMAT = "loopml.prediction_log/2"
+LOGGING_EXECUTION = "prediction_logging"
 log = logging.getLogger("loopml.serving")
 
 
@@ -63,14 +72,19 @@ class LogRecord:
     latency_ms: float
     inputs: pa.Table
     prediction: Prediction
+    # Epoch seconds the request gave as its event time; None when it gave none.
+    event_time: float | None = None
+    # The model version's artifact (digest and lineage id) that answered.
+    model_digest: str = ""
+    model_artifact_id: str | None = None
 
     @property
     def partition(self) -> str:
         return time.strftime("%Y-%m-%dT%H", time.gmtime(self.time))
 
 
-# (UTC hour, model, version): the records of one log file.
-_FileKey = tuple[str, str, int]
+# (UTC hour, model, version, model digest, model artifact id): the records of one log file.
+_FileKey = tuple[str, str, int, str, str | None]
 
 
 class PredictionLog:
@@ -182,7 +196,7 @@ class PredictionLog:
             return
         groups: dict[_FileKey, list[LogRecord]] = defaultdict(list)
         for r in records:
-            groups[(r.partition, r.model, r.version)].append(r)
+            groups[(r.partition, r.model, r.version, r.model_digest, r.model_artifact_id)].append(r)
         try:
             tables = {key: build_table(group) for key, group in groups.items()}
         except BaseException:
@@ -206,7 +220,7 @@ class PredictionLog:
         return written
 
     def _write(self, key: _FileKey, tables: list[pa.Table]) -> int:
-        partition, model, version = key
+        partition, model, version, model_digest, model_artifact_id = key
         # Promotion: a column that was all nulls in one compaction is null-typed there.
         table = (
             pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
@@ -217,23 +231,39 @@ class PredictionLog:
         pq.write_table(table, sink, compression="zstd", compression_level=1)
         blob = self.workspace.artifacts.put_bytes(sink.getvalue())
         micros = pc.min_max(table.column("timestamp").cast(pa.int64()))
-        self.workspace.lineage.add_artifact(
-            blob.digest,
-            LOG_KIND,
-            blob.size,
-            name=f"{self.deployment}/{partition}",
-            properties={
-                "format": LOG_FORMAT,
-                "deployment": self.deployment,
-                "model": model,
-                "version": version,
-                "partition": partition,
-                "start": micros["min"].as_py() / 1e6,
-                "end": micros["max"].as_py() / 1e6,
-                "rows": table.num_rows,
-                "requests": pc.count_distinct(table.column("request_id")).as_py(),
-            },
-        )
+        properties = {
+            "format": LOG_FORMAT,
+            "deployment": self.deployment,
+            "model": model,
+            "version": version,
+            "model_digest": model_digest,
+            "partition": partition,
+            "start": micros["min"].as_py() / 1e6,
+            "end": micros["max"].as_py() / 1e6,
+            "rows": table.num_rows,
+            "requests": pc.count_distinct(table.column("request_id")).as_py(),
+        }
+        lineage = self.workspace.lineage
+        # One transaction: a log file is never recorded without its link to the model.
+        with self.workspace.write_engine.begin() as conn:
+            record = lineage.add_artifact(
+                blob.digest,
+                LOG_KIND,
+                blob.size,
+                name=f"{self.deployment}/{partition}",
+                properties=properties,
+                conn=conn,
+            )
+            if model_artifact_id is not None:
+                execution = lineage.add_execution(
+                    LOGGING_EXECUTION,
+                    name=f"{self.deployment}/{partition}",
+                    status="finished",
+                    properties={"deployment": self.deployment, "model": model, "version": version},
+                    conn=conn,
+                )
+                lineage.link(execution.id, model_artifact_id, "input", "model", conn=conn)
+                lineage.link(execution.id, record.id, "output", "prediction_log", conn=conn)
         self.written_rows += table.num_rows
         self.written_files += 1
         if self._on_written is not None:
@@ -257,6 +287,7 @@ def build_table(records: list[LogRecord]) -> pa.Table:
             "request_id": pa.array([r.request_id for r in records], pa.string()).take(owner),
             "row": pa.array(rows),
             "timestamp": pa.array(micros, pa.timestamp("us", tz="UTC")),
+            "event_time": _event_times(records).take(owner),
             "model": pa.array([r.model for r in records], pa.string()).take(owner),
             "model_version": pa.array(np.repeat([r.version for r in records], counts), pa.int64()),
             "role": pa.array([r.role for r in records], pa.string()).take(owner),
@@ -273,6 +304,11 @@ def build_table(records: list[LogRecord]) -> pa.Table:
             "proba": _proba_array(records, n),
         }
     )
+
+
+def _event_times(records: list[LogRecord]) -> pa.Array:
+    micros = [None if r.event_time is None else round(r.event_time * 1e6) for r in records]
+    return pa.array(micros, pa.int64()).cast(pa.timestamp("us", tz="UTC"))
 
 
 def _labels_array(labels: np.ndarray) -> pa.Array:

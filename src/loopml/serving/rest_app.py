@@ -19,11 +19,13 @@ from loopml.core.errors import LoopmlError
 from loopml.serving import invocations, tensors
 from loopml.serving.deployment import Route
 from loopml.serving.errors import NotReadyError
+from loopml.serving.event_time import EVENT_TIME, parse_event_time
 from loopml.serving.feedback import parse_labels
 from loopml.serving.http_errors import (
     RequestContextMiddleware,
     http_error_handler,
     loopml_error_handler,
+    loopml_error_response,
 )
 from loopml.serving.info import EXTENSIONS, SERVER_NAME, server_version
 from loopml.serving.metrics import CONTENT_TYPE, ServingMetrics
@@ -76,7 +78,7 @@ class _InferenceFastPath:
         try:
             response = await handler(Request(scope, receive), **scope["path_params"])
         except LoopmlError as exc:
-            response = await loopml_error_handler(Request(scope, receive), exc)
+            response = loopml_error_response(exc)
         except HTTPException as exc:
             response = await http_error_handler(Request(scope, receive), exc)
         await response(scope, receive, send)
@@ -110,7 +112,7 @@ def create_app(runtime: ServingRuntime) -> ASGIApp:
         return _json({"name": SERVER_NAME, "version": version_text, "extensions": EXTENSIONS})
 
     def find(name: str, version: str | None) -> Route:
-        return deployment.select(name, version, "metadata")
+        return deployment.select(name, version, None)
 
     def metadata(name: str, version: str | None) -> Response:
         route = find(name, version)
@@ -149,6 +151,7 @@ def create_app(runtime: ServingRuntime) -> ASGIApp:
         if parsed.id is not None:
             request.state.request_id = check_request_id(parsed.id)
         rid: str = request.state.request_id
+        event_time = parse_event_time((parsed.parameters or {}).get(EVENT_TIME))
         requested = [o.name for o in parsed.outputs] if parsed.outputs else None
 
         def build(model: ServedModel) -> Any:
@@ -160,6 +163,7 @@ def create_app(runtime: ServingRuntime) -> ASGIApp:
             model_name=name,
             version=version,
             started=request.state.started,
+            event_time=event_time,
         )
         outs = tensors.outputs(result.model, result.prediction, requested)
         return _json(infer_response(result.model, rid, outs))
@@ -177,18 +181,25 @@ def create_app(runtime: ServingRuntime) -> ASGIApp:
         body = await read_body(request, opts.max_request_bytes)
         content_type = request.headers.get("content-type", "application/json")
         if content_type.startswith("text/csv"):
-            table = invocations.parse_csv(body)
+            event_time = parse_event_time(request.query_params.get(EVENT_TIME), numeric_text=True)
+            table = invocations.parse_csv(body, opts.max_request_rows)
 
             def build(model: ServedModel) -> Any:
                 return table
         else:
             payload = parse_json(body)
+            event_time = parse_event_time(
+                payload.get(EVENT_TIME) if isinstance(payload, dict) else None
+            )
 
             def build(model: ServedModel) -> Any:
                 return invocations.to_table(payload, model, opts.max_request_rows)
 
         result = await runtime.infer(
-            build, request_id=request.state.request_id, started=request.state.started
+            build,
+            request_id=request.state.request_id,
+            started=request.state.started,
+            event_time=event_time,
         )
         labels = tensors.outputs(result.model, result.prediction, [tensors.PREDICT])[0]
         return _json({"predictions": labels.json_data()})

@@ -36,14 +36,23 @@ def _orjson_safe(data: bytes) -> bool:
     return _TWENTY_DIGITS not in data.translate(_DIGITS_TO_ZERO)
 
 
+def _length(text: str) -> int | None:
+    """A length header's value; None unless plain ASCII digits ('²'.isdigit() is true, and
+    int() of a few thousand digits raises)."""
+    if not text.isascii() or not text.isdigit() or len(text) > 18:
+        return None
+    return int(text)
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        size = _length(declared)
+        if size is None:
             raise BadRequestError("the Content-Length header is not a number")
-        if int(declared) > limit:
+        if size > limit:
             raise PayloadTooLargeError(
-                f"the request body has {int(declared)} bytes; this server takes at most {limit}"
+                f"the request body has {size} bytes; this server takes at most {limit}"
             )
     chunks = []
     size = 0
@@ -77,9 +86,9 @@ def parse_infer_request(
 ) -> tuple[InferenceRequest, list[tensors.InputTensor]]:
     binary = b""
     if header_length is not None:
-        if not header_length.isdigit() or int(header_length) > len(body):
+        n = _length(header_length)
+        if n is None or n > len(body):
             raise BadRequestError(f"the {HEADER_LENGTH} header does not fit the body")
-        n = int(header_length)
         body, binary = body[:n], body[n:]
     payload = parse_json(body)
     if not isinstance(payload, dict):

@@ -13,8 +13,14 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from loopml.core.errors import LoopmlError
 from loopml.serving.deployment import SHADOW, Deployment, Route
-from loopml.serving.errors import BadRequestError, NotReadyError, SignatureMismatchError
+from loopml.serving.errors import (
+    BadRequestError,
+    NotReadyError,
+    SignatureMismatchError,
+    model_failure,
+)
 from loopml.serving.feedback import Label, store_labels
 from loopml.serving.metrics import ServingMetrics
 from loopml.serving.model_source import ModelSource, Prediction, ServedModel
@@ -99,6 +105,7 @@ class ServingRuntime:
         model_name: str | None = None,
         version: str | None = None,
         started: float | None = None,
+        event_time: float | None = None,
     ) -> InferResult:
         """Check, batch, predict and log one request; raise a serving error for bad input."""
         if self.draining or not self.ready:
@@ -117,6 +124,11 @@ class ServingRuntime:
                     # The alias moved between routing and queueing: take the new route.
                     if self.draining:
                         raise
+                except LoopmlError:
+                    raise
+                except Exception as exc:
+                    log.warning("model %s failed on request %s: %r", route.model, request_id, exc)
+                    raise model_failure(f"{route.model.name}:{route.model.version}", exc) from None
             else:
                 raise NotReadyError("the model is being replaced; retry")
         finally:
@@ -124,16 +136,24 @@ class ServingRuntime:
             if self._inflight == 0:
                 self._idle.set()
         latency = time.perf_counter() - started
-        self._record(route, request_id, table, prediction, latency)
+        self._record(route, request_id, table, prediction, latency, event_time)
         shadow = self.deployment.shadow
         if shadow is not None and route.role != SHADOW:
-            task = asyncio.get_running_loop().create_task(self._shadow(shadow, table, request_id))
+            task = asyncio.get_running_loop().create_task(
+                self._shadow(shadow, table, request_id, event_time)
+            )
             self._shadow_tasks.add(task)
             task.add_done_callback(self._shadow_tasks.discard)
         return InferResult(request_id, route.model, prediction)
 
     def _record(
-        self, route: Route, request_id: str, table: pa.Table, prediction: Prediction, latency: float
+        self,
+        route: Route,
+        request_id: str,
+        table: pa.Table,
+        prediction: Prediction,
+        latency: float,
+        event_time: float | None,
     ) -> None:
         model = route.model
         self.log.append(
@@ -146,6 +166,9 @@ class ServingRuntime:
                 latency * 1000,
                 table,
                 prediction,
+                event_time=event_time,
+                model_digest=model.digest,
+                model_artifact_id=model.artifact_id,
             )
         )
         label = f"{model.name}:{model.version}"
@@ -155,7 +178,9 @@ class ServingRuntime:
         self.metrics.inference_latency.labels(label, route.role).observe(latency)
         self.metrics.log_pending.set(self.log.pending_rows)
 
-    async def _shadow(self, route: Route, table: pa.Table, request_id: str) -> None:
+    async def _shadow(
+        self, route: Route, table: pa.Table, request_id: str, event_time: float | None
+    ) -> None:
         started = time.perf_counter()
         try:
             checked = route.model.check(table)
@@ -166,7 +191,8 @@ class ServingRuntime:
         except Exception:
             log.exception("shadow %s failed on request %s", route.model, request_id)
             return
-        self._record(route, request_id, checked, prediction, time.perf_counter() - started)
+        latency = time.perf_counter() - started
+        self._record(route, request_id, checked, prediction, latency, event_time)
 
     def store_feedback(self, labels: list[Label]) -> str:
         artifact_id = store_labels(self.workspace, self.options.deployment_name, labels)

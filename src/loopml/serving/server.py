@@ -94,6 +94,27 @@ def bind_http(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     return sock
 
 
+def check_port_free(host: str, port: int, *, reuse_port: bool, what: str) -> None:
+    """Raise one clean LoopmlError if ``port`` is taken, before a library tries it.
+
+    gRPC's C core reports a busy port with its own log line on stderr and a long
+    traceback; trying the bind ourselves first gives the same one line as a busy HTTP
+    port."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        probe.bind((host, port))
+    except OSError as exc:
+        raise LoopmlError(f"cannot listen for {what} on {host}:{port}: {exc.strerror}") from None
+    finally:
+        probe.close()
+
+
 async def serve(
     workspace: Workspace,
     options: ServeOptions,
@@ -114,6 +135,13 @@ async def serve(
         if connections is not None
         else bind_http(options.host, options.port, reuse_port=reuse_port)
     )
+    if options.grpc_port is not None:
+        try:
+            check_port_free(options.host, options.grpc_port, reuse_port=reuse_port, what="gRPC")
+        except LoopmlError:
+            if sock is not None:
+                sock.close()
+            raise
     receiver = None
     grpc_server = None
     try:

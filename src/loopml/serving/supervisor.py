@@ -34,7 +34,7 @@ from typing import Any
 from loopml.core.errors import LoopmlError
 from loopml.serving.connections import Dispatcher, channel_pair
 from loopml.serving.options import ServeOptions
-from loopml.serving.server import bind_http
+from loopml.serving.server import bind_http, check_port_free
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -71,6 +71,12 @@ def _worker(
 def run_workers(spec: WorkspaceSpec, options: ServeOptions) -> int:
     """Run ``options.workers`` workers until SIGTERM/SIGINT; return an exit code."""
     listener = bind_http(options.host, options.port, reuse_port=False)  # fails clearly if taken
+    if options.grpc_port is not None:
+        try:  # the workers share it with SO_REUSEPORT; refuse a port someone else holds
+            check_port_free(options.host, options.grpc_port, reuse_port=True, what="gRPC")
+        except LoopmlError:
+            listener.close()
+            raise
     listener.setblocking(True)
     pairs = [channel_pair() for _ in range(options.workers)]
     dispatcher = Dispatcher(listener, [ours for ours, _ in pairs])

@@ -119,8 +119,8 @@ def from_json(
 ) -> InputTensor:
     """A tensor given as JSON ``data`` (flat or nested lists)."""
     name_, dtype, dims = check_header(name, datatype, shape)
-    count = _element_count(name_, dims, max_elements)
-    flat = _flatten(name_, data, max_elements)
+    count = element_count(name_, dims, max_elements)
+    flat = _flatten(name_, data, dims, max_elements)
     if len(flat) != count:
         raise BadRequestError(
             f"input {_label(name_)} has shape {list(dims)} ({count} elements) but its data "
@@ -134,7 +134,7 @@ def from_raw(
 ) -> InputTensor:
     """A tensor given as raw little-endian bytes (gRPC raw contents, Triton binary data)."""
     name_, dtype, dims = check_header(name, datatype, shape)
-    count = _element_count(name_, dims, max_elements)
+    count = element_count(name_, dims, max_elements)
     if dtype == "BYTES":
         values: list[Any] | np.ndarray = _split_bytes(name_, raw, count)
     else:
@@ -148,7 +148,7 @@ def from_raw(
     return InputTensor(name_, dtype, dims, values)
 
 
-def _element_count(name: str, dims: tuple[int, ...], max_elements: int) -> int:
+def element_count(name: str, dims: tuple[int, ...], max_elements: int) -> int:
     count = math.prod(dims)
     if count > max_elements:
         raise PayloadTooLargeError(
@@ -158,24 +158,37 @@ def _element_count(name: str, dims: tuple[int, ...], max_elements: int) -> int:
     return count
 
 
-def _flatten(name: str, data: object, limit: int) -> list[Any]:
+def _flatten(name: str, data: object, dims: tuple[int, ...], limit: int) -> list[Any]:
+    """The elements of flat ``data``, or of nested ``data`` whose nesting is ``dims``.
+
+    Nested lists must have exactly the shape's lengths at every level: a ragged array
+    whose total happens to match (``[[1, 2, 3], [4]]`` for ``[2, 2]``) is refused."""
     if not isinstance(data, list):
         raise BadRequestError(f"input {_label(name)} needs 'data': a JSON array of elements")
     if not any(isinstance(v, list) for v in data):
         return data
-    # Iterative, so a deeply nested hostile payload cannot exhaust the stack.
     out: list[Any] = []
-    stack: list[tuple[list[Any], int]] = [(data, 0)]
+    # Iterative, so a deeply nested hostile payload cannot exhaust the stack.
+    stack: list[tuple[list[Any], int, int]] = [(data, 0, 0)]
     while stack:
-        items, i = stack.pop()
+        items, i, depth = stack.pop()
+        if i == 0 and (depth >= len(dims) or len(items) != dims[depth]):
+            raise BadRequestError(
+                f"input {_label(name)}: nested data does not have shape {list(dims)}; send "
+                "lists of exactly those lengths, or the elements flat"
+            )
+        leaf_level = depth == len(dims) - 1
         while i < len(items):
             v = items[i]
             i += 1
-            if isinstance(v, list):
-                if len(stack) > 16:
-                    raise BadRequestError(f"input {_label(name)}: data is nested too deeply")
-                stack.append((items, i))
-                stack.append((v, 0))
+            if isinstance(v, list) == leaf_level:
+                raise BadRequestError(
+                    f"input {_label(name)}: nested data does not have shape {list(dims)}; "
+                    "every element must sit at the same depth"
+                )
+            if not leaf_level:
+                stack.append((items, i, depth))
+                stack.append((v, 0, depth + 1))
                 break
             out.append(v)
             if len(out) > limit:

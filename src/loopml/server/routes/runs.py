@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from loopml.core.errors import ConflictError
 from loopml.server import queries
 from loopml.server.routes.common import ERRORS, WRITE_ERRORS
 from loopml.server.state import ServerState, state
@@ -22,7 +21,7 @@ from loopml.server.wire import (
     StartRunIn,
     WriteOut,
 )
-from loopml.tracking.active_run import RUNNING, ActiveRun
+from loopml.tracking.active_run import ActiveRun
 
 router = APIRouter(prefix="/runs", tags=["runs"], responses=ERRORS)
 St = Annotated[ServerState, Depends(state)]
@@ -104,10 +103,7 @@ def run_environment(s: St, run_id: str) -> EnvironmentOut | None:
 
 
 def _active(s: ServerState, run_id: str) -> ActiveRun:
-    run = s.tracker.get_run(run_id)
-    if run.status != RUNNING:
-        raise ConflictError(f"run {run_id} is {run.status}; only a running run takes writes")
-    return ActiveRun(s.tracker, run.id, run.experiment, run.name)
+    return s.tracker.attach(run_id)
 
 
 @router.post("", response_model=WriteOut, responses=WRITE_ERRORS, summary="Start a run")

@@ -106,18 +106,24 @@ class ModelMetadataResponse(_message.Message):
     ) -> None: ...
 
 class InferParameter(_message.Message):
-    __slots__ = ("bool_param", "int64_param", "string_param")
+    __slots__ = ("bool_param", "int64_param", "string_param", "double_param", "uint64_param")
     BOOL_PARAM_FIELD_NUMBER: _ClassVar[int]
     INT64_PARAM_FIELD_NUMBER: _ClassVar[int]
     STRING_PARAM_FIELD_NUMBER: _ClassVar[int]
+    DOUBLE_PARAM_FIELD_NUMBER: _ClassVar[int]
+    UINT64_PARAM_FIELD_NUMBER: _ClassVar[int]
     bool_param: bool
     int64_param: int
     string_param: str
+    double_param: float
+    uint64_param: int
     def __init__(
         self,
         bool_param: _Optional[bool] = ...,
         int64_param: _Optional[int] = ...,
         string_param: _Optional[str] = ...,
+        double_param: _Optional[float] = ...,
+        uint64_param: _Optional[int] = ...,
     ) -> None: ...
 
 class InferTensorContents(_message.Message):

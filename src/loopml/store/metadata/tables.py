@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData()
@@ -68,6 +69,9 @@ runs = Table(
     Column("git_commit", String(64), nullable=True),
     Column("git_dirty", Boolean, nullable=True),
     Column("environment_digest", String(67), ForeignKey("environments.digest"), nullable=True),
+    # Last sign of life from the recording process; a running run whose heartbeat is stale
+    # is shown as killed.
+    Column("heartbeat_at", Float, nullable=True),
     # With the id in the index, a search probes it for (experiment, id) without reading
     # the table.
     Index("ix_runs_experiment_id", "experiment_id", "id"),
@@ -212,6 +216,8 @@ registered_models = Table(
     Column("description", Text, nullable=False),
     Column("tags", JSON, nullable=False),
     Column("created_at", Float, nullable=False),
+    # The gate every promotion of this model must pass (a Gate as a mapping), or none.
+    Column("policy", JSON, nullable=True),
 )
 
 model_versions = Table(
@@ -255,6 +261,8 @@ alias_events = Table(
     Column("gate_result", JSON, nullable=True),
     Column("execution_id", ID, ForeignKey("executions.id"), nullable=True),
     Column("created_at", Float, nullable=False),
+    # A promotion that skipped the model's policy gate with force=True.
+    Column("forced", Boolean, nullable=False, server_default=false()),
     Index("ix_alias_events_model_alias", "model_id", "alias", "created_at"),
 )
 
@@ -301,6 +309,10 @@ pipeline_steps = Table(
     Column("start_time", Float, nullable=True),
     Column("end_time", Float, nullable=True),
     Column("error", Text, nullable=True),
+    # The decoded cache key (step, code, kind, params, inputs) and why the step executed
+    # rather than coming from the cache ("param depth 6 -> 8", "--no-cache").
+    Column("key_parts", JSON, nullable=True),
+    Column("reason", Text, nullable=True),
 )
 
 # The step cache: key -> output. Only metadata; the outputs themselves are artifacts, and
@@ -316,6 +328,7 @@ pipeline_cache = Table(
     Column("output_artifact_id", ID, ForeignKey("artifacts.id"), nullable=False),
     Column("execution_id", ID, ForeignKey("executions.id"), nullable=False),
     Column("created_at", Float, nullable=False),
+    Column("key_parts", JSON, nullable=True),
 )
 
 # Cron schedules and triggers (a new dataset version, a named event). ``cursor`` is the
@@ -337,6 +350,10 @@ pipeline_schedules = Table(
     Column("cursor", BigInteger, nullable=True),
     Column("last_run_id", ID, nullable=True),
     Column("created_at", Float, nullable=False),
+    # A trigger that failed is retried (at least once): how often in a row, when next.
+    Column("failures", Integer, nullable=False, server_default="0"),
+    Column("retry_at", Float, nullable=True),
+    Column("last_error", Text, nullable=True),
 )
 
 pipeline_events = Table(
@@ -347,6 +364,88 @@ pipeline_events = Table(
     Column("payload", JSON, nullable=False),
     Column("created_at", Float, nullable=False),
     Index("ix_pipeline_events_name_id", "name", "id"),
+)
+
+# --- monitoring ----------------------------------------------------------------------------
+
+# Prediction-log and feedback artifacts the monitor has read. A log file is read once:
+# its rows become segments below and the file is never opened again. A feedback file whose
+# labels matched no logged row yet stays ``pending`` and is joined against new segments.
+monitor_sources = Table(
+    "monitor_sources",
+    metadata,
+    Column("artifact_id", ID, ForeignKey("artifacts.id"), primary_key=True),
+    Column("kind", String(20), nullable=False),
+    Column("deployment", String(250), nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("matched", BigInteger, nullable=False),
+    Column("pending", Boolean, nullable=False),
+    Column("processed_at", Float, nullable=False),
+)
+
+# The rows of one log file that fall in one UTC day (by event time, else answer time), for
+# one model version: mergeable profiles of inputs and outputs, validation counts, and a
+# compact blob of (request_id, row, prediction, proba) that labels are joined against.
+monitor_segments = Table(
+    "monitor_segments",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("source_id", ID, ForeignKey("artifacts.id"), nullable=False),
+    Column("deployment", String(250), nullable=False),
+    Column("model", String(250), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("bucket", Float, nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("requests", BigInteger, nullable=False),
+    Column("first_time", Float, nullable=False),
+    Column("last_time", Float, nullable=False),
+    Column("summary_digest", String(67), nullable=False),
+    Column("scores_digest", String(67), nullable=False),
+    Column("labels_digest", String(67), nullable=True),
+    Column("labelled_rows", BigInteger, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_monitor_segments_deployment_bucket", "deployment", "bucket"),
+    Index("ix_monitor_segments_model_bucket", "model", "bucket"),
+)
+
+# One computed window (a check, or a row of a history): its figures and a fingerprint of
+# the segments (and their label revisions) it was computed from, so an unchanged window
+# is read back instead of recomputed.
+monitor_results = Table(
+    "monitor_results",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(250), nullable=False),
+    Column("version", Integer, nullable=True),
+    Column("window_start", Float, nullable=False),
+    Column("window_end", Float, nullable=False),
+    Column("fingerprint", String(67), nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("labelled_rows", BigInteger, nullable=False),
+    Column("drift_score", Float, nullable=True),
+    Column("figures", JSON, nullable=False),
+    Column("execution_id", ID, nullable=True),
+    Column("computed_at", Float, nullable=False),
+    Index("ix_monitor_results_name_window", "name", "window_start", "window_end"),
+)
+
+# Every alert raised: the rule, the value against its limit, the window, where it was sent.
+monitor_alerts = Table(
+    "monitor_alerts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("result_id", ID, ForeignKey("monitor_results.id"), nullable=False),
+    Column("name", String(250), nullable=False),
+    Column("rule", String(250), nullable=False),
+    Column("metric", String(250), nullable=False),
+    Column("value", Float, nullable=True),
+    Column("threshold", Float, nullable=False),
+    Column("window_start", Float, nullable=False),
+    Column("window_end", Float, nullable=False),
+    Column("sinks", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_monitor_alerts_name_created", "name", "created_at"),
 )
 
 # --- team server -------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """api tokens: hashed bearer tokens of the team server, and who wrote what through it
 
 Revision ID: 0018
-Revises: 0011
+Revises: 0016
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0018"
-down_revision = "0011"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 

@@ -1,10 +1,9 @@
-"""Per-column statistics of a table, computed in two vectorised Polars passes and mergeable.
+"""The profile of a table as data: per-column statistics that merge exactly.
 
-The first pass computes every scalar statistic of every column in one query (Polars runs
-the expressions in parallel); the second turns values into histogram bin indices and
-HyperLogLog codes, which NumPy counts. Everything a profile holds merges exactly (counts,
-moments, min/max, histograms on nested power-of-two grids, HyperLogLog registers) except
-top-k frequencies beyond ``MAX_CATEGORIES`` values, which merge approximately.
+Everything a profile holds merges exactly (counts, moments, min/max, histograms on nested
+power-of-two grids, HyperLogLog registers) except top-k frequencies beyond
+``MAX_CATEGORIES`` values, which merge approximately. How a profile is computed from a
+table is in ``compute.py``.
 """
 
 from __future__ import annotations
@@ -13,35 +12,22 @@ import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
 
 import numpy as np
-import polars as pl
 
 from loopml.core.errors import InvalidInputError
 from loopml.data import hll
-from loopml.data.histogram import Histogram, _n_bins, bin_of, choose_exponent
+from loopml.data.histogram import Histogram
 from loopml.data.histogram import merge as merge_histograms
-from loopml.data.tables import TableLike, to_polars
+from loopml.data.stable_hash import HASH_ID
 
 PROFILE_FORMAT = "loopml.profile/1"
 MAX_CATEGORIES = 1000  # frequency tables up to this many values are kept whole
 TOP_K = 100  # beyond that, the most frequent values plus an "other" count
-EXACT_DISTINCT_ROWS = 2_000_000  # exact n_unique below this many rows, HyperLogLog above
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 
 Kind = Literal["numeric", "categorical", "temporal", "other"]
-
-
-def column_kind(dtype: pl.DataType) -> Kind:
-    if dtype.is_numeric():
-        return "numeric"
-    if dtype == pl.Boolean or dtype == pl.String or dtype == pl.Categorical or dtype == pl.Enum:
-        return "categorical"
-    if dtype.is_temporal():
-        return "temporal"
-    return "other"
 
 
 @dataclass(frozen=True)
@@ -183,6 +169,25 @@ class Lengths:
 
 
 @dataclass(frozen=True)
+class TemporalRange:
+    """Earliest and latest value of a date, time, datetime or duration column.
+
+    ``min`` and ``max`` are the physical integers (days, or units since the epoch or
+    midnight; UTC for time-zone-aware datetimes), which order correctly; the texts are
+    for display. Texts do not order: "10 days" sorts before "9 days"."""
+
+    min: int
+    max: int
+    min_text: str
+    max_text: str
+
+    def merge(self, other: TemporalRange) -> TemporalRange:
+        lo = self if self.min <= other.min else other
+        hi = self if self.max >= other.max else other
+        return TemporalRange(lo.min, hi.max, lo.min_text, hi.max_text)
+
+
+@dataclass(frozen=True)
 class ColumnProfile:
     name: str
     dtype: str
@@ -194,9 +199,16 @@ class ColumnProfile:
     numeric: NumericStats | None = None
     frequencies: Frequencies | None = None
     lengths: Lengths | None = None
-    temporal_min: str | None = None
-    temporal_max: str | None = None
+    temporal: TemporalRange | None = None
     hll: str | None = None
+
+    @property
+    def temporal_min(self) -> str | None:
+        return None if self.temporal is None else self.temporal.min_text
+
+    @property
+    def temporal_max(self) -> str | None:
+        return None if self.temporal is None else self.temporal.max_text
 
     @property
     def non_null(self) -> int:
@@ -220,6 +232,8 @@ class ColumnProfile:
             "lengths": None if self.lengths is None else self.lengths.__dict__,
             "temporal_min": self.temporal_min,
             "temporal_max": self.temporal_max,
+            "temporal_min_value": None if self.temporal is None else self.temporal.min,
+            "temporal_max_value": None if self.temporal is None else self.temporal.max,
             "hll": self.hll,
         }
 
@@ -229,6 +243,7 @@ class ColumnProfile:
         if kind not in ("numeric", "categorical", "temporal", "other"):
             raise ValueError(f"unknown column kind {kind!r}")
         lengths = d.get("lengths")
+        numeric = None if d.get("numeric") is None else NumericStats.from_dict(d["numeric"])
         return cls(
             name=str(d["name"]),
             dtype=str(d["dtype"]),
@@ -237,17 +252,16 @@ class ColumnProfile:
             null_count=int(d["null_count"]),
             distinct=None if d.get("distinct") is None else int(d["distinct"]),
             distinct_exact=bool(d.get("distinct_exact", False)),
-            numeric=None if d.get("numeric") is None else NumericStats.from_dict(d["numeric"]),
+            numeric=numeric,
             frequencies=(
                 None if d.get("frequencies") is None else Frequencies.from_dict(d["frequencies"])
             ),
             lengths=None if lengths is None else Lengths(**lengths),
-            temporal_min=d.get("temporal_min"),
-            temporal_max=d.get("temporal_max"),
+            temporal=_temporal_from_dict(d, numeric),
             hll=d.get("hll"),
         )
 
-    def merge(self, other: ColumnProfile, hash_ok: bool) -> ColumnProfile:
+    def merge(self, other: ColumnProfile) -> ColumnProfile:
         if self.dtype != other.dtype:
             raise InvalidInputError(
                 f"cannot merge profiles: column {self.name!r} is {self.dtype} in one and "
@@ -263,7 +277,7 @@ class ColumnProfile:
         if self.lengths is not None and other.lengths is not None:
             lengths = self.lengths.merge(other.lengths, self.non_null, other.non_null)
         registers = None
-        if hash_ok and self.hll is not None and other.hll is not None:
+        if self.hll is not None and other.hll is not None:
             registers = np.maximum(hll.decode(self.hll), hll.decode(other.hll))
         if freqs is not None and freqs.complete:
             distinct: int | None = len(freqs.counts)
@@ -285,8 +299,7 @@ class ColumnProfile:
             numeric=numeric,
             frequencies=freqs,
             lengths=lengths,
-            temporal_min=_pick(min, self.temporal_min, other.temporal_min),
-            temporal_max=_pick(max, self.temporal_max, other.temporal_max),
+            temporal=_merge_temporal(self.temporal, other.temporal),
             hll=None if registers is None else hll.encode(registers),
         )
 
@@ -297,7 +310,7 @@ class Profile:
 
     num_rows: int
     columns: dict[str, ColumnProfile] = field(default_factory=dict)
-    hash_id: str = hll.HASH_ID
+    hash_id: str = HASH_ID
 
     def __getitem__(self, name: str) -> ColumnProfile:
         try:
@@ -349,9 +362,20 @@ def merge(a: Profile, b: Profile) -> Profile:
             f"only in the first {sorted(set(a.columns) - set(b.columns))}, "
             f"only in the second {sorted(set(b.columns) - set(a.columns))}"
         )
-    hash_ok = a.hash_id == b.hash_id
-    cols = {name: a.columns[name].merge(b.columns[name], hash_ok) for name in a.columns}
-    return Profile(a.num_rows + b.num_rows, cols, a.hash_id if hash_ok else "mixed")
+    hash_a, hash_b = _sketch_hash(a), _sketch_hash(b)
+    if hash_a is not None and hash_b is not None and hash_a != hash_b:
+        raise InvalidInputError(
+            "cannot merge profiles whose distinct-count sketches were made with different "
+            f"hashes ({hash_a!r} and {hash_b!r}); recompute the older profile from its data "
+            "(lm.datasets.profile(table)) and merge that"
+        )
+    cols = {name: a.columns[name].merge(b.columns[name]) for name in a.columns}
+    return Profile(a.num_rows + b.num_rows, cols, hash_a or hash_b or a.hash_id)
+
+
+def _sketch_hash(p: Profile) -> str | None:
+    """The hash a profile's sketches were made with; None when it holds no sketch."""
+    return p.hash_id if any(c.hll is not None for c in p.columns.values()) else None
 
 
 def merge_all(profiles: Iterable[Profile]) -> Profile:
@@ -365,222 +389,6 @@ def merge_all(profiles: Iterable[Profile]) -> Profile:
     return out
 
 
-# --- computing a profile ---------------------------------------------------------------
-
-
-def profile(table: TableLike) -> Profile:
-    """Profile a polars/pandas/Arrow table."""
-    df = to_polars(table)
-    kinds = {name: column_kind(dtype) for name, dtype in df.schema.items()}
-    stats = _first_pass(df, kinds)
-    bins = _bin_plan(df, kinds, stats)
-    codes = _second_pass(df, kinds, stats, bins)
-    cols = {}
-    for i, (name, dtype) in enumerate(df.schema.items()):
-        cols[name] = _column(df, i, name, dtype, kinds[name], stats, bins, codes)
-    return Profile(df.height, cols)
-
-
-def _values(df: pl.DataFrame, name: str, kind: Kind) -> pl.Expr:
-    """The column as float64 with NaN and infinities nulled, for moments and histograms."""
-    c = pl.col(name)
-    dtype = df.schema[name]
-    if kind == "temporal":
-        return c.to_physical().cast(pl.Float64)
-    if dtype.is_float():
-        return pl.when(c.is_finite()).then(c).cast(pl.Float64)
-    return c.cast(pl.Float64)
-
-
-def _as_text(c: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    if dtype == pl.Boolean:
-        return c.cast(pl.String).str.to_lowercase()
-    return c.cast(pl.String)
-
-
-def _first_pass(df: pl.DataFrame, kinds: dict[str, Kind]) -> dict[str, Any]:
-    exprs: list[pl.Expr] = []
-    exact = df.height <= EXACT_DISTINCT_ROWS
-    for i, (name, dtype) in enumerate(df.schema.items()):
-        c = pl.col(name)
-        kind = kinds[name]
-        exprs.append(c.null_count().alias(f"{i}:nulls"))
-        if kind in ("numeric", "temporal"):
-            v = _values(df, name, kind)
-            exprs += [
-                v.count().alias(f"{i}:count"),
-                v.mean().alias(f"{i}:mean"),
-                v.std().alias(f"{i}:std"),
-                v.min().alias(f"{i}:min"),
-                v.max().alias(f"{i}:max"),
-            ]
-            if dtype.is_float():
-                exprs += [
-                    c.is_nan().sum().alias(f"{i}:nan"),
-                    c.is_infinite().sum().alias(f"{i}:inf"),
-                ]
-            if kind == "temporal":
-                exprs += [c.min().alias(f"{i}:tmin"), c.max().alias(f"{i}:tmax")]
-            if df.height >= hll.FILTER_ROWS:
-                exprs.append(c.approx_n_unique().alias(f"{i}:approx"))
-            if exact and dtype.is_integer():
-                # Exact counts matter for spotting ID columns; floats get HyperLogLog only.
-                exprs.append(c.drop_nulls().n_unique().alias(f"{i}:distinct"))
-        elif kind == "categorical":
-            text = _as_text(c, dtype)
-            exprs.append(
-                text.drop_nulls().value_counts(sort=True, name="n").implode().alias(f"{i}:vc")
-            )
-            if dtype != pl.Boolean:
-                lengths = text.str.len_chars()
-                exprs += [
-                    lengths.min().alias(f"{i}:lmin"),
-                    lengths.max().alias(f"{i}:lmax"),
-                    lengths.mean().alias(f"{i}:lmean"),
-                ]
-    try:
-        row = df.lazy().select(exprs).collect().row(0, named=True)
-    except pl.exceptions.PolarsError as exc:
-        raise InvalidInputError(f"cannot profile the table: {exc}") from None
-    return row
-
-
-def _bin_plan(
-    df: pl.DataFrame, kinds: dict[str, Kind], stats: dict[str, Any]
-) -> dict[int, tuple[int, int, int]]:
-    """(exponent, offset, n_bins) of each column that gets a histogram."""
-    plan = {}
-    for i, name in enumerate(df.columns):
-        if kinds[name] in ("numeric", "temporal") and stats[f"{i}:count"]:
-            lo, hi = float(stats[f"{i}:min"]), float(stats[f"{i}:max"])
-            k = choose_exponent(lo, hi)
-            plan[i] = (k, bin_of(lo, k), _n_bins(lo, hi, k))
-    return plan
-
-
-def _needs_hll(i: int, kind: Kind, stats: dict[str, Any]) -> bool:
-    if kind in ("numeric", "temporal"):
-        return bool(stats[f"{i}:count"])
-    if kind == "categorical":
-        return len(stats[f"{i}:vc"]) > MAX_CATEGORIES
-    return False
-
-
-def _second_pass(
-    df: pl.DataFrame,
-    kinds: dict[str, Kind],
-    stats: dict[str, Any],
-    bins: dict[int, tuple[int, int, int]],
-) -> dict[str, np.ndarray]:
-    """Histogram bin indices and HyperLogLog codes, each column a query run in parallel."""
-    lf = df.lazy()
-    queries: dict[str, pl.LazyFrame] = {}
-    for i, name in enumerate(df.columns):
-        if i in bins:
-            k, offset, _ = bins[i]
-            v = _values(df, name, kinds[name])
-            # Division by a power of two and floor are exact in float64, so bins nest;
-            # except that a negative quotient can underflow to -0.0 (see bin_of).
-            quotient = v / math.ldexp(1.0, k)
-            bin_ = quotient.floor()
-            if k > 0 and offset < 0:  # only a division by more than 1 underflows
-                bin_ = pl.when((quotient == 0) & (v < 0)).then(-1.0).otherwise(bin_)
-            idx = (bin_ - offset).cast(pl.Int32)
-            queries[f"{i}:bin"] = lf.select(idx.alias("x")).drop_nulls()
-        if _needs_hll(i, kinds[name], stats):
-            col = pl.col(name)
-            q = lf.select(col).drop_nulls()
-            rows_with_values = df.height - int(stats[f"{i}:nulls"])
-            approx = int(stats.get(f"{i}:approx") or rows_with_values)
-            min_rank = hll.min_rank(approx)
-            # Registers depend only on the set of values: hash each distinct value once,
-            # or only the values that can still raise a register.
-            if approx * 8 < rows_with_values:
-                q = q.unique()
-            elif min_rank > 1:
-                q = q.filter(hll.rank_at_least(col, min_rank))
-            queries[f"{i}:hll"] = q.select(hll.code_expr(col).alias("x"))
-            queries[f"{i}:hll_rank"] = pl.LazyFrame(
-                {"x": [min_rank if approx * 8 >= rows_with_values else 1]}
-            )
-    if not queries:
-        return {}
-    frames = pl.collect_all(list(queries.values()))
-    return {key: f["x"].to_numpy() for key, f in zip(queries, frames, strict=True)}
-
-
-def _column(
-    df: pl.DataFrame,
-    i: int,
-    name: str,
-    dtype: pl.DataType,
-    kind: Kind,
-    stats: dict[str, Any],
-    bins: dict[int, tuple[int, int, int]],
-    codes: dict[str, np.ndarray],
-) -> ColumnProfile:
-    nulls = int(stats[f"{i}:nulls"])
-    registers = None
-    if f"{i}:hll" in codes:
-        registers = hll.registers_from_codes(codes[f"{i}:hll"])
-        if not registers.all() and int(codes[f"{i}:hll_rank"][0]) > 1:
-            # A register saw nothing above the cut-off: redo this column without it.
-            lf = df.lazy().select(pl.col(name)).drop_nulls()
-            codes_all = lf.select(hll.code_expr(pl.col(name))).collect().to_series()
-            registers = hll.registers_from_codes(codes_all.to_numpy())
-    sketch = None if registers is None else hll.encode(registers)
-    exact_distinct = stats.get(f"{i}:distinct")
-    distinct: int | None = None if exact_distinct is None else int(exact_distinct)
-    if distinct is None and registers is not None:
-        distinct = round(hll.estimate(registers))
-    base = ColumnProfile(
-        name, str(dtype), kind, df.height, nulls, distinct, exact_distinct is not None
-    )
-    if kind in ("numeric", "temporal"):
-        hist = None
-        if i in bins:
-            k, offset, n = bins[i]
-            hist = Histogram.from_indices(k, offset, codes[f"{i}:bin"], n)
-        numeric = NumericStats(
-            count=int(stats[f"{i}:count"]),
-            mean=_opt_float(stats[f"{i}:mean"]),
-            std=_opt_float(stats[f"{i}:std"]),
-            min=_opt_float(stats[f"{i}:min"]),
-            max=_opt_float(stats[f"{i}:max"]),
-            nan_count=int(stats.get(f"{i}:nan") or 0),
-            inf_count=int(stats.get(f"{i}:inf") or 0),
-            histogram=hist,
-        )
-        return replace(
-            base,
-            numeric=numeric,
-            hll=sketch,
-            temporal_min=_iso(stats.get(f"{i}:tmin")),
-            temporal_max=_iso(stats.get(f"{i}:tmax")),
-        )
-    if kind == "categorical":
-        vc = stats[f"{i}:vc"]
-        complete = len(vc) <= MAX_CATEGORIES
-        top = vc if complete else vc[:TOP_K]
-        counts = {str(r[name]): int(r["n"]) for r in top}
-        other = 0 if complete else sum(int(r["n"]) for r in vc[TOP_K:])
-        lengths = None
-        if dtype != pl.Boolean:
-            lmean = stats[f"{i}:lmean"]
-            lengths = Lengths(
-                stats[f"{i}:lmin"], stats[f"{i}:lmax"], None if lmean is None else float(lmean)
-            )
-        return replace(
-            base,
-            distinct=len(vc) if complete else distinct,
-            distinct_exact=complete,
-            frequencies=Frequencies(counts, other, complete),
-            lengths=lengths,
-            hll=sketch,
-        )
-    return base
-
-
 def _opt_float(value: Any) -> float | None:
     if value is None:
         return None
@@ -588,19 +396,23 @@ def _opt_float(value: Any) -> float | None:
     return None if math.isnan(f) else f
 
 
-def _iso(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    if isinstance(value, timedelta):
-        return str(value)
-    return str(value)
-
-
-def _pick(fn: Any, a: str | None, b: str | None) -> str | None:
+def _merge_temporal(a: TemporalRange | None, b: TemporalRange | None) -> TemporalRange | None:
     if a is None:
         return b
     if b is None:
         return a
-    return str(fn(a, b))
+    return a.merge(b)
+
+
+def _temporal_from_dict(d: dict[str, Any], numeric: NumericStats | None) -> TemporalRange | None:
+    lo, hi = d.get("temporal_min"), d.get("temporal_max")
+    if lo is None or hi is None:
+        return None
+    lo_value, hi_value = d.get("temporal_min_value"), d.get("temporal_max_value")
+    if (lo_value is None or hi_value is None) and numeric is not None:
+        # Profiles stored before the physical values were kept: their float moments hold
+        # the same physical min/max.
+        lo_value, hi_value = numeric.min, numeric.max
+    if lo_value is None or hi_value is None:
+        return None
+    return TemporalRange(int(lo_value), int(hi_value), str(lo), str(hi))

@@ -1,0 +1,158 @@
+"""Joining late labels to the segments whose rows they label, touching only those.
+
+Each new feedback file is read once and joined on (request_id, row) against the compact
+score blobs of its deployment's segments (never the log files). Every segment that gains
+labels gets a new labels blob and a new revision, which is what makes the windows holding
+it recompute; other segments and windows are left alone. Labels that match no logged row
+yet (the server writes its log every few seconds) keep their file ``pending``; it is joined
+again against segments that arrive later. A repeated label for a row replaces the earlier.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from typing import Any
+
+import polars as pl
+import pyarrow.parquet as pq
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError as SQLIntegrityError
+
+from loopml.core import clock
+from loopml.monitoring.logs import FEEDBACK_KIND, read_file
+from loopml.monitoring.reference import label_keys
+from loopml.store.lineage import ArtifactRecord
+from loopml.store.metadata.tables import artifacts, monitor_segments, monitor_sources
+from loopml.store.workspace import Workspace
+
+KEY = ["request_id", "row"]
+
+
+class Blobs:
+    """Parquet blobs read once per call (score blobs are immutable)."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self._cache: dict[str, pl.DataFrame] = {}
+
+    def read(self, digest: str, what: str) -> pl.DataFrame:
+        if digest not in self._cache:
+            raw = self.ws.artifacts.get_bytes(digest, what=what)
+            self._cache[digest] = pl.read_parquet(io.BytesIO(raw))
+        return self._cache[digest]
+
+
+def normalise(table: Any) -> pl.DataFrame:
+    """(request_id, row, label as text, value as float or null), the last label per row."""
+    df = pl.from_arrow(table)
+    assert isinstance(df, pl.DataFrame)
+    label = df["label"]
+    numeric = label.dtype.is_numeric() or label.dtype == pl.Boolean
+    return df.select(
+        pl.col("request_id").cast(pl.String),
+        pl.col("row").cast(pl.Int32),
+        label_keys(label).alias("label"),
+        (label.cast(pl.Float64) if numeric else pl.lit(None, pl.Float64)).alias("value"),
+    ).unique(KEY, keep="last", maintain_order=True)
+
+
+def ingest_labels(ws: Workspace, new_segments: list[str], blobs: Blobs) -> None:
+    """Join new feedback files; join pending ones against ``new_segments``."""
+    with ws.engine.connect() as conn:
+        fresh = conn.execute(
+            select(artifacts)
+            .outerjoin(monitor_sources, monitor_sources.c.artifact_id == artifacts.c.id)
+            .where(artifacts.c.kind == FEEDBACK_KIND, monitor_sources.c.artifact_id.is_(None))
+            .order_by(artifacts.c.created_at)
+        ).all()
+        pending = (
+            conn.execute(
+                select(artifacts, monitor_sources.c.matched)
+                .join(monitor_sources, monitor_sources.c.artifact_id == artifacts.c.id)
+                .where(monitor_sources.c.pending.is_(True))
+                .order_by(artifacts.c.created_at)
+            ).all()
+            if new_segments
+            else []
+        )
+    for row in fresh:
+        record = ArtifactRecord(**row._mapping)
+        _join_file(ws, record, blobs, only=None, matched_before=None)
+    for row in pending:
+        m = dict(row._mapping)
+        matched = int(m.pop("matched"))
+        _join_file(ws, ArtifactRecord(**m), blobs, only=set(new_segments), matched_before=matched)
+
+
+def _join_file(
+    ws: Workspace,
+    record: ArtifactRecord,
+    blobs: Blobs,
+    *,
+    only: set[str] | None,
+    matched_before: int | None,
+) -> None:
+    deployment = str((record.properties or {}).get("deployment") or "")
+    labels = normalise(read_file(ws, record))
+    q = select(
+        monitor_segments.c.id, monitor_segments.c.scores_digest, monitor_segments.c.labels_digest
+    ).where(monitor_segments.c.deployment == deployment)
+    with ws.engine.connect() as conn:
+        segs = [s for s in conn.execute(q).all() if only is None or s.id in only]
+    matched = 0
+    updates: list[tuple[str, str, int]] = []
+    for seg in segs:
+        keys = blobs.read(seg.scores_digest, "monitor scores").select(KEY)
+        hit = labels.join(keys, on=KEY, how="semi")
+        if hit.height == 0:
+            continue
+        matched += hit.height
+        if seg.labels_digest is not None:
+            old = blobs.read(seg.labels_digest, "monitor labels")
+            hit = pl.concat([old, hit], how="vertical_relaxed").unique(
+                KEY, keep="last", maintain_order=True
+            )
+        sink = io.BytesIO()
+        pq.write_table(hit.to_arrow(), sink, compression="zstd")
+        blob = ws.artifacts.put_bytes(sink.getvalue())
+        updates.append((seg.id, blob.digest, hit.height))
+    total = matched if matched_before is None else matched_before + matched
+    done = total >= labels.height
+    now = clock.now()
+    try:
+        with ws.write_engine.begin() as conn:
+            if matched_before is None:
+                conn.execute(
+                    insert(monitor_sources).values(
+                        artifact_id=record.id,
+                        kind="feedback",
+                        deployment=deployment,
+                        rows=labels.height,
+                        matched=total,
+                        pending=not done,
+                        processed_at=now,
+                    )
+                )
+            else:
+                conn.execute(
+                    update(monitor_sources)
+                    .where(monitor_sources.c.artifact_id == record.id)
+                    .values(matched=total, pending=not done, processed_at=now)
+                )
+            _apply(conn, updates)
+    except SQLIntegrityError:
+        return  # another monitor joined this file at the same time
+
+
+def _apply(conn: Any, updates: Iterable[tuple[str, str, int]]) -> None:
+    for seg_id, digest, n in updates:
+        conn.execute(
+            update(monitor_segments)
+            .where(monitor_segments.c.id == seg_id)
+            .values(
+                labels_digest=digest,
+                labelled_rows=n,
+                revision=monitor_segments.c.revision + 1,
+            )
+        )
