@@ -121,3 +121,21 @@ def test_no_tokens_means_loopback_only(home: Path, capsys: pytest.CaptureFixture
     assert "no tokens" in capsys.readouterr().err
     assert main(["server", "--port", "0"]) == 2
     assert main(["server", "--workers", "0"]) == 2
+
+
+def test_several_workers_share_tokens_and_workspace(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    writer = create("ci", "write", capsys)
+    proc, url = start_server(home, "server", "--workers", "2")
+    try:
+        made = [
+            httpx.post(f"{url}/api/v1/runs", json={"experiment": "w"}, headers=auth(writer))
+            for _ in range(6)
+        ]
+        assert all(r.status_code == 200 for r in made), [r.text for r in made]
+        page = httpx.get(f"{url}/api/v1/runs", params={"experiment": "w"}, headers=auth(writer))
+        assert page.json()["total"] == 6
+        assert httpx.get(f"{url}/api/v1/runs").status_code == 401
+    finally:
+        stop(proc)
