@@ -14,9 +14,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from loopml.core.errors import InvalidInputError, LoopmlError, error_codes
+from loopml.core.errors import InvalidInputError, LoopmlError, StoreError, error_codes
 
 log = logging.getLogger("loopml.server")
 API_PREFIXES = ("/api/",)
@@ -95,6 +96,15 @@ def install(app: FastAPI) -> None:
                 headers["Allow"] = allow
         return answer(request, exc.status_code, detail, kind, headers)
 
+    async def database_error(request: Request, exc: Exception) -> Response:
+        # The metadata database is down or locked past its timeout: the store's problem,
+        # answered as StoreError is, not a bug.
+        assert isinstance(exc, OperationalError)
+        down = StoreError(f"the metadata database failed: {exc.orig}")
+        log.warning("%s %s: %s", request.method, request.url.path, down)
+        return answer(request, error_codes(down).http_status, str(down), type(down).__name__)
+
     app.add_exception_handler(LoopmlError, loopml_error)
+    app.add_exception_handler(OperationalError, database_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
