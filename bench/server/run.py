@@ -260,14 +260,13 @@ def main() -> int:
         f"{mlflow_info['setup_s']:.0f} s for {args.runs:,} runs"
     )
     if not args.no_doc:
-        doc = REPO / "docs" / "benchmarks.md"
+        doc = REPO / "docs" / "benchmarks-server.md"
         stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        with doc.open("a") as f:
-            f.write(
-                f"\n### Team server vs `mlflow server` ({stamp}, {platform.machine()}, "
-                f"{os.cpu_count()} CPUs)\n\n`python bench/server/run.py --runs {args.runs}`\n\n"
-                f"{table}\n"
-            )
+        doc.write_text(
+            f"# Team server vs `mlflow server`\n\n{stamp}; {platform.machine()}, "
+            f"{os.cpu_count()} CPUs, Python {platform.python_version()}; re-run with "
+            f"`python bench/server/run.py --runs {args.runs}`.\n\n{table}\n"
+        )
     return 0 if ratio >= 10 else 1
 
 

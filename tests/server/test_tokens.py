@@ -3,6 +3,7 @@ every write records the token's name; no tokens means loopback only unless --ins
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -120,6 +121,10 @@ def test_no_tokens_means_loopback_only(home: Path, capsys: pytest.CaptureFixture
     assert main(["server", "--host", "0.0.0.0", "--port", "5999"]) == 2
     assert "no tokens" in capsys.readouterr().err
     assert main(["server", "--port", "0"]) == 2
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        assert main(["ui", "--port", port]) == 2
+        assert "choose another --port" in capsys.readouterr().err
     assert main(["server", "--workers", "0"]) == 2
 
 
