@@ -88,7 +88,7 @@ def install(app: FastAPI) -> None:
         kind = "NotFoundError" if exc.status_code == 404 else "HTTPError"
         detail = str(exc.detail)
         if exc.status_code == 404 and detail == "Not Found":
-            detail = f"nothing at {request.url.path}; the API is described at /api/v1/docs"
+            detail = f"nothing at {request.url.path}; the API is described at /api/v1/openapi.json"
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
             allow = _allowed(request, headers.get("Allow"))
