@@ -7,6 +7,7 @@ with lm.start_run(experiment="flights", params={"lr": 0.1}) as run:
 
 from loopml.api import datasets as datasets
 from loopml.api import models as models
+from loopml.api.datasets import DatasetVersion as DatasetVersion
 from loopml.api.datasets import drift as drift
 from loopml.api.datasets import validate as validate
 from loopml.api.fluent import get_run as get_run

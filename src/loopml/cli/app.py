@@ -11,6 +11,7 @@ from loopml.cli import (
     console,
     data_cmd,
     demo_cmd,
+    gc_cmd,
     models_cmd,
     pipeline_cmd,
     reproduce_cmd,
@@ -35,6 +36,7 @@ app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(pipeline_cmd.app, name="pipeline")
 app.command()(scheduler_cmd.scheduler)
+app.command()(gc_cmd.gc)
 app.command()(reproduce_cmd.reproduce)
 workspace_cmd.register(app)
 serve_cmd.register(app)

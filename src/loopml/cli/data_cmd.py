@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -43,12 +44,17 @@ def add(
     """Add a file, folder or URL as the next version of a dataset."""
     parsed = None if schema is None else _read_schema(schema)
     before = {d.version for d in _versions_or_empty(name)}
-    ds = api.add(name, source, description=description, owner=owner, tags=tag, schema=parsed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", api.ContentAlreadyStoredWarning)
+        ds = api.add(name, source, description=description, owner=owner, tags=tag, schema=parsed)
     verb = "already stored as" if ds.version in before else "added"
     out.print(
         f"{verb} [bold]{ds.ref}[/]: {ds.num_rows:,} rows x {ds.num_columns} columns, "
         f"{len(ds.files)} file(s), digest {ds.digest[:19]}…"
     )
+    for w in caught:
+        if issubclass(w.category, api.ContentAlreadyStoredWarning):
+            out.print(str(w.message), markup=False, soft_wrap=True)
 
 
 def _versions_or_empty(name: str) -> list[Dataset]:
