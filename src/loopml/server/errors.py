@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loopml.core.errors import InvalidInputError, LoopmlError, error_codes
+from loopml.server.mlflow import protocol as mlflow_protocol
 
 log = logging.getLogger("loopml.server")
 API_PREFIXES = ("/api/",)
@@ -24,8 +25,12 @@ def _wants_json(request: Request) -> bool:
     return request.url.path.startswith(API_PREFIXES)
 
 
-def answer(request: Request, status: int, message: str, kind: str) -> Response:
+def answer(
+    request: Request, status: int, message: str, kind: str, exc: BaseException | None = None
+) -> Response:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if mlflow_protocol.is_mlflow_path(request.url.path):
+        return mlflow_protocol.error_response(status, message, exc)
     if _wants_json(request):
         return JSONResponse({"error": message, "type": kind}, status, headers=headers)
     templates = request.app.state.templates
@@ -51,7 +56,7 @@ def install(app: FastAPI) -> None:
         codes = error_codes(exc)
         if codes.http_status >= 500:
             log.warning("%s %s: %s", request.method, request.url.path, exc)
-        return answer(request, codes.http_status, str(exc), type(exc).__name__)
+        return answer(request, codes.http_status, str(exc), type(exc).__name__, exc)
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
