@@ -153,21 +153,20 @@ class ServedModel:
 
     def predict(self, table: pa.Table) -> Prediction:
         """Predict a checked table (the output of :meth:`check`, possibly concatenated)."""
-        # Straight to the flavor: the table is already conformed, and LoadedModel would
-        # run Signature.prepare over the whole batch a second time.
+        # LoadedModel's prepared path: the table is already conformed, and predict()
+        # would run Signature.prepare over the whole batch a second time.
         loaded = self._loaded
         data = ModelInput(table, loaded.signature)
-        info = loaded.metadata.flavor_info
         if self._labels_from_proba:
             # One model call instead of two: for these estimators predict() is exactly
             # classes_[argmax(predict_proba())], and each call has a large fixed cost.
-            scores = np.asarray(loaded.flavor.predict_proba(loaded.native, data, info))
+            scores = np.asarray(loaded.predict_proba_prepared(data))
             classes = np.asarray(self.classes)
             return Prediction(classes[np.argmax(scores, axis=1)], scores)
-        labels = np.asarray(loaded.flavor.predict(loaded.native, data, info))
+        labels = np.asarray(loaded.predict_prepared(data))
         proba = None
         if self.has_proba:
-            raw = loaded.flavor.predict_proba(loaded.native, data, info)
+            raw = loaded.predict_proba_prepared(data)
             proba = None if raw is None else np.asarray(raw)
         return Prediction(labels, proba)
 
