@@ -494,7 +494,7 @@ def main() -> int:
         LIGHT_DOC.write_text(
             "# Serving benchmark, light model: loopml vs `mlflow models serve`\n\n"
             f"Run {dt.date.today()} on {platform.machine()}, {os.cpu_count()} cores, "
-            f"load average at start {os.getloadavg()[0]:.1f} (a shared machine). A "
+            f"load average {os.getloadavg()[0]:.1f} when the run ended (a shared machine). A "
             "LogisticRegression on 6 float features, 1-row `dataframe_split` payloads, "
             f"{args.workers} workers each, {args.concurrency} connections from "
             f"{LOAD_TEXT[args.load]}, {args.seconds:.0f} s per run; loopml with its "
