@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from loopml.core.errors import LoopmlError
+from loopml.monitoring.prometheus import MonitorCollector
 from loopml.serving.deployment import SHADOW, Deployment, Route
 from loopml.serving.errors import (
     BadRequestError,
@@ -25,7 +26,7 @@ from loopml.serving.errors import (
 )
 from loopml.serving.feedback import Label, store_labels
 from loopml.serving.metrics import ServingMetrics
-from loopml.serving.model_source import ModelSource, Prediction, ServedModel
+from loopml.serving.model_source import ModelRef, ModelSource, Prediction, ServedModel
 from loopml.serving.options import ServeOptions
 from loopml.serving.prediction_log import LogRecord, PredictionLog
 from loopml.store.workspace import Workspace
@@ -70,6 +71,10 @@ class ServingRuntime:
         self.workspace = workspace
         self.options = options
         self.metrics = ServingMetrics(multiprocess_dir)
+        # The monitor's stored window figures for this deployment and its model, on /metrics.
+        self.metrics.add_collector(
+            MonitorCollector(workspace, (options.deployment_name, ModelRef.parse(options.ref).name))
+        )
         self.source = ModelSource(workspace)
         self.deployment = Deployment(self.source, options, self.metrics)
         self.log = PredictionLog(
