@@ -205,8 +205,9 @@ def test_promote_mistakes(
 
 
 def test_policy_requires_its_gate_unless_forced(
-    workspace: Workspace, registry: Registry, flights: Flights, weak_model: Any
+    any_workspace: Workspace, flights: Flights, weak_model: Any
 ) -> None:
+    workspace, registry = any_workspace, Registry(any_workspace)
     X = flights.train.select("distance")
     for _ in range(4):
         registry.register("delay", weak_model, X)
