@@ -44,7 +44,7 @@ def test_add_ls_show_diff_verify(files: dict[str, Path], tmp_path: Path) -> None
     assert "added flights:2" in _ok(["add", "flights", str(files["julaug"])])
     listing = _ok(["ls", "--tag", "faa"])
     assert "flights" in listing and "NYC flights" in listing
-    assert "0 dataset(s)" in _ok(["ls", "--column", "nope"])
+    assert "0 datasets" in _ok(["ls", "--column", "nope"])
     shown = _ok(["show", "flights:1"])
     assert "flights:1" in shown and "temp" in shown and "carrier" in shown
     assert "name: temp" in _ok(["show", "flights", "--schema"])

@@ -19,8 +19,8 @@ from loopml.pipelines.scheduler import Scheduler
 
 
 def scheduler(
-    poll: Annotated[float, typer.Option("--poll", help="seconds between checks")] = 5.0,
-    once: Annotated[bool, typer.Option("--once", help="one pass, then exit")] = False,
+    poll: Annotated[float, typer.Option("--poll", help="Seconds between checks.")] = 5.0,
+    once: Annotated[bool, typer.Option("--once", help="One pass, then exit.")] = False,
 ) -> None:
     """Run scheduled and triggered pipelines as a long-running process.
 

@@ -13,6 +13,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from loopml.core.clock import format_ts
+from loopml.core.display import Summarized, Summary
 from loopml.core.errors import IntegrityError, InvalidInputError
 from loopml.data.profile import Profile
 from loopml.data.schema import Schema
@@ -40,8 +42,8 @@ class DatasetInfo:
     columns: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class DatasetVersion:
+@dataclass(frozen=True, repr=False)
+class DatasetVersion(Summarized):
     """One immutable version of a named dataset. Every read verifies the stored bytes.
 
     ``artifact_id`` is its node in the lineage graph: what runs and model versions link
@@ -63,6 +65,17 @@ class DatasetVersion:
     @property
     def ref(self) -> str:
         return f"{self.name}:{self.version}"
+
+    def _summary(self) -> Summary:
+        return Summary(
+            f"Dataset {self.ref}",
+            [
+                ("rows", f"{self.num_rows:,}"),
+                ("columns", self.num_columns),
+                ("added", format_ts(self.created_at)),
+                ("digest", self.digest[:19]),
+            ],
+        )
 
     def _what(self, part: str) -> str:
         return f"dataset {self.ref} {part}"

@@ -34,7 +34,10 @@ DEMO_GATE = Gate(
         NoWorseThanChampion("roc_auc", max_drop=0.01),
         SliceThreshold("origin", "roc_auc", min=0.6, min_rows=500),
         SchemaCompatible(),
-        SmokeTest(max_latency_ms=1000, rows=100),
+        # The smoke test proves the model loads from verified bytes and answers. Its
+        # latency limit is a minute, not a service level: on a shared 2-core machine under
+        # load 100 rows took over 2 s, and a demo (or a test) must not fail on load.
+        SmokeTest(max_latency_ms=60_000, rows=100),
     ),
     target=TARGET,
     name="delay-gate",

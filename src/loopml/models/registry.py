@@ -19,6 +19,7 @@ from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 
 from loopml.core import clock, names
+from loopml.core.display import Summarized, Summary
 from loopml.core.errors import ConflictError, InvalidInputError, NotFoundError, StoreError
 from loopml.core.ids import new_id
 from loopml.models.artifact import load_model, read_metadata, save_model
@@ -58,8 +59,8 @@ def _check_tags(tags: Mapping[str, Any] | None) -> dict[str, str]:
     return out
 
 
-@dataclass(frozen=True)
-class ModelVersion:
+@dataclass(frozen=True, repr=False)
+class ModelVersion(Summarized):
     name: str
     version: int
     id: str
@@ -78,6 +79,19 @@ class ModelVersion:
     @property
     def ref(self) -> str:
         return f"{self.name}:{self.version}"
+
+    def _summary(self) -> Summary:
+        return Summary(
+            f"ModelVersion {self.ref}",
+            [
+                ("flavor", self.flavor),
+                ("aliases", ", ".join(self.aliases) or "-"),
+                ("run", self.run_id),
+                ("registered", clock.format_ts(self.created_at)),
+                ("digest", self.digest[:19]),
+                ("description", self.description),
+            ],
+        )
 
 
 @dataclass(frozen=True)
