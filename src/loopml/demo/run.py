@@ -139,6 +139,9 @@ def run_demo(
         cooldown="1d",
         gate_window="14d",
         min_live_labels=1000,
+        # A difference in AUC smaller than this on one month of requests is noise, not a
+        # reason to undo a promotion.
+        tolerance=0.005,
         clock=clock,
     )
     options = ServeOptions(
