@@ -34,7 +34,7 @@ def test_monitor_prints_windows_and_writes_an_offline_html_report(
     report = tmp_path / "report.html"
     assert main(["monitor", "delay-jul", "--html", str(report)]) == 0
     printed = capsys.readouterr().out
-    assert "delay-jul" in printed and "600" in printed
+    assert "delay-jul: 12 window(s) of 1d" in printed
     text = report.read_text()
     assert "Drift per input column" in text and "Realised (perf_)" in text and "Latency" in text
     # Plotly's library is inlined (megabytes), nothing is loaded from elsewhere.

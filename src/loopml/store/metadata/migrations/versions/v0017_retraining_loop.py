@@ -1,7 +1,7 @@
 """retraining loop: loop state and every decision with its reasons
 
 Revision ID: 0017
-Revises: 0018
+Revises: 0013
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0017"
-down_revision = "0018"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
