@@ -31,7 +31,7 @@ import polars as pl
 
 from loopml.core import clock as wall_clock
 from loopml.core.errors import InvalidInputError, LoopmlError, NotFoundError
-from loopml.data import catalog
+from loopml.data.catalog import Catalog
 from loopml.models.evaluation import higher_is_better
 from loopml.models.gates import Gate, NoWorseThanChampion
 from loopml.models.promotion import policy, promote
@@ -356,8 +356,7 @@ class Loop:
         dataset_ids: list[str] = []
         example = None
         if isinstance(data, pl.DataFrame) and not data.is_empty():
-            ds = catalog.add(
-                self.workspace,
+            ds = Catalog(self.workspace).add(
                 f"{self.model}-training",
                 data,
                 description=f"training data of a {self.model} version retrained by loop "
