@@ -11,6 +11,7 @@ from loopml.core.errors import ConflictError, InvalidInputError, NotFoundError
 from loopml.demo.flights import TARGET
 from loopml.models.gates import (
     Gate,
+    GateResult,
     NoWorseThanChampion,
     SchemaCompatible,
     SliceThreshold,
@@ -150,6 +151,8 @@ def test_absolute_threshold_refusal(
     first, second = result.gate.checks
     assert (first.passed, second.passed) == (False, True)
     assert first.limit == ">= 0.99" and 0.5 < first.value < 0.99
+    stored = registry.history("delay")[-1].gate_result
+    assert stored is not None and GateResult.from_dict(stored) == result.gate
     assert registry.aliases("delay") == {}
 
 
@@ -205,8 +208,9 @@ def test_promote_mistakes(
 
 
 def test_policy_requires_its_gate_unless_forced(
-    workspace: Workspace, registry: Registry, flights: Flights, weak_model: Any
+    any_workspace: Workspace, flights: Flights, weak_model: Any
 ) -> None:
+    workspace, registry = any_workspace, Registry(any_workspace)
     X = flights.train.select("distance")
     for _ in range(4):
         registry.register("delay", weak_model, X)

@@ -12,7 +12,6 @@ import functools
 import statistics
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass as plain_dataclass
 from dataclasses import field
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -33,26 +32,16 @@ Text = Annotated[str, Strict()]
 DECLARED = ConfigDict(extra="forbid")
 
 
-@plain_dataclass(frozen=True)
+@dataclass(frozen=True)
 class CheckResult:
+    """One check's verdict, as stored in the alias history (JSON)."""
+
     check: str
     description: str
     value: float | str | None
     limit: str
     passed: bool
     detail: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> CheckResult:
-        return cls(
-            **{
-                k: d.get(k, "")
-                for k in ("check", "description", "value", "limit", "passed", "detail")
-            }
-        )
 
 
 class GateContext:

@@ -19,7 +19,6 @@ same data, evaluated once per model.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass as plain_dataclass
 from dataclasses import field
 from pathlib import Path
 from typing import Any
@@ -41,8 +40,10 @@ from loopml.models.checks import Threshold as Threshold
 Check = AnyCheck
 
 
-@plain_dataclass(frozen=True)
+@dataclass(frozen=True)
 class GateResult:
+    """A gate's verdict with every check's; stored as JSON in the alias history."""
+
     gate: str
     passed: bool
     checks: tuple[CheckResult, ...]
@@ -66,25 +67,11 @@ class GateResult:
         ]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "gate": self.gate,
-            "passed": self.passed,
-            "candidate": self.candidate,
-            "champion": self.champion,
-            "evaluations": self.evaluations,
-            "checks": [c.to_dict() for c in self.checks],
-        }
+        return dict(_GATE_RESULT.dump_python(self, mode="json"))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> GateResult:
-        return cls(
-            d["gate"],
-            bool(d["passed"]),
-            tuple(CheckResult.from_dict(c) for c in d["checks"]),
-            d["candidate"],
-            d.get("champion"),
-            dict(d.get("evaluations") or {}),
-        )
+        return _GATE_RESULT.validate_python(d)
 
 
 @dataclass(frozen=True, config=DECLARED)
@@ -178,4 +165,5 @@ class Gate:
 
 
 _GATE = TypeAdapter(Gate)
+_GATE_RESULT = TypeAdapter(GateResult)
 refuse_as_invalid_input(Gate, "gate")
