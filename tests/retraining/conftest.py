@@ -14,7 +14,7 @@ import httpx
 import polars as pl
 import pytest
 
-from loopml.data import catalog
+from loopml.data.catalog import Catalog
 from loopml.demo.flights import FEATURES, TARGET
 from loopml.models.promotion import promote
 from loopml.models.registry import Registry
@@ -45,7 +45,7 @@ def ws(tmp_path: Path, january: tuple[pl.DataFrame, Any]) -> Iterator[Workspace]
     """delay:1 trained on January (champion and challenger), linked to its training data."""
     ws = Workspace(f"sqlite:///{tmp_path / 'loopml.db'}", str(tmp_path / "artifacts"))
     train, model = january
-    ds = catalog.add(ws, "flights-jan", train)
+    ds = Catalog(ws).add("flights-jan", train)
     Registry(ws).register(MODEL, model, flows.features(train), dataset_ids=[ds.artifact_id])
     promote(ws, MODEL, 1, "champion")
     promote(ws, MODEL, 1, "challenger")

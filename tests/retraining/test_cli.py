@@ -54,21 +54,26 @@ def test_run_ticks_and_status_shows_the_decisions(
 
 
 @pytest.mark.parametrize(
-    "args, message",
+    "args, message, code",
     [
-        (["loop", "run", "myloop"], "not a loop reference"),
-        (["loop", "run", "nosuch:loop"], "no such module"),
-        (["loop", "run", "myloop:missing"], "has no 'missing'"),
-        (["loop", "run", "myloop:not_a_loop"], "not an lm.Loop"),
-        (["loop", "run", "myloop:loop", "--every", "soon"], "not a duration"),
-        (["loop", "run", "myloop:loop", "--ticks", "-1"], "--ticks"),
-        (["loop", "status", "nosuch"], "no loop named 'nosuch'"),
-        (["loop", "status", "--limit", "0"], "--limit"),
+        (["loop", "run", "myloop"], "not a loop reference", EXIT_USER_ERROR),
+        (["loop", "run", "nosuch:loop"], "no such module", 1),
+        (["loop", "run", "myloop:missing"], "has no 'missing'", 1),
+        (["loop", "run", "myloop:not_a_loop"], "not an lm.Loop", EXIT_USER_ERROR),
+        (["loop", "run", "myloop:loop", "--every", "soon"], "not a duration", EXIT_USER_ERROR),
+        (["loop", "run", "myloop:loop", "--ticks", "-1"], "--ticks", EXIT_USER_ERROR),
+        (["loop", "status", "nosuch"], "no loop named 'nosuch'", 1),
+        (["loop", "status", "--limit", "0"], "--limit", EXIT_USER_ERROR),
     ],
 )
 def test_mistakes_are_one_clear_line(
-    project: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+    project: Path,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    message: str,
+    code: int,
 ) -> None:
-    assert main(args) == EXIT_USER_ERROR
+    # Usage mistakes exit 2, something that does not exist 1 (the error table's codes).
+    assert main(args) == code
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err

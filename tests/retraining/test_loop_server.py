@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from loopml.models.gates import Gate, SchemaCompatible, Threshold
+from loopml.models.promotion import set_policy
 from loopml.models.registry import Registry
 from loopml.retraining import DriftAbove, Loop, LoopStore, NewLabels
 from loopml.store.workspace import Workspace
@@ -167,3 +168,29 @@ def test_the_loop_decides_by_event_time_not_wall_time(ws: Workspace, july: pl.Da
     assert after.rows == 300 and after.labels_since_retrain == 300
     assert after.drift_score is not None and "temp" in after.drifted_columns
     assert loop.status()["last_tick"] == now["t"]  # the injected clock, not the wall
+
+
+@pytest.mark.slow
+def test_a_loop_without_a_gate_gates_with_the_models_promotion_policy(
+    ws: Workspace, july: pl.DataFrame
+) -> None:
+    set_policy(ws, MODEL, LAX_GATE)
+    with serve(ws, canary_percent=50) as server:
+        Client(server, ws).replay(july.slice(0, 600))
+    loop = Loop(
+        ws,
+        MODEL,
+        flows.retrain,
+        None,
+        [NewLabels(min_rows=500)],
+        canary=0.5,
+        pipeline_params={"months": [1, 7]},
+    )
+    result = loop.tick()
+    gate = [d for d in result.decisions if d.kind == "gate"]
+    assert [d.outcome for d in gate] == ["passed"]
+    assert gate[0].details["gate"]["gate"] == LAX_GATE.name
+    registry = Registry(ws)
+    assert registry.aliases(MODEL) == {"champion": 1, "challenger": 2}
+    moved = registry.history(MODEL, "challenger")[-1]
+    assert moved.allowed and not moved.forced  # gated by the policy, not forced past it

@@ -22,7 +22,7 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
-from loopml.data import catalog
+from loopml.data.catalog import Catalog
 from loopml.demo import training
 from loopml.demo.flights import FEATURES, TARGET, flights_with_weather
 from loopml.demo.replay import EVENT_TIME, Replayer, month_start, wait_logged, with_event_time
@@ -139,6 +139,9 @@ def run_demo(
         cooldown="1d",
         gate_window="14d",
         min_live_labels=1000,
+        # A difference in AUC smaller than this on one month of requests is noise, not a
+        # reason to undo a promotion.
+        tolerance=0.005,
         clock=clock,
     )
     options = ServeOptions(
@@ -202,8 +205,7 @@ def _first_champion(ws: Workspace, console: Console, registry: Registry) -> int:
         run = run_pipeline(ws, delay_training, {"until": until}, trigger="demo")
     output = run.output
     data: pl.DataFrame = output["data"]
-    ds = catalog.add(
-        ws,
+    ds = Catalog(ws).add(
         "flights",
         data,
         description="NYC flights of 2013 with weather at departure (January-February)",

@@ -31,10 +31,10 @@ import polars as pl
 
 from loopml.core import clock as wall_clock
 from loopml.core.errors import InvalidInputError, LoopmlError, NotFoundError
-from loopml.data import catalog
+from loopml.data.catalog import Catalog
 from loopml.models.evaluation import higher_is_better
 from loopml.models.gates import Gate, NoWorseThanChampion
-from loopml.models.promotion import promote
+from loopml.models.promotion import policy, promote
 from loopml.models.registry import ModelVersion, Registry, check_model_name
 from loopml.monitoring.api import monitor_of
 from loopml.monitoring.window import WindowReport
@@ -289,7 +289,8 @@ class Loop:
             return None, None
         start = latest - self.gate_window
         rows = self.traffic.labelled(start, at)
-        target = self.gate.target if self.gate is not None and self.gate.target else LABEL
+        gate = self._declared_gate()
+        target = gate.target if gate is not None and gate.target else LABEL
         table = tr.features(rows).with_columns(rows[LABEL].alias(target))
         return table, start
 
@@ -355,8 +356,7 @@ class Loop:
         dataset_ids: list[str] = []
         example = None
         if isinstance(data, pl.DataFrame) and not data.is_empty():
-            ds = catalog.add(
-                self.workspace,
+            ds = Catalog(self.workspace).add(
                 f"{self.model}-training",
                 data,
                 description=f"training data of a {self.model} version retrained by loop "
@@ -379,9 +379,24 @@ class Loop:
         self, ctx: _Tick, champion: int, candidate: ModelVersion, data: pl.DataFrame | None
     ) -> None:
         target_alias = self.challenger if self.canary > 0 else self.alias
-        gate = self.gate
-        if gate is not None and gate.champion_alias is None:
-            gate = dataclasses.replace(gate, champion_alias=self.alias)
+        gate = self._declared_gate()
+        if gate is not None and gate.champion_alias is None and target_alias != self.alias:
+            required = policy(self.workspace, self.model)
+            if required is not None and required.to_dict() == gate.to_dict():
+                # The model's promotion policy names this gate exactly as declared, so it
+                # compares with the alias it moves: make the challenger the champion first.
+                current = self.registry.alias_version(self.model, target_alias)
+                if current != champion:
+                    self.registry.move_alias(
+                        self.model,
+                        target_alias,
+                        champion,
+                        action="rollback" if current is not None else "promote",
+                        reason=f"loop {self.name}: the challenger starts from the champion",
+                        expected_from=current,
+                    )
+            else:
+                gate = dataclasses.replace(gate, champion_alias=self.alias)
         if gate is not None and gate.needs_data and data is None:
             ctx.record(
                 "gate",
@@ -450,6 +465,11 @@ class Loop:
                 from_version=champion,
                 to_version=candidate.version,
             )
+
+    def _declared_gate(self) -> Gate | None:
+        """The loop's gate, or else the model's promotion policy (which the registry
+        requires for every promotion of the model)."""
+        return self.gate if self.gate is not None else policy(self.workspace, self.model)
 
     # canary and watch ---------------------------------------------------------------------
     def _live(self, version: int, other: int, since: float, at: float) -> _Comparison | None:
