@@ -67,8 +67,7 @@ def runs_page(
         .join(experiments, experiments.c.id == runs.c.experiment_id)
         .where(*where)
     )
-    with tracker.workspace.engine.connect() as conn:
-        total = int(conn.execute(count_q).scalar_one())
+    total = tracker.store.count(count_q)
     found = tracker.store.load(q) if total > offset else []
     return RunPage(list(found), total, offset, limit)
 

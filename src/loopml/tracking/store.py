@@ -247,10 +247,19 @@ class RunStore:
                 ).all()
             )
 
+    def _binds(self) -> dict[str, float]:
+        # A running run whose heartbeat is older than this reads as killed (read_status).
+        return {"stale_before": clock.now() - self.stale_after}
+
+    def count(self, q: Select[Any]) -> int:
+        """The number ``q`` (a ``SELECT count(*)`` over runs, any filter) returns."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(q, self._binds()).scalar_one())
+
     def load(self, q: Select[Any]) -> RunList:
         """The runs ``q`` (built on :func:`base_query`) selects, with params, tags, metrics."""
         with self.engine.connect() as conn:
-            rows = conn.execute(q, {"stale_before": clock.now() - self.stale_after}).all()
+            rows = conn.execute(q, self._binds()).all()
             if not rows:
                 return RunList()
             ids = [r[0] for r in rows]
