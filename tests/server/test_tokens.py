@@ -93,7 +93,7 @@ def test_scopes_revocation_and_who_did_what(
     assert main(["token", "revoke", "dashboard"]) == 0
     r = httpx.get(f"{api}/runs", headers=auth(reader))
     assert r.status_code == 401 and "revoked" in r.json()["error"]
-    assert main(["token", "revoke", "dashboard"]) == 2  # nothing active by that name
+    assert main(["token", "revoke", "dashboard"]) == 1  # nothing active by that name
     # Every write is recorded with the token's name (refused ones too).
     ws = Workspace(f"sqlite:///{home / 'loopml.db'}", str(home / "artifacts"))
     try:
@@ -106,7 +106,9 @@ def test_scopes_revocation_and_who_did_what(
 
 def test_token_commands_refuse_bad_input(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     create("ci", "admin", capsys)
-    assert main(["token", "create", "--name", "ci", "--scope", "read"]) == 2  # exists already
+    assert (
+        main(["token", "create", "--name", "ci", "--scope", "read"]) == 1
+    )  # exists already: a conflict, not a usage mistake
     assert "exists already" in capsys.readouterr().err
     assert main(["token", "create", "--name", "x", "--scope", "root"]) == 2
     assert "scope must be one of" in capsys.readouterr().err
