@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,8 @@ def test_demo_trains_tracks_and_prints_a_summary(tmp_path: Path) -> None:
         "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
         "COLUMNS": "200",
         "HOME": str(tmp_path),
+        # The code under test, also when it is a checkout on PYTHONPATH.
+        **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
     }
     done = subprocess.run(
         [sys.executable, "-m", "loopml.cli", "demo"],
