@@ -7,6 +7,8 @@ with lm.start_run(experiment="flights", params={"lr": 0.1}) as run:
 
 from loopml.api import datasets as datasets
 from loopml.api import models as models
+from loopml.api import monitoring as monitoring
+from loopml.api.datasets import DatasetVersion as DatasetVersion
 from loopml.api.datasets import drift as drift
 from loopml.api.datasets import validate as validate
 from loopml.api.fluent import get_run as get_run
@@ -14,6 +16,7 @@ from loopml.api.fluent import metric_history as metric_history
 from loopml.api.fluent import search_runs as search_runs
 from loopml.api.fluent import start_run as start_run
 from loopml.api.fluent import workspace as workspace
+from loopml.api.loop import Loop as Loop
 from loopml.api.pipelines import Dataset as Dataset
 from loopml.api.pipelines import Model as Model
 from loopml.api.pipelines import PipelineFailedError as PipelineFailedError
@@ -22,6 +25,7 @@ from loopml.api.pipelines import fire_event as fire_event
 from loopml.api.pipelines import get_pipeline_run as get_pipeline_run
 from loopml.api.pipelines import pipeline as pipeline
 from loopml.api.pipelines import pipeline_runs as pipeline_runs
+from loopml.api.pipelines import reproduce as reproduce
 from loopml.api.pipelines import resume_pipeline as resume_pipeline
 from loopml.api.pipelines import run_pipeline as run_pipeline
 from loopml.api.pipelines import schedule as schedule

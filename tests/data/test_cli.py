@@ -38,6 +38,9 @@ def test_add_ls_show_diff_verify(files: dict[str, Path], tmp_path: Path) -> None
     out = _ok(["add", "flights", str(files["janfeb"]), "-d", "NYC flights", "-t", "faa"])
     assert "added flights:1" in out
     assert "already stored as flights:1" in _ok(["add", "flights", str(files["janfeb"])])
+    again = _ok(["add", "flights", str(files["janfeb"]), "-d", "[/x] other"])
+    assert "already stored as flights:1" in again
+    assert "description (kept 'NYC flights') not applied" in again
     assert "added flights:2" in _ok(["add", "flights", str(files["julaug"])])
     listing = _ok(["ls", "--tag", "faa"])
     assert "flights" in listing and "NYC flights" in listing

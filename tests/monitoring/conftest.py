@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,19 +59,27 @@ def json_inputs(df: pl.DataFrame) -> list[dict[str, Any]]:
     ]
 
 
+def flight_time(row: dict[str, Any]) -> float:
+    """The scheduled departure hour of a 2013 flight, epoch seconds UTC (its event time)."""
+    when = datetime(2013, row["month"], row["day"], row["hour"], tzinfo=UTC)
+    return when.timestamp()
+
+
 def serve_rows(
-    ws: Workspace, deployment: str, rows: pl.DataFrame, *, extra: dict[str, Any] | None = None
+    ws: Workspace, deployment: str, rows: pl.DataFrame, *, event_times: bool = True
 ) -> dict[str, pl.DataFrame]:
-    """Send ``rows`` in requests of ROWS_PER_REQUEST through a real server; the log is
-    complete when this returns (stopping the server flushes it)."""
+    """Send ``rows`` (sorted by time) in requests of ROWS_PER_REQUEST through a real server,
+    each carrying the departure time of its first flight as its event time (a replay). The
+    log is complete when this returns (stopping the server flushes it)."""
+    rows = rows.sort(["month", "day", "hour"])
     options = ServeOptions("delay@champion", port=0, deployment=deployment, log_flush_interval=0.2)
     sent: dict[str, pl.DataFrame] = {}
     with ServerThread(ws, options) as server, httpx.Client(base_url=server.url) as http:
         for start in range(0, rows.height, ROWS_PER_REQUEST):
             chunk = rows.slice(start, ROWS_PER_REQUEST)
             body: dict[str, Any] = {"inputs": json_inputs(chunk)}
-            if extra:
-                body.update(extra)
+            if event_times:
+                body["parameters"] = {"event_time": flight_time(chunk.row(0, named=True))}
             r = http.post("/v2/models/delay/infer", json=body, timeout=60)
             assert r.status_code == 200, r.text
             sent[r.json()["id"]] = chunk

@@ -78,3 +78,24 @@ def test_bad_names_and_times_are_clear_errors(traffic: Traffic) -> None:
         check(traffic.ws, "delay-jan", since=10.0, until=5.0)
     with pytest.raises(InvalidInputError, match="finite"):
         check(traffic.ws, "delay-jan", since=float("nan"))
+
+
+def test_windows_follow_the_event_times_sent_with_the_requests(traffic: Traffic) -> None:
+    from datetime import UTC, datetime
+
+    from loopml.monitoring import history
+    from tests.monitoring.conftest import flight_time
+
+    per_day: dict[float, int] = {}
+    for chunk in traffic.sent["delay-jan"].values():
+        day = flight_time(chunk.row(0, named=True)) // 86_400 * 86_400
+        per_day[day] = per_day.get(day, 0) + chunk.height
+    h = history(traffic.ws, "delay-jan", window="1d")
+    got = {row["start"].timestamp(): row["rows"] for row in h.iter_rows(named=True)}
+    assert got == per_day and len(per_day) > 3
+    assert all(s.year == 2013 and s.month == 1 for s in h["start"])
+    day, rows = sorted(per_day.items())[1]
+    one = check(traffic.ws, "delay-jan", since=datetime.fromtimestamp(day, UTC), until=day + 86_400)
+    assert one.rows == rows and one.start.timestamp() == day
+    weeks = history(traffic.ws, "delay-jan", window="7d")
+    assert weeks["rows"].sum() == 600 and weeks.height < h.height

@@ -36,6 +36,9 @@ def test_trace_goes_from_request_id_to_dataset_digests(traffic: Traffic) -> None
         assert logged["prediction"] in (0, 1) and len(logged["proba"]) == 2
     mv = Registry(traffic.ws).get_version("delay", 1)
     assert t.model_digest == mv.digest
+    downstream = traffic.ws.lineage.graph(mv.artifact_id, "downstream")
+    assert t.log_artifact_id in downstream.artifacts  # the log file hangs off the model
+    assert t.rows[0]["event_time"] is not None
     assert t.run_id == traffic.run_id and t.run_params == {"max_iter": "20"}
     tracker = Tracker(traffic.ws)
     run = tracker.get_run(traffic.run_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 from collections.abc import Iterator
@@ -284,6 +285,28 @@ def test_open_runs_keep_beating(workspace: Workspace) -> None:
         time.sleep(0.05)
     assert tracker.get_run(run.id).status == "running"
     run.end()
+    tracker.close()
+
+
+def test_dropped_handles_stop_beating_and_attach_beats(workspace: Workspace) -> None:
+    tracker = Tracker(workspace, stale_after=600, heartbeat_interval=0.05)
+    kept = tracker.start_run("hb", name="kept")
+    dropped_id = tracker.start_run("hb", name="dropped").id  # nobody holds the handle
+    gc.collect()
+    for run_id in (kept.id, dropped_id):
+        _age_heartbeat(workspace, run_id, 3600)
+    deadline = time.monotonic() + 60
+    while tracker.get_run(kept.id).status != "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # The kept run beat again (at least one beat pass ran); the dropped one did not.
+    assert tracker.get_run(kept.id).status == "running"
+    assert tracker.get_run(dropped_id).status == "killed"
+    # A write from elsewhere (the server attaches per request) is a sign of life.
+    tracker.attach(dropped_id).log_param("resumed", 1)
+    assert tracker.get_run(dropped_id).status == "running"
+    kept.end()
+    with pytest.raises(ConflictError, match="only a running run takes writes"):
+        tracker.attach(kept.id)
     tracker.close()
 
 

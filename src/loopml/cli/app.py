@@ -17,12 +17,17 @@ from loopml.cli import (
     console,
     data_cmd,
     demo_cmd,
+    gc_cmd,
+    loop_cmd,
     models_cmd,
+    monitor_cmd,
     pipeline_cmd,
+    reproduce_cmd,
     runs_cmd,
     scheduler_cmd,
     serve_cmd,
     server_cmd,
+    trace_cmd,
     workspace_cmd,
 )
 from loopml.core.errors import LoopmlError, error_codes
@@ -70,10 +75,15 @@ app.add_typer(data_cmd.app, name="data")
 app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(pipeline_cmd.app, name="pipeline")
+app.add_typer(loop_cmd.app, name="loop")
 app.command()(scheduler_cmd.scheduler)
+app.command()(gc_cmd.gc)
+app.command()(reproduce_cmd.reproduce)
 workspace_cmd.register(app)
 serve_cmd.register(app)
 server_cmd.register(app)
+monitor_cmd.register(app)
+trace_cmd.register(app)
 
 # Kept for callers that compare against it: Click's code for a usage mistake.
 EXIT_USER_ERROR = 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -49,7 +50,11 @@ def add(
     """Add a file, folder or URL as the next version of a dataset."""
     parsed = None if schema is None else _read_schema(schema)
     before = {d.version for d in _versions_or_empty(name)}
-    with working(f"adding {esc(source)} to {esc(name)}: reading, hashing, profiling"):
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        working(f"adding {esc(source)} to {esc(name)}: reading, hashing, profiling"),
+    ):
+        warnings.simplefilter("always", api.ContentAlreadyStoredWarning)
         ds = api.add(name, source, description=description, owner=owner, tags=tag, schema=parsed)
     verb = "already stored as" if ds.version in before else "added"
     out.print(
@@ -57,6 +62,9 @@ def add(
         f"{plural(ds.num_columns, 'column')}, {plural(len(ds.files), 'file')}, "
         f"digest {ds.digest[:19]}…"
     )
+    for w in caught:
+        if issubclass(w.category, api.ContentAlreadyStoredWarning):
+            out.print(str(w.message), markup=False, soft_wrap=True)
 
 
 def _versions_or_empty(name: str) -> list[Dataset]:

@@ -213,14 +213,25 @@ def promote(
     reason: Annotated[
         str, typer.Option("--reason", "-r", help="Why, recorded in the alias history.")
     ] = "",
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Promote past the model's policy gate (recorded as forced)."),
+    ] = False,
 ) -> None:
     """Move an alias to a version if the gate passes; exit 1 when it refuses."""
     require_workspace(missing=f"no registered model {ref!r}")
     name, number = _name_and_version(ref, version)
-    policy = Gate.from_yaml(gate) if gate is not None else None
+    policy = Gate.load(gate) if gate is not None else None
     table = _read_table(data) if data is not None else None
     result = promote_version(
-        fluent.workspace(), name, number, alias, gate=policy, data=table, reason=reason
+        fluent.workspace(),
+        name,
+        number,
+        alias,
+        gate=policy,
+        data=table,
+        reason=reason,
+        force=force,
     )
     if result.gate is not None:
         title = f"gate {esc(result.gate.gate)}: {esc(name)}:{number} for {esc(alias)}"

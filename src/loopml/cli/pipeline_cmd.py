@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from typing import Annotated, Any
 
@@ -15,6 +16,7 @@ from loopml.cli.workspace_guard import require_workspace
 from loopml.core import clock
 from loopml.core.errors import InvalidInputError
 from loopml.pipelines import records, runner, schedules
+from loopml.pipelines.definition import Pipeline
 from loopml.pipelines.loader import load_pipeline
 from loopml.pipelines.records import PipelineRun
 
@@ -33,9 +35,11 @@ _STATUS_STYLE = {
 }
 
 
-def parse_params(pairs: list[str]) -> dict[str, Any]:
+def parse_params(pairs: list[str], pipe: Pipeline | None = None) -> dict[str, Any]:
     """``depth=8`` -> {"depth": 8}. Values are JSON when they parse as JSON, else text;
-    ``name=@flights:3`` is a dataset version from the catalog."""
+    ``name=@flights:3`` is a dataset version from the catalog. A parameter the pipeline
+    annotates ``str`` keeps the text as written (``-p tag=007``)."""
+    text_params = {n for n, p in pipe.signature.parameters.items() if _is_str(p)} if pipe else set()
     params: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
@@ -52,11 +56,18 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
 
             params[key] = catalog.get(fluent.workspace(), raw[1:])
             continue
+        if key in text_params:
+            params[key] = raw
+            continue
         try:
             params[key] = json.loads(raw)
         except ValueError:
             params[key] = raw
     return params
+
+
+def _is_str(param: inspect.Parameter) -> bool:
+    return param.annotation in (str, "str")
 
 
 def _styled(status: str) -> str:
@@ -90,7 +101,7 @@ def run(
 ) -> None:
     """Run a pipeline; prints each step's status (executed or cached) and duration."""
     pipe = load_pipeline(ref)
-    params = parse_params(param or [])
+    params = parse_params(param or [], pipe)
     with working(f"running pipeline {esc(ref)} ({esc(executor)})"):
         result = runner.run_pipeline(
             fluent.workspace(),
@@ -228,7 +239,7 @@ def schedule(
 ) -> None:
     """Run a pipeline on a cron schedule, on new versions of a dataset, or on an event."""
     ws = fluent.workspace()
-    params = parse_params(param or [])
+    params = parse_params(param or [], load_pipeline(ref))
     given = [x for x in (cron, on_dataset, on_event) if x is not None]
     if len(given) != 1:
         raise InvalidInputError("give exactly one of --cron, --on-dataset or --on-event")
@@ -257,8 +268,13 @@ def list_schedules() -> None:
     tables.text(table, "spec", wrap=True)
     tables.fixed(table, "next / cursor")
     tables.fixed(table, "last run")
+    tables.text(table, "failures", wrap=True)
     for s in schedules.list_schedules(fluent.workspace()):
         nxt = clock.format_ts(s.next_run)[:16] if s.kind == "cron" else str(s.cursor or 0)
+        failures = ""
+        if s.failures:
+            last = (s.last_error or "").strip().splitlines() or [""]
+            failures = f"{s.failures}, retry {clock.format_ts(s.retry_at)[:16]}: {last[-1]}"
         table.add_row(
             lit(s.name),
             lit(s.pipeline_ref),
@@ -266,6 +282,7 @@ def list_schedules() -> None:
             lit(s.spec),
             nxt,
             (s.last_run_id or "")[:12],
+            lit(failures),
         )
     out.print(table)
 

@@ -51,6 +51,27 @@ def serve(
     name: Annotated[
         str | None, typer.Option("--name", help="deployment name in the prediction log")
     ] = None,
+    log_durability: Annotated[
+        str,
+        typer.Option(
+            "--log-durability",
+            help="fast: the prediction log is written every 2 s, and a killed server loses "
+            "up to that much; strict: each answer waits until its record is written",
+        ),
+    ] = "fast",
+    max_connections: Annotated[
+        int | None,
+        typer.Option(
+            "--max-connections",
+            help="open HTTP connections per worker (default: what the open-file limit allows)",
+        ),
+    ] = None,
+    header_timeout: Annotated[
+        float, typer.Option("--header-timeout", help="seconds for a request's headers")
+    ] = 10.0,
+    body_timeout: Annotated[
+        float, typer.Option("--body-timeout", help="seconds for a request's body")
+    ] = 30.0,
 ) -> None:
     """Serve a registered model over the Open Inference Protocol (REST + gRPC) and /invocations."""
     from loopml.serving.options import CanarySpec, ServeOptions
@@ -67,6 +88,10 @@ def serve(
         max_batch_rows=max_batch_rows,
         max_delay_ms=max_delay_ms,
         poll_interval=poll_interval,
+        log_durability=log_durability,
+        max_connections=max_connections,
+        header_timeout=header_timeout,
+        body_timeout=body_timeout,
     )
     ws = workspace()
     # Resolve now, so a wrong reference is one clean error before anything listens.

@@ -23,6 +23,7 @@ from loopml.models.gates import (
 from loopml.models.promotion import PromotionResult, promote
 from loopml.models.registry import Registry
 from loopml.store.workspace import Workspace
+from loopml.tracking.store import RunStore
 
 MODEL_NAME = "delay-model"
 ALIAS = "champion"
@@ -73,6 +74,9 @@ def run_model_stage(
             model,
             to_pandas_features(train_df),
             run_id=run_id,
+            code_version=None
+            if run_id is None
+            else RunStore(ws.engine, ws.write_engine).code_version(run_id),
             dataset_ids=dataset_ids,
             description="Gradient-boosted trees: will a flight arrive more than 15 min late?",
             tags={"source": "loopml demo"},

@@ -166,11 +166,18 @@ def save_model(
             created_at=m.created_at,
             input_example=example_file,
         )
-        (root / METADATA_FILE).write_text(
-            yaml.safe_dump(metadata.to_dict(), sort_keys=False, allow_unicode=True)
-        )
+        (root / METADATA_FILE).write_text(manifest_text(metadata))
         tree = store.put_tree(root)
     return SavedModel(tree.digest, tree.size, metadata)
+
+
+def manifest_text(metadata: ModelMetadata) -> str:
+    """The model's YAML manifest. It is part of the hashed tree, so it holds only what
+    the model is: per-save facts (when it was saved) live in the metadata store, and the
+    same model saved twice has the same digest."""
+    fields = metadata.to_dict()
+    fields.pop("created_at", None)
+    return yaml.safe_dump(fields, sort_keys=False, allow_unicode=True)
 
 
 def read_metadata(store: ArtifactStore, digest: str, *, what: str | None = None) -> ModelMetadata:

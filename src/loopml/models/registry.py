@@ -31,7 +31,6 @@ from loopml.store.metadata.tables import (
     model_aliases,
     model_versions,
     registered_models,
-    runs,
 )
 from loopml.store.metadata.upsert import upsert
 from loopml.store.workspace import Workspace
@@ -152,7 +151,7 @@ class Registry:
 
         ``X`` is the training data (or a sample): it gives the signature and the input
         example. ``run_id`` and ``dataset_ids`` link the version into the lineage graph;
-        ``code_version`` defaults to the run's git commit.
+        ``code_version`` is the code's version (the fluent API passes the run's git commit).
         """
         check_model_name(name)
         tag_map = _check_tags(tags)
@@ -162,8 +161,6 @@ class Registry:
         with self.ws.engine.connect() as conn:
             if run_id is not None:
                 self.ws.lineage.require_execution(conn, run_id, "run")
-                if code_version is None:
-                    code_version = _run_code_version(conn, run_id)
             self.ws.lineage.require_artifacts(conn, datasets, "dataset")
         # The artifact is complete before any row points at it.
         saved = save_model(self.ws.artifacts, model, X, flavor=flavor)
@@ -702,12 +699,3 @@ def _point_alias(
         # Only reachable if a writer bypassed the model lock: fail the transaction rather
         # than record a move that did not happen.
         raise ConflictError(f"alias {alias!r} changed underneath this move; nothing changed, retry")
-
-
-def _run_code_version(conn: Connection, run_id: str) -> str | None:
-    row = conn.execute(
-        select(runs.c.git_commit, runs.c.git_dirty).where(runs.c.id == run_id)
-    ).first()
-    if row is None or row.git_commit is None:
-        return None
-    return f"{row.git_commit}{'+dirty' if row.git_dirty else ''}"

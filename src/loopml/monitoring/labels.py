@@ -15,13 +15,13 @@ from collections.abc import Iterable
 from typing import Any
 
 import polars as pl
-import pyarrow.parquet as pq
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 
 from loopml.core import clock
 from loopml.monitoring.logs import FEEDBACK_KIND, read_file
 from loopml.monitoring.reference import label_keys
+from loopml.monitoring.scores import frame_bytes
 from loopml.store.lineage import ArtifactRecord
 from loopml.store.metadata.tables import artifacts, monitor_segments, monitor_sources
 from loopml.store.workspace import Workspace
@@ -39,7 +39,9 @@ class Blobs:
     def read(self, digest: str, what: str) -> pl.DataFrame:
         if digest not in self._cache:
             raw = self.ws.artifacts.get_bytes(digest, what=what)
-            self._cache[digest] = pl.read_parquet(io.BytesIO(raw))
+            # Arrow IPC files start with "ARROW1"; blobs of earlier monitors are Parquet.
+            reader = pl.read_ipc if raw[:6] == b"ARROW1" else pl.read_parquet
+            self._cache[digest] = reader(io.BytesIO(raw))
         return self._cache[digest]
 
 
@@ -113,9 +115,7 @@ def _join_file(
             hit = pl.concat([old, hit], how="vertical_relaxed").unique(
                 KEY, keep="last", maintain_order=True
             )
-        sink = io.BytesIO()
-        pq.write_table(hit.to_arrow(), sink, compression="zstd")
-        blob = ws.artifacts.put_bytes(sink.getvalue())
+        blob = ws.artifacts.put_bytes(frame_bytes(hit))
         updates.append((seg.id, blob.digest, hit.height))
     total = matched if matched_before is None else matched_before + matched
     done = total >= labels.height

@@ -85,7 +85,9 @@ class Calibrator:
         return cls(iso.fit(scores, positive.astype(np.float64)))
 
     def __call__(self, scores: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model.predict(scores), dtype=np.float64)
+        # What IsotonicRegression.predict computes (linear between the fitted thresholds,
+        # clipped outside), without its per-call input validation.
+        return np.interp(scores, self.model.X_thresholds_, self.model.y_thresholds_)
 
 
 def estimate(calibrated: np.ndarray, predicted_positive: np.ndarray) -> dict[str, float] | None:

