@@ -32,14 +32,36 @@ def blocks() -> list[tuple[str, str]]:
 
 
 def commands(script: str) -> list[list[str]]:
+    """Each command of each line, as the shell splits it: quotes kept together, ``#``
+    comments dropped (a ``;`` inside one separates nothing), ``;`` between commands."""
     out = []
     for line in script.splitlines():
-        for part in line.split(";"):
-            words = shlex.split(part, comments=True)
-            if words:
-                assert words[0] == "loopml", f"the README's bash blocks run loopml, not {part!r}"
+        lexer = shlex.shlex(line, posix=True, punctuation_chars=";")
+        lexer.whitespace_split = True
+        words: list[str] = []
+        for token in [*lexer, ";"]:
+            if token != ";":
+                words.append(token)
+            elif words:
+                assert words[0] == "loopml", f"the README's bash blocks run loopml: {line!r}"
                 out.append(words[1:])
+                words = []
     return out
+
+
+def test_every_readme_command_is_a_loopml_command() -> None:
+    found = [c for lang, body in blocks() if lang == "bash" for c in commands(body)]
+    assert ["data", "ls"] in found and ["data", "show", "flights"] in found
+    assert ["token", "create", "--name", "ci", "--scope", "write"] in found
+    assert [
+        "pipeline",
+        "schedule",
+        "flows:training",
+        "--name",
+        "nightly",
+        "--cron",
+        "0 3 * * *",
+    ] in found
 
 
 def test_readme_names_nothing_outside_the_repository() -> None:
