@@ -48,6 +48,12 @@ class Anomaly:
             "examples": list(self.examples),
         }
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Anomaly:
+        return cls(
+            d["kind"], d["severity"], d["column"], d["message"], d["count"], tuple(d["examples"])
+        )
+
 
 @dataclass(frozen=True, repr=False)
 class ValidationReport(Summarized):

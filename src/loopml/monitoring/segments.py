@@ -65,17 +65,7 @@ class Summary:
             int(d["rows"]),
             Profile.from_dict(d["inputs"]),
             Profile.from_dict(d["outputs"]),
-            tuple(
-                Anomaly(
-                    a["kind"],
-                    a["severity"],
-                    a["column"],
-                    a["message"],
-                    a["count"],
-                    tuple(a["examples"]),
-                )
-                for a in d["anomalies"]
-            ),
+            tuple(Anomaly.from_dict(a) for a in d["anomalies"]),
         )
 
 

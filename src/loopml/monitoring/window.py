@@ -168,17 +168,7 @@ def _quality_from(d: dict[str, Any] | None) -> ValidationReport | None:
         return None
     return ValidationReport(
         d["num_rows"],
-        tuple(
-            Anomaly(
-                a["kind"],
-                a["severity"],
-                a["column"],
-                a["message"],
-                a["count"],
-                tuple(a["examples"]),
-            )
-            for a in d["anomalies"]
-        ),
+        tuple(Anomaly.from_dict(a) for a in d["anomalies"]),
     )
 
 
