@@ -38,8 +38,8 @@ def test_run_ls_show_and_a_cached_rerun(loopml_home: Path, cli: typer.Typer) -> 
     code, output, _ = invoke(cli, "pipeline", "run", ref, "-p", "depth=3")
     assert output.count("cached") == 3
     code, output, _ = invoke(cli, "pipeline", "ls")
-    assert code == 0 and "0 executed, 3 cached, 3 total" in output
-    assert "3 executed, 0 cached" in output
+    assert code == 0 and "0 ran, 3 cached" in output
+    assert "3 ran, 0 cached" in output
     latest = records.list_runs(fluent.workspace(), None, 1)[0]
     code, output, _ = invoke(cli, "pipeline", "show", latest.id[:12])
     assert code == 0 and latest.id[:12] in output and "evaluate <- load, train" in output

@@ -142,9 +142,9 @@ def list_runs(
             r.id[:12],
             lit(r.pipeline),
             _styled(r.status),
-            clock.format_ts(r.start_time)[:16],
+            clock.format_ts(r.start_time)[5:16],
             _secs(r.duration),
-            f"{len(r.executed)} executed, {len(r.cached)} cached, {len(r.steps)} total",
+            f"{len(r.executed)} ran, {len(r.cached)} cached",
             lit(r.trigger),
         )
     out.print(table)

@@ -43,16 +43,18 @@ def show(found: Reproduction, console: Console = out) -> None:
     table.add_column("recorded", no_wrap=True)
     table.add_column("new", no_wrap=True)
     table.add_column("same", no_wrap=True)
-    table.add_column("first reason found", overflow="fold")
     for o in found.outputs:
         table.add_row(
             escape(o.node),
             _short(o.recorded),
             _short(o.new),
             "[green]yes[/]" if o.same else "[red]no[/]",
-            escape(o.reason or ""),
         )
     console.print(table)
+    # Reasons are sentences: on lines of their own they stay whole at any terminal width.
+    for o in found.outputs:
+        if not o.same and o.reason:
+            console.print(escape(f"{o.node}: {o.reason}"), soft_wrap=True)
     if found.environment:
         console.print(
             escape(f"environment differs: {', '.join(found.environment)}"), soft_wrap=True

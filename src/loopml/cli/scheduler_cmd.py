@@ -33,17 +33,19 @@ def scheduler(
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
     loopml_log = logging.getLogger("loopml")
-    loopml_log.addHandler(handler)
-    loopml_log.setLevel(logging.INFO)
     stop = threading.Event()
-    sched = Scheduler(fluent.workspace(), stop=stop, tracker=fluent.tracker())
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
         out.print(f"received {signal.Signals(signum).name}; stopping after the current step")
         stop.set()
 
+    # The handler writes to this invocation's stderr: it must not outlive the command,
+    # even when opening the workspace fails.
+    loopml_log.addHandler(handler)
+    loopml_log.setLevel(logging.INFO)
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
+        sched = Scheduler(fluent.workspace(), stop=stop, tracker=fluent.tracker())
         if once:
             failed = 0
             for fired in sched.tick():

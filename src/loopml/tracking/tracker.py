@@ -90,8 +90,9 @@ class Tracker:
         Only a running run takes writes; metrics go through this tracker's writer. Each
         attach is a sign of life of the writer elsewhere: it beats for the run once."""
         run = self.get_run(run_id)
-        # A run read as killed is still running as stored; a write brings it back to life.
-        if run.status not in (RUNNING, KILLED):
+        # A run read as killed for a stale heartbeat is still running as stored (no end
+        # time) and a write brings it back to life; one that was ended as killed is over.
+        if run.status not in (RUNNING, KILLED) or run.end_time is not None:
             raise ConflictError(f"run {run_id} is {run.status}; only a running run takes writes")
         self.store.beat([run.id])
         return ActiveRun(self.store, self.writer, run.id, run.experiment, run.name, self.workspace)
