@@ -28,18 +28,3 @@ def test_import_loopml_loads_no_heavy_dependency() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
-
-
-def test_public_api_is_reexported_explicitly() -> None:
-    import loopml as lm
-
-    for name in (
-        "start_run",
-        "search_runs",
-        "get_run",
-        "metric_history",
-        "Workspace",
-        "LoopmlError",
-        "IntegrityError",
-    ):
-        assert hasattr(lm, name), name

@@ -30,8 +30,8 @@ def main() -> None:
     t_ds, est_ds = time.perf_counter() - start, sketch.get_estimate()
 
     start = time.perf_counter()
-    h = stable_hash.hash_expr(pl.col("x"), pl.Int64)
-    codes = pl.LazyFrame({"x": values}).select(hll.code_expr(h)).collect().to_series()
+    hashed = stable_hash.hash_frame(pl.LazyFrame({"x": values}), "x", pl.Int64)
+    codes = hashed.select(hll.code_expr(pl.col("h"))).collect().to_series()
     est_lm = hll.estimate(hll.registers_from_codes(codes.to_numpy()))
     t_lm = time.perf_counter() - start
 

@@ -8,6 +8,7 @@ with lm.start_run(experiment="flights", params={"lr": 0.1}) as run:
 from loopml.api import datasets as datasets
 from loopml.api import models as models
 from loopml.api import monitoring as monitoring
+from loopml.api.datasets import DatasetVersion as DatasetVersion
 from loopml.api.datasets import drift as drift
 from loopml.api.datasets import validate as validate
 from loopml.api.fluent import get_run as get_run
@@ -23,6 +24,7 @@ from loopml.api.pipelines import fire_event as fire_event
 from loopml.api.pipelines import get_pipeline_run as get_pipeline_run
 from loopml.api.pipelines import pipeline as pipeline
 from loopml.api.pipelines import pipeline_runs as pipeline_runs
+from loopml.api.pipelines import reproduce as reproduce
 from loopml.api.pipelines import resume_pipeline as resume_pipeline
 from loopml.api.pipelines import run_pipeline as run_pipeline
 from loopml.api.pipelines import schedule as schedule

@@ -31,7 +31,7 @@ def two_runs(loopml_home: Path) -> list[str]:
 def test_runs_ls_show_compare(two_runs: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(capsys, "runs", "ls", "-e", "flights")
     assert code == 0
-    assert "2 run(s)" in out and "depth-4" in out and "0.77" in out
+    assert "2 runs in flights" in out and "depth-4" in out and "0.77" in out
     code, out, _ = run_cli(capsys, "runs", "ls", "--filter", "metrics.auc > 0.75")
     assert code == 0 and "depth-8" in out and "depth-4" not in out
     code, out, _ = run_cli(capsys, "runs", "show", two_runs[0][:12])
@@ -41,18 +41,24 @@ def test_runs_ls_show_compare(two_runs: list[str], capsys: pytest.CaptureFixture
 
 
 @pytest.mark.parametrize(
-    "args, message",
+    "args, message, exit_code",
     [
-        (["runs", "ls", "--filter", "metrics.auc >"], "cannot parse filter"),
-        (["runs", "show", "0" * 32], "no run with id"),
-        (["runs", "ls", "--limit", "0"], "limit must be"),
+        # A malformed request is a usage mistake (2, as Click); a missing thing is not (1).
+        (["runs", "ls", "--filter", "metrics.auc >"], "cannot parse filter", 2),
+        (["runs", "show", "0" * 32], "no run with id", 1),
+        (["runs", "ls", "--limit", "0"], "limit must be", 2),
+        (["models", "promote", "m:1", "2"], "give the version once", 2),
     ],
 )
 def test_user_mistakes_are_one_line_errors_not_tracebacks(
-    loopml_home: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+    two_runs: list[str],
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    message: str,
+    exit_code: int,
 ) -> None:
     code, out, err = run_cli(capsys, *args)
-    assert code == EXIT_USER_ERROR
+    assert code == exit_code
     assert message in err
     assert "Traceback" not in err + out
 
@@ -80,7 +86,10 @@ def test_doctor_reports_a_broken_config_cleanly(
 def test_installed_entry_point_runs(loopml_home: Path) -> None:
     script = Path(sys.executable).parent / "loopml"
     cmd = [str(script)] if script.exists() else [sys.executable, "-m", "loopml.cli"]
+    lm.start_run("warm-up").end()  # the workspace exists: the lookup itself fails
     done = subprocess.run([*cmd, "runs", "show", "nope"], capture_output=True, text=True)
-    assert done.returncode == EXIT_USER_ERROR
+    assert done.returncode == 1
     assert "no run with id 'nope'" in done.stderr
     assert "Traceback" not in done.stderr
+    version = subprocess.run([*cmd, "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.startswith("loopml ")

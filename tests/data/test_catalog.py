@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import polars as pl
 import pytest
 
 from loopml.core.errors import IntegrityError, InvalidInputError, NotFoundError
-from loopml.data import catalog
+from loopml.data.catalog import Catalog, ContentAlreadyStoredWarning
 from loopml.data.profile import profile
 from loopml.data.schema import infer_schema
 from loopml.store.workspace import Workspace
@@ -23,8 +24,7 @@ def workspace(any_workspace: Workspace) -> Workspace:
 
 
 def test_add_get_and_read_back(workspace: Workspace, jan_feb: pl.DataFrame) -> None:
-    ds = catalog.add(
-        workspace,
+    ds = Catalog(workspace).add(
         "flights",
         jan_feb,
         description="Jan-Feb",
@@ -40,32 +40,41 @@ def test_add_get_and_read_back(workspace: Workspace, jan_feb: pl.DataFrame) -> N
     assert ds.scan().select(pl.len()).collect().item() == jan_feb.height
     assert ds.profile == profile(jan_feb)
     assert ds.schema == infer_schema(ds.profile)
-    got = catalog.get(workspace, "flights")
+    got = Catalog(workspace).get("flights")
     assert got == ds
-    assert catalog.get(workspace, "flights:1") == ds
-    assert catalog.get(workspace, "flights", digest=ds.digest) == ds
-    info = catalog.list_datasets(workspace)[0]
-    assert (info.owner, info.tags, info.column_descriptions) == ("ops", ("faa",), {"temp": "°F"})
+    assert Catalog(workspace).get("flights:1") == ds
+    assert Catalog(workspace).get("flights", digest=ds.digest) == ds
+    info = Catalog(workspace).list_datasets()[0]
+    assert (info.owner, info.tags, info.column_descriptions) == ("ops", {"faa": ""}, {"temp": "°F"})
+    assert ds.description == "Jan-Feb"
 
 
 def test_identical_content_returns_existing_version(
     workspace: Workspace, jan_feb: pl.DataFrame
 ) -> None:
-    first = catalog.add(workspace, "flights", jan_feb)
-    again = catalog.add(workspace, "flights", jan_feb.to_pandas())
+    first = Catalog(workspace).add("flights", jan_feb, description="Jan-Feb", tags=["faa"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning when nothing else was asked for
+        again = Catalog(workspace).add("flights", jan_feb.to_pandas())
     assert again.version == first.version == 1
-    other = catalog.add(workspace, "flights", jan_feb.head(10))
+    # A new description for identical content changes nothing and says so.
+    with pytest.warns(ContentAlreadyStoredWarning, match=r"flights:1 already holds.*'Jan-Feb'"):
+        same = Catalog(workspace).add("flights", jan_feb, description="other", owner="x")
+    assert same == first and same.description == "Jan-Feb"
+    info = Catalog(workspace).info("flights")
+    assert (info.description, info.owner, info.tags) == ("Jan-Feb", None, {"faa": ""})
+    other = Catalog(workspace).add("flights", jan_feb.head(10))
     assert other.version == 2
-    assert [d.version for d in catalog.versions(workspace, "flights")] == [1, 2]
-    assert catalog.get(workspace, "flights").version == 2
+    assert [d.version for d in Catalog(workspace).versions("flights")] == [1, 2]
+    assert Catalog(workspace).get("flights").version == 2
 
 
 def test_append_shares_files_and_merges_profile(
     workspace: Workspace, flights: pl.DataFrame
 ) -> None:
     march = flights.filter(pl.col("month") == 3)
-    base = catalog.add(workspace, "flights", flights.filter(pl.col("month") <= 2))
-    grown = catalog.append(workspace, "flights", march)
+    base = Catalog(workspace).add("flights", flights.filter(pl.col("month") <= 2))
+    grown = Catalog(workspace).append("flights", march)
     assert grown.version == 2 and grown.num_rows == base.num_rows + march.height
     assert grown.files[0] == base.files[0] and len(grown.files) == 2
     merged = grown.profile["temp"].numeric
@@ -78,11 +87,11 @@ def test_append_shares_files_and_merges_profile(
     assert base.artifact_id in upstream.artifacts
     assert any(e.kind == "data.append" for e in upstream.executions.values())
     with pytest.raises(InvalidInputError, match="missing column"):
-        catalog.append(workspace, "flights", march.drop("temp"))
+        Catalog(workspace).append("flights", march.drop("temp"))
     with pytest.raises(InvalidInputError, match="temp is String, expected Float64"):
-        catalog.append(workspace, "flights", march.with_columns(pl.col("temp").cast(pl.String)))
+        Catalog(workspace).append("flights", march.with_columns(pl.col("temp").cast(pl.String)))
     with pytest.raises(InvalidInputError, match="no rows"):
-        catalog.append(workspace, "flights", march.head(0))
+        Catalog(workspace).append("flights", march.head(0))
 
 
 def test_sources_files_folders_csv_and_urls(
@@ -91,14 +100,14 @@ def test_sources_files_folders_csv_and_urls(
     small = jan_feb.head(2000)
     parquet = tmp_path / "a.parquet"
     small.write_parquet(parquet)
-    from_file = catalog.add(workspace, "p", str(parquet))
+    from_file = Catalog(workspace).add("p", str(parquet))
     assert from_file.to_polars().equals(small)
     # A Parquet file is stored as it is: same bytes, same blob.
     assert from_file.files[0].size == parquet.stat().st_size
 
     csv = tmp_path / "a.csv"
     small.write_csv(csv)
-    from_csv = catalog.add(workspace, "c", csv)
+    from_csv = Catalog(workspace).add("c", csv)
     assert from_csv.num_rows == 2000 and from_csv.to_polars()["carrier"].equals(small["carrier"])
 
     folder = tmp_path / "folder"
@@ -106,39 +115,39 @@ def test_sources_files_folders_csv_and_urls(
     small.head(1000).write_parquet(folder / "1.parquet")
     small.tail(1000).write_parquet(folder / "2.parquet")
     (folder / "README.txt").write_text("ignored")
-    from_folder = catalog.add(workspace, "f", folder)
+    from_folder = Catalog(workspace).add("f", folder)
     assert len(from_folder.files) == 2 and from_folder.to_polars().equals(small)
 
     fs = fsspec.filesystem("memory")
     with fs.open("/bucket/x.parquet", "wb") as f:
         small.write_parquet(f)
-    from_url = catalog.add(workspace, "u", "memory://bucket/x.parquet")
+    from_url = Catalog(workspace).add("u", "memory://bucket/x.parquet")
     assert from_url.to_polars().equals(small)
 
 
 def test_bad_sources(workspace: Workspace, jan_feb: pl.DataFrame, tmp_path: Path) -> None:
     with pytest.raises(NotFoundError, match="no file or folder"):
-        catalog.add(workspace, "x", tmp_path / "missing.parquet")
+        Catalog(workspace).add("x", tmp_path / "missing.parquet")
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(InvalidInputError, match="neither Parquet nor CSV"):
-        catalog.add(workspace, "x", tmp_path / "notes.txt")
+        Catalog(workspace).add("x", tmp_path / "notes.txt")
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(InvalidInputError, match="has no Parquet or CSV"):
-        catalog.add(workspace, "x", empty)
+        Catalog(workspace).add("x", empty)
     mixed = tmp_path / "mixed"
     mixed.mkdir()
     jan_feb.head(5).write_parquet(mixed / "1.parquet")
     jan_feb.head(5).drop("temp").write_parquet(mixed / "2.parquet")
     with pytest.raises(InvalidInputError, match=r"missing \['temp'\]"):
-        catalog.add(workspace, "x", mixed)
+        Catalog(workspace).add("x", mixed)
     with pytest.raises(InvalidInputError, match="not a valid dataset name"):
-        catalog.add(workspace, "bad name:1", jan_feb)
-    with pytest.raises(InvalidInputError, match="tags must be a list"):
-        catalog.add(workspace, "x", jan_feb, tags="faa")
+        Catalog(workspace).add("bad name:1", jan_feb)
+    with pytest.raises(InvalidInputError, match=r"tags must be a mapping .* or a list"):
+        Catalog(workspace).add("x", jan_feb, tags="faa")
     with pytest.raises(InvalidInputError, match="does not have"):
-        catalog.add(workspace, "x", jan_feb, column_descriptions={"nope": "?"})
-    assert catalog.list_datasets(workspace) == []
+        Catalog(workspace).add("x", jan_feb, column_descriptions={"nope": "?"})
+    assert Catalog(workspace).list_datasets() == []
 
 
 def test_truncated_parquet_source_is_rejected(
@@ -149,13 +158,13 @@ def test_truncated_parquet_source_is_rejected(
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(InvalidInputError, match="truncated or corrupted"):
-        catalog.add(workspace, "t", path)
-    assert catalog.list_datasets(workspace) == []
+        Catalog(workspace).add("t", path)
+    assert Catalog(workspace).list_datasets() == []
 
 
 def test_tampered_artifact_is_detected(workspace: Workspace, jan_feb: pl.DataFrame) -> None:
-    ds = catalog.add(workspace, "flights", jan_feb.head(5000))
-    catalog.append(workspace, "flights", jan_feb.tail(100))
+    ds = Catalog(workspace).add("flights", jan_feb.head(5000))
+    Catalog(workspace).append("flights", jan_feb.tail(100))
     part = ds.files[0]
     stored = workspace.artifacts.path_of(part.digest)
     assert stored.startswith(os.fspath(workspace.artifacts.root))
@@ -164,12 +173,12 @@ def test_tampered_artifact_is_detected(workspace: Workspace, jan_feb: pl.DataFra
         byte = f.read(1)
         f.seek(100)
         f.write(bytes([byte[0] ^ 0xFF]))
-    fresh = catalog.get(workspace, "flights", 1)
+    fresh = Catalog(workspace).get("flights", 1)
     with pytest.raises(IntegrityError, match=r"dataset flights:1 file part-00000\.parquet"):
         fresh.to_polars()
     with pytest.raises(IntegrityError, match=r"flights:2 file part-00000\.parquet"):
-        catalog.get(workspace, "flights", 2).to_arrow()
-    report = catalog.verify(workspace)
+        Catalog(workspace).get("flights", 2).to_arrow()
+    report = Catalog(workspace).verify()
     # The shared part is reported once for each version that holds it.
     assert not report.ok and len(report.problems) == 2
     assert "flights:1 file part-00000.parquet" in report.problems[0]
@@ -182,59 +191,59 @@ def test_tampered_artifact_is_detected(workspace: Workspace, jan_feb: pl.DataFra
 
 
 def test_tampered_profile_and_schema(workspace: Workspace, jan_feb: pl.DataFrame) -> None:
-    ds = catalog.add(workspace, "flights", jan_feb.head(100))
+    ds = Catalog(workspace).add("flights", jan_feb.head(100))
     assert ds.profile_digest is not None
     Path(workspace.artifacts.path_of(ds.profile_digest)).write_text("{}")
     with pytest.raises(IntegrityError, match="dataset flights:1 profile"):
-        catalog.get(workspace, "flights").profile  # noqa: B018
-    schema_digest = catalog.schema_versions(workspace, "flights")[0].digest
+        Catalog(workspace).get("flights").profile  # noqa: B018
+    schema_digest = Catalog(workspace).schema_versions("flights")[0].digest
     Path(workspace.artifacts.path_of(schema_digest)).write_text("columns: []")
     with pytest.raises(IntegrityError, match="dataset flights schema v1"):
-        catalog.get_schema(workspace, "flights")
-    assert len(catalog.verify(workspace, "flights").problems) == 2
+        Catalog(workspace).get_schema("flights")
+    assert len(Catalog(workspace).verify("flights").problems) == 2
 
 
 def test_lookup_errors(workspace: Workspace, jan_feb: pl.DataFrame) -> None:
     with pytest.raises(NotFoundError, match="no dataset named 'nope'"):
-        catalog.get(workspace, "nope")
-    catalog.add(workspace, "flights", jan_feb.head(10))
+        Catalog(workspace).get("nope")
+    Catalog(workspace).add("flights", jan_feb.head(10))
     with pytest.raises(NotFoundError, match="has no version 7"):
-        catalog.get(workspace, "flights", 7)
+        Catalog(workspace).get("flights", 7)
     with pytest.raises(InvalidInputError, match="positive whole number"):
-        catalog.get(workspace, "flights:x")
+        Catalog(workspace).get("flights:x")
     with pytest.raises(InvalidInputError, match="not a loopml digest"):
-        catalog.get(workspace, "flights", digest="abc")
+        Catalog(workspace).get("flights", digest="abc")
     with pytest.raises(NotFoundError, match="has no a version with digest"):
-        catalog.get(workspace, "flights", digest="b3:" + "0" * 64)
+        Catalog(workspace).get("flights", digest="b3:" + "0" * 64)
 
 
 def test_search_update_and_schema_versions(workspace: Workspace, jan_feb: pl.DataFrame) -> None:
-    catalog.add(workspace, "flights", jan_feb.head(100), description="NYC departures", tags=["faa"])
-    catalog.add(workspace, "weather", jan_feb.select("temp", "dewp").head(100), tags=["noaa"])
-    assert [d.name for d in catalog.search(workspace, "nyc")] == ["flights"]
-    assert [d.name for d in catalog.search(workspace, tag="noaa")] == ["weather"]
-    assert [d.name for d in catalog.search(workspace, column="dewp")] == ["flights", "weather"]
-    assert [d.name for d in catalog.search(workspace, column="carrier")] == ["flights"]
-    info = catalog.update(workspace, "weather", owner="met", column_descriptions={"temp": "°F"})
+    Catalog(workspace).add("flights", jan_feb.head(100), description="NYC departures", tags=["faa"])
+    Catalog(workspace).add("weather", jan_feb.select("temp", "dewp").head(100), tags=["noaa"])
+    assert [d.name for d in Catalog(workspace).search("nyc")] == ["flights"]
+    assert [d.name for d in Catalog(workspace).search(tag="noaa")] == ["weather"]
+    assert [d.name for d in Catalog(workspace).search(column="dewp")] == ["flights", "weather"]
+    assert [d.name for d in Catalog(workspace).search(column="carrier")] == ["flights"]
+    info = Catalog(workspace).update("weather", owner="met", column_descriptions={"temp": "°F"})
     assert info.owner == "met" and info.column_descriptions == {"temp": "°F"}
 
-    schema = catalog.get_schema(workspace, "flights")
+    schema = Catalog(workspace).get_schema("flights")
     edited = schema.with_column("temp", min=-40.0, max=130.0)
-    assert catalog.save_schema(workspace, "flights", edited, note="wider") == 2
-    assert catalog.save_schema(workspace, "flights", edited) == 2  # unchanged: same version
-    assert catalog.get_schema(workspace, "flights").column("temp").max == 130.0
-    assert catalog.get_schema(workspace, "flights", 1) == schema
+    assert Catalog(workspace).save_schema("flights", edited, note="wider") == 2
+    assert Catalog(workspace).save_schema("flights", edited) == 2  # unchanged: same version
+    assert Catalog(workspace).get_schema("flights").column("temp").max == 130.0
+    assert Catalog(workspace).get_schema("flights", 1) == schema
     # New versions use the curated schema rather than inferring again.
-    ds = catalog.add(workspace, "flights", jan_feb.head(200))
+    ds = Catalog(workspace).add("flights", jan_feb.head(200))
     assert ds.schema_version == 2 and ds.schema == edited
-    assert [v.note for v in catalog.schema_versions(workspace, "flights")] == [
+    assert [v.note for v in Catalog(workspace).schema_versions("flights")] == [
         "inferred from the first version's profile",
         "wider",
     ]
 
 
 def test_runs_link_to_versions(workspace: Workspace, jan_feb: pl.DataFrame) -> None:
-    ds = catalog.add(workspace, "flights", jan_feb.head(100))
+    ds = Catalog(workspace).add("flights", jan_feb.head(100))
     run = workspace.lineage.add_execution("run", name="train")
     workspace.lineage.link(run.id, ds.artifact_id, "input", "train")
     graph = ds.lineage("downstream")
@@ -253,16 +262,89 @@ def test_concurrent_adds_all_get_a_version(workspace: Workspace, jan_feb: pl.Dat
         ws = Workspace(url, os.fspath(workspace.artifacts.root))
         try:
             barrier.wait()
-            ds = catalog.add(ws, "flights", tables[i], description=f"writer {i}")
+            description = f"writer {min(i, n - 2)}"  # the two identical tables agree
+            ds = Catalog(ws).add("flights", tables[i], description=description)
             return ds.version, ds.digest
         finally:
             ws.close()
 
     with ThreadPoolExecutor(n) as pool:
         results = list(pool.map(add, range(n), timeout=300))
-    versions = catalog.versions(workspace, "flights")
+    versions = Catalog(workspace).versions("flights")
     assert [d.version for d in versions] == list(range(1, n))
     by_digest = {d.digest: d.version for d in versions}
     assert all(by_digest[digest] == version for version, digest in results)
     # The two identical tables were given the same version.
     assert results[-1] == results[-2]
+
+
+def test_descriptions_per_version_and_tags_as_mappings(
+    workspace: Workspace, jan_feb: pl.DataFrame
+) -> None:
+    cat = Catalog(workspace)
+    v1 = cat.add("flights", jan_feb.head(10), description="first ten", tags={"source": "faa"})
+    v2 = cat.add("flights", jan_feb.head(20), description="first twenty")
+    v3 = cat.append("flights", jan_feb.slice(20, 5), description="plus five")
+    assert [d.description for d in cat.versions("flights")] == [
+        "first ten",
+        "first twenty",
+        "plus five",
+    ]
+    assert (v1.description, v2.description, v3.description) == (
+        "first ten",
+        "first twenty",
+        "plus five",
+    )
+    assert cat.info("flights").tags == {"source": "faa"}
+    assert cat.update("flights", tags=["raw", "nyc"]).tags == {"raw": "", "nyc": ""}
+    assert [d.name for d in cat.search(tag="nyc")] == ["flights"]
+    with pytest.raises(InvalidInputError, match="tag names must be non-empty"):
+        cat.update("flights", tags={"": "x"})
+    with pytest.raises(InvalidInputError, match="description must be a string"):
+        cat.add("flights", jan_feb.head(3), description=3)  # type: ignore[arg-type]
+
+
+def test_append_recomputes_a_profile_made_with_an_older_hash(
+    workspace: Workspace, jan_feb: pl.DataFrame
+) -> None:
+    from dataclasses import replace
+
+    import sqlalchemy as sa
+
+    from loopml.store.metadata.tables import dataset_versions
+
+    cat = Catalog(workspace)
+    base = cat.add("flights", jan_feb.head(3000))
+    # A profile as an older release stored it: sketches from another hash.
+    old = replace(base.profile, hash_id="polars-1.9.0-seed0")
+    digest = workspace.artifacts.put_bytes(old.to_json().encode()).digest
+    with workspace.write_engine.begin() as conn:
+        conn.execute(
+            sa.update(dataset_versions)
+            .where(dataset_versions.c.digest == base.digest)
+            .values(profile_digest=digest)
+        )
+    grown = cat.append("flights", jan_feb.slice(3000, 500))
+    whole = profile(jan_feb.head(3500))
+    assert grown.profile.hash_id == whole.hash_id
+    # Same hash, same registers: the merged sketch is exactly the whole table's.
+    assert grown.profile["temp"].hll == whole["temp"].hll
+    assert grown.profile["temp"].distinct == whole["temp"].distinct
+
+
+def test_catalog_functions_on_a_workspace_and_the_fluent_api(
+    workspace: Workspace, jan_feb: pl.DataFrame
+) -> None:
+    import inspect
+
+    from loopml.api import datasets as api
+    from loopml.data import catalog
+
+    ds = catalog.add(workspace, "flights", jan_feb.head(10))
+    assert catalog.get(workspace, "flights:1") == ds == Catalog(workspace).get("flights")
+    # The fluent API binds Catalog's methods: same parameters, same docs.
+    assert (
+        list(inspect.signature(api.add).parameters)
+        == list(inspect.signature(Catalog.add).parameters)[1:]
+    )
+    assert api.add.__doc__ == Catalog.add.__doc__

@@ -38,10 +38,13 @@ def test_add_ls_show_diff_verify(files: dict[str, Path], tmp_path: Path) -> None
     out = _ok(["add", "flights", str(files["janfeb"]), "-d", "NYC flights", "-t", "faa"])
     assert "added flights:1" in out
     assert "already stored as flights:1" in _ok(["add", "flights", str(files["janfeb"])])
+    again = _ok(["add", "flights", str(files["janfeb"]), "-d", "[/x] other"])
+    assert "already stored as flights:1" in again
+    assert "description (kept 'NYC flights') not applied" in again
     assert "added flights:2" in _ok(["add", "flights", str(files["julaug"])])
     listing = _ok(["ls", "--tag", "faa"])
     assert "flights" in listing and "NYC flights" in listing
-    assert "0 dataset(s)" in _ok(["ls", "--column", "nope"])
+    assert "0 datasets" in _ok(["ls", "--column", "nope"])
     shown = _ok(["show", "flights:1"])
     assert "flights:1" in shown and "temp" in shown and "carrier" in shown
     assert "name: temp" in _ok(["show", "flights", "--schema"])

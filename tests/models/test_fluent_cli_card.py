@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import subprocess
 import sys
@@ -17,8 +18,9 @@ from loopml.api import models as lm_models
 from loopml.cli.models_cmd import app
 from loopml.core.errors import ConflictError, NotFoundError
 from loopml.demo.flights import TARGET
-from loopml.demo.model_stage import run_model_stage
-from tests.models.conftest import Flights
+from loopml.demo.model_stage import DEMO_GATE, run_model_stage
+from loopml.models.gates import SmokeTest
+from tests.models.conftest import Flights, git_checkout
 
 runner = CliRunner()
 
@@ -32,12 +34,20 @@ checks:
 
 
 def test_fluent_register_promote_load_rollback(
-    loopml_home: Path, flights: Flights, hgb_model: Any, weak_model: Any
+    loopml_home: Path,
+    flights: Flights,
+    hgb_model: Any,
+    weak_model: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    commit = git_checkout(tmp_path / "repo")
+    monkeypatch.chdir(tmp_path / "repo")
     with fluent.start_run("flights") as run:
         mv = lm_models.register("delay-model", hgb_model, flights.X, run=run)
         result = lm_models.evaluate("delay-model:1", flights.eval, TARGET, run=run)
     assert mv.version == 1 and mv.run_id == run.id
+    assert mv.code_version == commit  # the run's git commit, handed over by the API
     assert fluent.get_run(run.id).metrics["eval/roc_auc"] == pytest.approx(
         result.metrics["roc_auc"]
     )
@@ -92,7 +102,17 @@ def test_cli(loopml_home: Path, flights: Flights, hgb_model: Any, weak_model: An
     assert runner.invoke(app, ["card", "delay-model:1", "-o", str(card_file)]).exit_code == 0
     assert "## Alias history" in card_file.read_text()
 
-    runner.invoke(app, ["promote", "delay-model", "2", "--reason", "try it"])
+    # With a policy, a promotion without its gate is refused unless forced.
+    lm_models.set_policy("delay-model", gate_file)
+    assert lm_models.policy("delay-model").name == "cli-gate"  # type: ignore[union-attr]
+    unforced = runner.invoke(app, ["promote", "delay-model", "2", "--reason", "try it"])
+    assert unforced.exit_code == 1 and "requires gate 'cli-gate'" in unforced.output
+    forced = runner.invoke(app, ["promote", "delay-model", "2", "--reason", "try it", "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert lm_models.history("delay-model", "champion")[-1].forced
+    missing_gate = runner.invoke(app, ["promote", "delay-model", "1", "-g", "gaet.yaml"])
+    assert isinstance(missing_gate.exception, NotFoundError)
+    assert "does not exist" in str(missing_gate.exception)
     back = runner.invoke(app, ["rollback", "delay-model"])
     assert back.exit_code == 0 and "2 -> 1" in back.output
 
@@ -105,9 +125,19 @@ def test_cli(loopml_home: Path, flights: Flights, hgb_model: Any, weak_model: An
 
 def test_demo_stage(workspace: Any, flights: Flights, hgb_model: Any) -> None:
     console = Console(file=io.StringIO(), width=160)
-    first = run_model_stage(workspace, console, hgb_model, flights.train, flights.holdout, None)
+    # The demo's gate with a latency budget no loaded machine misses: the verdict must not
+    # depend on load.
+    gate = dataclasses.replace(
+        DEMO_GATE,
+        checks=tuple(
+            SmokeTest(max_latency_ms=600_000) if isinstance(c, SmokeTest) else c
+            for c in DEMO_GATE.checks
+        ),
+    )
+    args = (workspace, console, hgb_model, flights.train, flights.holdout, None)
+    first = run_model_stage(*args, gate=gate)
     assert first.allowed and first.version == 1
-    second = run_model_stage(workspace, console, hgb_model, flights.train, flights.holdout, None)
+    second = run_model_stage(*args, gate=gate)
     assert second.allowed and second.from_version == 1  # equal AUC: no worse than champion
     printed = console.file.getvalue()  # type: ignore[attr-defined]
     assert "delay-gate" in printed and "promoted" in printed and "roc_auc" in printed

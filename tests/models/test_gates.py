@@ -56,13 +56,37 @@ def test_yaml_round_trip(gate: Gate, tmp_path: Path) -> None:
         ("checks: [{type: threshold, metric: roc_auc, min: 1, typo: 2}]", "typo"),
         ("checks: [{type: threshold, metric: roc_auc, min: 1}]", "target"),
         ("checks: []", "at least one check"),
-        ("chekcs: []", "unknown gate key"),
+        ("chekcs: []", "gate checks: required; gate chekcs: unknown key 'chekcs'"),
         ("checks: [", "not valid YAML"),
+        ("checks: [{type: threshold, metric: roc_auc, min: '0.7'}]", r"checks\.0\.threshold\.min"),
+        ("checks: [{type: smoke_test, rows: '100'}]", r"smoke_test\.rows.*valid integer"),
+        ("checks: [{type: smoke_test, rows: 1.5}]", r"smoke_test\.rows"),
+        (
+            "checks: [{type: slice_minimum, column: origin, metric: roc_auc, min: 1}]",
+            "slice_minimum",
+        ),
+        ("checks: [{metric: roc_auc, min: 1}]", "needs a 'type'"),
+        ("{name: 7, checks: [{type: schema_compatible}]}", r"gate name: .*valid string"),
+        ("checks: {type: schema_compatible}", "gate checks"),
+        ("- just a list", "a gate definition is a mapping"),
     ],
 )
 def test_bad_gate_definitions(text: str, message: str) -> None:
     with pytest.raises(InvalidInputError, match=message):
         Gate.from_yaml(text)
+
+
+def test_checks_built_in_python_are_validated_too() -> None:
+    with pytest.raises(InvalidInputError, match="min: Input should be a valid number"):
+        Threshold("roc_auc", min="0.7")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="needs min or max"):
+        Threshold("roc_auc")
+    with pytest.raises(InvalidInputError, match="max_drop must be >= 0"):
+        NoWorseThanChampion("roc_auc", max_drop=-1)
+    with pytest.raises(InvalidInputError, match="at least one check"):
+        Gate(())
+    assert Threshold("roc_auc", min=1).min == 1.0  # a whole number is a number
+    assert Gate.from_dict(Gate((SmokeTest(rows=3),)).to_dict()).checks == (SmokeTest(rows=3),)
 
 
 def test_gate_passes_then_refuses_then_rollback(

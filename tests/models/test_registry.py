@@ -12,7 +12,7 @@ from loopml.core.errors import ConflictError, InvalidInputError, NotFoundError
 from loopml.models.registry import Registry
 from loopml.store.workspace import Workspace
 from loopml.tracking.tracker import Tracker
-from tests.models.conftest import Flights, to_features
+from tests.models.conftest import Flights, git_checkout, to_features
 
 
 @pytest.fixture
@@ -72,24 +72,33 @@ def test_bad_names_and_refs(registry: Registry, flights: Flights, hgb_model: Any
 
 
 def test_lineage_links_run_datasets_and_code_version(
-    workspace: Workspace, registry: Registry, flights: Flights, hgb_model: Any
+    workspace: Workspace, registry: Registry, flights: Flights, hgb_model: Any, tmp_path: Path
 ) -> None:
+    commit = git_checkout(tmp_path / "repo")
     tracker = Tracker(workspace)
     dataset_id = _dataset(workspace, flights)
-    with tracker.start_run("flights") as run:
+    with tracker.start_run("flights", cwd=str(tmp_path / "repo")) as run:
+        code_version = tracker.code_version(run.id)
         mv = registry.register(
-            "delay", hgb_model, flights.X, run_id=run.id, dataset_ids=[dataset_id]
+            "delay",
+            hgb_model,
+            flights.X,
+            run_id=run.id,
+            dataset_ids=[dataset_id],
+            code_version=code_version,
         )
+    (tmp_path / "repo" / "train.py").write_text("print('changed')\n")
+    with tracker.start_run("flights", cwd=str(tmp_path / "repo")) as dirty:
+        assert tracker.code_version(dirty.id) == f"{commit}+dirty"
     tracker.close()
+    assert code_version == commit
     assert mv.run_id == run.id and mv.dataset_ids == (dataset_id,)
+    assert registry.get_version("delay", 1).code_version == commit
     upstream = workspace.lineage.graph(mv.artifact_id, "upstream")
     assert run.id in upstream.executions and dataset_id in upstream.artifacts
     kinds = {e.kind for e in upstream.executions.values()}
     assert "model_registration" in kinds
-    git = workspace.lineage.get_execution(run.id)
-    assert git.kind == "run"
-    # code version comes from the run's recorded git state (None outside a checkout)
-    assert mv.code_version is None or mv.code_version.split("+")[0].isalnum()
+    assert workspace.lineage.get_execution(run.id).kind == "run"
 
 
 def test_unknown_run_or_dataset_registers_nothing(

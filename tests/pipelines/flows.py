@@ -132,3 +132,11 @@ def pair(a: int, b: int) -> list[int]:
 @lm.pipeline
 def rendezvous(folder: str):
     return pair(meet("a", "b", folder), meet("b", "a", folder))
+
+
+@lm.pipeline
+def guarded(data: Any, flag: str):
+    """Fails while being built (not in a step) while ``flag`` exists."""
+    if os.path.exists(flag):
+        raise RuntimeError(f"setup failed: {flag} is set")
+    return summarize(rows_by_carrier(data))

@@ -41,8 +41,9 @@ def test_a_key_decodes_into_its_parts_and_differences_are_named() -> None:
 
 
 def test_each_executed_step_records_why_it_was_not_cached(
-    workspace: Workspace, user_module: tuple[Path, str]
+    any_workspace: Workspace, user_module: tuple[Path, str]
 ) -> None:
+    workspace = any_workspace  # key parts as JSON on SQLite and PostgreSQL
     folder, name = user_module
     mod = reload_module(folder, name, MODULE_V1, 1)
     tracker = Tracker(workspace)

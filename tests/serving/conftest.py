@@ -182,9 +182,15 @@ class ServerProcess:
 
 
 def start_server_process(
-    ws: Workspace, tmp_path: Path, *args: str, ref: str = "delay@champion", grpc: bool = False
+    ws: Workspace,
+    tmp_path: Path,
+    *args: str,
+    ref: str = "delay@champion",
+    grpc: bool = False,
+    fd_limit: int | None = None,
 ) -> ServerProcess:
-    """`loopml serve` as a real subprocess (via the serve command module)."""
+    """`loopml serve` as a real subprocess (via the serve command module); ``fd_limit``
+    caps its open files (soft and hard), as a small container would."""
     port = free_port()
     grpc_port = free_port() if grpc else None
     env = {
@@ -198,8 +204,20 @@ def start_server_process(
         cmd += ["--grpc-port", str(grpc_port)]
     log_path = tmp_path / f"server-{port}.log"
     log_file = log_path.open("w")
+
+    def limit_files() -> None:
+        import resource
+
+        assert fd_limit is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (fd_limit, fd_limit))
+
     proc = subprocess.Popen(
-        [*cmd, *args], env=env, stdout=log_file, stderr=subprocess.STDOUT, text=True
+        [*cmd, *args],
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=None if fd_limit is None else limit_files,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import gc
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import update
 
+from loopml.core import clock
 from loopml.core.errors import ConflictError, InvalidInputError, NotFoundError
+from loopml.store.metadata.tables import runs
 from loopml.store.workspace import Workspace
 from loopml.tracking.tracker import Tracker
 
@@ -233,3 +238,79 @@ def test_a_run_can_share_another_runs_environment(tracker: Tracker) -> None:
     assert (c.git_commit, c.git_dirty) == (p.git_commit, p.git_dirty)
     with pytest.raises(NotFoundError, match="environment of"):
         tracker.start_run("p", environment_of="0" * 32)
+
+
+def _age_heartbeat(ws: Workspace, run_id: str, seconds: float) -> None:
+    """What a run whose process died looks like: its last heartbeat ``seconds`` ago."""
+    with ws.write_engine.begin() as conn:
+        conn.execute(
+            update(runs).where(runs.c.id == run_id).values(heartbeat_at=clock.now() - seconds)
+        )
+
+
+def test_runs_with_a_stale_heartbeat_read_as_killed(any_workspace: Workspace) -> None:
+    tracker = Tracker(any_workspace, stale_after=600)
+    with tracker.start_run("hb", name="done"):
+        pass
+    alive = tracker.start_run("hb", name="alive")
+    dead = tracker.start_run("hb", name="dead")
+    dead.log_metric("loss", 0.5)
+    _age_heartbeat(any_workspace, dead.id, 3600)
+    _age_heartbeat(any_workspace, alive.id, 60)
+    statuses = {r.name: r.status for r in tracker.search_runs("hb")}
+    assert statuses == {"done": "finished", "alive": "running", "dead": "killed"}
+    assert tracker.get_run(dead.id).status == "killed"
+    assert [r.name for r in tracker.search_runs(filter="attributes.status = 'killed'")] == ["dead"]
+    assert [r.name for r in tracker.search_runs(filter="attributes.status = 'running'")] == [
+        "alive"
+    ]
+    # Staleness is the reader's choice: a more patient reader still sees it running.
+    patient = Tracker(any_workspace, stale_after=7200)
+    assert patient.get_run(dead.id).status == "running"
+    patient.close()
+    # A run that ends after all is recorded as it ended.
+    dead.end()
+    assert tracker.get_run(dead.id).status == "finished"
+    alive.end()
+    tracker.close()
+
+
+def test_open_runs_keep_beating(workspace: Workspace) -> None:
+    tracker = Tracker(workspace, stale_after=600, heartbeat_interval=0.05)
+    run = tracker.start_run("hb")
+    _age_heartbeat(workspace, run.id, 3600)
+    assert tracker.get_run(run.id).status == "killed"
+    deadline = time.monotonic() + 60
+    while tracker.get_run(run.id).status != "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert tracker.get_run(run.id).status == "running"
+    run.end()
+    tracker.close()
+
+
+def test_dropped_handles_stop_beating_and_attach_beats(workspace: Workspace) -> None:
+    tracker = Tracker(workspace, stale_after=600, heartbeat_interval=0.05)
+    kept = tracker.start_run("hb", name="kept")
+    dropped_id = tracker.start_run("hb", name="dropped").id  # nobody holds the handle
+    gc.collect()
+    for run_id in (kept.id, dropped_id):
+        _age_heartbeat(workspace, run_id, 3600)
+    deadline = time.monotonic() + 60
+    while tracker.get_run(kept.id).status != "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # The kept run beat again (at least one beat pass ran); the dropped one did not.
+    assert tracker.get_run(kept.id).status == "running"
+    assert tracker.get_run(dropped_id).status == "killed"
+    # A write from elsewhere (the server attaches per request) is a sign of life.
+    tracker.attach(dropped_id).log_param("resumed", 1)
+    assert tracker.get_run(dropped_id).status == "running"
+    kept.end()
+    with pytest.raises(ConflictError, match="only a running run takes writes"):
+        tracker.attach(kept.id)
+    tracker.close()
+
+
+@pytest.mark.parametrize("kwargs", [{"stale_after": 0}, {"heartbeat_interval": 400}])
+def test_bad_heartbeat_settings(workspace: Workspace, kwargs: dict[str, float]) -> None:
+    with pytest.raises(InvalidInputError, match="heartbeat_interval"):
+        Tracker(workspace, **kwargs)

@@ -113,9 +113,55 @@ def test_bad_limits(populated: Tracker, limit: object) -> None:
         populated.search_runs(limit=limit)  # type: ignore[arg-type]
 
 
-def test_bad_order_by(populated: Tracker) -> None:
-    with pytest.raises(InvalidInputError, match="unknown field"):
-        populated.search_runs(order_by="auc desc")
+@pytest.mark.parametrize(
+    "order_by, message",
+    [
+        ("auc desc", "cannot parse order_by"),
+        ("bogus.auc desc", "unknown field"),
+        ("metrics.auc desc; DROP TABLE runs", "cannot parse order_by"),
+        ("metrics.auc sideways", "cannot parse order_by"),
+        ("metrics.auc desc,", "cannot parse order_by"),
+        (["metrics.auc", "params.depth desc desc"], "cannot parse order_by"),
+        ("", "cannot parse order_by"),
+    ],
+)
+def test_bad_order_by(populated: Tracker, order_by: object, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        populated.search_runs(order_by=order_by)  # type: ignore[arg-type]
+    assert len(populated.search_runs()) == 6  # nothing was dropped
+
+
+def test_order_by_keys_with_backticks(populated: Tracker) -> None:
+    ordered = populated.search_runs("flights", order_by="metrics.`val loss` DESC")
+    assert [r.name for r in ordered] == ["b", "c", "a", "d", "f"]
+
+
+def test_huge_filters_are_refused_clearly(populated: Tracker) -> None:
+    terms = " or ".join(f"metrics.auc = {i}" for i in range(3000))
+    with pytest.raises(InvalidInputError, match="3000 comparisons; the limit is"):
+        populated.search_runs(filter=terms)
+    values = ", ".join(f"'{i}'" for i in range(3000))
+    with pytest.raises(InvalidInputError, match="the limit is"):
+        populated.search_runs(filter=f"params.depth in ({values})")
+    nested = "(" * 3000 + "metrics.auc > 0" + ")" * 3000
+    with pytest.raises(InvalidInputError, match="nested"):
+        populated.search_runs(filter=nested)
+    within = " or ".join(f"metrics.auc = {v}" for v in (0.81, 0.9, *range(200)))
+    assert names(populated.search_runs(filter=within)) == ["a", "d"]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"filter": "params.depth = '\ud800'"},
+        {"filter": "tags.`\udfff` = 'x'"},
+        {"order_by": "params.\ud800"},
+        {"experiment": "\ud800"},
+    ],
+)
+def test_lone_surrogates_are_invalid_input(populated: Tracker, kwargs: dict[str, str]) -> None:
+    with pytest.raises(InvalidInputError, match="not valid Unicode"):
+        populated.search_runs(**kwargs)  # type: ignore[arg-type]
 
 
 def test_every_match_carries_its_own_params_tags_and_metrics(any_workspace: Workspace) -> None:

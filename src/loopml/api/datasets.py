@@ -1,23 +1,29 @@
 """``lm.datasets.add/get``, ``lm.validate``, ``lm.drift`` on the configured workspace.
 
-Wherever a dataset is expected, a ``Dataset``, a reference string (``"flights"``,
+Each catalog function is ``Catalog``'s method of the same name on the configured
+workspace (``lm.datasets.catalog()`` gives the catalog itself). Wherever a dataset is
+expected, a ``DatasetVersion``, a reference string (``"flights"``,
 ``"flights:3"``) or, for validation and drift, a table or profile may be given.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import polars as pl
 
 from loopml.api.fluent import workspace
 from loopml.core.errors import InvalidInputError, NotFoundError
-from loopml.data import catalog
 from loopml.data import drift as drift_mod
 from loopml.data import validate as validate_mod
-from loopml.data.dataset import Dataset, DatasetInfo
+from loopml.data.catalog import Catalog as Catalog
+from loopml.data.catalog import ContentAlreadyStoredWarning as ContentAlreadyStoredWarning
+from loopml.data.dataset import DatasetInfo as DatasetInfo
+from loopml.data.dataset import DatasetVersion as DatasetVersion
 from loopml.data.drift import DriftReport, Method
 from loopml.data.profile import Profile
 from loopml.data.profile import profile as _profile
@@ -25,88 +31,47 @@ from loopml.data.schema import Check, Schema
 from loopml.data.sources import read_table
 from loopml.data.validate import ValidationReport
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
-def add(
-    name: str,
-    source: Any,
-    *,
-    description: str | None = None,
-    owner: str | None = None,
-    tags: Sequence[str] | None = None,
-    column_descriptions: Mapping[str, str] | None = None,
-    schema: Schema | None = None,
-    csv_options: Mapping[str, Any] | None = None,
-) -> Dataset:
-    """Add ``source`` (a table, a Parquet/CSV file or folder, or an fsspec URL) as the next
-    version of dataset ``name``; identical content returns the existing version."""
-    return catalog.add(
-        workspace(),
-        name,
-        source,
-        description=description,
-        owner=owner,
-        tags=tags,
-        column_descriptions=column_descriptions,
-        schema=schema,
-        csv_options=csv_options,
+
+def _bind(method: Callable[Concatenate[Catalog, _P], _R]) -> Callable[_P, _R]:
+    """``method`` on the catalog of the configured workspace, with its signature and
+    docstring."""
+
+    @functools.wraps(method)
+    def call(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        return method(Catalog(workspace()), *args, **kwargs)
+
+    signature = inspect.signature(method)
+    call.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=list(signature.parameters.values())[1:]
     )
+    return call
 
 
-def append(name: str, batch: Any, *, csv_options: Mapping[str, Any] | None = None) -> Dataset:
-    """A new version of ``name`` with ``batch``'s rows added; unchanged files are shared."""
-    return catalog.append(workspace(), name, batch, csv_options=csv_options)
+def catalog() -> Catalog:
+    """The catalog of the configured workspace."""
+    return Catalog(workspace())
 
 
-def get(name: str, version: int | None = None, digest: str | None = None) -> Dataset:
-    """The latest version of ``name``, or a given version number or digest."""
-    return catalog.get(workspace(), name, version, digest=digest)
-
-
-def versions(name: str) -> list[Dataset]:
-    return catalog.versions(workspace(), name)
-
-
-def list_datasets() -> list[DatasetInfo]:
-    return catalog.list_datasets(workspace())
-
-
-def search(
-    text: str | None = None, *, tag: str | None = None, column: str | None = None
-) -> list[DatasetInfo]:
-    return catalog.search(workspace(), text, tag=tag, column=column)
-
-
-def update(
-    name: str,
-    *,
-    description: str | None = None,
-    owner: str | None = None,
-    tags: Sequence[str] | None = None,
-    column_descriptions: Mapping[str, str] | None = None,
-) -> DatasetInfo:
-    return catalog.update(
-        workspace(),
-        name,
-        description=description,
-        owner=owner,
-        tags=tags,
-        column_descriptions=column_descriptions,
-    )
-
-
-def schema(name: str, version: int | None = None) -> Schema:
-    """The dataset's current (or a given) schema version."""
-    return catalog.get_schema(workspace(), name, version)
+add = _bind(Catalog.add)
+append = _bind(Catalog.append)
+get = _bind(Catalog.get)
+versions = _bind(Catalog.versions)
+list_datasets = _bind(Catalog.list_datasets)
+info = _bind(Catalog.info)
+search = _bind(Catalog.search)
+update = _bind(Catalog.update)
+schema = _bind(Catalog.get_schema)
+schema_versions = _bind(Catalog.schema_versions)
+verify = _bind(Catalog.verify)
 
 
 def save_schema(name: str, schema: Schema | str, *, note: str | None = None) -> int:
     """Store an edited schema (a Schema, YAML text or a YAML file path) as the next
     schema version of ``name``."""
-    return catalog.save_schema(workspace(), name, _schema(schema), note=note)
-
-
-def verify(name: str | None = None) -> catalog.VerifyReport:
-    return catalog.verify(workspace(), name)
+    return Catalog(workspace()).save_schema(name, _schema(schema), note=note)
 
 
 def profile(table: Any) -> Profile:
@@ -116,10 +81,10 @@ def profile(table: Any) -> Profile:
 
 def validate(
     table: Any,
-    schema: Schema | Dataset | str,
+    schema: Schema | DatasetVersion | str,
     *,
     checks: Sequence[Check | pl.Expr] = (),
-    reference: Profile | Dataset | str | None = None,
+    reference: Profile | DatasetVersion | str | None = None,
 ) -> ValidationReport:
     """Anomalies of ``table`` against ``schema``: a Schema, a dataset (its schema), a
     dataset reference such as ``"flights:1"``, or a YAML file path. With ``reference``
@@ -154,7 +119,7 @@ _TABLE_SUFFIXES = {".parquet", ".pq", ".csv", ".tsv", ".arrow", ".feather", ".ip
 
 def as_table(x: Any) -> Any:
     """A table from a Dataset, a file/folder/URL, a dataset reference, or a table as is."""
-    if isinstance(x, Dataset):
+    if isinstance(x, DatasetVersion):
         return x.to_polars()
     if isinstance(x, str | os.PathLike):
         text = os.fspath(x)
@@ -163,24 +128,24 @@ def as_table(x: Any) -> Any:
         if os.sep in text or os.path.splitext(text)[1] in _TABLE_SUFFIXES:
             # Dataset names have no slashes or file suffixes: this was meant as a path.
             raise NotFoundError(f"no file or folder at {text!r}")
-        return catalog.get(workspace(), text).to_polars()
+        return Catalog(workspace()).get(text).to_polars()
     return x
 
 
 def _as_profile(x: Any) -> Profile:
     if isinstance(x, Profile):
         return x
-    if isinstance(x, Dataset):
+    if isinstance(x, DatasetVersion):
         return x.profile
     if isinstance(x, str):
-        return catalog.get(workspace(), x).profile
+        return Catalog(workspace()).get(x).profile
     return _profile(x)
 
 
-def _schema(x: Schema | Dataset | str) -> Schema:
+def _schema(x: Schema | DatasetVersion | str) -> Schema:
     if isinstance(x, Schema):
         return x
-    if isinstance(x, Dataset):
+    if isinstance(x, DatasetVersion):
         s = x.schema
         if s is None:
             raise InvalidInputError(f"dataset {x.ref} has no schema")
@@ -194,7 +159,7 @@ def _schema(x: Schema | Dataset | str) -> Schema:
                     return Schema.from_yaml(f.read())
             except OSError as exc:
                 raise InvalidInputError(f"cannot read schema file {x!r}: {exc}") from None
-        ds = catalog.get(workspace(), x)
+        ds = Catalog(workspace()).get(x)
         return _schema(ds)
     raise InvalidInputError(
         f"schema must be a Schema, a dataset, a dataset reference or a YAML path, not "

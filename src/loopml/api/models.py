@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from loopml.api.fluent import workspace
+from loopml.api.fluent import tracker, workspace
 from loopml.core.errors import InvalidInputError
 from loopml.models import card as _card
 from loopml.models.artifact import wrap
@@ -105,14 +105,18 @@ def register(
     """Register ``model`` as the next version of ``name``.
 
     ``X`` (training data or a sample) gives the signature and input example; ``run`` and
-    ``datasets`` are recorded as the version's lineage.
+    ``datasets`` are recorded as the version's lineage. ``code_version`` defaults to the
+    run's git commit.
     """
+    run_id = _run_id(run)
+    if run_id is not None and code_version is None:
+        code_version = tracker().code_version(run_id)
     return _registry().register(
         name,
         model,
         X,
         flavor=flavor,
-        run_id=_run_id(run),
+        run_id=run_id,
         dataset_ids=_dataset_ids(datasets),
         code_version=code_version,
         description=description,

@@ -21,6 +21,8 @@ from loopml.pipelines import definition, records, runner, schedules
 from loopml.pipelines.errors import PipelineFailedError as PipelineFailedError
 from loopml.pipelines.loader import load_pipeline
 from loopml.pipelines.records import PipelineRun as PipelineRun
+from loopml.pipelines.reproduce import OutputCheck as OutputCheck
+from loopml.pipelines.reproduce import Reproduction as Reproduction
 from loopml.pipelines.step import Step as Step
 from loopml.pipelines.step import step as step
 from loopml.pipelines.types import Dataset as Dataset
@@ -117,6 +119,17 @@ def resume(
         max_workers=max_workers,
         address=address,
         tracker=_tracker(),
+    )
+
+
+def reproduce(run_id: str, *, executor: str = "local", keep_scratch: bool = False) -> Reproduction:
+    """Re-execute a recorded pipeline run (or one step's run) from its recorded code,
+    params and input digests, without the cache, in a scratch workspace; the record says,
+    output by output, whether the digest came back and, if not, the first reason found."""
+    from loopml.pipelines.reproduce import reproduce as reproduce_run
+
+    return reproduce_run(
+        _workspace(), run_id, executor=executor, tracker=_tracker(), keep_scratch=keep_scratch
     )
 
 

@@ -9,16 +9,18 @@ from types import FrameType
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from loopml.api import fluent
 from loopml.cli.console import out
+from loopml.core import clock
 from loopml.core.errors import InvalidInputError
 from loopml.pipelines.scheduler import Scheduler
 
 
 def scheduler(
-    poll: Annotated[float, typer.Option("--poll", help="seconds between checks")] = 5.0,
-    once: Annotated[bool, typer.Option("--once", help="one pass, then exit")] = False,
+    poll: Annotated[float, typer.Option("--poll", help="Seconds between checks.")] = 5.0,
+    once: Annotated[bool, typer.Option("--once", help="One pass, then exit.")] = False,
 ) -> None:
     """Run scheduled and triggered pipelines as a long-running process.
 
@@ -43,8 +45,24 @@ def scheduler(
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         if once:
+            failed = 0
             for fired in sched.tick():
-                out.print(f"{fired.schedule}: {fired.reason} -> {fired.error or 'finished'}")
+                if fired.ok:
+                    out.print(escape(f"{fired.schedule}: {fired.reason} -> finished"))
+                    continue
+                failed += 1
+                retry = ""
+                if fired.retry_at is not None:
+                    retry = (
+                        f" ({fired.failures} in a row; retried after "
+                        f"{clock.format_ts(fired.retry_at)})"
+                    )
+                out.print(
+                    escape(f"{fired.schedule}: {fired.reason} -> failed: {fired.error}{retry}"),
+                    soft_wrap=True,
+                )
+            if failed:
+                raise typer.Exit(1)
             return
         out.print(f"scheduler started (polling every {poll:g}s); SIGTERM or Ctrl-C stops it")
         sched.serve(poll)

@@ -12,8 +12,9 @@ from typing import Annotated
 import typer
 
 from loopml.api.fluent import workspace
-from loopml.cli.console import err, out
+from loopml.cli.console import err, esc, out, plural
 from loopml.core.errors import InvalidInputError, NotFoundError
+from loopml.store.workspace import Workspace
 
 
 def serve(
@@ -50,6 +51,27 @@ def serve(
     name: Annotated[
         str | None, typer.Option("--name", help="deployment name in the prediction log")
     ] = None,
+    log_durability: Annotated[
+        str,
+        typer.Option(
+            "--log-durability",
+            help="fast: the prediction log is written every 2 s, and a killed server loses "
+            "up to that much; strict: each answer waits until its record is written",
+        ),
+    ] = "fast",
+    max_connections: Annotated[
+        int | None,
+        typer.Option(
+            "--max-connections",
+            help="open HTTP connections per worker (default: what the open-file limit allows)",
+        ),
+    ] = None,
+    header_timeout: Annotated[
+        float, typer.Option("--header-timeout", help="seconds for a request's headers")
+    ] = 10.0,
+    body_timeout: Annotated[
+        float, typer.Option("--body-timeout", help="seconds for a request's body")
+    ] = 30.0,
 ) -> None:
     """Serve a registered model over the Open Inference Protocol (REST + gRPC) and /invocations."""
     from loopml.serving.options import CanarySpec, ServeOptions
@@ -66,6 +88,10 @@ def serve(
         max_batch_rows=max_batch_rows,
         max_delay_ms=max_delay_ms,
         poll_interval=poll_interval,
+        log_durability=log_durability,
+        max_connections=max_connections,
+        header_timeout=header_timeout,
+        body_timeout=body_timeout,
     )
     ws = workspace()
     # Resolve now, so a wrong reference is one clean error before anything listens.
@@ -92,8 +118,12 @@ def predict(
     ref: Annotated[str, typer.Argument(help="model: name@alias, name:3 or name")],
     input: Annotated[Path, typer.Argument(help="Parquet file to score")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Parquet file to write")],
-    executor: Annotated[str, typer.Option("--executor", help="local or ray")] = "local",
-    chunk_rows: Annotated[int, typer.Option("--chunk-rows")] = 65_536,
+    executor: Annotated[
+        str, typer.Option("--executor", help="Where to score: local or ray.")
+    ] = "local",
+    chunk_rows: Annotated[
+        int, typer.Option("--chunk-rows", help="Rows scored per chunk.")
+    ] = 65_536,
 ) -> None:
     """Score a Parquet file in chunks; write the input columns plus predictions."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
@@ -110,7 +140,7 @@ def predict(
         console=err,
         transient=True,
     ) as progress:
-        task = progress.add_task(f"scoring with {ref}", total=None)
+        task = progress.add_task(f"scoring with {esc(ref)}", total=None)
 
         def advance(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
@@ -125,34 +155,52 @@ def predict(
             progress=advance,
         )
     out.print(
-        f"scored {result.rows:,} rows with {result.model} in {result.seconds:.1f}s "
-        f"({result.rows / max(result.seconds, 1e-9):,.0f} rows/s) -> {output}"
+        f"scored {plural(result.rows, 'row')} with {esc(result.model)} in "
+        f"{result.seconds:.1f}s ({result.rows / max(result.seconds, 1e-9):,.0f} rows/s) "
+        f"-> {esc(output)}"
     )
 
 
 def build(
     ref: Annotated[str, typer.Argument(help="model: name@alias, name:3 or name")],
     out_dir: Annotated[
-        Path, typer.Option("--out", "-o", help="folder for the build context")
+        Path, typer.Option("--output", "-o", help="The folder to write the build context to.")
     ] = Path("loopml-build"),
-    image: Annotated[str | None, typer.Option("--image", help="image name:tag")] = None,
+    image: Annotated[
+        str | None, typer.Option("--image", help="Image name:tag (default: model:version).")
+    ] = None,
+    storage_uri: Annotated[
+        str | None,
+        typer.Option(
+            "--storage-uri",
+            help="Also write a KServe manifest that loads the model from this URI "
+            "(upload the context's workspace/ folder there), e.g. s3://bucket/delay-model.",
+        ),
+    ] = None,
 ) -> None:
     """Write a container build context plus Kubernetes and KServe manifests."""
     from loopml.serving.build import write_build_context
 
-    result = write_build_context(workspace(), ref, out_dir, image=image)
-    out.print(f"wrote a build context for {result.model} to {result.directory}:")
+    result = write_build_context(workspace(), ref, out_dir, image=image, storage_uri=storage_uri)
+    out.print(f"wrote a build context for {esc(result.model)} to {esc(result.directory)}:")
     for path in result.files:
-        out.print(f"  {path.relative_to(result.directory)}")
-    out.print(f"build it with: docker build -t {result.image} {result.directory}")
+        out.print(f"  {esc(path.relative_to(result.directory))}")
+    out.print(f"build it with: docker build -t {esc(result.image)} {esc(result.directory)}")
+    if storage_uri is not None:
+        out.print(
+            f"for kserve/inferenceservice-storage-uri.yaml, upload "
+            f"{esc(result.directory / 'workspace')} to {esc(storage_uri)}"
+        )
 
 
 def feedback(
     labels_file: Annotated[
-        Path, typer.Argument(help="CSV or Parquet with request_id, label (and optional row)")
+        Path,
+        typer.Argument(help="CSV, Parquet or JSON with request_id, label (and optional row)."),
     ],
     deployment: Annotated[
-        str, typer.Option("--deployment", "-d", help="deployment name (the served ref)")
+        str,
+        typer.Option("--deployment", "-d", help="The deployment that answered (its served ref)."),
     ],
 ) -> None:
     """Store late ground-truth labels for logged predictions, keyed by request id."""
@@ -160,6 +208,8 @@ def feedback(
 
     if not labels_file.is_file():
         raise NotFoundError(f"no file at {labels_file}")
+    ws = workspace()
+    logged = logged_keys(ws, deployment)
     import polars as pl
 
     suffix = labels_file.suffix.lower()
@@ -193,10 +243,51 @@ def feedback(
             ]
         }
     )
+    matched = sum((x.request_id, x.row) in logged for x in parsed)
     artifact_id = store_labels(
-        workspace(), deployment, [Label(x.request_id, x.row, x.label) for x in parsed]
+        ws, deployment, [Label(x.request_id, x.row, x.label) for x in parsed]
     )
-    out.print(f"stored {len(parsed):,} labels for {deployment} (artifact {artifact_id})")
+    out.print(
+        f"stored {plural(len(parsed), 'label')} for {esc(deployment)} (artifact "
+        f"{esc(artifact_id)}): {matched:,} matched a logged prediction"
+        + (
+            f", {len(parsed) - matched:,} did not (unknown request id or row; "
+            "they are kept for predictions still being flushed)"
+            if matched < len(parsed)
+            else ""
+        )
+    )
+
+
+def logged_keys(ws: Workspace, deployment: str) -> set[tuple[str, int]]:
+    """(request id, row) of every prediction ``deployment`` logged; refuse a deployment
+    that never served, naming those that did."""
+    from loopml.serving.log_reader import read_predictions
+
+    table = read_predictions(ws, deployment)
+    if table is None or table.num_rows == 0:
+        known = served_deployments(ws)
+        raise NotFoundError(
+            f"deployment {deployment!r} has not logged any prediction in this workspace, so "
+            "no label can match one; deployments that have: "
+            f"{', '.join(repr(d) for d in known) or 'none'}"
+        )
+    ids = table.column("request_id").to_pylist()
+    rows = table.column("row").to_pylist()
+    return set(zip(ids, rows, strict=True))
+
+
+def served_deployments(ws: Workspace) -> list[str]:
+    from sqlalchemy import select
+
+    from loopml.serving.prediction_log import LOG_KIND
+    from loopml.store.metadata.tables import artifacts
+
+    with ws.engine.connect() as conn:
+        props = conn.execute(
+            select(artifacts.c.properties).where(artifacts.c.kind == LOG_KIND)
+        ).scalars()
+        return sorted({str(p.get("deployment")) for p in props if p and p.get("deployment")})
 
 
 def register(app: typer.Typer) -> None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
 
 from loopml.api import config, fluent
-from loopml.cli.console import out
+from loopml.cli import tables
+from loopml.cli.console import esc, lit, out
 from loopml.store.metadata import migrate as migrations
 
 
@@ -14,17 +14,17 @@ def doctor() -> None:
     """Print the workspace in use and check both stores can be written and read."""
     settings = config.resolve()
     ws = fluent.workspace()
-    table = Table(title="loopml workspace", show_lines=False)
-    table.add_column("store")
-    table.add_column("location")
-    table.add_column("status")
-    table.add_column("detail")
+    table = tables.table("loopml workspace")
+    tables.fixed(table, "store")
+    table.add_column("location", overflow="fold", ratio=2)
+    tables.fixed(table, "status")
+    tables.text(table, "detail", ratio=1, wrap=True)
     checks = ws.check()
     for check in checks:
         status = "[green]ok[/]" if check.ok else "[red]FAILED[/]"
-        table.add_row(check.name, check.url, status, check.detail)
+        table.add_row(lit(check.name), lit(check.url), status, lit(check.detail))
     out.print(table)
-    out.print(f"configured by: {', '.join(settings.sources)}")
+    out.print(f"configured by: {esc(', '.join(settings.sources))}")
     if not all(c.ok for c in checks):
         raise typer.Exit(1)
 
@@ -34,8 +34,8 @@ def migrate() -> None:
     ws = fluent.workspace()
     ws.migrate()
     out.print(
-        f"metadata store {ws.safe_db_url} is at schema revision {ws.schema_revision()} "
-        f"(newest: {migrations.head_revision()})"
+        f"metadata store {esc(ws.safe_db_url)} is at schema revision "
+        f"{esc(ws.schema_revision())} (newest: {esc(migrations.head_revision())})"
     )
 
 

@@ -1,4 +1,7 @@
-"""A dataset version as users hold it: metadata plus verified access to its data."""
+"""A dataset version as users hold it: metadata plus verified access to its data.
+
+``DatasetVersion`` is what the catalog returns (``lm.datasets.get``); ``lm.Dataset`` is
+the pipeline annotation for a step that returns a table, a different thing."""
 
 from __future__ import annotations
 
@@ -10,6 +13,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from loopml.core.clock import format_ts
+from loopml.core.display import Summarized, Summary
 from loopml.core.errors import IntegrityError, InvalidInputError
 from loopml.data.profile import Profile
 from loopml.data.schema import Schema
@@ -28,7 +33,7 @@ class DatasetInfo:
     name: str
     description: str
     owner: str | None
-    tags: tuple[str, ...]
+    tags: dict[str, str]
     column_descriptions: dict[str, str]
     created_at: float
     updated_at: float
@@ -37,9 +42,12 @@ class DatasetInfo:
     columns: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Dataset:
-    """One immutable version of a named dataset. Every read verifies the stored bytes."""
+@dataclass(frozen=True, repr=False)
+class DatasetVersion(Summarized):
+    """One immutable version of a named dataset. Every read verifies the stored bytes.
+
+    ``artifact_id`` is its node in the lineage graph: what runs and model versions link
+    to (``lm.models.register(..., datasets=[ds])`` takes the version itself)."""
 
     name: str
     version: int
@@ -50,12 +58,24 @@ class Dataset:
     artifact_id: str
     profile_digest: str | None
     schema_version: int | None
+    description: str = ""
     properties: dict[str, Any] = field(default_factory=dict, repr=False)
     workspace: Workspace = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
 
     @property
     def ref(self) -> str:
         return f"{self.name}:{self.version}"
+
+    def _summary(self) -> Summary:
+        return Summary(
+            f"Dataset {self.ref}",
+            [
+                ("rows", f"{self.num_rows:,}"),
+                ("columns", self.num_columns),
+                ("added", format_ts(self.created_at)),
+                ("digest", self.digest[:19]),
+            ],
+        )
 
     def _what(self, part: str) -> str:
         return f"dataset {self.ref} {part}"
@@ -75,9 +95,9 @@ class Dataset:
     def schema(self) -> Schema | None:
         if self.schema_version is None:
             return None
-        from loopml.data.catalog import get_schema
+        from loopml.data.catalog.schemas import CatalogSchemas
 
-        return get_schema(self.workspace, self.name, self.schema_version)
+        return CatalogSchemas(self.workspace).get_schema(self.name, self.schema_version)
 
     def paths(self) -> list[str]:
         """Verified local paths of the version's Parquet files, in order."""
@@ -125,3 +145,7 @@ class Dataset:
     def lineage(self, direction: Direction = "downstream") -> LineageGraph:
         """The runs that read this version (downstream) or that produced it (upstream)."""
         return self.workspace.lineage.graph(self.artifact_id, direction)
+
+
+# The name this class had before it said what it is; kept for code that imports it.
+Dataset = DatasetVersion

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from loopml.core.display import Summarized, Summary
 from loopml.core.errors import InvalidInputError
 from loopml.data.histogram import common_grid
 from loopml.data.profile import ColumnProfile, Profile, profile
@@ -67,12 +68,23 @@ class ColumnDrift:
         }
 
 
-@dataclass(frozen=True)
-class DriftReport:
+@dataclass(frozen=True, repr=False)
+class DriftReport(Summarized):
     columns: tuple[ColumnDrift, ...]
     reference_rows: int
     current_rows: int
     skipped: dict[str, str] = field(default_factory=dict)
+
+    def _summary(self) -> Summary:
+        return Summary(
+            f"DriftReport: {len(self.drifted_columns)} of {len(self.columns)} columns drifted",
+            [("reference rows", self.reference_rows), ("current rows", self.current_rows)],
+            columns=["column", "method", "statistic", "p-value", "drifted"],
+            rows=[
+                [c.column, c.method, c.statistic, c.p_value, "yes" if c.drifted else "no"]
+                for c in self.columns
+            ],
+        )
 
     def __getitem__(self, column: str) -> ColumnDrift:
         for c in self.columns:

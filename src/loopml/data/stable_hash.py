@@ -25,43 +25,68 @@ HASH_ID = "xxh3_64-utf8+murmur3-fmix64-u64/1"
 _FMIX_1 = 0xFF51AFD7ED558CCD
 _FMIX_2 = 0xC4CEB9FE1A85EC53
 _SEED = 0x9E3779B97F4A7C15  # xor-ed in first: the finaliser alone maps 0 to 0
-_SHIFT = 1 << 33  # floor division of a UInt64 by 2**33 is a logical right shift by 33
+_SHIFT = 1 << 33
+_SIGN = 1 << 63  # the bits of -0.0
+_EXPONENT = 0x7FF0000000000000
+_MANTISSA = 0x000FFFFFFFFFFFFF
+_QUIET_NAN = (
+    0x7FF8000000000000  # floor division of a UInt64 by 2**33 is a logical right shift by 33
+)
 
 
-def canonical(series: pl.Series) -> pl.Series:
-    """The series in the form ``hash_expr`` hashes: floats become their IEEE-754 bits
-    (UInt64, -0.0 as 0.0, one NaN), categoricals become text, the rest is unchanged."""
-    dtype = series.dtype
-    if dtype.is_float():
-        s = series.cast(pl.Float64)
-        s = pl.select(
-            pl.when(s.is_nan()).then(float("nan")).when(s == 0.0).then(0.0).otherwise(s)
-        ).to_series()
-        # A zero-copy reinterpretation of the float64 buffer (nulls keep their bitmap).
-        bits = s.to_arrow().view(pa.uint64())
-        return pl.Series(series.name, bits)
-    if dtype == pl.Categorical or dtype == pl.Enum:
-        return series.cast(pl.String)
-    return series
+def prepare(series: pl.Series) -> pl.Series:
+    """The series as ``hash_frame`` takes it: floats as their IEEE-754 bits (a zero-copy
+    UInt64 view; Float32 widened first), everything else unchanged."""
+    if not series.dtype.is_float():
+        return series
+    bits = series.cast(pl.Float64).to_arrow().view(pa.uint64())  # nulls keep their bitmap
+    return pl.Series(series.name, bits)
 
 
-def hash_expr(col: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    """The UInt64 hash of each value of ``col``, a column of ``canonical``'s output with
-    dtype ``dtype``. Run it in a lazy query: the mixing steps reuse one subexpression."""
+def hash_frame(lf: pl.LazyFrame, column: str, dtype: pl.DataType) -> pl.LazyFrame:
+    """A frame of one UInt64 column ``h``: the hash of each value of ``column``, which
+    holds ``prepare``'s output for values of type ``dtype``. The mixing steps are chained
+    one per ``with_columns``, so each runs once over the column."""
+    col = pl.col(column)
     if dtype == pl.String or dtype == pl.Binary:
-        return _xxh3_64(col)
+        return lf.select(_xxh3_64(col).alias("h"))
+    if dtype == pl.Categorical or dtype == pl.Enum:
+        return lf.select(_xxh3_64(col.cast(pl.String)).alias("h"))
     if dtype == pl.Decimal or dtype == pl.Int128 or dtype == pl.UInt128:
         # Wider than 64 bits: their exact decimal text is the canonical form.
-        return _xxh3_64(col.cast(pl.String))
-    if dtype.is_temporal():
-        return _fmix64(col.to_physical().cast(pl.Int64).reinterpret(signed=False))
-    if dtype == pl.Boolean:
-        return _fmix64(col.cast(pl.UInt64))
-    if dtype.is_unsigned_integer():
-        return _fmix64(col.cast(pl.UInt64))
-    if dtype.is_integer():
-        return _fmix64(col.cast(pl.Int64).reinterpret(signed=False))
-    raise TypeError(f"no stable hash for {dtype} values")
+        return lf.select(_xxh3_64(col.cast(pl.String)).alias("h"))
+    if dtype.is_float():
+        # -0.0 hashes as 0.0 and every NaN as the one quiet NaN.
+        nan = ((col & _EXPONENT) == _EXPONENT) & ((col & _MANTISSA) != 0)
+        bits = (
+            pl.when(col == _SIGN)
+            .then(pl.lit(0, dtype=pl.UInt64))
+            .when(nan)
+            .then(pl.lit(_QUIET_NAN, dtype=pl.UInt64))
+            .otherwise(col)
+        )
+    elif dtype.is_temporal():
+        bits = col.to_physical().cast(pl.Int64).reinterpret(signed=False)
+    elif dtype == pl.Boolean or dtype.is_unsigned_integer():
+        bits = col.cast(pl.UInt64)
+    elif dtype.is_integer():
+        bits = col.cast(pl.Int64).reinterpret(signed=False)
+    else:
+        raise TypeError(f"no stable hash for {dtype} values")
+    lf = lf.select(bits.alias("h"))
+    # MurmurHash3's fmix64 after a fixed xor; UInt64 multiplication wraps modulo 2**64
+    # in Polars, as the finaliser needs.
+    h = pl.col("h")
+    for step in (
+        h ^ pl.lit(_SEED, dtype=pl.UInt64),
+        h ^ (h // _SHIFT),
+        h * pl.lit(_FMIX_1, dtype=pl.UInt64),
+        h ^ (h // _SHIFT),
+        h * pl.lit(_FMIX_2, dtype=pl.UInt64),
+        h ^ (h // _SHIFT),
+    ):
+        lf = lf.with_columns(step.alias("h"))
+    return lf
 
 
 def _xxh3_64(col: pl.Expr) -> pl.Expr:
@@ -70,22 +95,8 @@ def _xxh3_64(col: pl.Expr) -> pl.Expr:
     return hashed
 
 
-def _fmix64(h: pl.Expr) -> pl.Expr:
-    # UInt64 multiplication wraps modulo 2**64 in Polars, as the finaliser needs.
-    h = h ^ pl.lit(_SEED, dtype=pl.UInt64)
-    h = h ^ (h // _SHIFT)
-    h = h * pl.lit(_FMIX_1, dtype=pl.UInt64)
-    h = h ^ (h // _SHIFT)
-    h = h * pl.lit(_FMIX_2, dtype=pl.UInt64)
-    return h ^ (h // _SHIFT)
-
-
 def hash_series(series: pl.Series) -> pl.Series:
     """The stable hash of every value of ``series`` (nulls stay null)."""
-    values = canonical(series).alias("v")
-    return (
-        pl.LazyFrame({"v": values})
-        .select(hash_expr(pl.col("v"), values.dtype).alias(series.name))
-        .collect()
-        .to_series()
-    )
+    values = prepare(series).alias("v")
+    frame = hash_frame(pl.LazyFrame({"v": values}), "v", series.dtype).collect()
+    return frame.to_series().alias(series.name)

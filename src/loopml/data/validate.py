@@ -12,6 +12,7 @@ from typing import Any
 
 import polars as pl
 
+from loopml.core.display import Summarized, Summary
 from loopml.core.errors import InvalidInputError
 from loopml.data.drift import drift
 from loopml.data.profile import Profile, profile
@@ -48,10 +49,19 @@ class Anomaly:
         }
 
 
-@dataclass(frozen=True)
-class ValidationReport:
+@dataclass(frozen=True, repr=False)
+class ValidationReport(Summarized):
     num_rows: int
     anomalies: tuple[Anomaly, ...] = field(default_factory=tuple)
+
+    def _summary(self) -> Summary:
+        verdict = "ok" if self.ok else "failed"
+        return Summary(
+            f"ValidationReport {verdict}: {len(self.errors)} errors, "
+            f"{len(self.warnings)} warnings in {self.num_rows:,} rows",
+            columns=["severity", "kind", "column", "message"],
+            rows=[[a.severity, a.kind, a.column, a.message] for a in self.anomalies],
+        )
 
     @property
     def errors(self) -> list[Anomaly]:

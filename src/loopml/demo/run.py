@@ -9,12 +9,14 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
+from loopml.core.errors import ConflictError
 from loopml.demo import training
 from loopml.demo.data_stage import run_data_stage
 from loopml.demo.flights import flights_with_weather
 from loopml.demo.model_stage import run_model_stage
 from loopml.demo.pipeline_stage import run_pipeline_stage
 from loopml.demo.serving_stage import run_serving_stage
+from loopml.models.promotion import PromotionResult
 from loopml.store.workspace import Workspace
 from loopml.tracking.records import Run
 from loopml.tracking.tracker import Tracker
@@ -22,6 +24,22 @@ from loopml.tracking.tracker import Tracker
 EXPERIMENT = "flights-delay"
 TRAIN_MONTHS = (1, 2)
 HOLDOUT_MONTH = 3
+
+
+class DemoStoppedError(ConflictError):
+    """A stage's result leaves nothing sound for the next stage to work on."""
+
+
+def require_promoted(result: PromotionResult) -> None:
+    """Stop the demo when the gate refused: serving ``@champion`` would serve another
+    version than the one just trained, or nothing at all."""
+    if result.allowed:
+        return
+    raise DemoStoppedError(
+        f"the gate refused {result.name}:{result.version} for {result.alias} "
+        f"({result.reason}), so the demo stops before serving it. Each check's value, limit "
+        f"and verdict: loopml models show {result.name}:{result.version}"
+    )
 
 
 def run_demo(ws: Workspace, console: Console) -> Run:
@@ -42,9 +60,10 @@ def run_demo(ws: Workspace, console: Console) -> Run:
     print_run_summary(console, run)
     tracker.close()
     console.rule("[bold]registry[/] — register, gate against the champion, promote")
-    run_model_stage(
+    promotion = run_model_stage(
         ws, console, model, train, holdout, run.id, dataset_ids=[data.dataset.artifact_id]
     )
+    require_promoted(promotion)
     console.rule("[bold]pipeline[/] — the same training as cached steps")
     run_pipeline_stage(ws, console)
     console.rule("[bold]serving[/] — the champion behind the Open Inference Protocol")
@@ -83,9 +102,11 @@ def run_training(
 
 
 def print_run_summary(console: Console, run: Run) -> None:
-    table = Table(title=f"run {run.id} ({run.status}, {run.duration or 0:.1f}s)")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
+    # The id goes on its own line: as a table title it would wrap mid-id at 80 columns.
+    console.print(f"run {run.id}", soft_wrap=True)
+    table = Table(title=f"{run.status}, {run.duration or 0:.1f}s")
+    table.add_column("metric", no_wrap=True)
+    table.add_column("value", justify="right", no_wrap=True)
     for key, value in sorted(run.metrics.items()):
         table.add_row(key, f"{value:.4f}")
     console.print(table)

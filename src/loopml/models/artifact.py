@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pyarrow as pa
@@ -39,7 +39,7 @@ from loopml.models.signature import (
     package_versions,
 )
 from loopml.models.table import array_column_names, head
-from loopml.store.artifacts import ArtifactStore
+from loopml.store.artifacts import ArtifactStore, Tree
 
 METADATA_FILE = "loopml-model.yaml"
 EXAMPLE_FILE = "input_example.parquet"
@@ -145,6 +145,12 @@ def save_model(
             else ModelInput(loaded.input_example, loaded.signature)
         )
         info = fl.save(loaded.native, root / MODEL_DIR, example)
+        if "file" in info:
+            member = _member_path(info["file"], MODEL_DIR, what=f"the {fl.name} flavor's file")
+            if not (root / member).is_file():
+                raise InvalidInputError(
+                    f"the {fl.name} flavor saved no file {info['file']!r} in the model folder"
+                )
         example_file = None
         if loaded.input_example is not None and loaded.input_example.num_rows:
             pq.write_table(head(loaded.input_example, EXAMPLE_ROWS), root / EXAMPLE_FILE)
@@ -160,11 +166,18 @@ def save_model(
             created_at=m.created_at,
             input_example=example_file,
         )
-        (root / METADATA_FILE).write_text(
-            yaml.safe_dump(metadata.to_dict(), sort_keys=False, allow_unicode=True)
-        )
+        (root / METADATA_FILE).write_text(manifest_text(metadata))
         tree = store.put_tree(root)
     return SavedModel(tree.digest, tree.size, metadata)
+
+
+def manifest_text(metadata: ModelMetadata) -> str:
+    """The model's YAML manifest. It is part of the hashed tree, so it holds only what
+    the model is: per-save facts (when it was saved) live in the metadata store, and the
+    same model saved twice has the same digest."""
+    fields = metadata.to_dict()
+    fields.pop("created_at", None)
+    return yaml.safe_dump(fields, sort_keys=False, allow_unicode=True)
 
 
 def read_metadata(store: ArtifactStore, digest: str, *, what: str | None = None) -> ModelMetadata:
@@ -195,6 +208,7 @@ def load_model(
                 f"{label} is not a model artifact: it has no {METADATA_FILE}"
             ) from None
         metadata = ModelMetadata.from_dict(raw, what=label)
+        _check_members(metadata, tree, label)
         fl = flavors.get(metadata.flavor)
         check_versions(metadata.packages, fl.packages, what=label)
         try:
@@ -208,6 +222,39 @@ def load_model(
         if metadata.input_example:
             example = pq.read_table(root / metadata.input_example)
     return LoadedModel(native, fl, metadata, digest=digest, ref=ref, input_example=example)
+
+
+def _member_path(value: object, folder: str, *, what: str) -> str:
+    """``value`` as a path inside the model tree (under ``folder``), or InvalidInputError.
+
+    Only plain relative paths: an absolute path or a ``..`` would let metadata point a
+    loader (a pickle reader) at a file that is not among the tree's verified files.
+    """
+    if not isinstance(value, str) or not value:
+        raise InvalidInputError(f"{what} must be a relative path, not {value!r}")
+    path = PurePosixPath(value)
+    if path.is_absolute() or "\\" in value or ".." in path.parts or ":" in path.parts[0]:
+        raise InvalidInputError(f"{what} must be a relative path inside the model, not {value!r}")
+    return str(PurePosixPath(folder, path)) if folder else str(path)
+
+
+def _check_members(metadata: ModelMetadata, tree: Tree, label: str) -> None:
+    """Refuse metadata naming a file that is not one of the tree's verified files."""
+    listed = {e.path for e in tree.entries}
+    named = [("flavor_info.file", metadata.flavor_info.get("file"), MODEL_DIR)]
+    if metadata.input_example is not None:
+        named.append(("input_example", metadata.input_example, ""))
+    for field_name, value, folder in named:
+        if value is None and field_name == "flavor_info.file":
+            continue
+        try:
+            member = _member_path(value, folder, what=f"{label}: {field_name}")
+        except InvalidInputError as exc:
+            raise IntegrityError(f"{exc}; it is not one of its verified files") from None
+        if member not in listed:
+            raise IntegrityError(
+                f"{label}: {field_name} names {value!r}, which is not one of its verified files"
+            )
 
 
 def example_table(loaded: LoadedModel) -> pa.Table:

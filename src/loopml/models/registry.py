@@ -19,6 +19,7 @@ from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 
 from loopml.core import clock, names
+from loopml.core.display import Summarized, Summary
 from loopml.core.errors import ConflictError, InvalidInputError, NotFoundError, StoreError
 from loopml.core.ids import new_id
 from loopml.models.artifact import load_model, read_metadata, save_model
@@ -30,7 +31,6 @@ from loopml.store.metadata.tables import (
     model_aliases,
     model_versions,
     registered_models,
-    runs,
 )
 from loopml.store.metadata.upsert import upsert
 from loopml.store.workspace import Workspace
@@ -59,8 +59,8 @@ def _check_tags(tags: Mapping[str, Any] | None) -> dict[str, str]:
     return out
 
 
-@dataclass(frozen=True)
-class ModelVersion:
+@dataclass(frozen=True, repr=False)
+class ModelVersion(Summarized):
     name: str
     version: int
     id: str
@@ -79,6 +79,19 @@ class ModelVersion:
     @property
     def ref(self) -> str:
         return f"{self.name}:{self.version}"
+
+    def _summary(self) -> Summary:
+        return Summary(
+            f"ModelVersion {self.ref}",
+            [
+                ("flavor", self.flavor),
+                ("aliases", ", ".join(self.aliases) or "-"),
+                ("run", self.run_id),
+                ("registered", clock.format_ts(self.created_at)),
+                ("digest", self.digest[:19]),
+                ("description", self.description),
+            ],
+        )
 
 
 @dataclass(frozen=True)
@@ -138,7 +151,7 @@ class Registry:
 
         ``X`` is the training data (or a sample): it gives the signature and the input
         example. ``run_id`` and ``dataset_ids`` link the version into the lineage graph;
-        ``code_version`` defaults to the run's git commit.
+        ``code_version`` is the code's version (the fluent API passes the run's git commit).
         """
         check_model_name(name)
         tag_map = _check_tags(tags)
@@ -148,8 +161,6 @@ class Registry:
         with self.ws.engine.connect() as conn:
             if run_id is not None:
                 self.ws.lineage.require_execution(conn, run_id, "run")
-                if code_version is None:
-                    code_version = _run_code_version(conn, run_id)
             self.ws.lineage.require_artifacts(conn, datasets, "dataset")
         # The artifact is complete before any row points at it.
         saved = save_model(self.ws.artifacts, model, X, flavor=flavor)
@@ -283,9 +294,21 @@ class Registry:
             )
         return int(model_id)
 
-    def models(self) -> list[RegisteredModel]:
+    def get_model(self, name: str) -> RegisteredModel:
+        """One registered model with its latest version, aliases and policy."""
+        found = self.models(name=name)
+        if not found:
+            raise NotFoundError(
+                f"no registered model named {name!r}; see registered models with `loopml models ls`"
+            )
+        return found[0]
+
+    def models(self, *, name: str | None = None) -> list[RegisteredModel]:
+        query = select(registered_models).order_by(registered_models.c.name)
+        if name is not None:
+            query = query.where(registered_models.c.name == name)
         with self.ws.engine.connect() as conn:
-            rows = conn.execute(select(registered_models).order_by(registered_models.c.name)).all()
+            rows = conn.execute(query).all()
             latest = dict(
                 conn.execute(
                     select(model_versions.c.model_id, func.max(model_versions.c.version)).group_by(
@@ -676,12 +699,3 @@ def _point_alias(
         # Only reachable if a writer bypassed the model lock: fail the transaction rather
         # than record a move that did not happen.
         raise ConflictError(f"alias {alias!r} changed underneath this move; nothing changed, retry")
-
-
-def _run_code_version(conn: Connection, run_id: str) -> str | None:
-    row = conn.execute(
-        select(runs.c.git_commit, runs.c.git_dirty).where(runs.c.id == run_id)
-    ).first()
-    if row is None or row.git_commit is None:
-        return None
-    return f"{row.git_commit}{'+dirty' if row.git_dirty else ''}"

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from loopml.core.hashing import digest_bytes
+from loopml.pipelines.module_names import module_name
 
 _CONSTANT_TYPES = (int, float, str, bytes, bool, type(None))
 _cache: dict[Any, str] = {}
@@ -39,7 +40,9 @@ def code_version(fn: Callable[..., Any]) -> str:
 
 
 def _collect(obj: Any, module: str, parts: dict[str, str]) -> None:
-    name = f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+    # Keyed by the importable module name: the same code run as a script (``__main__``)
+    # and imported by name has one version.
+    name = f"{module_name(obj)}.{getattr(obj, '__qualname__', repr(obj))}"
     if name in parts:
         return
     tree, text = _normalised_source(obj)

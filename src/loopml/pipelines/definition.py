@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from loopml.core.errors import InvalidInputError
 from loopml.pipelines import build_context
 from loopml.pipelines.graph import Graph, Node, Ref
+from loopml.pipelines.module_names import module_name
 from loopml.pipelines.step import NAME_RE, Step
 
 if TYPE_CHECKING:
@@ -123,7 +124,9 @@ class Pipeline:
                     f"pipeline {self.name}: parameters must be named (no *args, **kwargs "
                     "or positional-only)"
                 )
-        self.ref = f"{fn.__module__}:{fn.__qualname__}"
+        # Run as a script, the module is __main__; record the name it imports as, so
+        # `loopml pipeline run module:pipeline` and resume find it and share its cache.
+        self.ref = f"{module_name(fn)}:{fn.__qualname__}"
         functools.update_wrapper(self, fn)
 
     def __repr__(self) -> str:
@@ -153,9 +156,26 @@ class Pipeline:
             )
         return {n: params.get(n, p.default) for n, p in known.items()}
 
+    def check_types(self, params: Mapping[str, Any]) -> None:
+        """Refuse a value that does not fit its parameter's annotation, before anything
+        runs (``depth: int`` given ``"abc"``). Exact types: no "8" for an int, no True
+        for an int; an int is accepted for a float. Unannotated and ``Any`` accept all."""
+        hints = _type_hints(self.fn)
+        for name, value in params.items():
+            annotation = hints.get(name)
+            if annotation is None or annotation is Any:
+                continue
+            problem = _type_problem(annotation, value)
+            if problem is not None:
+                raise InvalidInputError(
+                    f"pipeline {self.name}: parameter {name} must be {_type_name(annotation)}, "
+                    f"got {type(value).__name__} {value!r:.80}{problem}"
+                )
+
     def build(self, **params: Any) -> Graph:
         """The validated DAG for these parameters. Runs no step."""
         resolved = self.resolve_params(params)
+        self.check_types(resolved)
         builder = _GraphBuilder(self.name)
         with build_context.active(builder):
             returned = self.fn(**resolved)
@@ -189,6 +209,38 @@ class Pipeline:
             address=address,
             trigger=trigger,
         )
+
+
+def _type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    import typing
+
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:  # names only a type checker can resolve: nothing to check against
+        return {}
+
+
+def _type_name(annotation: Any) -> str:
+    return annotation.__name__ if isinstance(annotation, type) else repr(annotation)
+
+
+def _type_problem(annotation: Any, value: Any) -> str | None:
+    """None if ``value`` fits ``annotation``; else a detail to add (may be "")."""
+    from pydantic import ConfigDict, PydanticSchemaGenerationError, TypeAdapter, ValidationError
+
+    try:
+        adapter: TypeAdapter[Any] = TypeAdapter(
+            annotation, config=ConfigDict(strict=True, arbitrary_types_allowed=True)
+        )
+    except (PydanticSchemaGenerationError, TypeError, ValueError):
+        return None  # a type pydantic cannot check: leave it to the step
+    try:
+        adapter.validate_python(value)
+    except ValidationError as exc:
+        errors = exc.errors()
+        where = ".".join(str(p) for p in errors[0]["loc"]) if errors else ""
+        return f" (at {where})" if where else ""
+    return None
 
 
 def _output(name: str, returned: Any) -> Any:

@@ -92,6 +92,7 @@ def _add(
             raise InvalidInputError(f"pipeline {pipe.name} has no parameter {param!r}")
         probe[param] = None  # supplied by the trigger
     pipe.resolve_params(probe)
+    pipe.check_types(given)
     stored = params_mod.encode(given, pipeline=pipe.name)
     try:
         with ws.write_engine.begin() as conn:

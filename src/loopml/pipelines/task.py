@@ -147,8 +147,11 @@ def _store(url: str, options: tuple[tuple[str, Any], ...]) -> ArtifactStore:
 
 def step_ref(fn: Callable[..., Any]) -> StepRef:
     """How a worker can import ``fn``; refuse steps that cannot be imported by name."""
+    from loopml.pipelines.module_names import module_name
+
     qualname = fn.__qualname__
-    if "<locals>" in qualname or fn.__module__ == "__main__":
+    name = module_name(fn)  # a script's steps import under the script's module name
+    if "<locals>" in qualname or name == "__main__":
         where = "inside a function" if "<locals>" in qualname else "in __main__"
         raise InvalidInputError(
             f"step {qualname} is defined {where}; "
@@ -157,7 +160,7 @@ def step_ref(fn: Callable[..., Any]) -> StepRef:
         )
     module = sys.modules.get(fn.__module__)
     file = getattr(module, "__file__", None)
-    return StepRef(fn.__module__, qualname, file, tuple(p for p in sys.path if p))
+    return StepRef(name, qualname, file, tuple(p for p in sys.path if p))
 
 
 def resolve(ref: StepRef, code_version: str) -> Callable[..., Any]:

@@ -72,10 +72,26 @@ class Dispatcher:
         self._thread.start()
 
     def stop_accepting(self) -> None:
-        """Connections not yet accepted are refused when the socket closes."""
+        """Stop accepting; hand over what the kernel had already accepted, then close.
+
+        A connection in the listen backlog has completed its handshake: the client has
+        sent its request, and closing the socket would reset it unanswered. After the
+        close, new connections are refused, which a client can tell apart and retry."""
+        if self._listener.fileno() == -1:
+            return
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
+        self._listener.setblocking(False)
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                break
+            with conn:
+                self._hand_over(conn)
         self._listener.close()
 
     def close(self) -> None:
@@ -142,6 +158,10 @@ class Receiver:
             self._on_lost()
 
     def stop(self) -> None:
+        """Adopt every connection already passed (the supervisor stops passing before it
+        asks a worker to stop), then close the channel."""
+        if self._loop is not None:
+            self._receive()
         if self._loop is not None:
             self._loop.remove_reader(self._channel.fileno())
             self._loop = None

@@ -27,6 +27,13 @@ class PayloadTooLargeError(InvalidInputError):
     grpc_code = "RESOURCE_EXHAUSTED"
 
 
+class RequestTimeoutError(BadRequestError):
+    """The client did not send its request in time (a slow or stalled upload)."""
+
+    http_status = 408
+    grpc_code = "DEADLINE_EXCEEDED"
+
+
 class ModelNotServedError(NotFoundError):
     """The request names a model or version this server does not serve."""
 

@@ -8,6 +8,7 @@ status REST would answer, so both protocols count a mistake alike.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -109,7 +110,12 @@ class InferenceServicer:
         started = time.perf_counter()
         rid = check_request_id(request.id) if request.id else new_request_id()
         event_time = _event_time(request)
-        inputs = _decode_inputs(request, self.options.max_elements)
+        # Decode and convert a large request off the event loop (see rest_app.off_loop).
+        large = request.ByteSize() > self.options.offload_bytes
+        if large:
+            inputs = await asyncio.to_thread(_decode_inputs, request, self.options.max_elements)
+        else:
+            inputs = _decode_inputs(request, self.options.max_elements)
         max_rows = self.options.max_request_rows
 
         def build(model: ServedModel) -> Any:
@@ -122,6 +128,7 @@ class InferenceServicer:
             version=request.model_version or None,
             started=started,
             event_time=event_time,
+            offload=large,
         )
         requested = [o.name for o in request.outputs] or None
         outs = tensors.outputs(result.model, result.prediction, requested)

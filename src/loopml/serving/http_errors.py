@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loopml.core.errors import InvalidInputError, error_codes
-from loopml.serving.errors import OverloadedError
+from loopml.serving.errors import OverloadedError, RequestTimeoutError
 from loopml.serving.metrics import ServingMetrics
 from loopml.serving.runtime import check_request_id, new_request_id
 
@@ -40,6 +40,8 @@ def loopml_error_response(exc: Exception) -> Response:
     headers = None
     if isinstance(exc, OverloadedError):
         headers = {"retry-after": str(exc.retry_after)}
+    elif isinstance(exc, RequestTimeoutError):
+        headers = {"connection": "close"}  # the rest of a slow body is not worth waiting for
     return error_response(error_codes(exc).http_status, str(exc), headers)
 
 

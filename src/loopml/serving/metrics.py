@@ -108,6 +108,11 @@ class ServingMetrics:
             "Predicted rows written to the prediction log.",
             registry=r,
         )
+        self.shed = Counter(
+            "loopml_requests_shed",
+            "Inference requests refused with 503 because too many were waiting for the model.",
+            registry=r,
+        )
         self.feedback = Counter(
             "loopml_feedback_labels", "Ground-truth labels received.", registry=r
         )

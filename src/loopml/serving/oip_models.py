@@ -62,6 +62,52 @@ class ServerMetadataResponse(BaseModel):
     extensions: list[str]
 
 
+_EVENT_TIME = {
+    "description": "when the event happened: epoch seconds or ISO-8601 with a zone",
+    "anyOf": [{"type": "number"}, {"type": "string"}],
+}
+_ROWS = {"type": "array", "items": {}}
+# JSON Schemas of the bodies the server reads by hand, for the OpenAPI document.
+BODY_SCHEMAS: dict[str, Any] = {
+    "InvocationsRequest": {
+        "type": "object",
+        "description": "MLflow's scoring payload: exactly one of the four forms",
+        "properties": {
+            "dataframe_split": {
+                "type": "object",
+                "properties": {
+                    "columns": {"type": "array", "items": {"type": "string"}},
+                    "data": {"type": "array", "items": _ROWS},
+                },
+                "required": ["columns", "data"],
+            },
+            "dataframe_records": {"type": "array", "items": {"type": "object"}},
+            "instances": _ROWS,
+            "inputs": {"anyOf": [_ROWS, {"type": "object"}]},
+            "event_time": _EVENT_TIME,
+        },
+    },
+    "FeedbackRequest": {
+        "type": "object",
+        "properties": {
+            "labels": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "request_id": {"type": "string"},
+                        "row": {"type": "integer", "minimum": 0},
+                        "label": {"anyOf": [{"type": "number"}, {"type": "string"}]},
+                    },
+                    "required": ["request_id", "label"],
+                },
+            }
+        },
+        "required": ["labels"],
+    },
+}
+
+
 def _tensor(spec: TensorSpec) -> dict[str, Any]:
     return {"name": spec.name, "datatype": spec.datatype, "shape": list(spec.shape)}
 

@@ -53,6 +53,19 @@ class ServeOptions:
     log_flush_interval: float = 2.0
     drain_timeout: float = 30.0
     model_threads: int = 1
+    # Limits that keep a server answering under hostile or unlucky load (http_protocol):
+    # open HTTP connections (None: what the file-descriptor limit safely allows), seconds
+    # for a request's headers and for its body, requests waiting for the model before new
+    # ones are shed with 503 + Retry-After, and the body size above which parsing moves
+    # off the event loop.
+    # "fast": the log is written every log_flush_interval (a killed process loses up to
+    # that much); "strict": each answer waits until its record is written (group commit).
+    log_durability: str = "fast"
+    max_connections: int | None = None
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    max_queued_requests: int = 2048
+    offload_bytes: int = 256 * 1024
 
     def __post_init__(self) -> None:
         ModelRef.parse(self.ref)
@@ -70,6 +83,17 @@ class ServeOptions:
             (self.poll_interval > 0, "the registry poll interval must be > 0 s"),
             (self.max_request_rows >= 1, "max request rows must be at least 1"),
             (self.model_threads >= 1, "model threads must be at least 1"),
+            (
+                self.max_connections is None or self.max_connections >= 1,
+                "--max-connections must be at least 1",
+            ),
+            (
+                self.log_durability in ("fast", "strict"),
+                "--log-durability must be 'fast' or 'strict'",
+            ),
+            (self.header_timeout > 0, "the header timeout must be > 0 s"),
+            (self.body_timeout > 0, "the body timeout must be > 0 s"),
+            (self.max_queued_requests >= 1, "max queued requests must be at least 1"),
         ]
         for ok, message in checks:
             if not ok:
@@ -80,6 +104,18 @@ class ServeOptions:
     @property
     def deployment_name(self) -> str:
         return self.deployment or self.ref
+
+    def connection_limit(self) -> int:
+        """``max_connections``, or what this process's file-descriptor limit allows with
+        room to spare for the model, the log, the database and gRPC."""
+        if self.max_connections is not None:
+            return self.max_connections
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY:
+            return 100_000
+        return max(64, int(soft * 0.9) - 256)
 
     @property
     def max_elements(self) -> int:

@@ -1,9 +1,21 @@
 """Every answered prediction, appended asynchronously to Parquet in the artifact store.
 
-Request handlers only append an in-memory record (no I/O on the request path); a
-background thread writes them out every ``flush_interval`` seconds, or sooner when
-``max_pending_rows`` pile up, and :meth:`PredictionLog.close` writes whatever is left, so a
-graceful shutdown loses nothing. A failed write keeps its records and is retried.
+Two durability modes (``loopml serve --log-durability``):
+
+* ``fast`` (the default): request handlers only append an in-memory record (no I/O on the
+  request path); a background thread writes them out every ``flush_interval`` seconds, or
+  sooner when ``max_pending_rows`` pile up, and :meth:`PredictionLog.close` writes whatever
+  is left, so a graceful shutdown (SIGTERM) loses nothing. A process killed outright
+  (SIGKILL, out of memory, power) loses what was not yet written: up to
+  ``flush_interval`` seconds of answered predictions.
+* ``strict``: an answer is sent only once its record is written: the Parquet file is in
+  the artifact store (fsynced when the store is a local folder) and its artifact row is
+  committed. Writes are group commits: the records that arrive while one write runs
+  form the next, so under load one write covers many requests. A killed process loses no
+  answered prediction; every request pays the write's latency.
+
+A failed write keeps its records and is retried (in strict mode, the requests waiting for
+it are answered 503 meanwhile: their predictions were not made durable).
 
 Format (``loopml.prediction_log/2``): each flush writes one Parquet file per (hour, model
 version), stored as a content-addressed blob and recorded as an artifact of kind
@@ -42,10 +54,12 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +67,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from loopml.core.errors import StoreError
 from loopml.monitoring.logs import LOG_KIND as LOG_KIND
 from loopml.serving.model_source import Prediction
 from loopml.store.workspace import Workspace
@@ -105,6 +120,7 @@ class PredictionLog:
         max_pending_rows: int = 50_000,
         compact_interval: float = 0.1,
         on_written: Callable[[int], None] | None = None,
+        strict: bool = False,
     ) -> None:
         self.workspace = workspace
         self.deployment = deployment
@@ -125,6 +141,10 @@ class PredictionLog:
         self._thread: threading.Thread | None = None
         self.written_rows = 0
         self.written_files = 0
+        self.strict = strict
+        # Strict mode: one future per pending record, resolved once its file is written.
+        self._waiters: list[Future[None]] = []
+        self._compacted_waiters: list[Future[None]] = []
 
     @property
     def pending_rows(self) -> int:
@@ -136,13 +156,18 @@ class PredictionLog:
             self._thread = threading.Thread(target=self._loop, name="prediction-log", daemon=True)
             self._thread.start()
 
-    def append(self, record: LogRecord) -> None:
+    def append(self, record: LogRecord) -> Future[None] | None:
+        """Queue ``record``; in strict mode, return a future done once it is written."""
+        waiter: Future[None] | None = Future() if self.strict else None
         with self._lock:
             self._pending.append(record)
             self._pending_rows += record.inputs.num_rows
+            if waiter is not None:
+                self._waiters.append(waiter)
             full = self.pending_rows >= self.max_pending_rows
-        if full:
+        if full or waiter is not None:
             self._wake.set()
+        return waiter
 
     def close(self) -> None:
         """Stop the background thread and write everything still pending."""
@@ -170,11 +195,18 @@ class PredictionLog:
             try:
                 with self._write_lock:
                     self._compact_pending()
-                    if time.monotonic() >= due or self.pending_rows >= self.max_pending_rows:
+                    if (
+                        self.strict
+                        or time.monotonic() >= due
+                        or self.pending_rows >= self.max_pending_rows
+                    ):
                         due = time.monotonic() + self.flush_interval
                         self._write_compacted()
-            except Exception:
+            except Exception as exc:
                 log.exception("writing the prediction log failed; will retry")
+                self._fail_waiters(exc)
+                if self.strict:
+                    time.sleep(0.2)  # do not spin on a store that is down
 
     def flush(self) -> int:
         """Write every pending record now; return the number of rows written."""
@@ -192,6 +224,8 @@ class PredictionLog:
             records, self._pending = self._pending, []
             rows = self._pending_rows
             self._pending_rows = 0
+            self._compacted_waiters.extend(self._waiters)
+            self._waiters = []
         if not records:
             return
         groups: dict[_FileKey, list[LogRecord]] = defaultdict(list)
@@ -217,7 +251,21 @@ class PredictionLog:
             del self._compacted[key]
             self._compacted_rows -= rows
             written += rows
+        waiters, self._compacted_waiters = self._compacted_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
         return written
+
+    def _fail_waiters(self, exc: BaseException) -> None:
+        """Answer the requests waiting for a failed write: their records stay queued and
+        are written by a later attempt, but their answers cannot wait for it."""
+        with self._write_lock:
+            waiters, self._compacted_waiters = self._compacted_waiters, []
+        error = StoreError(f"the prediction log could not be written ({exc}); retry")
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_exception(error)
 
     def _write(self, key: _FileKey, tables: list[pa.Table]) -> int:
         partition, model, version, model_digest, model_artifact_id = key
@@ -230,6 +278,8 @@ class PredictionLog:
         # thread that shares the CPU with the request path.
         pq.write_table(table, sink, compression="zstd", compression_level=1)
         blob = self.workspace.artifacts.put_bytes(sink.getvalue())
+        if self.strict:
+            self._sync(blob.digest)
         micros = pc.min_max(table.column("timestamp").cast(pa.int64()))
         properties = {
             "format": LOG_FORMAT,
@@ -269,6 +319,15 @@ class PredictionLog:
         if self._on_written is not None:
             self._on_written(table.num_rows)
         return int(table.num_rows)
+
+    def _sync(self, digest: str) -> None:
+        store = self.workspace.artifacts
+        if store.is_local:
+            fd = os.open(store.path_of(digest), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
 
 def build_table(records: list[LogRecord]) -> pa.Table:

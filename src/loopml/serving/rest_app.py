@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -30,7 +31,12 @@ from loopml.serving.http_errors import (
 from loopml.serving.info import EXTENSIONS, SERVER_NAME, server_version
 from loopml.serving.metrics import CONTENT_TYPE, ServingMetrics
 from loopml.serving.model_source import ServedModel
-from loopml.serving.oip_models import infer_response, model_metadata
+from loopml.serving.oip_models import (
+    BODY_SCHEMAS,
+    InferenceRequest,
+    infer_response,
+    model_metadata,
+)
 from loopml.serving.rest_codec import HEADER_LENGTH, parse_infer_request, parse_json, read_body
 from loopml.serving.runtime import ServingRuntime, check_request_id
 
@@ -43,6 +49,7 @@ def _json(obj: Any, status: int = 200) -> Response:
 
 
 Handler = Callable[..., Awaitable[Response]]
+T = TypeVar("T")
 
 
 class _InferenceFastPath:
@@ -84,9 +91,38 @@ class _InferenceFastPath:
         await response(scope, receive, send)
 
 
+def _body(schema: str, *, csv: bool = False) -> dict[str, Any]:
+    """An operation's request body in the OpenAPI document (handlers read raw bodies, so
+    FastAPI cannot infer it); clients and API fuzzers learn the payload from it."""
+    content: dict[str, Any] = {
+        "application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}
+    }
+    if csv:
+        content["text/csv"] = {"schema": {"type": "string"}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+def _document_bodies(app: FastAPI) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+            request = InferenceRequest.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
+            schemas.update(request.pop("$defs", {}))
+            schemas["InferenceRequest"] = request
+            schemas.update(BODY_SCHEMAS)
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(runtime: ServingRuntime) -> ASGIApp:
     """The ASGI app over a started (or starting) runtime."""
     app = FastAPI(title="loopml model server", version=server_version(), docs_url="/docs")
+    _document_bodies(app)
     app.add_exception_handler(LoopmlError, loopml_error_handler)
     app.add_exception_handler(HTTPException, http_error_handler)
     app.add_middleware(RequestContextMiddleware, metrics=runtime.metrics)
@@ -143,10 +179,26 @@ def create_app(runtime: ServingRuntime) -> ASGIApp:
         return model_ready(name, version)
 
     # inference ---------------------------------------------------------------------------
+    async def body_of(request: Request) -> tuple[bytes, bool]:
+        """The body, and whether it is large enough to parse off the event loop."""
+        body = await read_body(request, opts.max_request_bytes, opts.body_timeout)
+        return body, len(body) > opts.offload_bytes
+
+    async def off_loop(large: bool, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        # A 30 MB JSON body takes seconds to parse and convert: on the event loop that
+        # would stall every other request, health checks included.
+        if large:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        return fn(*args, **kwargs)
+
     async def infer(request: Request, name: str, version: str | None) -> Response:
-        body = await read_body(request, opts.max_request_bytes)
-        parsed, inputs = parse_infer_request(
-            body, request.headers.get(HEADER_LENGTH), max_elements=opts.max_elements
+        body, large = await body_of(request)
+        parsed, inputs = await off_loop(
+            large,
+            parse_infer_request,
+            body,
+            request.headers.get(HEADER_LENGTH),
+            max_elements=opts.max_elements,
         )
         if parsed.id is not None:
             request.state.request_id = check_request_id(parsed.id)
@@ -164,30 +216,31 @@ def create_app(runtime: ServingRuntime) -> ASGIApp:
             version=version,
             started=request.state.started,
             event_time=event_time,
+            offload=large,
         )
         outs = tensors.outputs(result.model, result.prediction, requested)
         return _json(infer_response(result.model, rid, outs))
 
-    @app.post("/v2/models/{name}/infer")
+    @app.post("/v2/models/{name}/infer", openapi_extra=_body("InferenceRequest"))
     async def infer_latest(request: Request, name: str) -> Response:
         return await infer(request, name, None)
 
-    @app.post("/v2/models/{name}/versions/{version}/infer")
+    @app.post("/v2/models/{name}/versions/{version}/infer", openapi_extra=_body("InferenceRequest"))
     async def infer_version(request: Request, name: str, version: str) -> Response:
         return await infer(request, name, version)
 
-    @app.post("/invocations")
+    @app.post("/invocations", openapi_extra=_body("InvocationsRequest", csv=True))
     async def invoke(request: Request) -> Response:
-        body = await read_body(request, opts.max_request_bytes)
+        body, large = await body_of(request)
         content_type = request.headers.get("content-type", "application/json")
         if content_type.startswith("text/csv"):
             event_time = parse_event_time(request.query_params.get(EVENT_TIME), numeric_text=True)
-            table = invocations.parse_csv(body, opts.max_request_rows)
+            table = await off_loop(large, invocations.parse_csv, body, opts.max_request_rows)
 
             def build(model: ServedModel) -> Any:
                 return table
         else:
-            payload = parse_json(body)
+            payload = await off_loop(large, parse_json, body)
             event_time = parse_event_time(
                 payload.get(EVENT_TIME) if isinstance(payload, dict) else None
             )
@@ -200,16 +253,18 @@ def create_app(runtime: ServingRuntime) -> ASGIApp:
             request_id=request.state.request_id,
             started=request.state.started,
             event_time=event_time,
+            offload=large,
         )
         labels = tensors.outputs(result.model, result.prediction, [tensors.PREDICT])[0]
         return _json({"predictions": labels.json_data()})
 
     # feedback and metrics ----------------------------------------------------------------
-    @app.post("/v2/feedback")
+    @app.post("/v2/feedback", openapi_extra=_body("FeedbackRequest"))
     async def feedback(request: Request) -> Response:
         if runtime.draining:
             raise NotReadyError("the server is shutting down; send the labels to another one")
-        labels = parse_labels(parse_json(await read_body(request, opts.max_request_bytes)))
+        body, large = await body_of(request)
+        labels = await off_loop(large, lambda: parse_labels(parse_json(body)))
         artifact_id = await asyncio.to_thread(runtime.store_feedback, labels)
         return _json({"stored": len(labels), "artifact_id": artifact_id})
 

@@ -7,6 +7,7 @@ whose ``parameters.binary_data_size`` is set takes its bytes from there, in inpu
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -15,7 +16,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 
 from loopml.serving import tensors
-from loopml.serving.errors import BadRequestError, PayloadTooLargeError
+from loopml.serving.errors import BadRequestError, PayloadTooLargeError, RequestTimeoutError
 from loopml.serving.oip_models import InferenceRequest
 
 HEADER_LENGTH = "inference-header-content-length"
@@ -44,7 +45,18 @@ def _length(text: str) -> int | None:
     return int(text)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, timeout: float = 30.0) -> bytes:
+    """The whole body, refused if larger than ``limit`` or slower than ``timeout`` seconds."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await _read_body(request, limit)
+    except TimeoutError:
+        raise RequestTimeoutError(
+            f"the request body did not arrive within {timeout:g} s; send it at once"
+        ) from None
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         size = _length(declared)

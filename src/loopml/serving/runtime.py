@@ -9,6 +9,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -19,6 +20,7 @@ from loopml.serving.deployment import SHADOW, Deployment, Route
 from loopml.serving.errors import (
     BadRequestError,
     NotReadyError,
+    OverloadedError,
     SignatureMismatchError,
     model_failure,
 )
@@ -54,6 +56,10 @@ def check_request_id(value: object) -> str:
     return value
 
 
+def _checked_table(build: TableBuilder, model: ServedModel) -> pa.Table:
+    return model.check(build(model))
+
+
 class ServingRuntime:
     def __init__(
         self,
@@ -76,8 +82,13 @@ class ServingRuntime:
             options.deployment_name,
             flush_interval=options.log_flush_interval,
             on_written=self.metrics.log_written.inc,
+            strict=options.log_durability == "strict",
         )
+        # ready: what health checks report (false once shutdown begins, so balancers stop
+        # sending); started/draining: whether inference is served, which continues until
+        # the connections already accepted have been answered.
         self.ready = False
+        self.started = False
         self.draining = False
         self._inflight = 0
         self._idle = asyncio.Event()
@@ -87,6 +98,7 @@ class ServingRuntime:
     async def start(self) -> None:
         await self.deployment.start()
         self.log.start()
+        self.started = True
         self.ready = True
 
     async def close(self) -> None:
@@ -111,17 +123,29 @@ class ServingRuntime:
         version: str | None = None,
         started: float | None = None,
         event_time: float | None = None,
+        offload: bool = False,
     ) -> InferResult:
-        """Check, batch, predict and log one request; raise a serving error for bad input."""
-        if self.draining or not self.ready:
+        """Check, batch, predict and log one request; raise a serving error for bad input.
+
+        ``offload`` builds and checks the table in a thread (a large request), so the event
+        loop keeps answering health checks and small requests meanwhile."""
+        if self.draining or not self.started:
             raise NotReadyError("the server is not ready (starting or shutting down); retry")
+        if self._inflight >= self.options.max_queued_requests:
+            self.metrics.shed.inc()
+            raise OverloadedError(
+                f"{self._inflight} requests are already waiting for the model; retry shortly"
+            )
         started = time.perf_counter() if started is None else started
         self._inflight += 1
         self._idle.clear()
         try:
             for _ in range(3):
                 route = self.deployment.select(model_name, version, request_id)
-                table = route.model.check(build(route.model))
+                if offload:
+                    table = await asyncio.to_thread(_checked_table, build, route.model)
+                else:
+                    table = _checked_table(build, route.model)
                 try:
                     prediction = await route.batcher.submit(table)
                     break
@@ -141,7 +165,7 @@ class ServingRuntime:
             if self._inflight == 0:
                 self._idle.set()
         latency = time.perf_counter() - started
-        self._record(route, request_id, table, prediction, latency, event_time)
+        durable = self._record(route, request_id, table, prediction, latency, event_time)
         shadow = self.deployment.shadow
         if shadow is not None and route.role != SHADOW:
             task = asyncio.get_running_loop().create_task(
@@ -149,6 +173,14 @@ class ServingRuntime:
             )
             self._shadow_tasks.add(task)
             task.add_done_callback(self._shadow_tasks.discard)
+        if durable is not None:  # strict durability: answer once the record is written
+            self._inflight += 1
+            try:
+                await asyncio.wrap_future(durable)
+            finally:
+                self._inflight -= 1
+                if self._inflight == 0:
+                    self._idle.set()
         return InferResult(request_id, route.model, prediction)
 
     def _record(
@@ -159,9 +191,9 @@ class ServingRuntime:
         prediction: Prediction,
         latency: float,
         event_time: float | None,
-    ) -> None:
+    ) -> Future[None] | None:
         model = route.model
-        self.log.append(
+        durable = self.log.append(
             LogRecord(
                 request_id,
                 time.time(),
@@ -182,6 +214,7 @@ class ServingRuntime:
         )
         self.metrics.inference_latency.labels(label, route.role).observe(latency)
         self.metrics.log_pending.set(self.log.pending_rows)
+        return durable
 
     async def _shadow(
         self, route: Route, table: pa.Table, request_id: str, event_time: float | None

@@ -23,6 +23,7 @@ import uvicorn
 from loopml.core.errors import LoopmlError
 from loopml.serving.connections import Receiver
 from loopml.serving.grpc_service import start_grpc
+from loopml.serving.http_protocol import guarded_protocol
 from loopml.serving.options import ServeOptions
 from loopml.serving.rest_app import create_app
 from loopml.serving.runtime import ServingRuntime
@@ -58,6 +59,10 @@ class _Uvicorn(uvicorn.Server):
         task = loop.create_task(loop.connect_accepted_socket(protocol, conn))
         self._adopting.add(task)
         task.add_done_callback(lambda done: self._adopted(done, conn))
+
+    async def adoptions(self) -> None:
+        """Wait until every connection being adopted has joined the server."""
+        await asyncio.gather(*self._adopting, return_exceptions=True)
 
     def _adopted(self, task: asyncio.Task[Any], conn: socket.socket) -> None:
         self._adopting.discard(task)
@@ -158,6 +163,7 @@ async def serve(
             lifespan="off",
             timeout_graceful_shutdown=int(options.drain_timeout),
             timeout_keep_alive=30,
+            http=guarded_protocol(options.connection_limit(), options.header_timeout),
         )
         http = _Uvicorn(config)
         sockets = [] if sock is None else [sock]
@@ -175,10 +181,11 @@ async def serve(
             on_ready.set_result(BoundPorts(port, grpc_port))
         await _wait_either(stop.wait(), http_task)
         # Graceful: refuse new work, let in-flight requests finish on both transports.
+        runtime.ready = False
         if receiver is not None:
             receiver.stop()
             receiver = None
-        runtime.ready = False
+            await http.adoptions()  # so graceful shutdown answers them too
         http.should_exit = True
         stops = [http_task]
         if grpc_server is not None:
@@ -214,6 +221,7 @@ def run(
     connections: socket.socket | None = None,
 ) -> None:
     """Serve in this process until SIGTERM or SIGINT."""
+    raise_fd_limit()
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -235,6 +243,17 @@ def run(
         )
 
     asyncio.run(main())
+
+
+def raise_fd_limit() -> None:
+    """Lift this process's soft limit on open files to the hard limit: every connection is
+    one, and the connection cap is derived from it."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _freeze_startup_objects(ready: asyncio.Future[BoundPorts]) -> None:

@@ -93,10 +93,17 @@ def run_workers(spec: WorkspaceSpec, options: ServeOptions) -> int:
         for i, (_, theirs) in enumerate(pairs)
     ]
     stopping = False
+    signalled = False
 
     def forward(signum: int, frame: FrameType | None) -> None:
+        # Only note it here: the main loop stops accepting first, then signals the workers,
+        # so no connection is handed to a worker that is already draining.
         nonlocal stopping
         stopping = True
+
+    def signal_workers() -> None:
+        nonlocal signalled
+        signalled = True
         for w in workers:
             if w.pid is not None and w.is_alive():
                 os.kill(w.pid, signal.SIGTERM)
@@ -112,6 +119,7 @@ def run_workers(spec: WorkspaceSpec, options: ServeOptions) -> int:
                 lambda: not stopping and all(w.is_alive() for w in workers), 300
             ):
                 if stopping:  # interrupted while starting: not an error
+                    signal_workers()
                     for w in workers:
                         w.join(60)
                     return 0
@@ -119,7 +127,7 @@ def run_workers(spec: WorkspaceSpec, options: ServeOptions) -> int:
             dispatcher.start()
             _wait_ready(options, workers)
         except LoopmlError:
-            forward(signal.SIGTERM, None)
+            signal_workers()
             for w in workers:
                 w.join(60)
             raise
@@ -131,14 +139,16 @@ def run_workers(spec: WorkspaceSpec, options: ServeOptions) -> int:
         )
         code = 0
         while any(w.is_alive() for w in workers):
+            if stopping and not signalled:
+                dispatcher.stop_accepting()  # before the workers drain, not during
+                signal_workers()
             for w in workers:
-                w.join(0.2)
-                if not w.is_alive() and w.exitcode not in (0, None) and not stopping:
+                w.join(0.1)
+                if not w.is_alive() and w.exitcode not in (0, None) and not signalled:
                     # A worker died on its own: stop the others rather than serve degraded.
                     code = 1
-                    forward(signal.SIGTERM, None)
-            if stopping:
-                dispatcher.stop_accepting()  # no new connections while the workers drain
+                    dispatcher.stop_accepting()
+                    signal_workers()
         return code
     finally:
         dispatcher.close()

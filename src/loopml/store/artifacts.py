@@ -14,8 +14,10 @@ import os
 import posixpath
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -90,12 +92,30 @@ class ArtifactStore:
     def put_bytes(self, data: bytes) -> Blob:
         digest = hashing.digest_bytes(data)
         target = self.path_of(digest)
-        if not self.fs.exists(target):
+        if not self._reuse(target):
             if self.is_local:
                 self._local_commit_bytes(data, target)
             else:
                 self.fs.pipe_file(target, data)
         return Blob(digest, len(data))
+
+    def _reuse(self, target: str) -> bool:
+        """Whether ``target`` is already stored; it is then marked as just written, so
+        that ``loopml gc`` (which spares blobs younger than its grace period) cannot
+        remove it before the caller records a reference to it."""
+        if self.is_local:
+            try:
+                os.utime(target)
+                return True
+            except FileNotFoundError:
+                return False
+        try:
+            modified = _modified(self.fs.info(target))
+        except FileNotFoundError:
+            return False
+        # Object stores cannot touch an object: one older than REFRESH_AFTER is written
+        # again, which renews its modification time.
+        return modified is not None and time.time() - modified < REFRESH_AFTER
 
     def put_file(self, path: str | os.PathLike[str]) -> Blob:
         """Store a file, streaming it: memory stays flat whatever the file's size."""
@@ -106,7 +126,7 @@ class ArtifactStore:
             return self._local_put_file(src)
         digest, size = hashing.digest_file(src)
         target = self.path_of(digest)
-        if not self.fs.exists(target):
+        if not self._reuse(target):
             # An object-store upload only becomes visible when it completes.
             self.fs.put_file(src, target)
         return Blob(digest, size)
@@ -121,7 +141,7 @@ class ArtifactStore:
             shutil.copyfile(src, tmp)
             digest, size = hashing.digest_mapped(tmp)
             target = self.path_of(digest)
-            if os.path.exists(target):
+            if self._reuse(target):
                 os.unlink(tmp)
             else:
                 os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -274,6 +294,64 @@ class ArtifactStore:
             if hashing.is_digest(candidate):
                 yield candidate
 
+    def iter_blobs(self) -> Iterator[tuple[str, int, float | None]]:
+        """(digest, size, modification time) of every stored blob."""
+        objects = self._objects_dir()
+        if not self.fs.exists(objects):
+            return
+        for path, info in self.fs.find(objects, detail=True).items():
+            parts = path.rstrip("/").split("/")
+            candidate = hashing.PREFIX + parts[-2] + parts[-1]
+            if hashing.is_digest(candidate):
+                yield candidate, int(info.get("size") or 0), _modified(info)
+
+    def modified(self, digest: str) -> float | None:
+        """When the blob was last written or reused (epoch seconds); None if absent."""
+        try:
+            return _modified(self.fs.info(self.path_of(digest)))
+        except FileNotFoundError:
+            return None
+
+    def stale_temp_files(self, older_than: float) -> list[str]:
+        """Leftovers of writes that died midway (local stores), older than the epoch
+        time ``older_than``; an interrupted object-store upload leaves nothing visible."""
+        if not self.is_local or not os.path.isdir(self._tmp_dir()):
+            return []
+        out = []
+        for entry in os.scandir(self._tmp_dir()):
+            with contextlib.suppress(FileNotFoundError):
+                if entry.is_file() and entry.stat().st_mtime < older_than:
+                    out.append(entry.path)
+        return out
+
+    def remove_unused(self, digest: str, unused_before: float) -> bool:
+        """Remove the blob unless it was written or reused at or after ``unused_before``
+        (epoch seconds); whether it was removed. For ``loopml gc``.
+
+        Locally the blob is first renamed aside, which is atomic: a writer reusing it
+        before the rename renewed its time, so it is put back; one reusing it after the
+        rename finds it gone and writes it again (see ``_reuse``)."""
+        target = self.path_of(digest)
+        if not self.is_local:
+            modified = self.modified(digest)
+            if modified is None or modified >= unused_before:
+                return False
+            self.delete(digest)
+            return True
+        aside = posixpath.join(self._tmp_dir(), f"gc-{new_id()}")
+        try:
+            os.replace(target, aside)
+        except FileNotFoundError:
+            return False
+        if os.stat(aside).st_mtime >= unused_before:
+            if os.path.exists(target):  # written again meanwhile: that copy stands
+                os.unlink(aside)
+            else:
+                os.replace(aside, target)
+            return False
+        os.unlink(aside)
+        return True
+
     def delete(self, digest: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self.path_of(digest))
@@ -295,3 +373,21 @@ class ArtifactStore:
             f"{digest}. It was modified or truncated after it was written; restore it from a "
             "backup or re-create it."
         )
+
+
+REFRESH_AFTER = 600.0  # seconds; see ArtifactStore._reuse
+
+
+def _modified(info: dict[str, Any]) -> float | None:
+    """A modification time in epoch seconds from an fsspec ``info`` mapping."""
+    for key in ("mtime", "LastModified", "last_modified", "updated", "created"):
+        value = info.get(key)
+        if value is None:
+            continue
+        if isinstance(value, int | float):
+            return float(value)
+        if hasattr(value, "timestamp"):
+            return float(value.timestamp())
+        with contextlib.suppress(ValueError):
+            return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    return None

@@ -10,22 +10,19 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
-
-from loopml.core import clock
 from loopml.core.errors import ConflictError, InvalidInputError, NotFoundError
 from loopml.store.lineage import ArtifactRecord
-from loopml.store.metadata.tables import executions, params, tags
 from loopml.tracking import validation
+from loopml.tracking.store import END_STATUSES as END_STATUSES
+from loopml.tracking.store import FAILED as FAILED
+from loopml.tracking.store import FINISHED as FINISHED
+from loopml.tracking.store import RUNNING as RUNNING
+from loopml.tracking.store import RunStore
 
 if TYPE_CHECKING:
-    from loopml.tracking.tracker import Tracker
+    from loopml.store.workspace import Workspace
+    from loopml.tracking.metric_writer import MetricWriter
 
-FINISHED = "finished"
-FAILED = "failed"
-RUNNING = "running"
-END_STATUSES = (FINISHED, FAILED)
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
 
 
@@ -36,8 +33,18 @@ class ActiveRun:
     so far, and propagates.
     """
 
-    def __init__(self, tracker: Tracker, run_id: str, experiment: str, name: str) -> None:
-        self._tracker = tracker
+    def __init__(
+        self,
+        store: RunStore,
+        writer: MetricWriter,
+        run_id: str,
+        experiment: str,
+        name: str,
+        workspace: Workspace,
+    ) -> None:
+        self._store = store
+        self._writer = writer
+        self._workspace = workspace
         self.id = run_id
         self.experiment = experiment
         self.name = name
@@ -45,6 +52,7 @@ class ActiveRun:
         self._next_step: dict[str, int] = {}
         self._known_keys: set[str] = set()
         self._lock = threading.Lock()
+        writer.keep_alive(self)
 
     def __repr__(self) -> str:
         return f"ActiveRun(id={self.id!r}, experiment={self.experiment!r}, name={self.name!r})"
@@ -73,9 +81,7 @@ class ActiveRun:
                 else validation.check_step(key, step)
             )
         self._next_step[key] = s + 1
-        self._tracker.writer.append(
-            (self.id, key, s, time.time() if timestamp is None else timestamp, v)
-        )
+        self._writer.append((self.id, key, s, time.time() if timestamp is None else timestamp, v))
 
     def log_metrics(self, values: Mapping[str, float], step: int | None = None) -> None:
         if not isinstance(values, Mapping):
@@ -99,27 +105,7 @@ class ActiveRun:
         }
         if not rows:
             return
-        with self._tracker.write_engine.begin() as conn:
-            existing = dict(
-                conn.execute(
-                    select(params.c.key, params.c.value).where(
-                        params.c.run_id == self.id, params.c.key.in_(list(rows))
-                    )
-                ).all()
-            )
-            for key, old in existing.items():
-                if old != rows[key]:
-                    raise ConflictError(
-                        f"param {key!r} of run {self.id} is already {old!r}; params cannot "
-                        f"change within a run (tried {rows[key]!r}). Use a tag or a new run"
-                    )
-            new = [
-                {"run_id": self.id, "key": k, "value": v}
-                for k, v in rows.items()
-                if k not in existing
-            ]
-            if new:
-                conn.execute(params.insert(), new)
+        self._store.add_params(self.id, rows)
 
     def set_tag(self, key: str, value: Any) -> None:
         self.set_tags({key: value})
@@ -127,26 +113,12 @@ class ActiveRun:
     def set_tags(self, values: Mapping[str, Any]) -> None:
         if not isinstance(values, Mapping):
             raise InvalidInputError("set_tags takes a mapping of names to values")
-        rows = [
-            {
-                "run_id": self.id,
-                "key": validation.check_name(k, "tag"),
-                "value": validation.tag_text(k, v),
-            }
-            for k, v in values.items()
-        ]
+        rows = {
+            validation.check_name(k, "tag"): validation.tag_text(k, v) for k, v in values.items()
+        }
         if not rows:
             return
-        with self._tracker.write_engine.begin() as conn:
-            insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-            stmt = insert(tags)
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[tags.c.run_id, tags.c.key],
-                    set_={"value": stmt.excluded.value},
-                ),
-                rows,
-            )
+        self._store.set_tags(self.id, rows)
 
     # artifacts ----------------------------------------------------------------
     def log_artifact(self, path: str | os.PathLike[str], name: str | None = None) -> ArtifactRecord:
@@ -156,7 +128,7 @@ class ActiveRun:
         src = os.fspath(path)
         if not os.path.exists(src):
             raise NotFoundError(f"cannot log artifact: nothing at {src!r}")
-        store = self._tracker.workspace.artifacts
+        store = self._workspace.artifacts
         label = name or os.path.basename(os.path.abspath(src))
         validation.check_name(label, "artifact")
         if os.path.isdir(src):
@@ -165,7 +137,7 @@ class ActiveRun:
         else:
             blob = store.put_file(src)
             digest, size, kind = blob.digest, blob.size, "file"
-        lineage = self._tracker.workspace.lineage
+        lineage = self._workspace.lineage
         record = lineage.add_artifact(digest, kind, size, name=label)
         lineage.link(self.id, record.id, "output", role=label)
         return record
@@ -178,13 +150,9 @@ class ActiveRun:
             if self._ended:
                 return
             self._ended = True
-        self._tracker.writer.flush()
-        with self._tracker.write_engine.begin() as conn:
-            conn.execute(
-                update(executions)
-                .where(executions.c.id == self.id)
-                .values(status=status, end_time=clock.now(), error=error)
-            )
+        self._writer.let_go(self)
+        self._writer.flush()
+        self._store.end_run(self.id, status, error)
 
     def __enter__(self) -> ActiveRun:
         return self

@@ -5,6 +5,10 @@ A background thread writes what accumulated in one transaction per batch, as one
 chunk per (run, metric); ``flush`` does the same synchronously. A failed write puts its
 points back, so a transient error (a busy database, a network blip) delays points instead
 of losing them.
+
+The same thread beats for the runs of this process that are still open (every
+``HEARTBEAT_INTERVAL_S``), so readers can tell a run whose process died from a live one.
+One exit hook per process closes every writer still open.
 """
 
 from __future__ import annotations
@@ -13,17 +17,16 @@ import atexit
 import collections
 import logging
 import threading
+import time
 import weakref
 from collections import defaultdict
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from loopml.core.errors import StoreError
-from loopml.store.metadata.tables import latest_metrics, metric_chunks
+from loopml.tracking.store import RunStore
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +37,43 @@ FLUSH_INTERVAL_S = 0.25
 BATCH_SIZE = 50_000
 # Past this many unwritten points the logging thread writes itself: memory stays bounded.
 BACKLOG_LIMIT = 1_000_000
+HEARTBEAT_INTERVAL_S = 30.0
+
+_open_writers: weakref.WeakSet[MetricWriter] = weakref.WeakSet()
+_exit_hook = threading.Lock()
+_exit_hook_registered = False
+
+
+def _close_open_writers() -> None:
+    for writer in list(_open_writers):
+        writer.close()
+
+
+def _register(writer: MetricWriter) -> None:
+    global _exit_hook_registered
+    with _exit_hook:
+        _open_writers.add(writer)
+        if not _exit_hook_registered:
+            atexit.register(_close_open_writers)
+            _exit_hook_registered = True
 
 
 class MetricWriter:
-    def __init__(self, write_engine: Engine, *, flush_interval: float = FLUSH_INTERVAL_S) -> None:
-        self._engine = write_engine
+    def __init__(
+        self,
+        store: RunStore,
+        *,
+        flush_interval: float = FLUSH_INTERVAL_S,
+        heartbeat_interval: float = HEARTBEAT_INTERVAL_S,
+    ) -> None:
+        self._store = store
         self._interval = flush_interval
+        self._heartbeat_interval = heartbeat_interval
+        # Held weakly: a run whose handle is gone (a request-scoped handle in the server,
+        # a run the user dropped) stops beating and, unended, reads as killed later.
+        self._live: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._live_lock = threading.Lock()
+        self._last_beat = time.monotonic()
         self._pending: collections.deque[Point] = collections.deque()
         self._flush_lock = threading.Lock()
         self._wake = threading.Event()
@@ -47,8 +81,20 @@ class MetricWriter:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self.last_error: Exception | None = None
-        # A weak reference: the exit hook must not keep a dropped writer (and its engine) alive.
-        atexit.register(_close_if_alive, weakref.ref(self))
+        # Held weakly: the exit hook must not keep a dropped writer (and its engine) alive.
+        _register(self)
+
+    def keep_alive(self, run: Any) -> None:
+        """Beat for ``run`` (anything with an ``id``) until :meth:`let_go` or until it is
+        garbage-collected."""
+        with self._live_lock:
+            self._live.add(run)
+        if self._thread is None:
+            self._start()
+
+    def let_go(self, run: Any) -> None:
+        with self._live_lock:
+            self._live.discard(run)
 
     def append(self, point: Point) -> None:
         self._pending.append(point)
@@ -84,6 +130,18 @@ class MetricWriter:
                 self.flush()
             except StoreError as exc:
                 log.warning("metric flush failed, will retry: %s", exc)
+            if len(self._live) and time.monotonic() - self._last_beat >= self._heartbeat_interval:
+                self.beat()
+
+    def beat(self) -> None:
+        """Mark this process's open runs alive now."""
+        self._last_beat = time.monotonic()
+        with self._live_lock:
+            live = sorted({run.id for run in self._live})
+        try:
+            self._store.beat(live)
+        except SQLAlchemyError as exc:
+            log.warning("run heartbeat failed, will retry: %s", exc)
 
     def flush(self) -> None:
         """Write every point appended so far; raise StoreError if the database refuses."""
@@ -113,13 +171,12 @@ class MetricWriter:
             chunk = pack(run_id, key, points)
             chunks.append(chunk)
             latest.append(_latest_of(run_id, key, points))
-        with self._engine.begin() as conn:
-            conn.execute(metric_chunks.insert(), chunks)
-            conn.execute(_upsert_latest(conn.dialect.name), latest)
+        self._store.write_metrics(chunks, latest)
 
     def close(self) -> None:
         """Stop the thread and write what is left. Safe to call more than once."""
         self._closed = True
+        _open_writers.discard(self)
         self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
@@ -149,22 +206,3 @@ def pack(run_id: str, key: str, points: list[Point]) -> dict[str, Any]:
 def _latest_of(run_id: str, key: str, points: list[Point]) -> dict[str, Any]:
     _, _, step, stamp, value = max(points, key=lambda p: (p[2], p[3]))
     return {"run_id": run_id, "key": key, "step": step, "timestamp": stamp, "value": value}
-
-
-def _close_if_alive(ref: weakref.ref[MetricWriter]) -> None:
-    writer = ref()
-    if writer is not None:
-        writer.close()
-
-
-def _upsert_latest(dialect: str) -> Any:
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(latest_metrics)
-    ex = stmt.excluded
-    cur = latest_metrics.c
-    newer = (ex.step > cur.step) | ((ex.step == cur.step) & (ex.timestamp >= cur.timestamp))
-    return stmt.on_conflict_do_update(
-        index_elements=[cur.run_id, cur.key],
-        set_={"step": ex.step, "timestamp": ex.timestamp, "value": ex.value},
-        where=newer,
-    )

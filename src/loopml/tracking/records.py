@@ -7,12 +7,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from loopml.core.clock import format_ts
+from loopml.core.display import Summarized, Summary
+
 if TYPE_CHECKING:
     import pandas as pd
 
 
-@dataclass(frozen=True)
-class Run:
+@dataclass(frozen=True, repr=False)
+class Run(Summarized):
     id: str
     experiment: str
     name: str
@@ -31,9 +34,32 @@ class Run:
     def duration(self) -> float | None:
         return None if self.end_time is None else self.end_time - self.start_time
 
+    def _summary(self) -> Summary:
+        return Summary(
+            f"Run {self.id[:12]}",
+            [
+                ("experiment", self.experiment),
+                ("name", self.name),
+                ("status", self.status),
+                ("started", format_ts(self.start_time)),
+                *sorted(self.metrics.items())[:8],
+            ],
+        )
 
-class RunList(list[Run]):
+
+class RunList(Summarized, list[Run]):
     """A list of runs that also converts to a DataFrame, one row a run."""
+
+    def _summary(self) -> Summary:
+        metrics = sorted({k for r in self for k in r.metrics})[:6]
+        return Summary(
+            f"RunList of {len(self)} run{'' if len(self) == 1 else 's'}",
+            columns=["run", "experiment", "name", "status", *metrics],
+            rows=[
+                [r.id[:12], r.experiment, r.name, r.status, *(r.metrics.get(m) for m in metrics)]
+                for r in self
+            ],
+        )
 
     def to_pandas(self) -> pd.DataFrame:
         import pandas as pd

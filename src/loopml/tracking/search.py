@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import LarkError, UnexpectedInput, VisitError
 from sqlalchemy import ColumnElement, and_, or_, select
 
@@ -29,9 +29,12 @@ from loopml.store.metadata.tables import (
     runs,
     tags,
 )
+from loopml.tracking.store import read_status
 
 GRAMMAR = r"""
 ?start: disjunction
+order_by: order_key ("," order_key)*
+order_key: FIELD DIRECTION?
 ?disjunction: conjunction (_OR conjunction)*
 ?conjunction: _atom (_AND _atom)*
 _atom: comparison | "(" disjunction ")"
@@ -47,6 +50,7 @@ SQ_STRING: /'[^']*'/
 _AND: /and\b/i
 _OR: /or\b/i
 _IN: /in\b/i
+DIRECTION: /(asc|desc)\b/i
 %import common.SIGNED_NUMBER
 %import common.WS
 %ignore WS
@@ -65,7 +69,7 @@ _ENTITIES = {
     "run": "attribute",
 }
 _ATTRIBUTES: dict[str, Any] = {
-    "status": executions.c.status,
+    "status": read_status(),
     "name": executions.c.name,
     "run_name": executions.c.name,
     "run_id": executions.c.id,
@@ -192,16 +196,62 @@ class _ToSQL(Transformer[Token, ColumnElement[bool]]):
         return or_(*parts)
 
 
+# SQLite parses ``a OR b OR ...`` into a tree at most 1,000 deep; stay well inside it.
+MAX_COMPARISONS = 500
+MAX_NESTING = 50
+
+
 @functools.cache
 def _parser() -> Lark:
-    return Lark(GRAMMAR, parser="lalr")
+    return Lark(GRAMMAR, parser="lalr", start=["start", "order_by"])
+
+
+def check_text(text: str, what: str) -> None:
+    """Refuse text the database cannot store: a lone surrogate has no UTF-8 encoding."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"{what} is not valid Unicode: {exc.object[exc.start : exc.end]!r} at position "
+            f"{exc.start} is a lone surrogate"
+        ) from None
+
+
+def _check_size(tree: Any) -> None:
+    comparisons = sum(
+        1 if t.data == "comparison" else len(t.children) - 1
+        for t in tree.iter_subtrees()
+        if t.data in ("comparison", "membership")
+    )
+    if comparisons > MAX_COMPARISONS:
+        raise InvalidInputError(
+            f"the filter has {comparisons} comparisons; the limit is {MAX_COMPARISONS}. "
+            "Narrow it, or tag the runs you want and filter on the tag"
+        )
+
+
+def _nesting(text: str) -> int:
+    depth = deepest = 0
+    for ch in text:
+        if ch == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch == ")":
+            depth -= 1
+    return deepest
 
 
 def compile_filter(text: str) -> ColumnElement[bool]:
     if not isinstance(text, str):
         raise InvalidInputError(f"filter must be a string, got {type(text).__name__}")
+    check_text(text, "the filter")
+    if _nesting(text) > MAX_NESTING:
+        raise InvalidInputError(
+            f"the filter's parentheses are nested more than {MAX_NESTING} deep; simplify it"
+        )
     try:
-        tree = _parser().parse(text)
+        tree = _parser().parse(text, start="start")
+        _check_size(tree)
         result: ColumnElement[bool] = _ToSQL().transform(tree)
     except VisitError as exc:
         if isinstance(exc.orig_exc, InvalidInputError):
@@ -229,19 +279,27 @@ def attribute_column(key: str) -> Any:
 
 
 def parse_order_by(spec: str | Sequence[str] | None) -> list[OrderKey]:
+    """``"metrics.auc desc, params.depth"`` (or a list of such items) as sort keys."""
     if spec is None:
         return []
-    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    if isinstance(spec, str):
+        items = [spec]
+    elif isinstance(spec, Sequence) and all(isinstance(i, str) for i in spec):
+        items = list(spec)
+    else:
+        raise InvalidInputError("order_by is a string such as 'metrics.auc desc', or a list")
     keys = []
     for item in items:
-        words = item.strip().rsplit(None, 1)
-        if not words:
-            raise InvalidInputError("order_by has an empty item")
-        descending = False
-        if len(words) == 2 and words[1].lower() in ("asc", "desc"):
-            descending = words[1].lower() == "desc"
-            text = words[0]
-        else:
-            text = item.strip()
-        keys.append(OrderKey(parse_field(text), descending))
+        check_text(item, "order_by")
+        try:
+            tree = _parser().parse(item, start="order_by")
+        except LarkError:
+            raise InvalidInputError(
+                f"cannot parse order_by {item!r}: expected fields with an optional asc or "
+                "desc, separated by commas, e.g. 'metrics.auc desc, params.depth'"
+            ) from None
+        for key in (k for k in tree.children if isinstance(k, Tree)):
+            field_token, *direction = key.children
+            descending = bool(direction) and str(direction[0]).lower() == "desc"
+            keys.append(OrderKey(parse_field(str(field_token)), descending))
     return keys

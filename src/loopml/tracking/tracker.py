@@ -2,53 +2,44 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import (
-    ColumnElement,
-    Select,
-    String,
-    and_,
-    any_,
-    bindparam,
-    func,
-    insert,
-    select,
-)
-from sqlalchemy.dialects import postgresql, sqlite
 
-from loopml.core import clock
-from loopml.core.errors import InvalidInputError, NotFoundError
+from loopml.core.errors import ConflictError, InvalidInputError, NotFoundError
 from loopml.core.ids import new_id
-from loopml.store.metadata import tables as t
-from loopml.store.metadata.tables import (
-    environments,
-    executions,
-    experiments,
-    latest_metrics,
-    metric_chunks,
-    runs,
-)
+from loopml.store.metadata.tables import executions, experiments
 from loopml.store.workspace import Workspace
 from loopml.tracking import environment, search, validation
-from loopml.tracking.active_run import RUNNING, ActiveRun
-from loopml.tracking.metric_writer import MetricWriter
+from loopml.tracking.active_run import ActiveRun
+from loopml.tracking.metric_writer import HEARTBEAT_INTERVAL_S, MetricWriter
 from loopml.tracking.records import MetricHistory, Run, RunList
+from loopml.tracking.store import KILLED, RUNNING, STALE_AFTER_S, RunStore, base_query, order
 
 DEFAULT_EXPERIMENT = "default"
 MAX_SEARCH_LIMIT = 100_000
 
 
 class Tracker:
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(
+        self,
+        workspace: Workspace,
+        *,
+        stale_after: float = STALE_AFTER_S,
+        heartbeat_interval: float = HEARTBEAT_INTERVAL_S,
+    ) -> None:
+        """``stale_after``: seconds without a heartbeat after which a running run reads as
+        killed; ``heartbeat_interval``: how often this process beats for its open runs."""
+        if not 0 < heartbeat_interval < stale_after:
+            raise InvalidInputError(
+                "heartbeat_interval and stale_after are seconds, 0 < heartbeat_interval < "
+                "stale_after"
+            )
         self.workspace = workspace
-        self.engine = workspace.engine
-        self.write_engine = workspace.write_engine
-        self.writer = MetricWriter(self.write_engine)
+        self.store = RunStore(workspace.engine, workspace.write_engine, stale_after=stale_after)
+        self.writer = MetricWriter(self.store, heartbeat_interval=heartbeat_interval)
 
     def close(self) -> None:
         self.writer.close()
@@ -81,95 +72,45 @@ class Tracker:
             for k, v in (tags or {}).items()
         }
         capture = capture_environment and environment_of is None
-        env = environment.python_environment() if capture else None
-        git = environment.git_state(cwd or os.getcwd()) if capture else None
-        with self.write_engine.begin() as conn:
-            exp_id = self._experiment_id(conn, experiment)
-            inherited = None
-            if environment_of is not None:
-                inherited = conn.execute(
-                    select(runs.c.git_commit, runs.c.git_dirty, runs.c.environment_digest).where(
-                        runs.c.id == environment_of
-                    )
-                ).first()
-                if inherited is None:
-                    raise NotFoundError(f"no run {environment_of!r} to take the environment of")
-            if env is not None:
-                known = conn.execute(
-                    select(environments.c.digest).where(environments.c.digest == env.digest)
-                ).first()
-                if known is None:
-                    conn.execute(
-                        insert(environments).values(
-                            digest=env.digest,
-                            python_version=env.python_version,
-                            platform=env.platform,
-                            packages=env.packages,
-                        )
-                    )
-            conn.execute(
-                insert(executions).values(
-                    id=run_id,
-                    kind="run",
-                    name=run_name,
-                    status=RUNNING,
-                    start_time=clock.now(),
-                    end_time=None,
-                    properties={},
-                )
-            )
-            conn.execute(
-                insert(runs).values(
-                    id=run_id,
-                    experiment_id=exp_id,
-                    git_commit=inherited.git_commit if inherited else git.commit if git else None,
-                    git_dirty=inherited.git_dirty if inherited else git.dirty if git else None,
-                    environment_digest=(
-                        inherited.environment_digest if inherited else env.digest if env else None
-                    ),
-                )
-            )
-            if param_rows:
-                conn.execute(
-                    insert(t.params),
-                    [{"run_id": run_id, "key": k, "value": v} for k, v in param_rows.items()],
-                )
-            if tag_rows:
-                conn.execute(
-                    insert(t.tags),
-                    [{"run_id": run_id, "key": k, "value": v} for k, v in tag_rows.items()],
-                )
-        return ActiveRun(self, run_id, experiment, run_name)
-
-    def _experiment_id(self, conn: Any, name: str) -> int:
-        find = select(experiments.c.id).where(experiments.c.name == name)
-        found = conn.execute(find).first()
-        if found is not None:
-            return int(found[0])
-        # Several processes may create the same experiment at once; on PostgreSQL nothing
-        # serialises them, so the loser's insert must be a no-op, not a unique violation.
-        insert_ = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        conn.execute(
-            insert_(experiments)
-            .values(name=name, created_at=clock.now())
-            .on_conflict_do_nothing(index_elements=[experiments.c.name])
+        self.store.create_run(
+            run_id,
+            experiment=experiment,
+            name=run_name,
+            params=param_rows,
+            tags=tag_rows,
+            env=environment.python_environment() if capture else None,
+            git=environment.git_state(cwd or os.getcwd()) if capture else None,
+            environment_of=environment_of,
         )
-        return int(conn.execute(find).scalar_one())
+        return ActiveRun(self.store, self.writer, run_id, experiment, run_name, self.workspace)
+
+    def attach(self, run_id: str) -> ActiveRun:
+        """Write to a run started elsewhere (another process, a client of the server).
+
+        Only a running run takes writes; metrics go through this tracker's writer. Each
+        attach is a sign of life of the writer elsewhere: it beats for the run once."""
+        run = self.get_run(run_id)
+        # A run read as killed is still running as stored; a write brings it back to life.
+        if run.status not in (RUNNING, KILLED):
+            raise ConflictError(f"run {run_id} is {run.status}; only a running run takes writes")
+        self.store.beat([run.id])
+        return ActiveRun(self.store, self.writer, run.id, run.experiment, run.name, self.workspace)
 
     def experiments(self) -> list[str]:
-        with self.engine.connect() as conn:
-            return list(
-                conn.execute(select(experiments.c.name).order_by(experiments.c.name)).scalars()
-            )
+        return self.store.experiments()
 
     # reading ------------------------------------------------------------------
     def get_run(self, run_id: str) -> Run:
         if not isinstance(run_id, str) or not run_id:
             raise InvalidInputError(f"run id must be a non-empty string, got {run_id!r}")
-        found = self._load(_base_query().where(executions.c.id == run_id))
+        found = self.store.load(base_query().where(executions.c.id == run_id))
         if not found:
             raise NotFoundError(f"no run with id {run_id!r}; `loopml runs ls` lists the runs")
         return found[0]
+
+    def code_version(self, run_id: str) -> str | None:
+        """The run's git commit (``+dirty`` if the checkout had changes), or None."""
+        return self.store.code_version(run_id)
 
     def search_runs(
         self,
@@ -185,64 +126,23 @@ class Tracker:
             or not 0 < limit <= MAX_SEARCH_LIMIT
         ):
             raise InvalidInputError(f"limit must be an integer from 1 to {MAX_SEARCH_LIMIT}")
-        q = _base_query()
+        q = base_query()
         if experiment is not None:
             names = [experiment] if isinstance(experiment, str) else list(experiment)
+            for name in names:
+                search.check_text(name, "the experiment name")
             q = q.where(experiments.c.name.in_(names))
         if filter is not None and filter.strip():
             q = q.where(search.compile_filter(filter))
         for i, key in enumerate(search.parse_order_by(order_by)):
-            q = _order(q, key, i)
+            f = key.field
+            column = search.attribute_column(f.key) if f.entity == "attribute" else None
+            q = order(q, f.entity, f.key, key.descending, i, column)
         q = q.order_by(executions.c.start_time.desc(), executions.c.id).limit(limit)
-        return self._load(q)
-
-    def _load(self, q: Select[Any]) -> RunList:
-        with self.engine.connect() as conn:
-            rows = conn.execute(q).all()
-            if not rows:
-                return RunList()
-            ids = [r[0] for r in rows]
-            extras: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
-                run_id: ({}, {}, {}) for run_id in ids
-            }
-            # By id rather than by re-running the filter as a subquery per table, which
-            # costs more.
-            for slot, table in enumerate((t.params, t.tags, latest_metrics)):
-                for run_id, key, value in conn.execute(
-                    select(table.c.run_id, table.c.key, table.c.value).where(
-                        _among(table.c.run_id, ids, conn.dialect.name)
-                    )
-                ).all():
-                    extras[run_id][slot][key] = value
-        found = RunList()
-        # In _base_query's column order.
-        for run_id, name, status, start, end, error, experiment, commit, dirty, env in rows:
-            run_params, run_tags, run_metrics = extras[run_id]
-            found.append(
-                Run(
-                    id=run_id,
-                    experiment=experiment,
-                    name=name,
-                    status=status,
-                    start_time=start,
-                    end_time=end,
-                    params=run_params,
-                    metrics=run_metrics,
-                    tags=run_tags,
-                    git_commit=commit,
-                    git_dirty=dirty,
-                    environment_digest=env,
-                    error=error,
-                )
-            )
-        return found
+        return self.store.load(q)
 
     def environment(self, digest: str) -> dict[str, Any]:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(environments).where(environments.c.digest == digest)).first()
-        if row is None:
-            raise NotFoundError(f"no environment {digest!r}")
-        return dict(row._mapping)
+        return self.store.environment(digest)
 
     def metric_history(
         self, run_id: str, key: str, *, max_points: int | None = None
@@ -253,21 +153,15 @@ class Tracker:
         ):
             raise InvalidInputError("max_points must be an integer of at least 2")
         self.writer.flush()
-        chunks = metric_chunks
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(chunks.c.steps, chunks.c.timestamps, chunks.c["values"])
-                .where(chunks.c.run_id == run_id, chunks.c.key == key)
-                .order_by(chunks.c.id)
-            ).all()
+        rows = self.store.metric_chunks(run_id, key)
         if not rows:
             self.get_run(run_id)  # raises NotFoundError for an unknown run
             raise NotFoundError(f"run {run_id} has no metric {key!r}")
         steps = np.concatenate([np.frombuffer(r[0], dtype="<i8") for r in rows])
         stamps = np.concatenate([np.frombuffer(r[1], dtype="<f8") for r in rows])
         values = np.concatenate([np.frombuffer(r[2], dtype="<f8") for r in rows])
-        order = np.lexsort((stamps, steps))
-        steps, stamps, values = steps[order], stamps[order], values[order]
+        order_ = np.lexsort((stamps, steps))
+        steps, stamps, values = steps[order_], stamps[order_], values[order_]
         history = MetricHistory(run_id, key, steps, stamps, values, total_points=len(steps))
         if max_points is None or len(steps) <= max_points:
             return history
@@ -296,47 +190,3 @@ def downsample(history: MetricHistory, max_points: int) -> MetricHistory:
         max=np.maximum.reduceat(values, starts),
         total_points=history.total_points,
     )
-
-
-def _base_query() -> Select[Any]:
-    return (
-        select(
-            executions.c.id,
-            executions.c.name,
-            executions.c.status,
-            executions.c.start_time,
-            executions.c.end_time,
-            executions.c.error,
-            experiments.c.name.label("experiment"),
-            runs.c.git_commit,
-            runs.c.git_dirty,
-            runs.c.environment_digest,
-        )
-        .select_from(runs)
-        .join(executions, executions.c.id == runs.c.id)
-        .join(experiments, experiments.c.id == runs.c.experiment_id)
-    )
-
-
-def _among(column: Any, ids: list[str], dialect: str) -> ColumnElement[bool]:
-    """``column IN ids`` with the ids bound as one parameter: expanding hundreds of
-    parameters costs SQLAlchemy more than SQLite takes to run the query, and SQLite caps
-    the number of parameters in one statement."""
-    if dialect == "sqlite":
-        listed = func.json_each(bindparam("ids", json.dumps(ids))).table_valued("value")
-        return column.in_(select(listed.c.value))
-    # PostgreSQL, the only other backend make_engine accepts.
-    return column == any_(bindparam("ids", ids, type_=postgresql.ARRAY(String)))
-
-
-def _order(q: Select[Any], key: search.OrderKey, i: int) -> Select[Any]:
-    f = key.field
-    if f.entity == "attribute":
-        col: Any = search.attribute_column(f.key)
-    else:
-        table = {"metric": latest_metrics, "param": t.params, "tag": t.tags}[f.entity].alias(
-            f"o{i}"
-        )
-        q = q.outerjoin(table, and_(table.c.run_id == executions.c.id, table.c.key == f.key))
-        col = table.c.value
-    return q.order_by(col.desc().nulls_last() if key.descending else col.asc().nulls_last())

@@ -194,7 +194,7 @@ def _second_pass(df: pl.DataFrame, cols: list[_Column]) -> None:
 
 
 def _hll_query(df: pl.DataFrame, c: _Column, *, prefilter: bool = True) -> pl.LazyFrame:
-    values = stable_hash.canonical(df[c.name]).alias("v")
+    values = stable_hash.prepare(df[c.name]).alias("v")
     q = pl.LazyFrame({"v": values}).drop_nulls()
     rows_with_values = df.height - int(c.stats["nulls"])
     approx = int(c.stats.get("approx") or rows_with_values)
@@ -205,7 +205,7 @@ def _hll_query(df: pl.DataFrame, c: _Column, *, prefilter: bool = True) -> pl.La
         c.hll_min_rank = 1
     else:
         c.hll_min_rank = hll.min_rank(approx) if prefilter else 1
-    h = q.select(stable_hash.hash_expr(pl.col("v"), values.dtype).alias("h"))
+    h = stable_hash.hash_frame(q, "v", c.dtype)
     if c.hll_min_rank > 1:
         h = h.filter(hll.rank_at_least(pl.col("h"), c.hll_min_rank))
     return h.select(hll.code_expr(pl.col("h")).alias("x"))

@@ -20,6 +20,10 @@ FILE = "model.txt"
 class LightGBMFlavor:
     name: str = "lightgbm"
     packages: tuple[str, ...] = ("lightgbm",)
+    determinism: str = (
+        "LightGBM's text model: the same bytes for the same booster and version; training "
+        "is only repeatable with deterministic=True and a fixed thread count"
+    )
 
     def handles(self, model: object) -> bool:
         return module_of(model) == "lightgbm" and (

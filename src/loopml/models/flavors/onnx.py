@@ -36,6 +36,12 @@ _NUMPY_OF = {
 class OnnxFlavor:
     name: str = "onnx"
     packages: tuple[str, ...] = ("onnx", "onnxruntime")
+    # producer_name/producer_version name the converter that made the graph, so the same
+    # model converted by another converter version has other bytes.
+    determinism: str = (
+        "protobuf written deterministically; producer fields and node names come from the "
+        "converter, so another converter version gives other bytes"
+    )
 
     def handles(self, model: object) -> bool:
         return module_of(model) == "onnx" and type(model).__name__ == "ModelProto"
@@ -44,7 +50,7 @@ class OnnxFlavor:
         self, model: Any, directory: Path, example: ModelInput | None = None
     ) -> dict[str, Any]:
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / FILE).write_bytes(model.SerializeToString())
+        (directory / FILE).write_bytes(model.SerializeToString(deterministic=True))
         return {"file": FILE}
 
     def load(self, directory: Path, info: Mapping[str, Any]) -> Any:

@@ -30,6 +30,13 @@ log = logging.getLogger("loopml.models")
 class SklearnFlavor:
     name: str = "sklearn"
     packages: tuple[str, ...] = ("scikit-learn", "joblib")
+    # The same fitted estimator saves to the same bytes (joblib's zlib stream has no
+    # timestamp); the pickle differs across scikit-learn, NumPy or Python versions, and
+    # an estimator fitted with random_state=None differs from fit to fit.
+    determinism: str = (
+        "a joblib pickle: the same bytes for the same fitted estimator and versions, other "
+        "bytes under another scikit-learn, NumPy or Python version"
+    )
 
     def handles(self, model: object) -> bool:
         return hasattr(model, "predict") and any(

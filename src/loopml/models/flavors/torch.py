@@ -34,6 +34,10 @@ def _torch() -> Any:
 class TorchFlavor:
     name: str = "torch"
     packages: tuple[str, ...] = ("torch",)
+    determinism: str = (
+        "torch.export archive: the same bytes for the same program and torch version; "
+        "initial weights depend on torch.manual_seed"
+    )
 
     def handles(self, model: object) -> bool:
         return module_of(model) == "torch" or any(

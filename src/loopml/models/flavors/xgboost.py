@@ -18,6 +18,10 @@ FILE = "model.ubj"
 class XGBoostFlavor:
     name: str = "xgboost"
     packages: tuple[str, ...] = ("xgboost",)
+    determinism: str = (
+        "XGBoost's own model file: the same bytes for the same booster and version; "
+        "multi-threaded 'hist' training on another thread count may give other trees"
+    )
 
     def handles(self, model: object) -> bool:
         return module_of(model) == "xgboost" and hasattr(model, "save_model")

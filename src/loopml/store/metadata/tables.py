@@ -145,6 +145,8 @@ artifacts = Table(
     Column("created_at", Float, nullable=False),
     Column("properties", JSON, nullable=False),
     Index("ix_artifacts_digest", "digest"),
+    # Retention (``loopml gc``) reads the oldest artifacts of a kind (0013).
+    Index("ix_artifacts_kind_created", "kind", "created_at"),
 )
 
 # Lineage edges: an artifact is an input to, or an output of, an execution.
@@ -169,7 +171,7 @@ datasets = Table(
     Column("name", String(250), nullable=False, unique=True),
     Column("description", Text, nullable=False),
     Column("owner", String(250), nullable=True),
-    Column("tags", JSON, nullable=False),
+    Column("tags", JSON, nullable=False),  # {name: value}, as on runs and models (0013)
     Column("column_descriptions", JSON, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
@@ -191,6 +193,9 @@ dataset_versions = Table(
     Column("num_columns", Integer, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("properties", JSON, nullable=False),
+    # What this version holds, given when it was added (0013); the catalog entry's own
+    # description is in ``datasets``.
+    Column("description", Text, nullable=True),
     UniqueConstraint("dataset_id", "version", name="uq_dataset_versions_version"),
     Index("ix_dataset_versions_digest", "digest"),
 )
@@ -446,4 +451,33 @@ monitor_alerts = Table(
     Column("sinks", JSON, nullable=False),
     Column("created_at", Float, nullable=False),
     Index("ix_monitor_alerts_name_created", "name", "created_at"),
+)
+
+# --- team server -------------------------------------------------------------------------
+
+# Bearer tokens of ``loopml server``. Only a SHA-256 of each token is kept: tokens are 256
+# random bits, so a slow password hash would add nothing but latency to every request.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(250), nullable=False, unique=True),
+    Column("scope", String(10), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True),
+    Column("last_used_at", Float, nullable=True),
+)
+
+# Every write request the server accepted or refused after authentication: who did what.
+api_writes = Table(
+    "api_writes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("token_name", String(250), nullable=True),
+    Column("method", String(10), nullable=False),
+    Column("path", String(1000), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_api_writes_created", "created_at"),
 )

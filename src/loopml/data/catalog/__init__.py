@@ -1,0 +1,129 @@
+"""The dataset catalog of a workspace: ``Catalog(ws)``, shaped like the model registry.
+
+One module a concept: ``queries`` (get, versions, list, search), ``schemas`` (schema
+versions), ``versions`` (adding and appending versions), ``entries`` (the catalog entry's
+description, owner, tags). ``Catalog`` stacks them and adds editing and verifying.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from typing import Concatenate, ParamSpec, TypeVar
+
+from loopml.core import clock
+from loopml.data.catalog.entries import Tags, check_descriptions, check_tags, upsert_entry
+from loopml.data.catalog.entries import check_name as check_name
+from loopml.data.catalog.entries import parse_ref as parse_ref
+from loopml.data.catalog.queries import dataset_id_of
+from loopml.data.catalog.schemas import SchemaVersion as SchemaVersion
+from loopml.data.catalog.versions import ARTIFACT_KIND as ARTIFACT_KIND
+from loopml.data.catalog.versions import CatalogVersions
+from loopml.data.catalog.versions import ContentAlreadyStoredWarning as ContentAlreadyStoredWarning
+from loopml.data.dataset import DatasetInfo
+from loopml.store.verify import Verifier, VerifyReport, verify_store
+from loopml.store.workspace import Workspace
+
+
+class Catalog(CatalogVersions):
+    """The dataset catalog of one workspace: versions, schemas, entries."""
+
+    def update(
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        owner: str | None = None,
+        tags: Tags | None = None,
+        column_descriptions: Mapping[str, str] | None = None,
+    ) -> DatasetInfo:
+        """Edit the catalog entry; column descriptions are merged into the existing ones,
+        tags replace the existing ones."""
+        tag_map = check_tags(tags)
+        if column_descriptions:
+            check_descriptions(column_descriptions, self.get(name).profile)
+        meta = {
+            "description": description,
+            "owner": owner,
+            "tags": tag_map,
+            "column_descriptions": column_descriptions,
+        }
+        with self.ws.write_engine.begin() as conn:
+            dataset_id_of(conn, name)
+            upsert_entry(conn, name, meta, clock.now())
+        return self.info(name)
+
+    def verify(self, name: str | None = None, *, all_artifacts: bool = True) -> VerifyReport:
+        """Re-hash every stored part, profile and schema of every dataset version (of
+        ``name``, or all); with ``all_artifacts`` (and no name) also every other blob in
+        the store. Problems name the dataset version and file."""
+        verifier = Verifier(self.ws)
+        names = [name] if name is not None else [d.name for d in self.list_datasets()]
+        n_versions = 0
+        for n in names:
+            for ds in self.versions(n):
+                n_versions += 1
+                if verifier.check(ds.digest, f"dataset {ds.ref} manifest"):
+                    for e in ds.files:
+                        verifier.check(e.digest, f"dataset {ds.ref} file {e.path}")
+                if ds.profile_digest:
+                    verifier.check(ds.profile_digest, f"dataset {ds.ref} profile")
+            for sv in self.schema_versions(n):
+                verifier.check(sv.digest, f"dataset {n} schema v{sv.version}")
+        if name is None and all_artifacts:
+            verify_store(self.ws, verifier)
+        return verifier.report(n_versions)
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _on_workspace(
+    method: Callable[Concatenate[Catalog, _P], _R],
+) -> Callable[Concatenate[Workspace, _P], _R]:
+    """``method`` as a function of a workspace, for callers that hold one."""
+
+    @functools.wraps(method)
+    def call(ws: Workspace, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        return method(Catalog(ws), *args, **kwargs)
+
+    return call
+
+
+# Workspace-first functions (``catalog.get(ws, "flights")``) for code written before the
+# catalog was a class; new code uses ``Catalog(ws)``.
+add = _on_workspace(Catalog.add)
+append = _on_workspace(Catalog.append)
+get = _on_workspace(Catalog.get)
+versions = _on_workspace(Catalog.versions)
+list_datasets = _on_workspace(Catalog.list_datasets)
+info = _on_workspace(Catalog.info)
+search = _on_workspace(Catalog.search)
+update = _on_workspace(Catalog.update)
+save_schema = _on_workspace(Catalog.save_schema)
+get_schema = _on_workspace(Catalog.get_schema)
+schema_versions = _on_workspace(Catalog.schema_versions)
+verify = _on_workspace(Catalog.verify)
+
+__all__ = [
+    "ARTIFACT_KIND",
+    "Catalog",
+    "ContentAlreadyStoredWarning",
+    "SchemaVersion",
+    "VerifyReport",
+    "add",
+    "append",
+    "check_name",
+    "get",
+    "get_schema",
+    "info",
+    "list_datasets",
+    "parse_ref",
+    "save_schema",
+    "schema_versions",
+    "search",
+    "update",
+    "verify",
+    "versions",
+]

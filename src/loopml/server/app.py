@@ -1,0 +1,69 @@
+"""The team server's ASGI app: the JSON API under ``/api/v1/`` and the web UI's pages.
+
+``create_app`` takes an opened workspace; everything that reads configuration lives in
+``loopml.server.run`` (the entry point). MLflow's REST API can be mounted beside it under
+``/api/2.0/mlflow/`` by including another router in ``create_app``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from loopml.server import errors, pages
+from loopml.server.auth import WriteLog, require_access
+from loopml.server.routes import datasets, lineage, models, monitoring, pipelines, runs
+from loopml.server.state import ServerState
+from loopml.store.workspace import Workspace
+
+API_PREFIX = "/api/v1"
+
+
+def api_router() -> APIRouter:
+    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_access)])
+    for module in (runs, datasets, models, lineage, pipelines, monitoring):
+        api.include_router(module.router)
+    return api
+
+
+def _warm_imports() -> None:
+    """Import what drift and model pages need while the server idles: SciPy's statistics
+    alone take seconds to import, which the first such page would otherwise wait for."""
+    import scipy.stats  # noqa: F401
+
+
+def create_app(workspace: Workspace, *, close_workspace: bool = False) -> FastAPI:
+    """The server for ``workspace``; with ``close_workspace`` it is closed on shutdown."""
+    server_state = ServerState(workspace)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        threading.Thread(target=_warm_imports, name="loopml-warm-imports", daemon=True).start()
+        yield
+        server_state.close()
+        if close_workspace:
+            workspace.close()
+
+    app = FastAPI(
+        title="loopml",
+        summary="Runs, datasets, models, lineage, pipelines and monitoring of a workspace.",
+        version="1",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.loopml = server_state
+    app.state.templates = pages.templates()
+    errors.install(app)
+    app.include_router(api_router())
+    app.include_router(pages.router)
+    static = resources.files("loopml.server") / "static"
+    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+    app.add_middleware(WriteLog, workspace=workspace)
+    return app

@@ -1,0 +1,23 @@
+"""What every router shares: documented error answers and parsing of path values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loopml.core import names
+from loopml.server.wire import ErrorBody
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "malformed request"},
+    401: {"model": ErrorBody, "description": "a token is required, or it is unknown or revoked"},
+    403: {"model": ErrorBody, "description": "the token's scope does not allow this"},
+    404: {"model": ErrorBody, "description": "no such run, dataset, model or artifact"},
+}
+WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    409: {"model": ErrorBody, "description": "conflicts with the current state"},
+}
+
+
+def version_number(text: str) -> int:
+    return names.parse_positive_int(text, "version")

@@ -1,0 +1,91 @@
+"""Starting the server: the workspace from configuration, uvicorn with one or more workers.
+
+This is an entry point (like the CLI): it may read configuration; ``create_app`` below it
+takes the workspace explicitly. With several workers uvicorn starts each in its own
+process, which calls :func:`app_from_config` and resolves the same configuration (the
+environment and the working directory are inherited).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+from fastapi import FastAPI
+
+from loopml.api import config
+from loopml.core.errors import InvalidInputError
+from loopml.server import tokens
+from loopml.server.app import create_app
+from loopml.store.workspace import Workspace
+
+log = logging.getLogger("loopml.server")
+
+
+def open_workspace() -> Workspace:
+    settings = config.resolve()
+    return Workspace(settings.db_url, settings.artifacts_url)
+
+
+def app_from_config() -> FastAPI:
+    return create_app(open_workspace(), close_workspace=True)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(ws: Workspace, host: str, insecure: bool) -> None:
+    """Refuse to serve a workspace without tokens beyond this machine unless told to."""
+    if is_loopback(host) or insecure or tokens.any_active(ws):
+        return
+    raise InvalidInputError(
+        f"refusing to serve on {host}: this workspace has no tokens, so anyone who can reach "
+        "the port could read and write it. Create one with `loopml token create --name NAME "
+        "--scope read|write|admin`, or pass --insecure on a trusted network"
+    )
+
+
+def check_port(port: int) -> int:
+    if not 0 < port < 65536:
+        raise InvalidInputError(f"port must be from 1 to 65535, not {port}")
+    return port
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 5000,
+    *,
+    workers: int = 1,
+    insecure: bool = False,
+    log_level: str = "warning",
+) -> None:
+    """Serve until interrupted; checks everything before anything listens."""
+    import uvicorn
+
+    check_port(port)
+    if workers < 1:
+        raise InvalidInputError(f"workers must be 1 or more, not {workers}")
+    ws = open_workspace()
+    try:
+        check_exposure(ws, host, insecure)
+    except InvalidInputError:
+        ws.close()
+        raise
+    if workers == 1:
+        uvicorn.run(create_app(ws, close_workspace=True), host=host, port=port, log_level=log_level)
+        return
+    ws.close()
+    uvicorn.run(
+        "loopml.server.run:app_from_config",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+    )

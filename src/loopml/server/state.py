@@ -1,0 +1,42 @@
+"""What every request handler shares: the workspace and the objects opened on it once."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+from fastapi import Request
+
+from loopml.models.registry import Registry
+from loopml.store.workspace import Workspace
+from loopml.tracking.tracker import Tracker
+
+
+@dataclass
+class ServerState:
+    workspace: Workspace
+    tracker: Tracker = field(init=False)
+    registry: Registry = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tracker = Tracker(self.workspace)
+        self.registry = Registry(self.workspace)
+
+    def close(self) -> None:
+        self.tracker.close()
+
+
+def state(request: Request) -> ServerState:
+    found: ServerState = request.app.state.loopml
+    return found
+
+
+@functools.lru_cache(maxsize=1)
+def monitoring_module() -> object | None:
+    """``loopml.monitoring`` when installed in this version, else None (imported lazily)."""
+    try:
+        import importlib
+
+        return importlib.import_module("loopml.monitoring")
+    except ImportError:
+        return None
