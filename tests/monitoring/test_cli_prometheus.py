@@ -44,11 +44,11 @@ def test_monitor_prints_windows_and_writes_an_offline_html_report(
 def test_monitor_refuses_bad_input_cleanly(
     cli_env: Traffic, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["monitor", "no-such-thing"]) == 2
+    assert main(["monitor", "no-such-thing"]) == 1  # not found: exit code 1
     assert "no served traffic for 'no-such-thing'" in capsys.readouterr().err
     assert main(["monitor", "delay-jan", "--window", "3h"]) == 2
     assert "whole UTC days" in capsys.readouterr().err
-    assert main(["trace", "nope"]) == 2
+    assert main(["trace", "nope"]) == 1
     assert "no logged prediction" in capsys.readouterr().err
 
 
