@@ -3,8 +3,9 @@
 Python blocks run in one namespace, in order, as a reader pasting them into one session would
 run them; a block whose first line is ``# name.py`` is the file the text asks to save. Each
 line of a bash block after the install commands at the top runs through the CLI's ``main``
-(commands separated by ``;`` one by one) and must exit 0. Only ``loopml serve``, which runs
-until stopped, is left out: its own tests start it.
+(commands separated by ``;`` one by one) and must exit 0. Only the commands that run
+until stopped (``serve``, ``ui``, ``server``, ``loop run``) are left out: their own tests
+start them.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from loopml.cli.app import main
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCK = re.compile(r"^```(\w+)\n(.*?)^```", re.S | re.M)
-RUNS_UNTIL_STOPPED = {"serve"}
+RUNS_UNTIL_STOPPED = ({"serve"}, {"ui"}, {"server"}, {"loop", "run"})
 
 
 def blocks() -> list[tuple[str, str]]:
@@ -81,7 +82,7 @@ def test_the_tour_runs_as_written(
                 ran_python += 1
             elif lang == "bash":
                 for args in commands(body):
-                    if args[0] in RUNS_UNTIL_STOPPED:
+                    if any(words <= set(args[:2]) for words in RUNS_UNTIL_STOPPED):
                         continue
                     code = main(args)
                     captured = capsys.readouterr()

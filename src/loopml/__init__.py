@@ -16,6 +16,7 @@ from loopml.api.fluent import metric_history as metric_history
 from loopml.api.fluent import search_runs as search_runs
 from loopml.api.fluent import start_run as start_run
 from loopml.api.fluent import workspace as workspace
+from loopml.api.loop import Loop as Loop
 from loopml.api.pipelines import Dataset as Dataset
 from loopml.api.pipelines import Model as Model
 from loopml.api.pipelines import PipelineFailedError as PipelineFailedError

@@ -163,7 +163,11 @@ def test_monitoring_says_not_yet_until_it_lands(server: Server) -> None:
         r = get(server, "/monitoring/delay-model/history")
         assert r.status_code == 404 and "no monitoring yet" in r.json()["error"]
     else:
-        assert status["available"] is True
+        assert status["available"] is True and status["alerts"] == []
+        # No traffic was served in this workspace: a clear 404, not an empty success.
+        r = get(server, "/monitoring/delay-model/history", window="1d")
+        assert r.status_code in (200, 404), r.text
+        assert get(server, "/monitoring/delay-model/history", window="5m").status_code == 400
 
 
 def test_unknown_paths_and_openapi(server: Server) -> None:

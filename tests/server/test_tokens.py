@@ -3,6 +3,7 @@ every write records the token's name; no tokens means loopback only unless --ins
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -120,4 +121,26 @@ def test_no_tokens_means_loopback_only(home: Path, capsys: pytest.CaptureFixture
     assert main(["server", "--host", "0.0.0.0", "--port", "5999"]) == 2
     assert "no tokens" in capsys.readouterr().err
     assert main(["server", "--port", "0"]) == 2
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        assert main(["ui", "--port", port]) == 2
+        assert "choose another --port" in capsys.readouterr().err
     assert main(["server", "--workers", "0"]) == 2
+
+
+def test_several_workers_share_tokens_and_workspace(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    writer = create("ci", "write", capsys)
+    proc, url = start_server(home, "server", "--workers", "2")
+    try:
+        made = [
+            httpx.post(f"{url}/api/v1/runs", json={"experiment": "w"}, headers=auth(writer))
+            for _ in range(6)
+        ]
+        assert all(r.status_code == 200 for r in made), [r.text for r in made]
+        page = httpx.get(f"{url}/api/v1/runs", params={"experiment": "w"}, headers=auth(writer))
+        assert page.json()["total"] == 6
+        assert httpx.get(f"{url}/api/v1/runs").status_code == 401
+    finally:
+        stop(proc)

@@ -11,6 +11,12 @@ from typing import Any
 import polars as pl
 
 from loopml.api.fluent import workspace
+
+# The loop's triggers read as monitoring conditions: lm.monitoring.DriftAbove(0.2).
+from loopml.api.loop import DriftAbove as DriftAbove
+from loopml.api.loop import Every as Every
+from loopml.api.loop import NewLabels as NewLabels
+from loopml.api.loop import PerformanceBelow as PerformanceBelow
 from loopml.monitoring import api as _api
 from loopml.monitoring import trace as _trace
 from loopml.monitoring.alerts import Alert as Alert

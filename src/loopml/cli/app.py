@@ -18,6 +18,7 @@ from loopml.cli import (
     data_cmd,
     demo_cmd,
     gc_cmd,
+    loop_cmd,
     models_cmd,
     monitor_cmd,
     pipeline_cmd,
@@ -74,6 +75,7 @@ app.add_typer(data_cmd.app, name="data")
 app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(pipeline_cmd.app, name="pipeline")
+app.add_typer(loop_cmd.app, name="loop")
 app.command()(scheduler_cmd.scheduler)
 app.command()(gc_cmd.gc)
 app.command()(reproduce_cmd.reproduce)

@@ -54,7 +54,8 @@ def create_app(workspace: Workspace, *, close_workspace: bool = False) -> FastAP
         summary="Runs, datasets, models, lineage, pipelines and monitoring of a workspace.",
         version="1",
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        # FastAPI's documentation pages load their scripts from a CDN; the UI works offline.
+        docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
     )

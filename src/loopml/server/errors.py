@@ -7,14 +7,17 @@ says the same. A malformed request is a 400 naming the bad parameter, never a 50
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from loopml.core.errors import InvalidInputError, LoopmlError, error_codes
+from loopml.core.errors import InvalidInputError, LoopmlError, StoreError, error_codes
 
 log = logging.getLogger("loopml.server")
 API_PREFIXES = ("/api/",)
@@ -24,8 +27,16 @@ def _wants_json(request: Request) -> bool:
     return request.url.path.startswith(API_PREFIXES)
 
 
-def answer(request: Request, status: int, message: str, kind: str) -> Response:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+def answer(
+    request: Request,
+    status: int,
+    message: str,
+    kind: str,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
     if _wants_json(request):
         return JSONResponse({"error": message, "type": kind}, status, headers=headers)
     templates = request.app.state.templates
@@ -46,6 +57,20 @@ def _describe(errors: Any) -> str:
     return "; ".join(parts) or "malformed request"
 
 
+def _allowed(request: Request, fallback: str | None) -> str | None:
+    """Every method the API document lists for this path. Starlette's 405 names only the
+    first matching route's methods, though GET and POST of one path are separate routes."""
+    path = request.url.path
+    if not path.startswith(API_PREFIXES):
+        return fallback
+    methods: set[str] = set()
+    for template, operations in request.app.openapi()["paths"].items():
+        pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, path):
+            methods |= {m.upper() for m in operations}
+    return ", ".join(sorted(methods)) if methods else fallback
+
+
 def install(app: FastAPI) -> None:
     async def loopml_error(request: Request, exc: Exception) -> Response:
         codes = error_codes(exc)
@@ -63,9 +88,23 @@ def install(app: FastAPI) -> None:
         kind = "NotFoundError" if exc.status_code == 404 else "HTTPError"
         detail = str(exc.detail)
         if exc.status_code == 404 and detail == "Not Found":
-            detail = f"nothing at {request.url.path}; the API is described at /api/v1/docs"
-        return answer(request, exc.status_code, detail, kind)
+            detail = f"nothing at {request.url.path}; the API is described at /api/v1/openapi.json"
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            allow = _allowed(request, headers.get("Allow"))
+            if allow:
+                headers["Allow"] = allow
+        return answer(request, exc.status_code, detail, kind, headers)
+
+    async def database_error(request: Request, exc: Exception) -> Response:
+        # The metadata database is down or locked past its timeout: the store's problem,
+        # answered as StoreError is, not a bug.
+        assert isinstance(exc, OperationalError)
+        down = StoreError(f"the metadata database failed: {exc.orig}")
+        log.warning("%s %s: %s", request.method, request.url.path, down)
+        return answer(request, error_codes(down).http_status, str(down), type(down).__name__)
 
     app.add_exception_handler(LoopmlError, loopml_error)
+    app.add_exception_handler(OperationalError, database_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)

@@ -29,7 +29,7 @@ from loopml.server.auth import COOKIE, require_access
 from loopml.server.graph_layout import GraphNode, Layout, layout
 from loopml.server.routes.common import version_number
 from loopml.server.routes.datasets import _validation, profile_document, version_of
-from loopml.server.routes.monitoring import EVENT_KINDS, NOT_YET, history_rows
+from loopml.server.routes.monitoring import EVENT_KINDS, NOT_YET, alerts, history_rows
 from loopml.server.state import ServerState, monitoring_module, state
 from loopml.server.wire import finite_list
 from loopml.store.lineage import LineageGraph
@@ -425,6 +425,7 @@ def monitoring_page(
         name=name,
         rows=rows,
         error=error,
+        alerts=alerts(s),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 
 from fastapi import FastAPI
 
@@ -57,6 +58,17 @@ def check_port(port: int) -> int:
     return port
 
 
+def check_free(host: str, port: int) -> None:
+    """A clear error now rather than uvicorn's exit after startup when the port is taken."""
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise InvalidInputError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port"
+        ) from None
+
+
 def serve(
     host: str = "127.0.0.1",
     port: int = 5000,
@@ -74,6 +86,7 @@ def serve(
     ws = open_workspace()
     try:
         check_exposure(ws, host, insecure)
+        check_free(host, port)
     except InvalidInputError:
         ws.close()
         raise

@@ -486,6 +486,9 @@ class MonitoringStatusOut(BaseModel):
     available: bool
     detail: str
     events: list[NodeOut]
+    alerts: list[dict[str, Any]] = Field(
+        default_factory=list, description="stored alerts, newest first, with window and values"
+    )
 
 
 class MonitoringHistoryOut(BaseModel):

@@ -6,6 +6,7 @@ there is no monitoring yet rather than failing.
 
 from __future__ import annotations
 
+import importlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -29,14 +30,24 @@ def status(s: St) -> MonitoringStatusOut:
     available = monitoring_module() is not None
     events = queries.executions_with_prefix(s.workspace.engine, EVENT_KINDS)
     detail = "monitoring is available" if available else NOT_YET
-    return MonitoringStatusOut(available=available, detail=detail, events=nodes_of(events))
+    return MonitoringStatusOut(
+        available=available, detail=detail, events=nodes_of(events), alerts=alerts(s)
+    )
+
+
+def alerts(s: ServerState, limit: int = 200) -> list[dict[str, Any]]:
+    """Stored alerts, newest first (none until monitoring is installed)."""
+    if monitoring_module() is None:
+        return []
+    stored = importlib.import_module("loopml.monitoring.alerts").stored_alerts(s.workspace)
+    return [json_safe(a) for a in reversed(stored[-limit:])]
 
 
 @router.get("/{name}/history", response_model=MonitoringHistoryOut, summary="Windows over time")
 def history(
     s: St,
     name: str,
-    window: Annotated[str, Query(max_length=20, pattern=r"^[0-9]{1,4}[smhdw]$")] = "1d",
+    window: Annotated[str, Query(max_length=20, pattern=r"^[0-9]{1,4}[dw]$")] = "1d",
 ) -> MonitoringHistoryOut:
     """One row per window: drift, quality, realised and estimated performance, latency."""
     names.check_name(name, what="model or deployment name")

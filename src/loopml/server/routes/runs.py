@@ -33,8 +33,8 @@ CREATED_BY = "loopml.created_by"
 def search_runs(
     s: St,
     experiment: Annotated[list[str] | None, Query(max_length=100)] = None,
-    filter: Annotated[str | None, Query(max_length=10_000, examples=["metrics.auc > 0.7"])] = None,
-    order_by: Annotated[str | None, Query(max_length=1000, examples=["metrics.auc desc"])] = None,
+    filter: Annotated[str | None, Query(max_length=2000, examples=["metrics.auc > 0.7"])] = None,
+    order_by: Annotated[str | None, Query(max_length=500, examples=["metrics.auc desc"])] = None,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 100,
 ) -> RunPageOut:

@@ -481,3 +481,41 @@ api_writes = Table(
     Column("created_at", Float, nullable=False),
     Index("ix_api_writes_created", "created_at"),
 )
+
+# --- the retraining loop -------------------------------------------------------------------
+
+# One row a loop: the model it looks after and its current state (phase, candidate, the
+# champion it replaced, last retrain), updated by each tick under a version check so two
+# tickers never act on the same state twice. Times in ``state`` are event times.
+loops = Table(
+    "loops",
+    metadata,
+    Column("name", String(250), primary_key=True),
+    Column("model", String(250), nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("state", JSON, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# Every decision a loop took (trigger, retrain, gate, canary verdict, promotion, rollback,
+# hold) with its reasons. ``at`` is the loop's clock (event time in a replay),
+# ``created_at`` the wall time it was recorded; each is also an execution in the lineage.
+loop_decisions = Table(
+    "loop_decisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("loop", String(250), ForeignKey("loops.name"), nullable=False),
+    Column("tick", Integer, nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("outcome", String(20), nullable=False),
+    Column("from_version", Integer, nullable=True),
+    Column("to_version", Integer, nullable=True),
+    Column("reasons", JSON, nullable=False),
+    Column("details", JSON, nullable=False),
+    Column("execution_id", ID, ForeignKey("executions.id"), nullable=True),
+    Column("at", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_loop_decisions_loop_id", "loop", "id"),
+)

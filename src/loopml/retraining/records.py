@@ -1,0 +1,215 @@
+"""A loop's stored state and its decisions, each with the reasons it was taken.
+
+The state row carries a revision: a tick saves its new state only if nobody else saved
+one since it read, so two ``loopml loop run`` processes never act twice on one state.
+Each decision is also an execution in the lineage graph (kind ``loop_<kind>``), linked to
+the model versions it concerned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import insert, select, update
+
+from loopml.core import clock
+from loopml.core.errors import ConflictError, NotFoundError
+from loopml.store.metadata.tables import loop_decisions, loops
+from loopml.store.workspace import Workspace
+
+DECISION_KINDS = ("hold", "trigger", "retrain", "gate", "canary", "promotion", "rollback")
+
+
+@dataclass(frozen=True)
+class Decision:
+    id: int
+    loop: str
+    tick: int
+    kind: str
+    outcome: str
+    reasons: tuple[str, ...]
+    at: float
+    created_at: float
+    from_version: int | None = None
+    to_version: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    execution_id: str | None = None
+
+    def summary(self) -> str:
+        versions = ""
+        if self.from_version is not None or self.to_version is not None:
+            versions = f" {self.from_version or '-'} -> {self.to_version or '-'}"
+        return f"{self.kind} {self.outcome}{versions}: {'; '.join(self.reasons)}"
+
+
+@dataclass(frozen=True)
+class LoopRecord:
+    name: str
+    model: str
+    spec: dict[str, Any]
+    state: dict[str, Any]
+    revision: int
+    created_at: float
+    updated_at: float
+
+
+class LoopStore:
+    def __init__(self, workspace: Workspace) -> None:
+        self.ws = workspace
+
+    def ensure(self, name: str, model: str, spec: dict[str, Any], state: dict[str, Any]) -> None:
+        """Create the loop's row if it does not exist; refresh its spec if it does."""
+        now = clock.now()
+        with self.ws.write_engine.begin() as conn:
+            row = conn.execute(select(loops.c.model).where(loops.c.name == name)).first()
+            if row is None:
+                conn.execute(
+                    insert(loops).values(
+                        name=name,
+                        model=model,
+                        spec=spec,
+                        state=state,
+                        revision=0,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+            elif row.model != model:
+                raise ConflictError(
+                    f"loop {name!r} already looks after model {row.model!r}, not {model!r}; "
+                    "give this loop another name="
+                )
+            else:
+                conn.execute(update(loops).where(loops.c.name == name).values(spec=spec))
+
+    def get(self, name: str) -> LoopRecord:
+        with self.ws.engine.connect() as conn:
+            row = conn.execute(select(loops).where(loops.c.name == name)).first()
+        if row is None:
+            raise NotFoundError(f"no loop named {name!r}; `loopml loop status` lists them")
+        return _loop(row)
+
+    def all(self) -> list[LoopRecord]:
+        with self.ws.engine.connect() as conn:
+            rows = conn.execute(select(loops).order_by(loops.c.name)).all()
+        return [_loop(r) for r in rows]
+
+    def save_state(self, name: str, state: dict[str, Any], expected_revision: int) -> int:
+        with self.ws.write_engine.begin() as conn:
+            done = conn.execute(
+                update(loops)
+                .where(loops.c.name == name, loops.c.revision == expected_revision)
+                .values(state=state, revision=expected_revision + 1, updated_at=clock.now())
+            )
+        if done.rowcount != 1:
+            raise ConflictError(
+                f"loop {name!r} was changed by another process during this tick; its "
+                "decisions so far are recorded, tick again"
+            )
+        return expected_revision + 1
+
+    def record(
+        self,
+        name: str,
+        model: str,
+        *,
+        tick: int,
+        kind: str,
+        outcome: str,
+        reasons: Iterable[str],
+        at: float,
+        from_version: int | None = None,
+        to_version: int | None = None,
+        details: dict[str, Any] | None = None,
+        model_artifacts: Iterable[tuple[str, str]] = (),
+    ) -> Decision:
+        if kind not in DECISION_KINDS:
+            raise ValueError(f"unknown decision kind {kind!r}")
+        reason_list = [str(r) for r in reasons]
+        detail_map = dict(details or {})
+        now = clock.now()
+        with self.ws.write_engine.begin() as conn:
+            execution = self.ws.lineage.add_execution(
+                f"loop_{kind}",
+                name=f"{name}#{tick}",
+                status="finished",
+                properties={
+                    "loop": name,
+                    "model": model,
+                    "tick": tick,
+                    "outcome": outcome,
+                    "reasons": reason_list,
+                    "from_version": from_version,
+                    "to_version": to_version,
+                    "at": at,
+                },
+                conn=conn,
+            )
+            for role, artifact_id in model_artifacts:
+                self.ws.lineage.link(execution.id, artifact_id, "input", role, conn=conn)
+            decision_id = conn.execute(
+                insert(loop_decisions)
+                .values(
+                    loop=name,
+                    tick=tick,
+                    kind=kind,
+                    outcome=outcome,
+                    from_version=from_version,
+                    to_version=to_version,
+                    reasons=reason_list,
+                    details=detail_map,
+                    execution_id=execution.id,
+                    at=at,
+                    created_at=now,
+                )
+                .returning(loop_decisions.c.id)
+            ).scalar_one()
+        return Decision(
+            int(decision_id),
+            name,
+            tick,
+            kind,
+            outcome,
+            tuple(reason_list),
+            at,
+            now,
+            from_version,
+            to_version,
+            detail_map,
+            execution.id,
+        )
+
+    def decisions(self, name: str, *, limit: int | None = None) -> list[Decision]:
+        """The loop's decisions, oldest first (the latest ``limit`` if given)."""
+        q = select(loop_decisions).where(loop_decisions.c.loop == name)
+        q = q.order_by(loop_decisions.c.id.desc())
+        if limit is not None:
+            q = q.limit(limit)
+        with self.ws.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        return [_decision(r) for r in reversed(rows)]
+
+
+def _loop(r: Any) -> LoopRecord:
+    return LoopRecord(
+        r.name, r.model, dict(r.spec), dict(r.state), r.revision, r.created_at, r.updated_at
+    )
+
+
+def _decision(r: Any) -> Decision:
+    return Decision(
+        r.id,
+        r.loop,
+        r.tick,
+        r.kind,
+        r.outcome,
+        tuple(r.reasons),
+        r.at,
+        r.created_at,
+        r.from_version,
+        r.to_version,
+        dict(r.details),
+        r.execution_id,
+    )
