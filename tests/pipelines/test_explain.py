@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -82,13 +81,14 @@ def test_each_executed_step_records_why_it_was_not_cached(
 
 
 def test_pipeline_show_says_why_each_step_re_ran(
-    workspace: Workspace, user_module: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+    loopml_home: Path, user_module: tuple[Path, str]
 ) -> None:
+    from loopml.api import fluent
+
     folder, name = user_module
     mod = reload_module(folder, name, MODULE_V1, 1)
-    run_pipeline(workspace, mod.chain, {"n": 4})
-    again = run_pipeline(workspace, mod.chain, {"n": 6})
-    monkeypatch.setattr(pipeline_cmd.fluent, "workspace", lambda: workspace)
+    run_pipeline(fluent.workspace(), mod.chain, {"n": 4})
+    again = run_pipeline(fluent.workspace(), mod.chain, {"n": 6})
     app = typer.Typer()
     app.add_typer(pipeline_cmd.app, name="pipeline")
     result = CliRunner().invoke(app, ["pipeline", "show", again.id[:12]], env={"COLUMNS": "200"})

@@ -200,6 +200,13 @@ def test_cli_prints_the_table_and_exits_1_on_a_difference(
     assert same.exit_code == 0, same.output
     assert "reproduced: 3 of 3 outputs identical" in same.output
     assert run.steps["train"].output_digest[:15] in same.output  # type: ignore[index]
+    # lm.reproduce returns the same as a record.
+    import loopml as lm
+    from loopml.api.pipelines import Reproduction
+
+    record = lm.reproduce(run.id)
+    assert isinstance(record, Reproduction)
+    assert record.ok and [o.same for o in record.outputs] == [True, True, True]
     reload_module(folder, name, MODULE.replace("max_depth=depth,", "max_depth=depth + 1,"), 2)
     changed = CliRunner().invoke(app, [run.id[:12]], env={"COLUMNS": "200"})
     assert changed.exit_code == 1

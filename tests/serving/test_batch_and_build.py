@@ -16,9 +16,9 @@ import yaml
 
 from loopml.core.errors import ConflictError, InvalidInputError
 from loopml.demo.flights import FEATURES
-from loopml.serving.batch import predict_file
 from loopml.serving.build import write_build_context
 from loopml.serving.model_source import ModelSource
+from loopml.serving.scoring import predict_file
 from loopml.store.workspace import Workspace
 from tests.serving.conftest import Data, expected
 

@@ -52,9 +52,9 @@ def parse_params(pairs: list[str], pipe: Pipeline | None = None) -> dict[str, An
         if key in params:
             raise InvalidInputError(f"-p {key} given twice")
         if raw.startswith("@"):
-            from loopml.data import catalog
+            from loopml.data.catalog import Catalog
 
-            params[key] = catalog.get(fluent.workspace(), raw[1:])
+            params[key] = Catalog(fluent.workspace()).get(raw[1:])
             continue
         if key in text_params:
             params[key] = raw

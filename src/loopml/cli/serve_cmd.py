@@ -128,7 +128,7 @@ def predict(
     """Score a Parquet file in chunks; write the input columns plus predictions."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from loopml.serving.batch import predict_file
+    from loopml.serving.scoring import predict_file
 
     if executor not in ("local", "ray"):
         raise InvalidInputError(f"--executor must be 'local' or 'ray', not {executor!r}")

@@ -109,16 +109,22 @@ class LoadedModel:
         return ModelInput(self.signature.prepare(data, what=f"input to {self}"), self.signature)
 
     def predict(self, data: Any) -> np.ndarray:
-        prepared = self.prepare(data)
-        return self.flavor.predict(self.native, prepared, self.metadata.flavor_info)
+        return self.predict_prepared(self.prepare(data))
 
     def predict_proba(self, data: Any) -> np.ndarray:
         if not self.has_proba:
             raise InvalidInputError(
                 f"{self} does not predict probabilities (a {self.task} model); use predict()"
             )
-        prepared = self.prepare(data)
-        proba = self.flavor.predict_proba(self.native, prepared, self.metadata.flavor_info)
+        proba = self.predict_proba_prepared(self.prepare(data))
         if proba is None:
             raise InvalidInputError(f"{self} does not predict probabilities; use predict()")
         return proba
+
+    # The one path to the flavor, for input already conformed to the signature (the
+    # inference server conforms each request once and predicts batches of them).
+    def predict_prepared(self, prepared: ModelInput) -> np.ndarray:
+        return self.flavor.predict(self.native, prepared, self.metadata.flavor_info)
+
+    def predict_proba_prepared(self, prepared: ModelInput) -> np.ndarray | None:
+        return self.flavor.predict_proba(self.native, prepared, self.metadata.flavor_info)

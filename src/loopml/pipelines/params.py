@@ -30,7 +30,7 @@ def encode(params: Mapping[str, Any], *, pipeline: str) -> dict[str, Any]:
 
 
 def decode(ws: Workspace, stored: Mapping[str, Any]) -> dict[str, Any]:
-    from loopml.data import catalog
+    from loopml.data.catalog import Catalog
 
     out: dict[str, Any] = {}
     for name, value in stored.items():
@@ -38,7 +38,7 @@ def decode(ws: Workspace, stored: Mapping[str, Any]) -> dict[str, Any]:
             ds_name, _, version = str(value[DATASET_KEY]).partition(":")
             if not version.isdigit():
                 raise InvalidInputError(f"stored parameter {name!r} names no dataset version")
-            out[name] = catalog.get(ws, ds_name, int(version))
+            out[name] = Catalog(ws).get(ds_name, int(version))
         else:
             out[name] = value
     return out

@@ -143,10 +143,10 @@ class Scheduler:
             latest = latest_dataset_version(self.ws, s.spec)
             if latest <= (s.cursor or 0):
                 return None
-            from loopml.data import catalog
+            from loopml.data.catalog import Catalog
 
             assert s.param is not None
-            dataset = catalog.get(self.ws, s.spec, latest)
+            dataset = Catalog(self.ws).get(s.spec, latest)
             claim = f"dataset {s.spec}:{latest}", {s.param: dataset}, latest
         elif s.kind == "event":
             with self.ws.engine.connect() as conn:

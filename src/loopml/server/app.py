@@ -2,7 +2,7 @@
 
 ``create_app`` takes an opened workspace; everything that reads configuration lives in
 ``loopml.server.run`` (the entry point). MLflow's REST API can be mounted beside it under
-``/api/2.0/mlflow/`` by including another router in ``create_app``.
+``/api/2.0/mlflow/`` (``loopml.server.mlflow``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from loopml.server import errors, pages
+from loopml.server import mlflow as mlflow_api
 from loopml.server.auth import WriteLog, require_access
 from loopml.server.routes import datasets, lineage, models, monitoring, pipelines, runs
 from loopml.server.state import ServerState
@@ -63,6 +64,7 @@ def create_app(workspace: Workspace, *, close_workspace: bool = False) -> FastAP
     app.state.templates = pages.templates()
     errors.install(app)
     app.include_router(api_router())
+    app.include_router(mlflow_api.router)
     app.include_router(pages.router)
     static = resources.files("loopml.server") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")

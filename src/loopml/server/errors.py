@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loopml.core.errors import InvalidInputError, LoopmlError, StoreError, error_codes
+from loopml.server.mlflow import protocol as mlflow_protocol
 
 log = logging.getLogger("loopml.server")
 API_PREFIXES = ("/api/",)
@@ -33,10 +34,13 @@ def answer(
     message: str,
     kind: str,
     headers: Mapping[str, str] | None = None,
+    exc: BaseException | None = None,
 ) -> Response:
     headers = dict(headers or {})
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
+    if mlflow_protocol.is_mlflow_path(request.url.path):
+        return mlflow_protocol.error_response(status, message, exc)
     if _wants_json(request):
         return JSONResponse({"error": message, "type": kind}, status, headers=headers)
     templates = request.app.state.templates
@@ -76,7 +80,7 @@ def install(app: FastAPI) -> None:
         codes = error_codes(exc)
         if codes.http_status >= 500:
             log.warning("%s %s: %s", request.method, request.url.path, exc)
-        return answer(request, codes.http_status, str(exc), type(exc).__name__)
+        return answer(request, codes.http_status, str(exc), type(exc).__name__, exc=exc)
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)

@@ -86,7 +86,7 @@ class ServedModel:
         self._plans: dict[pa.Schema, _ConformPlan] = {}
         self.input_schema = plain_schema(loaded.signature)
         self.row_reader = None if self.input_schema is None else RowReader(self.input_schema)
-        self._value_checks = _value_checks(loaded.signature)
+        self._value_checks = _ValueChecks(loaded.signature)
 
     def __repr__(self) -> str:
         return f"ServedModel({self.name}:{self.version} via {self.ref})"
@@ -118,8 +118,7 @@ class ServedModel:
         """The table conformed to the signature; refuses missing, extra or mistyped columns,
         infinities, and missing values (null, NaN) where the signature has none."""
         conformed = self._conform(table)
-        for check in self._value_checks:
-            check.apply(conformed)
+        self._value_checks.apply(conformed)
         return conformed
 
     def _conform(self, table: pa.Table) -> pa.Table:
@@ -153,21 +152,20 @@ class ServedModel:
 
     def predict(self, table: pa.Table) -> Prediction:
         """Predict a checked table (the output of :meth:`check`, possibly concatenated)."""
-        # Straight to the flavor: the table is already conformed, and LoadedModel would
-        # run Signature.prepare over the whole batch a second time.
+        # LoadedModel's prepared path: the table is already conformed, and predict()
+        # would run Signature.prepare over the whole batch a second time.
         loaded = self._loaded
         data = ModelInput(table, loaded.signature)
-        info = loaded.metadata.flavor_info
         if self._labels_from_proba:
             # One model call instead of two: for these estimators predict() is exactly
             # classes_[argmax(predict_proba())], and each call has a large fixed cost.
-            scores = np.asarray(loaded.flavor.predict_proba(loaded.native, data, info))
+            scores = np.asarray(loaded.predict_proba_prepared(data))
             classes = np.asarray(self.classes)
             return Prediction(classes[np.argmax(scores, axis=1)], scores)
-        labels = np.asarray(loaded.flavor.predict(loaded.native, data, info))
+        labels = np.asarray(loaded.predict_prepared(data))
         proba = None
         if self.has_proba:
-            raw = loaded.flavor.predict_proba(loaded.native, data, info)
+            raw = loaded.predict_proba_prepared(data)
             proba = None if raw is None else np.asarray(raw)
         return Prediction(labels, proba)
 
@@ -195,7 +193,8 @@ class _ValueCheck:
     is_float: bool
     nullable: bool
 
-    def apply(self, table: pa.Table) -> None:
+    def explain(self, table: pa.Table) -> None:
+        """Raise for the first bad value of this column, if it holds one."""
         column = table.column(self.index)
         if column.null_count and not self.nullable:
             row = pc.index(pc.is_null(column), True).as_py()
@@ -205,35 +204,52 @@ class _ValueCheck:
             )
         if not self.is_float:
             return
-        for chunk_start, values in _float_chunks(column):
-            bad = np.isinf(values) if self.nullable else ~np.isfinite(values)
-            if bad.any():
-                row = chunk_start + int(np.argmax(bad))
-                value = values[row - chunk_start]
-                what = "NaN" if np.isnan(value) else str(value).replace("inf", "Infinity")
-                missing = "" if self.nullable else " or missing values"
-                raise SignatureMismatchError(
-                    f"column {self.name!r} row {row} holds {what}; the model takes finite "
-                    f"numbers{missing} in this column"
-                )
+        values = _floats(column)
+        bad = np.isinf(values) if self.nullable else ~np.isfinite(values)
+        if bad.any():
+            row = int(np.argmax(bad))
+            text = "NaN" if np.isnan(values[row]) else str(values[row]).replace("inf", "Infinity")
+            missing = "" if self.nullable else " or missing values"
+            raise SignatureMismatchError(
+                f"column {self.name!r} row {row} holds {text}; the model takes finite "
+                f"numbers{missing} in this column"
+            )
 
 
-def _float_chunks(column: pa.ChunkedArray) -> list[tuple[int, np.ndarray]]:
-    out, start = [], 0
-    for chunk in column.chunks:
-        # Nulls become NaN here; a nullable column allows both, others were refused above.
-        out.append((start, chunk.to_numpy(zero_copy_only=False)))
-        start += len(chunk)
-    return out
+def _floats(column: pa.ChunkedArray) -> np.ndarray:
+    # Nulls become NaN here; a nullable column allows both, others were refused before.
+    return np.asarray(column.to_numpy())
 
 
-def _value_checks(signature: Signature) -> tuple[_ValueCheck, ...]:
-    checks = []
-    for i, spec in enumerate(signature.inputs):
-        is_float = spec.type in FLOAT_TYPES
-        if is_float or not spec.nullable:
-            checks.append(_ValueCheck(i, spec.name, is_float, spec.nullable))
-    return tuple(checks)
+class _ValueChecks:
+    """Every column's check, done in one pass on the request path (one NumPy call over
+    all float columns); the column-by-column search runs only to explain a failure."""
+
+    def __init__(self, signature: Signature) -> None:
+        self.checks: list[_ValueCheck] = []
+        for i, spec in enumerate(signature.inputs):
+            is_float = spec.type in FLOAT_TYPES
+            if is_float or not spec.nullable:
+                self.checks.append(_ValueCheck(i, spec.name, is_float, spec.nullable))
+        self._not_null = [c.index for c in self.checks if not c.nullable]
+        self._finite = [c.index for c in self.checks if c.is_float and not c.nullable]
+        self._no_inf = [c.index for c in self.checks if c.is_float and c.nullable]
+
+    def apply(self, table: pa.Table) -> None:
+        clean = not any(table.column(i).null_count for i in self._not_null)
+        if clean and self._finite:
+            clean = bool(np.isfinite(_stacked(table, self._finite)).all())
+        if clean and self._no_inf:
+            clean = not np.isinf(_stacked(table, self._no_inf)).any()
+        if not clean:
+            for check in self.checks:
+                check.explain(table)
+            raise SignatureMismatchError("the input holds missing or non-finite values")
+
+
+def _stacked(table: pa.Table, indices: list[int]) -> np.ndarray:
+    parts = [_floats(table.column(i)) for i in indices]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def plain_schema(signature: Signature) -> pa.Schema | None:

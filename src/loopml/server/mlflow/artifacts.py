@@ -1,0 +1,137 @@
+"""MLflow's artifact proxy (``/api/2.0/mlflow-artifacts/artifacts/...``) over loopml's store.
+
+Each uploaded file is a content-addressed blob recorded as an artifact named by its MLflow
+path (``<experiment>/<run>/artifacts/<path>``); a file under a run's folder is also linked
+to that run as an output, so loopml's lineage and UI show it. Downloads are verified
+against the digest like every other read.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from loopml.core.errors import InvalidInputError, NotFoundError
+from loopml.server.mlflow.protocol import ARTIFACTS_PREFIX, NotImplementedByLoopml
+from loopml.server.state import ServerState, state
+from loopml.store.metadata.tables import artifacts, executions
+
+St = Annotated[ServerState, Depends(state)]
+router = APIRouter(prefix=ARTIFACTS_PREFIX)
+KIND = "mlflow_file"
+MAX_UPLOAD = 4 * 1024**3
+_RUN_FILE = re.compile(r"[^/]+/(?P<run>[0-9a-f]{32})/artifacts/(?P<rel>.+)")
+
+
+def safe_path(path: str) -> str:
+    """A relative POSIX path with no empty, '.' or '..' parts and no control characters."""
+    parts = path.split("/")
+    if (
+        not path
+        or len(path) > 500
+        or path.startswith("/")
+        or any(p in ("", ".", "..") for p in parts)
+        or any(ord(c) < 32 or c == "\\" for c in path)
+    ):
+        raise InvalidInputError(f"artifact path {path[:100]!r} is not a safe relative path")
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInputError("artifact path is not valid UTF-8") from None
+    return path
+
+
+@router.put("/artifacts/{path:path}")
+async def upload(s: St, path: str, request: Request) -> dict[str, Any]:
+    path = safe_path(path)
+    # Spool to disk so a large upload never sits in memory; the store copies it in.
+    with tempfile.NamedTemporaryFile(delete=False) as tmp:
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_UPLOAD:
+                tmp.close()
+                os.unlink(tmp.name)
+                raise InvalidInputError(f"an artifact may be at most {MAX_UPLOAD} bytes")
+            tmp.write(chunk)
+    try:
+        await run_in_threadpool(_store, s, path, tmp.name)
+    finally:
+        os.unlink(tmp.name)
+    return {}
+
+
+def _store(s: ServerState, path: str, file: str) -> None:
+    ws = s.workspace
+    blob = ws.artifacts.put_file(file)
+    run_id = None
+    m = _RUN_FILE.fullmatch(path)
+    if m is not None:
+        with ws.engine.connect() as conn:
+            found = conn.execute(select(executions.c.id).where(executions.c.id == m["run"]))
+            run_id = found.scalar()
+    with ws.write_engine.begin() as conn:
+        record = ws.lineage.add_artifact(blob.digest, KIND, blob.size, name=path, conn=conn)
+        if run_id is not None and m is not None:
+            ws.lineage.link(run_id, record.id, "output", role=m["rel"], conn=conn)
+
+
+def _latest(s: ServerState, path: str) -> tuple[str, int] | None:
+    with s.workspace.engine.connect() as conn:
+        row = conn.execute(
+            select(artifacts.c.digest, artifacts.c.size)
+            .where(artifacts.c.kind == KIND, artifacts.c.name == path)
+            .order_by(artifacts.c.created_at.desc())
+            .limit(1)
+        ).first()
+    return None if row is None else (row.digest, row.size)
+
+
+@router.get("/artifacts/{path:path}")
+async def download(s: St, path: str) -> Response:
+    path = safe_path(path)
+    found = await run_in_threadpool(_latest, s, path)
+    if found is None:
+        raise NotFoundError(f"no artifact at {path!r}")
+    data = await run_in_threadpool(
+        s.workspace.artifacts.get_bytes, found[0], what=f"MLflow artifact {path}"
+    )
+    return Response(data, media_type="application/octet-stream")
+
+
+@router.get("/artifacts")
+async def list_artifacts(s: St, path: str = "") -> dict[str, Any]:
+    prefix = safe_path(path.strip("/")) + "/" if path.strip("/") else ""
+
+    def listing() -> dict[str, Any]:
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        with s.workspace.engine.connect() as conn:
+            rows = conn.execute(
+                select(artifacts.c.name, artifacts.c.size, artifacts.c.created_at)
+                .where(artifacts.c.kind == KIND, artifacts.c.name.like(escaped + "%", "\\"))
+                .order_by(artifacts.c.created_at)
+            ).all()
+        files: dict[str, dict[str, Any]] = {}
+        for name, size, _ in rows:
+            head, sep, _rest = name[len(prefix) :].partition("/")
+            if sep:
+                files[head] = {"path": head, "is_dir": True}
+            else:
+                files[head] = {"path": head, "is_dir": False, "file_size": size}
+        return {"files": [files[k] for k in sorted(files)]}
+
+    return await run_in_threadpool(listing)
+
+
+@router.delete("/artifacts/{path:path}")
+async def delete(path: str) -> None:
+    raise NotImplementedByLoopml(
+        "loopml keeps artifacts immutable; `loopml gc` removes what nothing references"
+    )

@@ -1,0 +1,356 @@
+"""The MLflow REST endpoints: experiments, runs, params, tags, metrics and artifacts.
+
+Each handler parses MLflow's JSON (or query string), calls loopml's tracker and answers
+MLflow's shapes. Writes go through :meth:`Tracker.attach`, so every rule of loopml's runs
+holds here too (write-once params, finite metric values, no writes to ended runs).
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from loopml.core.errors import InvalidInputError, NotFoundError
+from loopml.server import queries
+from loopml.server.auth import require_access
+from loopml.server.mlflow import artifacts, experiments
+from loopml.server.mlflow.filters import translate_filter, translate_order_by
+from loopml.server.mlflow.protocol import (
+    DELETED_TAG,
+    PREFIX,
+    USER_TAG,
+    NotImplementedByLoopml,
+    body,
+    experiment_json,
+    field,
+    key_values,
+    optional,
+    run_json,
+)
+from loopml.server.state import ServerState, state
+from loopml.tracking.records import Run
+
+St = Annotated[ServerState, Depends(state)]
+router = APIRouter(dependencies=[Depends(require_access)], include_in_schema=False)
+api = APIRouter(prefix=PREFIX)
+MAX_RESULTS = 50_000
+_END = {"FINISHED": "finished", "FAILED": "failed", "KILLED": "killed"}
+
+
+def _run(s: ServerState, run_id: str) -> tuple[Run, str]:
+    try:
+        run = s.tracker.get_run(run_id)
+    except NotFoundError:
+        raise NotFoundError(f"Run '{run_id}' not found") from None
+    return run, experiments.by_name(s.workspace, run.experiment).id
+
+
+def _run_answer(s: ServerState, run_id: str) -> dict[str, Any]:
+    run, exp_id = _run(s, run_id)
+    return {"run": run_json(run, exp_id)}
+
+
+# --- experiments ---------------------------------------------------------------------------
+
+
+@api.post("/experiments/create")
+async def create_experiment(s: St, request: Request) -> dict[str, Any]:
+    data = await body(request)
+    exp = await run_in_threadpool(experiments.create, s.workspace, field(data, "name"))
+    return {"experiment_id": exp.id}
+
+
+@api.get("/experiments/get")
+async def get_experiment(s: St, experiment_id: str) -> dict[str, Any]:
+    exp = await run_in_threadpool(experiments.by_id, s.workspace, experiment_id)
+    return {"experiment": experiment_json(exp.id, exp.name, exp.created_at)}
+
+
+@api.get("/experiments/get-by-name")
+async def get_experiment_by_name(s: St, experiment_name: str) -> dict[str, Any]:
+    exp = await run_in_threadpool(experiments.by_name, s.workspace, experiment_name)
+    return {"experiment": experiment_json(exp.id, exp.name, exp.created_at)}
+
+
+@api.post("/experiments/search")
+async def search_experiments(s: St, request: Request) -> dict[str, Any]:
+    data = await body(request)
+    if optional(data, "filter", str, ""):
+        raise NotImplementedByLoopml("experiments/search does not take a filter in loopml yet")
+    limit = optional(data, "max_results", int, 1000)
+    offset = _offset(optional(data, "page_token", str, ""))
+    found = await run_in_threadpool(experiments.all_experiments, s.workspace)
+    page = found[offset : offset + limit]
+    answer: dict[str, Any] = {
+        "experiments": [experiment_json(e.id, e.name, e.created_at) for e in page]
+    }
+    if offset + limit < len(found):
+        answer["next_page_token"] = _token(offset + limit)
+    return answer
+
+
+# --- runs ----------------------------------------------------------------------------------
+
+
+@api.post("/runs/create")
+async def create_run(s: St, request: Request) -> dict[str, Any]:
+    data = await body(request)
+
+    def create() -> dict[str, Any]:
+        exp_id = optional(data, "experiment_id", str, experiments.DEFAULT_ID)
+        exp = experiments.by_id(s.workspace, exp_id)
+        tags = key_values(data, "tags")
+        name = optional(data, "run_name", str, None) or tags.get("mlflow.runName")
+        user = optional(data, "user_id", str, "")
+        if user:
+            tags.setdefault(USER_TAG, user)
+        run = s.tracker.start_run(exp.name, name=name, tags=tags, capture_environment=False)
+        run.set_tags({"mlflow.runName": run.name})
+        return _run_answer(s, run.id)
+
+    return await run_in_threadpool(create)
+
+
+@api.get("/runs/get")
+async def get_run(s: St, run_id: str) -> dict[str, Any]:
+    return await run_in_threadpool(_run_answer, s, run_id)
+
+
+@api.post("/runs/update")
+async def update_run(s: St, request: Request) -> dict[str, Any]:
+    data = await body(request)
+    run_id = field(data, "run_id")
+    status = optional(data, "status", str, None)
+
+    def update() -> dict[str, Any]:
+        run, exp_id = _run(s, run_id)
+        if optional(data, "run_name", str, None) not in (None, run.name):
+            raise NotImplementedByLoopml("loopml does not rename runs (runs/update run_name)")
+        if status is not None and status != "RUNNING":
+            if status not in _END:
+                raise InvalidInputError(f"status must be one of {sorted(_END)}, not {status!r}")
+            if run.status == "running":
+                s.tracker.writer.flush()
+                s.tracker.store.end_run(run_id, _END[status], None)
+        return {"run_info": run_json(s.tracker.get_run(run_id), exp_id)["info"]}
+
+    return await run_in_threadpool(update)
+
+
+async def _set_deleted(s: ServerState, request: Request, deleted: bool) -> dict[str, Any]:
+    run_id = field(await body(request), "run_id")
+    await run_in_threadpool(_run, s, run_id)
+    await run_in_threadpool(
+        s.tracker.store.set_tags, run_id, {DELETED_TAG: "true" if deleted else "false"}
+    )
+    return {}
+
+
+@api.post("/runs/delete")
+async def delete_run(s: St, request: Request) -> dict[str, Any]:
+    return await _set_deleted(s, request, True)
+
+
+@api.post("/runs/restore")
+async def restore_run(s: St, request: Request) -> dict[str, Any]:
+    return await _set_deleted(s, request, False)
+
+
+@api.post("/runs/search")
+async def search_runs(s: St, request: Request) -> dict[str, Any]:
+    data = await body(request)
+    ids = optional(data, "experiment_ids", list, [])
+    view = optional(data, "run_view_type", str, "ACTIVE_ONLY")
+    limit = optional(data, "max_results", int, 1000)
+    if not 0 < limit <= MAX_RESULTS:
+        raise InvalidInputError(f"max_results must be from 1 to {MAX_RESULTS}")
+    # Longer pages come back in several: the answer's next_page_token continues.
+    limit = min(limit, queries.MAX_PAGE)
+    offset = _offset(optional(data, "page_token", str, ""))
+    flt = translate_filter(optional(data, "filter", str, None))
+    order = translate_order_by(optional(data, "order_by", list, []))
+
+    def search() -> dict[str, Any]:
+        exps = [experiments.by_id(s.workspace, str(i)) for i in ids]
+        by_name = {e.name: e.id for e in exps}
+        page = queries.runs_page(
+            s.tracker,
+            experiment=list(by_name) if exps else None,
+            filter=flt,
+            order_by=", ".join(order) or None,
+            offset=offset,
+            limit=limit,
+        )
+        wanted = {"ACTIVE_ONLY": {"false"}, "DELETED_ONLY": {"true"}, "ALL": {"true", "false"}}
+        keep = wanted.get(view)
+        if keep is None:
+            raise InvalidInputError(f"run_view_type must be one of {sorted(wanted)}")
+        ids_of = by_name or {e.name: e.id for e in experiments.all_experiments(s.workspace)}
+        runs = [
+            run_json(r, ids_of.get(r.experiment, ""))
+            for r in page.runs
+            if r.tags.get(DELETED_TAG, "false") in keep
+        ]
+        answer: dict[str, Any] = {"runs": runs}
+        if offset + limit < page.total:
+            answer["next_page_token"] = _token(offset + limit)
+        return answer
+
+    return await run_in_threadpool(search)
+
+
+# --- params, tags, metrics -----------------------------------------------------------------
+
+
+def _metric(item: Any, i: int | None = None) -> tuple[str, float, int, float | None]:
+    where = "" if i is None else f"metrics[{i}]."
+    if not isinstance(item, dict):
+        raise InvalidInputError(f"{where or 'a metric'} must be an object")
+    key = field(item, "key")
+    value = field(item, "value", (int, float, str))
+    try:
+        number = float(value)
+    except ValueError:
+        raise InvalidInputError(f"{where}value {value!r} is not a number") from None
+    step = optional(item, "step", (int, str), 0)
+    try:
+        step = int(step)
+    except ValueError:
+        raise InvalidInputError(f"{where}step {step!r} is not an integer") from None
+    stamp = optional(item, "timestamp", (int, float, str), None)
+    seconds = None if stamp is None else float(stamp) / 1000.0
+    return key, number, step, seconds
+
+
+@api.post("/runs/log-metric")
+async def log_metric(s: St, request: Request) -> dict[str, Any]:
+    data = await body(request)
+    key, value, step, seconds = _metric(data)
+
+    def write() -> None:
+        s.tracker.attach(field(data, "run_id")).log_metric(key, value, step, seconds)
+        s.tracker.writer.flush()
+
+    await run_in_threadpool(write)
+    return {}
+
+
+@api.post("/runs/log-parameter")
+async def log_param(s: St, request: Request) -> dict[str, Any]:
+    data = await body(request)
+    key, value = field(data, "key"), optional(data, "value", (str, int, float), "")
+    await run_in_threadpool(
+        lambda: s.tracker.attach(field(data, "run_id")).log_params({key: str(value)})
+    )
+    return {}
+
+
+@api.post("/runs/set-tag")
+async def set_tag(s: St, request: Request) -> dict[str, Any]:
+    data = await body(request)
+    run_id, key = field(data, "run_id"), field(data, "key")
+    value = optional(data, "value", (str, int, float), "")
+
+    def write() -> None:
+        _run(s, run_id)
+        s.tracker.store.set_tags(run_id, {key: str(value)})
+
+    await run_in_threadpool(write)
+    return {}
+
+
+@api.post("/runs/log-batch")
+async def log_batch(s: St, request: Request) -> dict[str, Any]:
+    data = await body(request)
+    metrics = [_metric(m, i) for i, m in enumerate(optional(data, "metrics", list, []))]
+    params = key_values(data, "params")
+    tags = key_values(data, "tags")
+
+    def write() -> None:
+        run = s.tracker.attach(field(data, "run_id"))
+        if params:
+            run.log_params(params)
+        if tags:
+            run.set_tags(tags)
+        for key, value, step, seconds in metrics:
+            run.log_metric(key, value, step, seconds)
+        s.tracker.writer.flush()
+
+    await run_in_threadpool(write)
+    return {}
+
+
+@api.post("/runs/log-inputs")
+async def log_inputs(s: St, request: Request) -> dict[str, Any]:
+    """Dataset inputs are kept as tags (name and digest), which search and the UI show."""
+    data = await body(request)
+    tags: dict[str, str] = {}
+    for i, item in enumerate(optional(data, "datasets", list, [])):
+        dataset = item.get("dataset") if isinstance(item, dict) else None
+        if not isinstance(dataset, dict) or not isinstance(dataset.get("name"), str):
+            raise InvalidInputError(f"datasets[{i}] must hold a dataset with a name")
+        tags[f"mlflow.input.{dataset['name']}"] = str(dataset.get("digest", ""))
+    run_id = field(data, "run_id")
+    await run_in_threadpool(lambda: s.tracker.attach(run_id).set_tags(tags) if tags else None)
+    return {}
+
+
+@api.get("/metrics/get-history")
+async def metric_history(s: St, run_id: str, metric_key: str) -> dict[str, Any]:
+    def read() -> dict[str, Any]:
+        try:
+            h = s.tracker.metric_history(run_id, metric_key)
+        except NotFoundError:
+            _run(s, run_id)
+            return {"metrics": []}
+        stamps = (h.timestamps * 1000).round().astype("int64").tolist()
+        return {
+            "metrics": [
+                {"key": metric_key, "value": v, "timestamp": t, "step": st}
+                for st, t, v in zip(h.steps.tolist(), stamps, h.values.tolist(), strict=True)
+            ]
+        }
+
+    return await run_in_threadpool(read)
+
+
+@api.post("/logged-models/search")
+async def search_logged_models(s: St, request: Request) -> dict[str, Any]:
+    """MLflow 3's client asks for logged models beside runs; loopml stores none of MLflow's
+    logged-model records (its registry holds models), so the answer is an empty page."""
+    await body(request)
+    return {"models": []}
+
+
+# --- paging --------------------------------------------------------------------------------
+
+
+def _token(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"offset:{offset}".encode()).decode()
+
+
+def _offset(token: str) -> int:
+    if not token:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(token.encode()).decode()
+        kind, _, number = text.partition(":")
+        if kind == "offset" and number.isascii() and number.isdigit():
+            return int(number)
+    except (ValueError, UnicodeError):
+        pass
+    raise InvalidInputError("page_token is not one this server gave out")
+
+
+router.include_router(api)
+router.include_router(artifacts.router)
+
+
+@router.api_route(PREFIX + "/{endpoint:path}", methods=["GET", "POST", "PATCH", "DELETE", "PUT"])
+async def not_implemented(endpoint: str, request: Request) -> None:
+    raise NotImplementedByLoopml(
+        f"loopml does not implement MLflow's {request.method} {PREFIX}/{endpoint[:200]}"
+    )

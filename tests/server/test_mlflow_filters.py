@@ -1,0 +1,38 @@
+import pytest
+
+from loopml.core.errors import InvalidInputError
+from loopml.server.mlflow.filters import translate_filter, translate_order_by
+
+
+@pytest.mark.parametrize(
+    ("mlflow", "loopml"),
+    [
+        ("metrics.auc > 0.7 AND params.depth = '6'", "metrics.auc > 0.7 AND params.depth = '6'"),
+        ("attributes.status = 'FINISHED'", "attributes.status = 'finished'"),
+        ("status != 'FAILED'", "attributes.status != 'failed'"),
+        ("run_name LIKE 'a%'", "attributes.name LIKE 'a%'"),
+        ("start_time > 1700000000000", "attributes.start_time > 1700000000.0"),
+        ('metrics."val loss" <= 3', "metrics.`val loss` <= 3"),
+        ("tags.mlflow.runName = 'x'", "tags.mlflow.runName = 'x'"),
+        ("params.a IN ('1', '2')", "params.a IN ( '1' , '2' )"),
+        ("metrics.a == 1", "metrics.a = 1"),
+        ("", None),
+    ],
+)
+def test_filters_translate(mlflow: str, loopml: str | None) -> None:
+    assert translate_filter(mlflow) == loopml
+
+
+@pytest.mark.parametrize("bad", ["datasets.name = 'x'", "auc > 1", "metrics.a > 1 ; drop", "§"])
+def test_bad_filters_are_refused(bad: str) -> None:
+    with pytest.raises(InvalidInputError):
+        translate_filter(bad)
+
+
+def test_order_by_translates() -> None:
+    assert translate_order_by(["metrics.auc DESC", "start_time"]) == [
+        "metrics.auc desc",
+        "attributes.start_time asc",
+    ]
+    with pytest.raises(InvalidInputError):
+        translate_order_by(["metrics.auc sideways"])
