@@ -103,10 +103,12 @@ def flights() -> pl.DataFrame:
     return flights_with_weather(months=[1, 7])
 
 
-def make_workspace(root: Path, flights: pl.DataFrame) -> tuple[Workspace, str, str]:
+def make_workspace(
+    root: Path, flights: pl.DataFrame, db_url: str | None = None
+) -> tuple[Workspace, str, str]:
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    ws = Workspace(f"sqlite:///{root / 'loopml.db'}", str(root / "artifacts"))
+    ws = Workspace(db_url or f"sqlite:///{root / 'loopml.db'}", str(root / "artifacts"))
     jan = flights.filter(pl.col("month") == 1)
     train = jan.sample(2000, seed=1).select([*FEATURES, TARGET])
     ds = catalog.add(ws, "flights-jan", train, description="2,000 January flights")

@@ -81,8 +81,14 @@ def test_late_labels_recompute_only_the_windows_they_touch(
     assert "perf_accuracy" in after.columns
 
 
-def test_a_profiled_log_file_is_never_read_again(flights: pl.DataFrame, tmp_path: Path) -> None:
-    ws, _, _ = make_workspace(tmp_path, flights)
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_a_profiled_log_file_is_never_read_again(
+    flights: pl.DataFrame, tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue("postgres_url") if backend == "postgres" else None
+    ws, _, _ = make_workspace(tmp_path, flights, url)
     jan = flights.filter(pl.col("month") == 1).sample(300, seed=6)
     write_day(ws, jan.head(100), 0, "a")
     assert check(ws, "delay").rows == 100

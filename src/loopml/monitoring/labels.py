@@ -11,6 +11,7 @@ again against segments that arrive later. A repeated label for a row replaces th
 from __future__ import annotations
 
 import io
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
@@ -30,19 +31,30 @@ KEY = ["request_id", "row"]
 
 
 class Blobs:
-    """Parquet blobs read once per call (score blobs are immutable)."""
+    """The monitor's immutable blobs, the most recently used kept in memory (bounded, so a
+    long-running monitor does not hold every window it ever read)."""
 
-    def __init__(self, ws: Workspace) -> None:
+    def __init__(self, ws: Workspace, max_rows: int = 5_000_000) -> None:
         self.ws = ws
-        self._cache: dict[str, pl.DataFrame] = {}
+        self.max_rows = max_rows
+        self._cache: OrderedDict[str, pl.DataFrame] = OrderedDict()
+        self._rows = 0
 
     def read(self, digest: str, what: str) -> pl.DataFrame:
-        if digest not in self._cache:
-            raw = self.ws.artifacts.get_bytes(digest, what=what)
-            # Arrow IPC files start with "ARROW1"; blobs of earlier monitors are Parquet.
-            reader = pl.read_ipc if raw[:6] == b"ARROW1" else pl.read_parquet
-            self._cache[digest] = reader(io.BytesIO(raw))
-        return self._cache[digest]
+        hit = self._cache.get(digest)
+        if hit is not None:
+            self._cache.move_to_end(digest)
+            return hit
+        raw = self.ws.artifacts.get_bytes(digest, what=what)
+        # Arrow IPC files start with "ARROW1"; blobs of earlier monitors are Parquet.
+        reader = pl.read_ipc if raw[:6] == b"ARROW1" else pl.read_parquet
+        df = reader(io.BytesIO(raw))
+        self._cache[digest] = df
+        self._rows += df.height
+        while self._rows > self.max_rows and len(self._cache) > 1:
+            _, old = self._cache.popitem(last=False)
+            self._rows -= old.height
+        return df
 
 
 def normalise(table: Any) -> pl.DataFrame:

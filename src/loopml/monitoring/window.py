@@ -8,7 +8,10 @@ read back instead of recomputed, so a history over months only recomputes the da
 new logs or late labels touched.
 
 ``drift_score`` is the share of input columns whose distribution drifted from the training
-data (0 to 1), by loopml's drift defaults (``lm.drift``).
+data (0 to 1), by loopml's drift defaults (``lm.drift``). ``errors`` counts failed requests
+by status where the log records them; the prediction log holds answered requests only, so
+it is empty today and the server's error rate is watched through its ``/metrics`` counters
+(the shipped ``LoopmlServingErrorRate`` rule).
 """
 
 from __future__ import annotations
