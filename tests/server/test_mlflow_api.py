@@ -203,6 +203,7 @@ def test_bad_requests_answer_mlflow_errors_not_500(fresh_server: Server):
         (_post(fresh_server, "runs/search", json={"page_token": "garbage"}), 400),
         (_post(fresh_server, "runs/search", json={"max_results": "ten"}), 400),
         (_post(fresh_server, "runs/search", json={"experiment_ids": ["1; drop"]}), 400),
+        (_post(fresh_server, "runs/set-tag", json={"run_id": "x", "key": "k", "value": 1}), 404),
         (httpx.get(f"{fresh_server.url}/api/2.0/mlflow/experiments/get?experiment_id=999"), 404),
         (httpx.get(f"{fresh_server.url}/api/2.0/mlflow/runs/get?run_id=%00"), 404),
     ]
@@ -224,6 +225,17 @@ def test_finished_runs_refuse_writes_and_values_must_be_finite(fresh_server: Ser
     assert ok.json()["run_info"]["status"] == "KILLED"
     late = _post(fresh_server, "runs/log-metric", json={"run_id": run_id, "key": "x", "value": 1})
     assert late.status_code == 409 and late.json()["error_code"] == "INVALID_STATE"
+
+
+def test_tag_names_are_checked_as_loopml_checks_them(fresh_server: Server):
+    run_id = _post(fresh_server, "runs/create", json={}).json()["run"]["info"]["run_id"]
+    for key in ("x" * 300, "bad\nkey", ""):
+        r = _post(fresh_server, "runs/set-tag", json={"run_id": run_id, "key": key, "value": "v"})
+        assert r.status_code == 400, (key, r.text)
+    ok = _post(fresh_server, "runs/set-tag", json={"run_id": run_id, "key": "team", "value": 7})
+    assert ok.status_code == 200
+    run = httpx.get(f"{fresh_server.url}/api/2.0/mlflow/runs/get?run_id={run_id}").json()["run"]
+    assert {"key": "team", "value": "7"} in run["data"]["tags"]
 
 
 def test_unimplemented_endpoints_name_themselves(fresh_server: Server):

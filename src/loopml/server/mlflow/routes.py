@@ -31,6 +31,7 @@ from loopml.server.mlflow.protocol import (
     run_json,
 )
 from loopml.server.state import ServerState, state
+from loopml.tracking import validation
 from loopml.tracking.records import Run
 
 St = Annotated[ServerState, Depends(state)]
@@ -256,7 +257,10 @@ async def set_tag(s: St, request: Request) -> dict[str, Any]:
 
     def write() -> None:
         _run(s, run_id)
-        s.tracker.store.set_tags(run_id, {key: str(value)})
+        # MLflow tags a run after it ended too, so this writes through the store, not an
+        # attached run; the names and values are checked as the tracker checks them.
+        name = validation.check_name(key, "tag")
+        s.tracker.store.set_tags(run_id, {name: validation.tag_text(name, value)})
 
     await run_in_threadpool(write)
     return {}
