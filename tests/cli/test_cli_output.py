@@ -17,6 +17,7 @@ from loopml.cli.app import build_command, main
 from loopml.core.clock import format_ts
 from loopml.models.promotion import PromotionRefusedError
 from loopml.store.workspace import Workspace
+from tests import needs
 
 HOSTILE = "[/x] [bold]loud[/bold] [link=file:///etc/passwd]x[/link]"
 
@@ -154,7 +155,7 @@ def test_a_file_that_is_not_a_database(
 def test_an_unreachable_postgres_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pytest.importorskip("psycopg")
+    needs.module("psycopg", "the test extra installs psycopg")
     import socket
 
     with socket.socket() as s:  # a port nothing listens on

@@ -4,7 +4,6 @@ it loads the shipped rules and scrapes the monitoring gauges off the inference s
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from loopml.cli.app import main
 from loopml.monitoring import check
 from loopml.serving.options import ServeOptions
 from loopml.serving.server import ServerThread
+from tests import needs
 from tests.monitoring.conftest import Traffic
 from tests.servers import free_port
 
@@ -67,9 +67,7 @@ def test_grafana_assets_are_written_and_promtool_accepts_the_rules(
     dashboard = json.loads((tmp_path / "out" / "loopml-grafana-dashboard.json").read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
     assert any("loopml_monitor_drift_score" in e for e in exprs)
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool is not installed (Debian package prometheus)")
+    promtool = needs.program("promtool", "Debian package prometheus")
     done = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS: 8 rules found" in done.stdout
@@ -78,9 +76,7 @@ def test_grafana_assets_are_written_and_promtool_accepts_the_rules(
 def test_prometheus_loads_the_rules_and_scrapes_the_gauges(
     traffic: Traffic, tmp_path: Path
 ) -> None:
-    binary = shutil.which("prometheus") or "/usr/bin/prometheus"
-    if not Path(binary).exists():
-        pytest.skip("prometheus is not installed (Debian package prometheus)")
+    binary = needs.program("prometheus", "Debian package prometheus")
     w = check(traffic.ws, "delay-jan")  # a stored window for the server to export
     assert w.drift_score is not None
     from loopml.monitoring.prometheus import write_assets

@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 
+from tests import needs
+
 
 @pytest.fixture(scope="session")
 def local_ray() -> Iterator[Any]:
-    ray = pytest.importorskip("ray")
+    ray = needs.module("ray", "the test extra installs ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()

@@ -17,9 +17,10 @@ import pytest
 
 from loopml.store.workspace import Workspace
 from loopml.tracking.tracker import Tracker
+from tests import needs
 from tests.server.conftest import Server, start_server, stop
 
-mlflow = pytest.importorskip("mlflow", reason="the test extra installs mlflow-skinny")
+needs.module("mlflow", "the test extra installs mlflow-skinny")
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,12 @@ comparison shows both runs. Screenshots go to pytest's temporary folder (not com
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests import needs
 from tests.server.conftest import Populated, Server
 
 pytestmark = pytest.mark.slow
@@ -30,8 +30,7 @@ DEADLINE_MS = 30_000
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    needs.program(CHROMIUM, "Debian's chromium: apt-get install chromium")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

@@ -20,6 +20,7 @@ from loopml.serving.build import write_build_context
 from loopml.serving.model_source import ModelSource
 from loopml.serving.scoring import predict_file
 from loopml.store.workspace import Workspace
+from tests import needs
 from tests.serving.conftest import Data, expected
 
 
@@ -58,7 +59,7 @@ def test_predict_file_refuses_bad_input(shared_ws: Workspace, data: Data, tmp_pa
 @pytest.mark.slow
 def test_predict_command_on_ray(shared_ws: Workspace, data: Data, tmp_path: Path) -> None:
     """`loopml predict --executor ray` in its own process (Ray forks; keep it clean)."""
-    pytest.importorskip("ray")
+    needs.module("ray", "the test extra installs ray")
     src = tmp_path / "in.parquet"
     data.rows.select(FEATURES).write_parquet(src)
     env = {**os.environ, "LOOPML_DB": shared_ws.db_url, "LOOPML_ARTIFACTS": shared_ws.artifacts_url}

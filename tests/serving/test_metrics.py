@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ import httpx
 import pytest
 
 from loopml.serving.server import ServerThread
+from tests import needs
 from tests.servers import free_port
 from tests.serving.conftest import Data, json_inputs
 
@@ -42,9 +42,7 @@ def test_metrics_exposition(server: ServerThread, data: Data) -> None:
 
 @pytest.fixture
 def prometheus(server: ServerThread, tmp_path: Path) -> Iterator[str]:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.skip("Prometheus is not installed (Debian package `prometheus`)")
+    binary = needs.program("prometheus", "Debian package prometheus")
     target = server.url.removeprefix("http://")
     config = tmp_path / "prometheus.yml"
     config.write_text(
