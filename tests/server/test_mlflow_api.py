@@ -205,6 +205,14 @@ def test_bad_requests_answer_mlflow_errors_not_500(fresh_server: Server):
         (_post(fresh_server, "runs/search", json={"max_results": "ten"}), 400),
         (_post(fresh_server, "runs/search", json={"experiment_ids": ["1; drop"]}), 400),
         (_post(fresh_server, "runs/set-tag", json={"run_id": "x", "key": "k", "value": 1}), 404),
+        (
+            _post(
+                fresh_server,
+                "runs/log-metric",
+                json={"run_id": "x", "key": "k", "value": 1, "timestamp": "soon"},
+            ),
+            400,
+        ),
         (httpx.get(f"{fresh_server.url}/api/2.0/mlflow/experiments/get?experiment_id=999"), 404),
         (httpx.get(f"{fresh_server.url}/api/2.0/mlflow/runs/get?run_id=%00"), 404),
     ]

@@ -8,6 +8,7 @@ holds here too (write-once params, finite metric values, no writes to ended runs
 from __future__ import annotations
 
 import base64
+import math
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -222,7 +223,14 @@ def _metric(item: Any, i: int | None = None) -> tuple[str, float, int, float | N
     except ValueError:
         raise InvalidInputError(f"{where}step {step!r} is not an integer") from None
     stamp = optional(item, "timestamp", (int, float, str), None)
-    seconds = None if stamp is None else float(stamp) / 1000.0
+    seconds = None
+    if stamp is not None:
+        try:
+            seconds = float(stamp) / 1000.0
+        except ValueError:
+            seconds = math.nan
+        if not math.isfinite(seconds):
+            raise InvalidInputError(f"{where}timestamp {stamp!r} is not a time in milliseconds")
     return key, number, step, seconds
 
 
