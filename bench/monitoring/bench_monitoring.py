@@ -37,10 +37,10 @@ from scipy import stats
 
 from loopml.data import catalog
 from loopml.demo.flights import load_flights, load_weather
-from loopml.models.promotion import promote
-from loopml.models.registry import Registry
-from loopml.monitoring import Monitor
-from loopml.monitoring import performance as perf
+from loopml.monitor import Monitor
+from loopml.monitor import performance as perf
+from loopml.registry.model_registry import Registry
+from loopml.registry.promotion import promote
 from loopml.serving.model_source import Prediction
 from loopml.serving.prediction_log import LogRecord, PredictionLog
 from loopml.store.metadata.tables import monitor_results, monitor_segments, monitor_sources

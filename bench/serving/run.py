@@ -315,8 +315,8 @@ def main() -> int:
 
     from loopml.demo.flights import FEATURES, TARGET, flights_with_weather
     from loopml.demo.training import to_pandas_features, train_delay_model
-    from loopml.models.promotion import promote
-    from loopml.models.registry import Registry
+    from loopml.registry.model_registry import Registry
+    from loopml.registry.promotion import promote
     from loopml.store.workspace import Workspace
 
     flights = flights_with_weather()

@@ -5,6 +5,8 @@ with lm.start_run(experiment="flights", params={"lr": 0.1}) as run:
     run.log_metric("loss", 0.42, step=1)
 """
 
+import sys as _sys
+
 from loopml.api import datasets as datasets
 from loopml.api import models as models
 from loopml.api import monitoring as monitoring
@@ -44,3 +46,10 @@ from loopml.tracking.records import Run as Run
 from loopml.tracking.records import RunList as RunList
 
 __version__ = "0.1.0"
+
+# ``import loopml.models`` must give the module ``lm.models`` names, as ``import os.path``
+# gives ``os.path``: the API namespaces are registered under their public dotted names, and
+# the domain packages live under other names (``loopml.registry``, ``loopml.monitor``).
+for _name, _module in (("models", models), ("monitoring", monitoring), ("datasets", datasets)):
+    _sys.modules.setdefault(f"{__name__}.{_name}", _module)
+del _name, _module

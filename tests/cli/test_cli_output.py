@@ -15,7 +15,7 @@ import pytest
 import loopml as lm
 from loopml.cli.app import build_command, main
 from loopml.core.clock import format_ts
-from loopml.models.promotion import PromotionRefusedError
+from loopml.registry.promotion import PromotionRefusedError
 from loopml.store.workspace import Workspace
 from tests import needs
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from loopml.models.registry import Registry
+from loopml.registry.model_registry import Registry
 from loopml.retraining.records import LoopStore
 from loopml.retraining.traffic import Traffic
 from loopml.store.workspace import Workspace

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from loopml.demo.flights import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES, TARGET
-from loopml.models.registry import Registry
+from loopml.registry.model_registry import Registry
 from loopml.store.workspace import Workspace
 
 TRAIN_ROWS = 6000

@@ -10,14 +10,14 @@ import pytest
 import yaml
 
 from loopml.core.errors import IntegrityError, InvalidInputError, NotFoundError
-from loopml.models.artifact import (
+from loopml.registry.artifact import (
     EXAMPLE_FILE,
     METADATA_FILE,
     load_model,
     read_metadata,
     save_model,
 )
-from loopml.models.registry import Registry
+from loopml.registry.model_registry import Registry
 from loopml.store.artifacts import TreeEntry
 from loopml.store.workspace import Workspace
 from tests.models.conftest import Flights
@@ -129,7 +129,7 @@ def test_manifest_paths_outside_the_verified_files_are_refused(
 def test_registration_refuses_a_flavor_file_outside_the_model(
     workspace: Workspace, flights: Flights, weak_model: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from loopml.models import flavors
+    from loopml.registry import flavors
 
     flavor = flavors.get("sklearn")
     real_save = flavor.save

@@ -10,8 +10,8 @@ from sklearn.metrics import confusion_matrix, roc_auc_score
 
 from loopml.core.errors import InvalidInputError
 from loopml.demo.flights import NUMERIC_FEATURES, TARGET
-from loopml.models.artifact import wrap
-from loopml.models.evaluation import evaluate, load_evaluation, save_evaluation
+from loopml.registry.artifact import wrap
+from loopml.registry.evaluation import evaluate, load_evaluation, save_evaluation
 from loopml.store.workspace import Workspace
 from tests.models.conftest import Flights, to_features
 

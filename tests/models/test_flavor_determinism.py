@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from loopml.models import flavors
-from loopml.models.artifact import METADATA_FILE, save_model
+from loopml.registry import flavors
+from loopml.registry.artifact import METADATA_FILE, save_model
 from loopml.store.workspace import Workspace
 
 

@@ -10,9 +10,9 @@ import pytest
 
 from loopml.core.errors import InvalidInputError
 from loopml.demo.flights import FEATURES, NUMERIC_FEATURES
-from loopml.models.artifact import load_model, save_model
-from loopml.models.conformance import check_flavor
-from loopml.models.onnx_export import export_onnx
+from loopml.registry.artifact import load_model, save_model
+from loopml.registry.conformance import check_flavor
+from loopml.registry.onnx_export import export_onnx
 from loopml.store.workspace import Workspace
 from tests.models.conftest import Flights
 

@@ -19,7 +19,7 @@ from loopml.cli.models_cmd import app
 from loopml.core.errors import ConflictError, NotFoundError
 from loopml.demo.flights import TARGET
 from loopml.demo.model_stage import DEMO_GATE, run_model_stage
-from loopml.models.gates import SmokeTest
+from loopml.registry.gates import SmokeTest
 from tests.models.conftest import Flights, git_checkout
 
 runner = CliRunner()
@@ -145,7 +145,7 @@ def test_demo_stage(workspace: Any, flights: Flights, hgb_model: Any) -> None:
 
 def test_import_stays_light() -> None:
     code = (
-        "import sys, loopml.api.models, loopml.models.registry, loopml.models.gates, "
+        "import sys, loopml.api.models, loopml.registry.model_registry, loopml.registry.gates, "
         "loopml.cli.models_cmd\n"
         "heavy = {'sklearn', 'xgboost', 'lightgbm', 'torch', 'onnxruntime', 'skl2onnx'}\n"
         "print(sorted(heavy & set(sys.modules)))"

@@ -9,7 +9,7 @@ import pytest
 
 from loopml.core.errors import ConflictError, InvalidInputError, NotFoundError
 from loopml.demo.flights import TARGET
-from loopml.models.gates import (
+from loopml.registry.gates import (
     Gate,
     GateResult,
     NoWorseThanChampion,
@@ -18,8 +18,8 @@ from loopml.models.gates import (
     SmokeTest,
     Threshold,
 )
-from loopml.models.promotion import policy, promote, set_policy
-from loopml.models.registry import Registry
+from loopml.registry.model_registry import Registry
+from loopml.registry.promotion import policy, promote, set_policy
 from loopml.store.workspace import Workspace
 from tests.models.conftest import Flights
 

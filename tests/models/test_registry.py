@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from loopml.core.errors import ConflictError, InvalidInputError, NotFoundError
-from loopml.models.registry import Registry
+from loopml.registry.model_registry import Registry
 from loopml.store.workspace import Workspace
 from loopml.tracking.tracker import Tracker
 from tests.models.conftest import Flights, git_checkout, to_features

@@ -13,8 +13,8 @@ import yaml
 
 from loopml.core.errors import InvalidInputError
 from loopml.demo.flights import FEATURES
-from loopml.models.artifact import METADATA_FILE, load_model, save_model
-from loopml.models.signature import ModelEnvironmentWarning, check_versions, infer_inputs
+from loopml.registry.artifact import METADATA_FILE, load_model, save_model
+from loopml.registry.signature import ModelEnvironmentWarning, check_versions, infer_inputs
 from loopml.store.workspace import Workspace
 from tests.models.conftest import Flights
 

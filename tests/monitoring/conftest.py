@@ -20,8 +20,8 @@ import pytest
 
 from loopml.data import catalog
 from loopml.demo.flights import CATEGORICAL_FEATURES, FEATURES, TARGET, flights_with_weather
-from loopml.models.promotion import promote
-from loopml.models.registry import Registry
+from loopml.registry.model_registry import Registry
+from loopml.registry.promotion import promote
 from loopml.serving.options import ServeOptions
 from loopml.serving.server import ServerThread
 from loopml.store.workspace import Workspace

@@ -9,8 +9,8 @@ from sklearn import metrics
 
 from loopml.core.errors import InvalidInputError, NotFoundError
 from loopml.demo.flights import TARGET
-from loopml.monitoring import check
-from loopml.monitoring.logs import read_predictions
+from loopml.monitor import check
+from loopml.monitor.logs import read_predictions
 from tests.monitoring.conftest import Traffic
 
 
@@ -83,7 +83,7 @@ def test_bad_names_and_times_are_clear_errors(traffic: Traffic) -> None:
 def test_windows_follow_the_event_times_sent_with_the_requests(traffic: Traffic) -> None:
     from datetime import UTC, datetime
 
-    from loopml.monitoring import history
+    from loopml.monitor import history
     from tests.monitoring.conftest import flight_time
 
     per_day: dict[float, int] = {}

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from loopml.cli.app import main
-from loopml.monitoring import check
+from loopml.monitor import check
 from loopml.serving.options import ServeOptions
 from loopml.serving.server import ServerThread
 from tests import needs
@@ -79,7 +79,7 @@ def test_prometheus_loads_the_rules_and_scrapes_the_gauges(
     binary = needs.program("prometheus", "Debian package prometheus")
     w = check(traffic.ws, "delay-jan")  # a stored window for the server to export
     assert w.drift_score is not None
-    from loopml.monitoring.prometheus import write_assets
+    from loopml.monitor.prometheus import write_assets
 
     write_assets(tmp_path)
     options = ServeOptions("delay@champion", port=0, deployment="delay-jan")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from loopml.monitoring import performance as perf
+from loopml.monitor import performance as perf
 
 
 def test_expected_auc_is_the_auc_of_rows_weighted_by_their_probabilities() -> None:

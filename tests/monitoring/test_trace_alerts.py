@@ -14,11 +14,11 @@ import pytest
 
 from loopml.core.errors import InvalidInputError, NotFoundError
 from loopml.demo.flights import FEATURES
-from loopml.models.registry import Registry
-from loopml.monitoring import Monitor, trace
-from loopml.monitoring.alerts import Alerts, Rule, Webhook, stored_alerts
+from loopml.monitor import Monitor, trace
+from loopml.monitor.alerts import Alerts, Rule, Webhook, stored_alerts
 from loopml.pipelines import schedules
 from loopml.pipelines.scheduler import Scheduler
+from loopml.registry.model_registry import Registry
 from loopml.tracking.tracker import Tracker
 from tests.monitoring.conftest import Traffic
 

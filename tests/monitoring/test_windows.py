@@ -14,11 +14,11 @@ import polars as pl
 import pytest
 
 from loopml.demo.flights import TARGET
-from loopml.models.registry import Registry
-from loopml.monitoring import Monitor, check, history
-from loopml.monitoring.api import monitor_of
-from loopml.monitoring.logs import LOG_KIND, records
-from loopml.monitoring.segments import DAY
+from loopml.monitor import Monitor, check, history
+from loopml.monitor.api import monitor_of
+from loopml.monitor.logs import LOG_KIND, records
+from loopml.monitor.segments import DAY
+from loopml.registry.model_registry import Registry
 from loopml.serving.feedback import Label, store_labels
 from loopml.serving.model_source import Prediction
 from loopml.serving.prediction_log import LogRecord, PredictionLog

@@ -16,8 +16,8 @@ import pytest
 
 from loopml.data.catalog import Catalog
 from loopml.demo.flights import FEATURES, TARGET
-from loopml.models.promotion import promote
-from loopml.models.registry import Registry
+from loopml.registry.model_registry import Registry
+from loopml.registry.promotion import promote
 from loopml.retraining.traffic import Traffic
 from loopml.serving.options import CanarySpec, ServeOptions
 from loopml.serving.server import ServerThread

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import polars as pl
 import pytest
 
-from loopml.models.gates import Gate, SchemaCompatible, Threshold
-from loopml.models.promotion import set_policy
-from loopml.models.registry import Registry
+from loopml.registry.gates import Gate, SchemaCompatible, Threshold
+from loopml.registry.model_registry import Registry
+from loopml.registry.promotion import set_policy
 from loopml.retraining import DriftAbove, Loop, LoopStore, NewLabels
 from loopml.store.workspace import Workspace
 from tests.retraining import flows

@@ -7,7 +7,7 @@ from datetime import datetime
 import pytest
 
 from loopml.core.errors import InvalidInputError, NotFoundError
-from loopml.models.gates import Gate, Threshold
+from loopml.registry.gates import Gate, Threshold
 from loopml.retraining import (
     DriftAbove,
     Every,

@@ -18,9 +18,9 @@ import pytest
 
 from loopml.data import catalog
 from loopml.demo.training import auc, train_delay_model
-from loopml.models.gates import Gate, Threshold
-from loopml.models.promotion import promote
-from loopml.models.registry import Registry
+from loopml.registry.gates import Gate, Threshold
+from loopml.registry.model_registry import Registry
+from loopml.registry.promotion import promote
 from loopml.store.workspace import Workspace
 from loopml.tracking.tracker import Tracker
 from tests.servers import free_port

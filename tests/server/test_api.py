@@ -156,7 +156,7 @@ def test_pipeline_runs_show_steps_and_cache_hits(server: Server, populated: Popu
 def test_monitoring_says_not_yet_until_it_lands(server: Server) -> None:
     status = get(server, "/monitoring").json()
     try:
-        import loopml.monitoring  # noqa: F401
+        import loopml.monitor  # noqa: F401
     except ImportError:
         assert status["available"] is False
         assert "no monitoring yet" in status["detail"]

@@ -20,8 +20,8 @@ import polars as pl
 import pytest
 
 from loopml.demo.flights import CATEGORICAL_FEATURES, FEATURES, TARGET
-from loopml.models.promotion import promote
-from loopml.models.registry import Registry
+from loopml.registry.model_registry import Registry
+from loopml.registry.promotion import promote
 from loopml.serving.options import ServeOptions
 from loopml.serving.server import ServerThread
 from loopml.store.workspace import Workspace

@@ -8,7 +8,7 @@ from collections import Counter
 import httpx
 import pyarrow.compute as pc
 
-from loopml.models.promotion import promote
+from loopml.registry.promotion import promote
 from loopml.serving.log_reader import read_predictions
 from loopml.serving.options import CanarySpec, ServeOptions
 from loopml.serving.server import ServerThread

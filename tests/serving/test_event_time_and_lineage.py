@@ -15,7 +15,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from loopml.demo.flights import FEATURES
-from loopml.models.registry import Registry
+from loopml.registry.model_registry import Registry
 from loopml.serving.errors import BadRequestError
 from loopml.serving.event_time import parse_event_time
 from loopml.serving.grpc_service import CONTENTS_FIELD

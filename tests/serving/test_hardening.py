@@ -26,7 +26,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from loopml.demo.flights import FEATURES, TARGET
-from loopml.models.registry import Registry
+from loopml.registry.model_registry import Registry
 from loopml.serving.batching import MicroBatcher
 from loopml.serving.model_source import Prediction
 from loopml.serving.options import CanarySpec, ServeOptions

@@ -48,7 +48,7 @@ def test_row_arrays_for_array_models(
     matrix = data.rows.head(10).select(NUMERIC).fill_null(0).to_numpy().astype(float)
     r = httpx.post(f"{numeric_server.url}/invocations", json={"instances": matrix.tolist()})
     assert r.status_code == 200, r.text
-    from loopml.models.registry import Registry
+    from loopml.registry.model_registry import Registry
 
     assert r.json()["predictions"] == Registry(shared_ws).load("numeric:1").predict(matrix).tolist()
     assert httpx.get(f"{numeric_server.url}/ping").status_code == 200

@@ -10,7 +10,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from loopml.core.errors import InvalidInputError
-from loopml.models.signature import ColumnSpec, OutputSpec, Signature
+from loopml.registry.signature import ColumnSpec, OutputSpec, Signature
 from loopml.serving import invocations
 from loopml.serving.json_columns import RowReader
 from loopml.serving.model_source import plain_schema

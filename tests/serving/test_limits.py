@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from loopml.demo.flights import TARGET
-from loopml.models.registry import Registry
+from loopml.registry.model_registry import Registry
 from loopml.serving.options import ServeOptions
 from loopml.serving.server import ServerThread
 from loopml.store.workspace import Workspace

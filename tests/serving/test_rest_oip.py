@@ -110,7 +110,7 @@ def test_single_2d_tensor(numeric_server: ServerThread, shared_ws: Workspace, da
     t = httpclient.InferInput("input-0", list(matrix.shape), "FP64")
     t.set_data_from_numpy(matrix, binary_data=False)
     result = client(numeric_server).infer("numeric", [t])
-    from loopml.models.registry import Registry
+    from loopml.registry.model_registry import Registry
 
     local = Registry(shared_ws).load("numeric:1").predict(matrix)
     np.testing.assert_array_equal(result.as_numpy("predict"), local)

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from loopml.api.fluent import workspace as _workspace
-from loopml.models.gates import Gate
 from loopml.pipelines.definition import Pipeline
+from loopml.registry.gates import Gate
 from loopml.retraining import loop as _loop
 from loopml.retraining.records import Decision as Decision
 from loopml.retraining.triggers import DriftAbove as DriftAbove

@@ -14,11 +14,11 @@ from typing import Any
 
 from loopml.api.fluent import tracker, workspace
 from loopml.core.errors import InvalidInputError
-from loopml.models import card as _card
-from loopml.models.artifact import wrap
-from loopml.models.evaluation import EvaluationResult, save_evaluation
-from loopml.models.evaluation import evaluate as _evaluate
-from loopml.models.gates import (
+from loopml.registry import card as _card
+from loopml.registry.artifact import wrap
+from loopml.registry.evaluation import EvaluationResult, save_evaluation
+from loopml.registry.evaluation import evaluate as _evaluate
+from loopml.registry.gates import (
     Check,
     Gate,
     NoWorseThanChampion,
@@ -27,13 +27,13 @@ from loopml.models.gates import (
     SmokeTest,
     Threshold,
 )
-from loopml.models.loaded import LoadedModel
-from loopml.models.onnx_export import export_onnx
-from loopml.models.promotion import PromotionRefusedError, PromotionResult
-from loopml.models.promotion import policy as _policy
-from loopml.models.promotion import promote as _promote
-from loopml.models.promotion import set_policy as _set_policy
-from loopml.models.registry import AliasEvent, ModelVersion, RegisteredModel, Registry
+from loopml.registry.loaded import LoadedModel
+from loopml.registry.model_registry import AliasEvent, ModelVersion, RegisteredModel, Registry
+from loopml.registry.onnx_export import export_onnx
+from loopml.registry.promotion import PromotionRefusedError, PromotionResult
+from loopml.registry.promotion import policy as _policy
+from loopml.registry.promotion import promote as _promote
+from loopml.registry.promotion import set_policy as _set_policy
 
 __all__ = [
     "AliasEvent",

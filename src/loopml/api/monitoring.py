@@ -17,14 +17,14 @@ from loopml.api.loop import DriftAbove as DriftAbove
 from loopml.api.loop import Every as Every
 from loopml.api.loop import NewLabels as NewLabels
 from loopml.api.loop import PerformanceBelow as PerformanceBelow
-from loopml.monitoring import api as _api
-from loopml.monitoring import trace as _trace
-from loopml.monitoring.alerts import Alert as Alert
-from loopml.monitoring.alerts import Alerts as Alerts
-from loopml.monitoring.alerts import Rule as Rule
-from loopml.monitoring.alerts import Webhook as Webhook
-from loopml.monitoring.trace import Trace as Trace
-from loopml.monitoring.window import WindowReport as WindowReport
+from loopml.monitor import api as _api
+from loopml.monitor import trace as _trace
+from loopml.monitor.alerts import Alert as Alert
+from loopml.monitor.alerts import Alerts as Alerts
+from loopml.monitor.alerts import Rule as Rule
+from loopml.monitor.alerts import Webhook as Webhook
+from loopml.monitor.trace import Trace as Trace
+from loopml.monitor.window import WindowReport as WindowReport
 
 
 def check(name: str, since: Any = None, until: Any = None, *, alerts: Any = None) -> WindowReport:

@@ -18,7 +18,7 @@ from loopml.api import fluent
 from loopml.cli.console import out
 from loopml.core import clock
 from loopml.core.errors import InvalidInputError, NotFoundError
-from loopml.models.registry import Registry
+from loopml.registry.model_registry import Registry
 from loopml.retraining.durations import parse_duration
 from loopml.retraining.loop import Loop, TickResult
 from loopml.retraining.records import LoopStore

@@ -16,10 +16,10 @@ from loopml.cli.workspace_guard import require_workspace
 from loopml.core import clock
 from loopml.core.errors import InvalidInputError
 from loopml.core.names import parse_ref
-from loopml.models.card import render_card
-from loopml.models.gates import Gate, GateResult
-from loopml.models.promotion import promote as promote_version
-from loopml.models.registry import AliasEvent, Registry
+from loopml.registry.card import render_card
+from loopml.registry.gates import Gate, GateResult
+from loopml.registry.model_registry import AliasEvent, Registry
+from loopml.registry.promotion import promote as promote_version
 
 app = typer.Typer(
     help="Browse the model registry; promote and roll back aliases.", no_args_is_help=True

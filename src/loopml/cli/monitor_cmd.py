@@ -46,14 +46,14 @@ def monitor(
 ) -> None:
     """Drift, performance, volume and latency of served traffic, one row per window."""
     if name == GRAFANA and output is not None:
-        from loopml.monitoring.prometheus import write_assets
+        from loopml.monitor.prometheus import write_assets
 
         for path in write_assets(output):
             out.print(f"wrote {path}")
         return
     if output is not None:
         raise InvalidInputError("-o/--output goes with 'loopml monitor grafana -o DIR'")
-    from loopml.monitoring import api
+    from loopml.monitor import api
 
     ws = fluent.workspace()
     h = api.history(ws, name, window, since, until, alerts=None if alerts is None else alerts)
@@ -83,7 +83,7 @@ def monitor(
             )
         out.print(table)
     if html is not None:
-        from loopml.monitoring.report import write_html
+        from loopml.monitor.report import write_html
 
         write_html(h, str(html), f"loopml monitoring: {name}")
         out.print(f"wrote {html}")

@@ -16,7 +16,7 @@ def trace(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Inputs, outputs, model version and digest, training run and dataset digests."""
-    from loopml.monitoring import trace as find
+    from loopml.monitor import trace as find
 
     t = find(fluent.workspace(), request_id)
     if as_json:

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from loopml.demo.flights import TARGET
 from loopml.demo.training import to_pandas_features
-from loopml.models.gates import (
+from loopml.registry.gates import (
     Gate,
     GateResult,
     NoWorseThanChampion,
@@ -20,8 +20,8 @@ from loopml.models.gates import (
     SmokeTest,
     Threshold,
 )
-from loopml.models.promotion import PromotionResult, promote
-from loopml.models.registry import Registry
+from loopml.registry.model_registry import Registry
+from loopml.registry.promotion import PromotionResult, promote
 from loopml.store.workspace import Workspace
 from loopml.tracking.store import RunStore
 

@@ -26,14 +26,14 @@ from loopml.data.catalog import Catalog
 from loopml.demo import training
 from loopml.demo.flights import FEATURES, TARGET, flights_with_weather
 from loopml.demo.replay import EVENT_TIME, Replayer, month_start, wait_logged, with_event_time
-from loopml.models.gates import Gate, NoWorseThanChampion, SchemaCompatible, Threshold
-from loopml.models.promotion import promote
-from loopml.models.registry import Registry
-from loopml.monitoring.api import history
+from loopml.monitor.api import history
 from loopml.pipelines.definition import pipeline
 from loopml.pipelines.runner import run_pipeline
 from loopml.pipelines.step import step
 from loopml.pipelines.types import Dataset, Model
+from loopml.registry.gates import Gate, NoWorseThanChampion, SchemaCompatible, Threshold
+from loopml.registry.model_registry import Registry
+from loopml.registry.promotion import promote
 from loopml.retraining.loop import Loop, TickResult
 from loopml.retraining.traffic import features, score
 from loopml.retraining.triggers import DriftAbove, NewLabels, PerformanceBelow
@@ -185,7 +185,7 @@ def run_demo(
         + ", ".join(f"{a} -> {v}" for a, v in aliases.items())
     )
     if report is not None:
-        from loopml.monitoring.report import write_html
+        from loopml.monitor.report import write_html
 
         windows = history(ws, MODEL, window="7d")
         write_html(windows, str(report), f"loopml demo: {MODEL}, March-December 2013")

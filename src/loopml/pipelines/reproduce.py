@@ -296,7 +296,7 @@ def _reason(ctx: _Context, node: str) -> str:
 def _unfixed_seed(scratch: Workspace, step: records.StepRecord) -> str | None:
     if step.output_kind != "model" or step.output_digest is None:
         return None
-    from loopml.models.artifact import read_metadata
+    from loopml.registry.artifact import read_metadata
 
     params = read_metadata(scratch.artifacts, step.output_digest).params
     for name in SEED_PARAMS:
@@ -308,8 +308,8 @@ def _unfixed_seed(scratch: Workspace, step: records.StepRecord) -> str | None:
 def _flavor_note(scratch: Workspace, step: records.StepRecord) -> str | None:
     if step.output_kind != "model" or step.output_digest is None:
         return None
-    from loopml.models import flavors
-    from loopml.models.artifact import read_metadata
+    from loopml.registry import flavors
+    from loopml.registry.artifact import read_metadata
 
     meta = read_metadata(scratch.artifacts, step.output_digest)
     note = getattr(flavors.get(meta.flavor), "determinism", None)

@@ -104,8 +104,8 @@ def kind_of_value(value: Any) -> OutputKind | None:
         return "dataset"
     if isinstance(value, dict | list | tuple | str | int | float | bool):
         return "json"
-    from loopml.models import flavors
-    from loopml.models.loaded import LoadedModel
+    from loopml.registry import flavors
+    from loopml.registry.loaded import LoadedModel
 
     if isinstance(value, LoadedModel):
         return "model"

@@ -1,6 +1,6 @@
 """Step outputs to artifacts and back.
 
-Tables become one Parquet blob, models a model-artifact tree (``loopml.models``), plain
+Tables become one Parquet blob, models a model-artifact tree (``loopml.registry``), plain
 values canonical JSON; a catalog dataset is already an artifact and is passed by its
 digest. Loading verifies every byte against the digest (the artifact store does), so a
 downstream step never reads tampered data. Everything here needs only the artifact
@@ -50,7 +50,7 @@ def store(artifacts: ArtifactStore, value: Any, kind: str, *, what: str) -> Stor
     if kind == "table":
         return _store_table(artifacts, value, what)
     if kind == "model":
-        from loopml.models.artifact import save_model
+        from loopml.registry.artifact import save_model
 
         saved = save_model(artifacts, value)
         return StoredValue("model", saved.digest, saved.size)
@@ -156,8 +156,8 @@ def load(artifacts: ArtifactStore, kind: str, digest: str, annotation: Any, *, w
     if kind == "json":
         return json.loads(artifacts.get_bytes(digest, what=what))
     if kind == "model":
-        from loopml.models.artifact import load_model
-        from loopml.models.loaded import LoadedModel
+        from loopml.registry.artifact import load_model
+        from loopml.registry.loaded import LoadedModel
 
         loaded = load_model(artifacts, digest, what=what)
         return loaded if annotation is LoadedModel else loaded.native

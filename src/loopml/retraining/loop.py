@@ -32,14 +32,14 @@ import polars as pl
 from loopml.core import clock as wall_clock
 from loopml.core.errors import InvalidInputError, LoopmlError, NotFoundError
 from loopml.data.catalog import Catalog
-from loopml.models.evaluation import higher_is_better
-from loopml.models.gates import Gate, NoWorseThanChampion
-from loopml.models.promotion import policy, promote
-from loopml.models.registry import ModelVersion, Registry, check_model_name
-from loopml.monitoring.api import monitor_of
-from loopml.monitoring.window import WindowReport
+from loopml.monitor.api import monitor_of
+from loopml.monitor.window import WindowReport
 from loopml.pipelines.definition import Pipeline
 from loopml.pipelines.runner import run_pipeline
+from loopml.registry.evaluation import higher_is_better
+from loopml.registry.gates import Gate, NoWorseThanChampion
+from loopml.registry.model_registry import ModelVersion, Registry, check_model_name
+from loopml.registry.promotion import policy, promote
 from loopml.retraining import traffic as tr
 from loopml.retraining.durations import parse_duration
 from loopml.retraining.records import Decision, LoopStore

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from sqlalchemy import select
 
 from loopml.core.errors import InvalidInputError
-from loopml.monitoring.logs import FEEDBACK_KIND, LOG_KIND
+from loopml.monitor.logs import FEEDBACK_KIND, LOG_KIND
 from loopml.store.metadata.tables import artifacts
 from loopml.store.workspace import Workspace
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from loopml.core.errors import InvalidInputError
-from loopml.models.evaluation import higher_is_better
+from loopml.registry.evaluation import higher_is_better
 from loopml.retraining.durations import format_duration, parse_duration
 
 

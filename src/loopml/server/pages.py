@@ -22,8 +22,8 @@ from loopml.core import clock, names
 from loopml.core.errors import LoopmlError
 from loopml.data import catalog
 from loopml.data.drift import drift
-from loopml.models.card import render_card
 from loopml.pipelines import records
+from loopml.registry.card import render_card
 from loopml.server import queries, tokens
 from loopml.server.auth import COOKIE, require_access
 from loopml.server.graph_layout import GraphNode, Layout, layout

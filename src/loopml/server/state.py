@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
-from loopml.models.registry import Registry
+from loopml.registry.model_registry import Registry
 from loopml.store.workspace import Workspace
 from loopml.tracking.tracker import Tracker
 
@@ -33,10 +33,10 @@ def state(request: Request) -> ServerState:
 
 @functools.lru_cache(maxsize=1)
 def monitoring_module() -> object | None:
-    """``loopml.monitoring`` when installed in this version, else None (imported lazily)."""
+    """``loopml.monitor`` when installed in this version, else None (imported lazily)."""
     try:
         import importlib
 
-        return importlib.import_module("loopml.monitoring")
+        return importlib.import_module("loopml.monitor")
     except ImportError:
         return None

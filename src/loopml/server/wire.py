@@ -13,8 +13,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from loopml.data.dataset import Dataset, DatasetInfo
-from loopml.models.registry import AliasEvent, ModelVersion, RegisteredModel
 from loopml.pipelines.records import PipelineRun, StepRecord
+from loopml.registry.model_registry import AliasEvent, ModelVersion, RegisteredModel
 from loopml.store.lineage import ArtifactRecord, ExecutionRecord, LineageGraph
 from loopml.tracking.records import MetricHistory, Run
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from datetime import datetime
 
-from loopml.monitoring.logs import EVENT_TIME as EVENT_TIME
+from loopml.monitor.logs import EVENT_TIME as EVENT_TIME
 from loopml.serving.errors import BadRequestError
 
 # What timestamp[us] holds comfortably, and what datetime can represent: years 1 to 9999.

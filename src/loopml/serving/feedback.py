@@ -26,7 +26,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from loopml.monitoring.logs import FEEDBACK_KIND as FEEDBACK_KIND
+from loopml.monitor.logs import FEEDBACK_KIND as FEEDBACK_KIND
 from loopml.serving.errors import BadRequestError, PayloadTooLargeError
 from loopml.store.workspace import Workspace
 

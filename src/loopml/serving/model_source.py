@@ -1,4 +1,4 @@
-"""The one place serving touches ``loopml.models``: resolve, load, predict, watch aliases.
+"""The one place serving touches ``loopml.registry``: resolve, load, predict, watch aliases.
 
 Everything else in the package sees :class:`ServedModel` and :class:`ModelSource`, so a
 change in the registry's API is absorbed here.
@@ -14,12 +14,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from loopml.core.errors import InvalidInputError
-from loopml.models.artifact import example_table
-from loopml.models.flavors.base import ModelInput
-from loopml.models.loaded import LoadedModel
-from loopml.models.promotion import promote
-from loopml.models.registry import Registry
-from loopml.models.signature import FLOAT_TYPES, INT_TYPES, Signature
+from loopml.registry.artifact import example_table
+from loopml.registry.flavors.base import ModelInput
+from loopml.registry.loaded import LoadedModel
+from loopml.registry.model_registry import Registry
+from loopml.registry.promotion import promote
+from loopml.registry.signature import FLOAT_TYPES, INT_TYPES, Signature
 from loopml.serving.errors import SignatureMismatchError
 from loopml.serving.json_columns import RowReader
 from loopml.store.workspace import Workspace

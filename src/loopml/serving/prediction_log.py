@@ -68,7 +68,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from loopml.core.errors import StoreError
-from loopml.monitoring.logs import LOG_KIND as LOG_KIND
+from loopml.monitor.logs import LOG_KIND as LOG_KIND
 from loopml.serving.model_source import Prediction
 from loopml.store.workspace import Workspace
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from loopml.core.errors import LoopmlError
-from loopml.monitoring.prometheus import MonitorCollector
+from loopml.monitor.prometheus import MonitorCollector
 from loopml.serving.deployment import SHADOW, Deployment, Route
 from loopml.serving.errors import (
     BadRequestError,

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from loopml.core import names
-from loopml.models.card import render_card
+from loopml.registry.card import render_card
 from loopml.server.routes.common import ERRORS, version_number
 from loopml.server.state import ServerState, state
 from loopml.server.wire import AliasEventOut, CardOut, ModelOut, ModelVersionOut

@@ -1,6 +1,6 @@
 """Monitoring: windows over time per model or deployment, alerts and loop decisions.
 
-``loopml.monitoring`` is imported lazily: until it is installed the endpoints answer that
+``loopml.monitor`` is imported lazily: until it is installed the endpoints answer that
 there is no monitoring yet rather than failing.
 """
 
@@ -22,7 +22,7 @@ router = APIRouter(prefix="/monitoring", tags=["monitoring"], responses=ERRORS)
 St = Annotated[ServerState, Depends(state)]
 # Executions the monitor and the loop record: checks, alerts and decisions.
 EVENT_KINDS = ("monitor", "alert", "loop")
-NOT_YET = "no monitoring yet: this loopml has no loopml.monitoring package"
+NOT_YET = "no monitoring yet: this loopml has no loopml.monitor package"
 
 
 @router.get("", response_model=MonitoringStatusOut, summary="Status, alerts and decisions")
@@ -39,7 +39,7 @@ def alerts(s: ServerState, limit: int = 200) -> list[dict[str, Any]]:
     """Stored alerts, newest first (none until monitoring is installed)."""
     if monitoring_module() is None:
         return []
-    stored = importlib.import_module("loopml.monitoring.alerts").stored_alerts(s.workspace)
+    stored = importlib.import_module("loopml.monitor.alerts").stored_alerts(s.workspace)
     return [json_safe(a) for a in reversed(stored[-limit:])]
 
 

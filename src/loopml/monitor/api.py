@@ -7,7 +7,7 @@ from typing import Any
 
 import polars as pl
 
-from loopml.monitoring.window import Monitor, OnResult, WindowReport
+from loopml.monitor.window import Monitor, OnResult, WindowReport
 from loopml.store.workspace import Workspace
 
 _monitors: weakref.WeakKeyDictionary[Workspace, Monitor] = weakref.WeakKeyDictionary()
@@ -25,7 +25,7 @@ def _on_result(ws: Workspace, alerts: Any) -> OnResult | None:
     """Evaluate ``alerts`` on each newly computed window (read-back windows were already)."""
     if alerts is None:
         return None
-    from loopml.monitoring.alerts import as_alerts
+    from loopml.monitor.alerts import as_alerts
 
     rules = as_alerts(alerts)
 
@@ -39,7 +39,7 @@ def check(
     ws: Workspace, name: str, since: Any = None, until: Any = None, *, alerts: Any = None
 ) -> WindowReport:
     """One window of ``name``'s served traffic (a model: all its deployments; or a
-    deployment). ``alerts``: an :class:`~loopml.monitoring.alerts.Alerts`, or a path to
+    deployment). ``alerts``: an :class:`~loopml.monitor.alerts.Alerts`, or a path to
     its YAML, evaluated on every newly computed window."""
     m = monitor_of(ws)
     return m.check(name, since, until, on_result=_on_result(ws, alerts))

@@ -25,10 +25,10 @@ import yaml
 
 from loopml.core import clock
 from loopml.core.errors import ConfigError, IntegrityError, InvalidInputError
-from loopml.models import flavors
-from loopml.models.flavors.base import ModelInput
-from loopml.models.loaded import LoadedModel, ModelMetadata
-from loopml.models.signature import (
+from loopml.registry import flavors
+from loopml.registry.flavors.base import ModelInput
+from loopml.registry.loaded import LoadedModel, ModelMetadata
+from loopml.registry.signature import (
     ANY,
     ColumnSpec,
     InputFormat,
@@ -38,7 +38,7 @@ from loopml.models.signature import (
     infer_output,
     package_versions,
 )
-from loopml.models.table import array_column_names, head
+from loopml.registry.table import array_column_names, head
 from loopml.store.artifacts import ArtifactStore, Tree
 
 METADATA_FILE = "loopml-model.yaml"

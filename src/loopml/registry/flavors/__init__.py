@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from loopml.core.errors import InvalidInputError
-from loopml.models.flavors.base import Description as Description
-from loopml.models.flavors.base import Flavor as Flavor
-from loopml.models.flavors.base import ModelInput as ModelInput
-from loopml.models.flavors.lightgbm import LightGBMFlavor
-from loopml.models.flavors.onnx import OnnxFlavor
-from loopml.models.flavors.sklearn import SklearnFlavor
-from loopml.models.flavors.torch import TorchFlavor
-from loopml.models.flavors.xgboost import XGBoostFlavor
+from loopml.registry.flavors.base import Description as Description
+from loopml.registry.flavors.base import Flavor as Flavor
+from loopml.registry.flavors.base import ModelInput as ModelInput
+from loopml.registry.flavors.lightgbm import LightGBMFlavor
+from loopml.registry.flavors.onnx import OnnxFlavor
+from loopml.registry.flavors.sklearn import SklearnFlavor
+from loopml.registry.flavors.torch import TorchFlavor
+from loopml.registry.flavors.xgboost import XGBoostFlavor
 
 # Most specific first: XGBoost and LightGBM classes also subclass scikit-learn's.
 FLAVORS: tuple[Flavor, ...] = (

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loopml.models.signature import Signature, Task
+from loopml.registry.signature import Signature, Task
 
 
 @dataclass(frozen=True)

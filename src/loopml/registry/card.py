@@ -7,8 +7,8 @@ from typing import Any
 from sqlalchemy import select
 
 from loopml.core.clock import format_ts
-from loopml.models.evaluation import EVALUATION_KIND, EvaluationResult, load_evaluation
-from loopml.models.registry import ModelVersion, Registry
+from loopml.registry.evaluation import EVALUATION_KIND, EvaluationResult, load_evaluation
+from loopml.registry.model_registry import ModelVersion, Registry
 from loopml.store.metadata.tables import artifacts, events
 from loopml.store.workspace import Workspace
 

@@ -130,7 +130,7 @@ def _anomaly_rate(f: dict[str, object]) -> float:
 
 
 def asset_text(name: str) -> str:
-    return (importlib.resources.files("loopml.monitoring") / "assets" / name).read_text()
+    return (importlib.resources.files("loopml.monitor") / "assets" / name).read_text()
 
 
 def write_assets(directory: str | Path) -> list[Path]:

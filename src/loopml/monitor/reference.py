@@ -26,13 +26,13 @@ from loopml.data import catalog
 from loopml.data.dataset import Dataset
 from loopml.data.profile import Profile, merge_all
 from loopml.data.schema import Schema, infer_schema
-from loopml.models.registry import ModelVersion, Registry
-from loopml.monitoring.scores import output_table
+from loopml.monitor.scores import output_table
+from loopml.registry.model_registry import ModelVersion, Registry
 from loopml.store.metadata.tables import artifacts, dataset_versions, datasets
 from loopml.store.workspace import Workspace
 
 REFERENCE_KIND = "monitor_reference"
-log = logging.getLogger("loopml.monitoring")
+log = logging.getLogger("loopml.monitor")
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from loopml.core.errors import InvalidInputError
-from loopml.models.loaded import LoadedModel
-from loopml.models.table import to_arrow
+from loopml.registry.loaded import LoadedModel
+from loopml.registry.table import to_arrow
 from loopml.store.artifacts import ArtifactStore
 from loopml.store.workspace import Workspace
 

@@ -20,9 +20,9 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 
 from loopml.core import clock
-from loopml.monitoring.logs import FEEDBACK_KIND, read_file
-from loopml.monitoring.reference import label_keys
-from loopml.monitoring.scores import frame_bytes
+from loopml.monitor.logs import FEEDBACK_KIND, read_file
+from loopml.monitor.reference import label_keys
+from loopml.monitor.scores import frame_bytes
 from loopml.store.lineage import ArtifactRecord
 from loopml.store.metadata.tables import artifacts, monitor_segments, monitor_sources
 from loopml.store.workspace import Workspace

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from loopml.core.errors import ConfigError, InvalidInputError
-from loopml.models.flavors.base import Description, ModelInput, module_of
+from loopml.registry.flavors.base import Description, ModelInput, module_of
 
 FILE = "model.pt2"
 

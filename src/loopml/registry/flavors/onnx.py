@@ -1,7 +1,7 @@
 """ONNX models, run with onnxruntime.
 
 Inputs are fed by name when the graph has one input per signature column (what
-:mod:`loopml.models.onnx_export` produces), or as a single matrix when it has one input.
+:mod:`loopml.registry.onnx_export` produces), or as a single matrix when it has one input.
 ``loopml.task`` / ``loopml.classes`` in the model's metadata_props say what it predicts.
 """
 
@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from loopml.core.errors import InvalidInputError
-from loopml.models.flavors.base import Description, ModelInput, module_of
+from loopml.registry.flavors.base import Description, ModelInput, module_of
 
 FILE = "model.onnx"
 TASK_KEY = "loopml.task"

@@ -5,9 +5,9 @@ the training data of the version that answered; ``history`` every window over a 
 ``trace`` follows one request back to the data the model was trained on.
 """
 
-from loopml.monitoring.api import check as check
-from loopml.monitoring.api import history as history
-from loopml.monitoring.trace import Trace as Trace
-from loopml.monitoring.trace import trace as trace
-from loopml.monitoring.window import Monitor as Monitor
-from loopml.monitoring.window import WindowReport as WindowReport
+from loopml.monitor.api import check as check
+from loopml.monitor.api import history as history
+from loopml.monitor.trace import Trace as Trace
+from loopml.monitor.trace import trace as trace
+from loopml.monitor.window import Monitor as Monitor
+from loopml.monitor.window import WindowReport as WindowReport

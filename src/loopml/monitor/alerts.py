@@ -39,11 +39,11 @@ from sqlalchemy import insert, select
 
 from loopml.core import clock
 from loopml.core.errors import InvalidInputError
-from loopml.monitoring.window import WindowReport
+from loopml.monitor.window import WindowReport
 from loopml.store.metadata.tables import monitor_alerts
 from loopml.store.workspace import Workspace
 
-log = logging.getLogger("loopml.monitoring.alerts")
+log = logging.getLogger("loopml.monitor.alerts")
 
 SIMPLE_METRICS = (
     "drift_score",
@@ -184,7 +184,7 @@ class Alerts:
         for r in self.rules:
             if not isinstance(r, Rule):
                 raise InvalidInputError(f"alert rules must be Rule objects, not {r!r}")
-        from loopml.monitoring.events import check_event_name
+        from loopml.monitor.events import check_event_name
 
         for e in self.events:
             check_event_name(e)
@@ -279,7 +279,7 @@ class Alerts:
             )
         fired = []
         if self.events:
-            from loopml.monitoring.events import fire
+            from loopml.monitor.events import fire
 
             for e in self.events:
                 fired.append(fire(ws, e, a.to_dict()))

@@ -15,9 +15,9 @@ import polars as pl
 from sqlalchemy import select
 
 from loopml.core.errors import InvalidInputError, NotFoundError
-from loopml.models.registry import Registry
-from loopml.monitoring.logs import read_file
-from loopml.monitoring.reference import References
+from loopml.monitor.logs import read_file
+from loopml.monitor.reference import References
+from loopml.registry.model_registry import Registry
 from loopml.store.metadata.tables import monitor_segments
 from loopml.store.workspace import Workspace
 from loopml.tracking.tracker import Tracker
@@ -65,7 +65,7 @@ class Trace:
 
 def trace(ws: Workspace, request_id: str) -> Trace:
     """Inputs, outputs, model version + digest, run (params, commit), dataset digests."""
-    from loopml.monitoring.api import monitor_of
+    from loopml.monitor.api import monitor_of
 
     if not isinstance(request_id, str) or not request_id or not request_id.isprintable():
         raise InvalidInputError("request id must be a non-empty printable string")

@@ -12,9 +12,9 @@ import json
 from typing import Any
 
 from loopml.core.errors import InvalidInputError
-from loopml.models.artifact import wrap
-from loopml.models.flavors.onnx import CLASSES_KEY, TASK_KEY
-from loopml.models.loaded import LoadedModel
+from loopml.registry.artifact import wrap
+from loopml.registry.flavors.onnx import CLASSES_KEY, TASK_KEY
+from loopml.registry.loaded import LoadedModel
 
 
 def export_onnx(model: Any, X: Any = None, *, target_opset: int | None = None) -> Any:

@@ -34,13 +34,13 @@ from loopml.core.ids import new_id
 from loopml.data.drift import ColumnDrift, DriftReport, drift
 from loopml.data.profile import Profile, merge_all
 from loopml.data.validate import Anomaly, ValidationReport
-from loopml.models.registry import Registry
-from loopml.monitoring import performance as perf
-from loopml.monitoring.labels import KEY, Blobs, ingest_labels
-from loopml.monitoring.reference import Reference, References, class_keys
-from loopml.monitoring.scores import proba_matrix
-from loopml.monitoring.segments import DAY, Summary, ingest_logs
-from loopml.monitoring.times import epoch, to_datetime, window_seconds
+from loopml.monitor import performance as perf
+from loopml.monitor.labels import KEY, Blobs, ingest_labels
+from loopml.monitor.reference import Reference, References, class_keys
+from loopml.monitor.scores import proba_matrix
+from loopml.monitor.segments import DAY, Summary, ingest_logs
+from loopml.monitor.times import epoch, to_datetime, window_seconds
+from loopml.registry.model_registry import Registry
 from loopml.store.metadata.tables import monitor_results, monitor_segments, monitor_sources
 from loopml.store.workspace import Workspace
 
@@ -545,7 +545,7 @@ class _Part:
             preds.cast(pl.String).to_numpy() if ref.task == "classification" else preds.to_numpy()
         )
         if ref.task == "classification":
-            from loopml.monitoring.reference import label_keys
+            from loopml.monitor.reference import label_keys
 
             pred_arr = label_keys(preds).to_numpy()
         metrics = perf.realised(

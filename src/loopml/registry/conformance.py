@@ -15,8 +15,8 @@ import numpy as np
 import pyarrow as pa
 
 from loopml.core.errors import IntegrityError, InvalidInputError
-from loopml.models.artifact import load_model, save_model, wrap
-from loopml.models.flavors.base import ModelInput
+from loopml.registry.artifact import load_model, save_model, wrap
+from loopml.registry.flavors.base import ModelInput
 from loopml.store.artifacts import ArtifactStore
 
 

@@ -10,9 +10,9 @@ import numpy as np
 import pyarrow as pa
 
 from loopml.core.errors import InvalidInputError
-from loopml.models.flavors import Flavor
-from loopml.models.flavors.base import ModelInput
-from loopml.models.signature import Signature
+from loopml.registry.flavors import Flavor
+from loopml.registry.flavors.base import ModelInput
+from loopml.registry.signature import Signature
 
 METADATA_FORMAT = "loopml.model/1"
 

@@ -24,16 +24,16 @@ from loopml.core import clock
 from loopml.core.ids import new_id
 from loopml.data.profile import Profile, profile
 from loopml.data.validate import Anomaly, validate
-from loopml.monitoring.logs import EVENT_TIME, LOG_KIND
-from loopml.monitoring.reference import References
-from loopml.monitoring.scores import frame_bytes, output_table
+from loopml.monitor.logs import EVENT_TIME, LOG_KIND
+from loopml.monitor.reference import References
+from loopml.monitor.scores import frame_bytes, output_table
 from loopml.store.lineage import ArtifactRecord
 from loopml.store.metadata.tables import artifacts, monitor_segments, monitor_sources
 from loopml.store.workspace import Workspace
 
 DAY = 86_400.0
 SUMMARY_FORMAT = "loopml.monitor_segment/1"
-log = logging.getLogger("loopml.monitoring")
+log = logging.getLogger("loopml.monitor")
 
 
 @dataclass(frozen=True)

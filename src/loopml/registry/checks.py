@@ -19,11 +19,11 @@ from pydantic import ConfigDict, Discriminator, Strict, TypeAdapter, ValidationE
 from pydantic.dataclasses import dataclass
 
 from loopml.core.errors import InvalidInputError
-from loopml.models.artifact import example_table
-from loopml.models.evaluation import EvaluationResult, higher_is_better
-from loopml.models.loaded import LoadedModel
-from loopml.models.registry import ModelVersion
-from loopml.models.table import head, to_arrow
+from loopml.registry.artifact import example_table
+from loopml.registry.evaluation import EvaluationResult, higher_is_better
+from loopml.registry.loaded import LoadedModel
+from loopml.registry.model_registry import ModelVersion
+from loopml.registry.table import head, to_arrow
 
 # Strict: a quoted number in YAML ('0.7') is a mistake to report, not a string to coerce.
 Number = Annotated[float, Strict()]

@@ -2,7 +2,7 @@
 
 joblib files are pickles: they run code when loaded. They are only ever loaded from a
 workspace artifact whose every byte was verified against the digest recorded at
-registration (see :mod:`loopml.models.artifact`), never from a path a caller names.
+registration (see :mod:`loopml.registry.artifact`), never from a path a caller names.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from loopml.core.errors import InvalidInputError
-from loopml.models.flavors.base import Description, ModelInput, json_params
+from loopml.registry.flavors.base import Description, ModelInput, json_params
 
 FILE = "model.joblib"
-log = logging.getLogger("loopml.models")
+log = logging.getLogger("loopml.registry")
 
 
 class SklearnFlavor:

@@ -1,6 +1,6 @@
 """Gates: the declared policy a model version must pass before an alias moves to it.
 
-A gate is a list of checks (see :mod:`loopml.models.checks`), written in Python or YAML::
+A gate is a list of checks (see :mod:`loopml.registry.checks`), written in Python or YAML::
 
     name: delay-gate
     target: delayed
@@ -28,14 +28,14 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass
 
 from loopml.core.errors import InvalidInputError, LoopmlError, NotFoundError
-from loopml.models.checks import DECLARED, AnyCheck, Text, explain, refuse_as_invalid_input
-from loopml.models.checks import CheckResult as CheckResult
-from loopml.models.checks import GateContext as GateContext
-from loopml.models.checks import NoWorseThanChampion as NoWorseThanChampion
-from loopml.models.checks import SchemaCompatible as SchemaCompatible
-from loopml.models.checks import SliceThreshold as SliceThreshold
-from loopml.models.checks import SmokeTest as SmokeTest
-from loopml.models.checks import Threshold as Threshold
+from loopml.registry.checks import DECLARED, AnyCheck, Text, explain, refuse_as_invalid_input
+from loopml.registry.checks import CheckResult as CheckResult
+from loopml.registry.checks import GateContext as GateContext
+from loopml.registry.checks import NoWorseThanChampion as NoWorseThanChampion
+from loopml.registry.checks import SchemaCompatible as SchemaCompatible
+from loopml.registry.checks import SliceThreshold as SliceThreshold
+from loopml.registry.checks import SmokeTest as SmokeTest
+from loopml.registry.checks import Threshold as Threshold
 
 Check = AnyCheck
 

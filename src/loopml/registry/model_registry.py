@@ -22,9 +22,9 @@ from loopml.core import clock, names
 from loopml.core.display import Summarized, Summary
 from loopml.core.errors import ConflictError, InvalidInputError, NotFoundError, StoreError
 from loopml.core.ids import new_id
-from loopml.models.artifact import load_model, read_metadata, save_model
-from loopml.models.loaded import LoadedModel, ModelMetadata
-from loopml.models.signature import Signature
+from loopml.registry.artifact import load_model, read_metadata, save_model
+from loopml.registry.loaded import LoadedModel, ModelMetadata
+from loopml.registry.signature import Signature
 from loopml.store.metadata.tables import (
     alias_events,
     artifacts,

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from loopml.core.errors import IntegrityError
-from loopml.models.flavors.base import Description, ModelInput, json_params, module_of
+from loopml.registry.flavors.base import Description, ModelInput, json_params, module_of
 
 FILE = "model.ubj"
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from loopml.core.errors import ConflictError, InvalidInputError
-from loopml.models.evaluation import EvaluationResult, evaluate, save_evaluation
-from loopml.models.gates import Gate, GateContext, GateResult
-from loopml.models.loaded import LoadedModel
-from loopml.models.registry import AliasEvent, ModelVersion, Registry, check_alias
+from loopml.registry.evaluation import EvaluationResult, evaluate, save_evaluation
+from loopml.registry.gates import Gate, GateContext, GateResult
+from loopml.registry.loaded import LoadedModel
+from loopml.registry.model_registry import AliasEvent, ModelVersion, Registry, check_alias
 from loopml.store.workspace import Workspace
 
 

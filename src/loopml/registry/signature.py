@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from loopml.core.errors import InvalidInputError
-from loopml.models import table as tables
+from loopml.registry import table as tables
 
 InputFormat = Literal["table", "array"]
 Task = Literal["classification", "regression", "other"]

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from loopml.models.flavors.base import Description, ModelInput, json_params, module_of
+from loopml.registry.flavors.base import Description, ModelInput, json_params, module_of
 
 FILE = "model.txt"
 
