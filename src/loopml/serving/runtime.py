@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from loopml.core.errors import LoopmlError
+from loopml.core.errors import LoopmlError, error_codes
 from loopml.monitor.prometheus import MonitorCollector
 from loopml.serving.deployment import SHADOW, Deployment, Route
 from loopml.serving.errors import (
@@ -28,7 +28,7 @@ from loopml.serving.feedback import Label, store_labels
 from loopml.serving.metrics import ServingMetrics
 from loopml.serving.model_source import ModelRef, ModelSource, Prediction, ServedModel
 from loopml.serving.options import ServeOptions
-from loopml.serving.prediction_log import LogRecord, PredictionLog
+from loopml.serving.prediction_log import ErrorRecord, LogRecord, PredictionLog
 from loopml.store.workspace import Workspace
 
 log = logging.getLogger("loopml.serving")
@@ -115,6 +115,45 @@ class ServingRuntime:
         self.metrics.log_pending.set(0)
 
     async def infer(
+        self,
+        build: TableBuilder,
+        *,
+        request_id: str,
+        model_name: str | None = None,
+        version: str | None = None,
+        started: float | None = None,
+        event_time: float | None = None,
+        offload: bool = False,
+    ) -> InferResult:
+        """``_infer``, and a failed request recorded in the prediction log's error file."""
+        started = time.perf_counter() if started is None else started
+        try:
+            return await self._infer(
+                build,
+                request_id=request_id,
+                model_name=model_name,
+                version=version,
+                started=started,
+                event_time=event_time,
+                offload=offload,
+            )
+        except Exception as exc:
+            model = model_name or ModelRef.parse(self.options.ref).name
+            self.log.append_error(
+                ErrorRecord(
+                    request_id,
+                    time.time(),
+                    error_codes(exc).http_status,
+                    type(exc).__name__,
+                    (time.perf_counter() - started) * 1000,
+                    model,
+                    int(version) if version is not None and version.isdigit() else None,
+                    event_time,
+                )
+            )
+            raise
+
+    async def _infer(
         self,
         build: TableBuilder,
         *,
