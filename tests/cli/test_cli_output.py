@@ -148,8 +148,11 @@ def test_a_file_that_is_not_a_database(
 ) -> None:
     loopml_home.mkdir(parents=True)
     (loopml_home / "loopml.db").write_bytes(b"this is not sqlite " * 100)
-    code, _, err = run_cli(capsys, "doctor")
+    code, out, err = run_cli(capsys, "doctor")
     assert code == 1 and "is corrupted (file is not a database)" in err
+    # The table still comes out: the metadata store FAILED, the artifact store checked.
+    rows = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    assert "FAILED" in rows["metadata"] and "ok" in rows["artifacts"]
 
 
 def test_an_unreachable_postgres_says_so(
