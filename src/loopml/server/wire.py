@@ -176,16 +176,29 @@ class StartRunIn(BaseModel):
 class MetricPointIn(BaseModel):
     key: str
     value: float
-    step: int = Field(default=0, ge=-(2**62), le=2**62)
-    timestamp: float | None = None
+    step: int = Field(default=0, ge=-(2**63), le=2**63 - 1)
+    timestamp: float | None = Field(
+        default=None, description="seconds since the epoch; the server's clock when null"
+    )
 
 
 class LogMetricsIn(BaseModel):
     metrics: list[MetricPointIn] = Field(max_length=100_000)
 
 
+class LogBatchIn(BaseModel):
+    """What a client queued for one run; an empty batch only says the client is alive."""
+
+    metrics: list[MetricPointIn] = Field(default_factory=list, max_length=100_000)
+    params: dict[str, str] = Field(default_factory=dict, max_length=1000)
+    tags: dict[str, str] = Field(default_factory=dict, max_length=1000)
+
+
 class EndRunIn(BaseModel):
     status: Literal["finished", "failed"] = "finished"
+    error: str | None = Field(
+        default=None, max_length=20_000, description="why it failed (a traceback)"
+    )
 
 
 # --- datasets ----------------------------------------------------------------------------

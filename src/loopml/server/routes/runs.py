@@ -13,6 +13,7 @@ from loopml.server.wire import (
     ArtifactOut,
     EndRunIn,
     EnvironmentOut,
+    LogBatchIn,
     LogMetricsIn,
     MetricHistoryOut,
     RunArtifactsOut,
@@ -21,6 +22,7 @@ from loopml.server.wire import (
     StartRunIn,
     WriteOut,
 )
+from loopml.tracking import validation
 from loopml.tracking.active_run import ActiveRun
 
 router = APIRouter(prefix="/runs", tags=["runs"], responses=ERRORS)
@@ -138,7 +140,30 @@ def set_tags(s: St, run_id: str, body: dict[str, str]) -> WriteOut:
     return WriteOut(id=run_id)
 
 
+@router.post("/{run_id}/batch", response_model=WriteOut, responses=WRITE_ERRORS)
+def log_batch(s: St, run_id: str, body: LogBatchIn) -> WriteOut:
+    """Params, tags and metric points of one run, all checked before any is written; the
+    points are written before the answer. An empty batch is the client's heartbeat."""
+    for p in body.metrics:
+        validation.check_name(p.key, "metric")
+        validation.check_metric_value(p.key, p.value)
+        if p.timestamp is not None:
+            validation.check_metric_value(f"{p.key} (its timestamp)", p.timestamp)
+    for k, v in body.tags.items():
+        validation.tag_text(validation.check_name(k, "tag"), v)
+    active = _active(s, run_id)
+    if body.params:
+        active.log_params(body.params)
+    if body.tags:
+        active.set_tags(body.tags)
+    if body.metrics:
+        for p in body.metrics:
+            active.log_metric(p.key, p.value, step=p.step, timestamp=p.timestamp)
+        s.tracker.writer.flush()
+    return WriteOut(id=run_id)
+
+
 @router.post("/{run_id}/end", response_model=WriteOut, responses=WRITE_ERRORS)
 def end_run(s: St, run_id: str, body: EndRunIn) -> WriteOut:
-    _active(s, run_id).end(body.status)
+    _active(s, run_id).end(body.status, error=body.error)
     return WriteOut(id=run_id)
