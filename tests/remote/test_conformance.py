@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import loopml as lm
+from loopml.api import config
 from tests.remote.conftest import Target
 
 
@@ -34,6 +35,8 @@ def test_a_run_reads_back_what_was_logged(api: Target) -> None:
     assert got.tags["stage"] == "dev" and got.tags["team"] == "y"
     assert got.metrics == {"loss": 1.0 / 12_000, "auc": 0.75, "acc": 0.9}
     assert got.end_time is not None and got.end_time >= got.start_time
+    # Who started it: the token's name through the server, the OS user locally.
+    assert got.created_by == ("ci" if api.remote else config.os_user())
     history = lm.metric_history(run.id, "loss")
     assert len(history) == history.total_points == 12_000
     assert history.steps.tolist() == list(range(12_000))

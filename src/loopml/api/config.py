@@ -11,6 +11,7 @@ token. A server ignores both: it serves the stores its own configuration names.
 
 from __future__ import annotations
 
+import getpass
 import os
 import tomllib
 from collections.abc import Mapping
@@ -69,6 +70,14 @@ def _read_config(path: Path) -> dict[str, str]:
             value = str((path.parent / value).resolve())
         out[key] = value
     return out
+
+
+def os_user() -> str:
+    """Who local writes are recorded as made by: the login name of this process."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name: a container running as a bare uid
+        return f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"
 
 
 def check_uri(uri: str, source: str) -> str:

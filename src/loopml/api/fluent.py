@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 @functools.cache
 def _workspace_for(settings: config.Settings) -> Workspace:
-    return Workspace(settings.db_url, settings.artifacts_url)
+    return Workspace(settings.db_url, settings.artifacts_url, actor=config.os_user())
 
 
 @functools.cache

@@ -65,6 +65,9 @@ class RunOut(BaseModel):
     git_dirty: bool | None
     environment_digest: str | None
     error: str | None
+    created_by: str | None = Field(
+        default=None, description="who made it: a token's name, 'anonymous', or an OS user"
+    )
 
     @classmethod
     def of(cls, r: Run) -> RunOut:
@@ -83,6 +86,7 @@ class RunOut(BaseModel):
             git_dirty=r.git_dirty,
             environment_digest=r.environment_digest,
             error=r.error,
+            created_by=r.created_by,
         )
 
 
@@ -242,6 +246,9 @@ class DatasetVersionOut(BaseModel):
     artifact_id: str
     schema_version: int | None
     columns: list[dict[str, str]]
+    created_by: str | None = Field(
+        default=None, description="who made it: a token's name, 'anonymous', or an OS user"
+    )
 
     @classmethod
     def of(cls, d: Dataset) -> DatasetVersionOut:
@@ -254,6 +261,7 @@ class DatasetVersionOut(BaseModel):
             created_at=d.created_at,
             artifact_id=d.artifact_id,
             schema_version=d.schema_version,
+            created_by=d.created_by,
             columns=[
                 {"name": str(c.get("name")), "dtype": str(c.get("dtype"))}
                 for c in d.properties.get("columns", [])
@@ -305,6 +313,9 @@ class ModelVersionOut(BaseModel):
     tags: dict[str, str]
     created_at: float
     aliases: list[str]
+    created_by: str | None = Field(
+        default=None, description="who made it: a token's name, 'anonymous', or an OS user"
+    )
 
     @classmethod
     def of(cls, v: ModelVersion) -> ModelVersionOut:
@@ -323,6 +334,7 @@ class ModelVersionOut(BaseModel):
             tags=v.tags,
             created_at=v.created_at,
             aliases=list(v.aliases),
+            created_by=v.created_by,
         )
 
 
@@ -337,6 +349,9 @@ class AliasEventOut(BaseModel):
     gate_result: dict[str, Any] | None
     execution_id: str | None
     created_at: float
+    created_by: str | None = Field(
+        default=None, description="who made it: a token's name, 'anonymous', or an OS user"
+    )
 
     @classmethod
     def of(cls, e: AliasEvent) -> AliasEventOut:
@@ -351,6 +366,7 @@ class AliasEventOut(BaseModel):
             gate_result=None if e.gate_result is None else json_safe(e.gate_result),
             execution_id=e.execution_id,
             created_at=e.created_at,
+            created_by=e.created_by,
         )
 
 

@@ -90,6 +90,7 @@ def run_of(body: Mapping[str, Any]) -> Run:
         git_dirty=body.get("git_dirty"),
         environment_digest=body.get("environment_digest"),
         error=body.get("error"),
+        created_by=body.get("created_by"),
     )
 
 

@@ -67,6 +67,7 @@ class _NewVersion:
     meta: dict[str, Any]
     properties: dict[str, Any]
     parent: DatasetVersion | None
+    created_by: str | None
 
 
 class CatalogVersions(CatalogSchemas):
@@ -83,6 +84,7 @@ class CatalogVersions(CatalogSchemas):
         column_descriptions: Mapping[str, str] | None = None,
         schema: Schema | None = None,
         csv_options: Mapping[str, Any] | None = None,
+        created_by: str | None = None,
     ) -> DatasetVersion:
         """Register ``source`` (a table, a Parquet/CSV file or folder, or an fsspec URL)
         as the next version of ``name``. Identical content returns the existing version
@@ -114,6 +116,7 @@ class CatalogVersions(CatalogSchemas):
             meta,
             {"source": describe_source(source)},
             None,
+            self.ws.actor if created_by is None else created_by,
         )
         version, created = self._register(new)
         found = self.get(name, version)
@@ -128,6 +131,7 @@ class CatalogVersions(CatalogSchemas):
         *,
         description: str | None = None,
         csv_options: Mapping[str, Any] | None = None,
+        created_by: str | None = None,
     ) -> DatasetVersion:
         """A new version holding the latest version's rows plus ``batch``; the existing
         Parquet parts are shared, not copied, and the profile is merged, not recomputed."""
@@ -156,6 +160,7 @@ class CatalogVersions(CatalogSchemas):
             {},
             {"source": describe_source(batch), "appended_to": base.version},
             base,
+            self.ws.actor if created_by is None else created_by,
         )
         version, _ = self._register(new)
         return self.get(name, version)
@@ -228,6 +233,7 @@ def _insert_version(
             description=new.description,
             created_at=now,
             properties=props,
+            created_by=new.created_by,
         )
     )
     if new.parent is not None:

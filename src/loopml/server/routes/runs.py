@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from loopml.server import queries
-from loopml.server.routes.common import ERRORS, WRITE_ERRORS
+from loopml.server.routes.common import ERRORS, WRITE_ERRORS, who
 from loopml.server.state import ServerState, state
 from loopml.server.wire import (
     ArtifactOut,
@@ -28,7 +28,6 @@ from loopml.tracking.active_run import ActiveRun
 router = APIRouter(prefix="/runs", tags=["runs"], responses=ERRORS)
 St = Annotated[ServerState, Depends(state)]
 MAX_CHART_POINTS = 10_000
-CREATED_BY = "loopml.created_by"
 
 
 @router.get("", response_model=RunPageOut, summary="Search runs")
@@ -110,17 +109,15 @@ def _active(s: ServerState, run_id: str) -> ActiveRun:
 
 @router.post("", response_model=WriteOut, responses=WRITE_ERRORS, summary="Start a run")
 def start_run(s: St, body: StartRunIn, request: Request) -> WriteOut:
-    """Start a run; with tokens in use, the ``loopml.created_by`` tag names the token."""
+    """Start a run, recorded as made by the request's token (``anonymous`` without one)."""
     run = s.tracker.start_run(
         body.experiment,
         name=body.name,
         params=body.params,
         tags=body.tags,
         capture_environment=False,
+        created_by=who(request),
     )
-    who = request.state.token_name
-    if who:
-        queries.set_reserved_tag(s.workspace, run.id, CREATED_BY, who)
     return WriteOut(id=run.id)
 
 
