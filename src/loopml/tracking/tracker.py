@@ -55,10 +55,12 @@ class Tracker:
         capture_environment: bool = True,
         environment_of: str | None = None,
         cwd: str | None = None,
+        created_by: str | None = None,
     ) -> ActiveRun:
         """Start a run. ``environment_of`` names a run whose git state and packages this
         one shares (a pipeline's steps share the pipeline run's) instead of capturing
-        them again, which costs two git subprocesses."""
+        them again, which costs two git subprocesses. ``created_by`` says who started it
+        (the workspace's actor by default)."""
         validation.check_name(experiment, "experiment")
         run_id = new_id()
         run_name = validation.check_name(name, "run") if name is not None else f"run-{run_id[:8]}"
@@ -81,6 +83,7 @@ class Tracker:
             env=environment.python_environment() if capture else None,
             git=environment.git_state(cwd or os.getcwd()) if capture else None,
             environment_of=environment_of,
+            created_by=self.workspace.actor if created_by is None else created_by,
         )
         return ActiveRun(self.store, self.writer, run_id, experiment, run_name, self.workspace)
 
