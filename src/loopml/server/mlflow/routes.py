@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from loopml.core.errors import InvalidInputError, NotFoundError
 from loopml.server import queries
 from loopml.server.auth import require_access
-from loopml.server.mlflow import artifacts, experiments
+from loopml.server.mlflow import artifacts, experiments, logged_models, registry
 from loopml.server.mlflow.filters import translate_filter, translate_order_by
 from loopml.server.mlflow.protocol import (
     DELETED_TAG,
@@ -329,14 +329,6 @@ async def metric_history(s: St, run_id: str, metric_key: str) -> dict[str, Any]:
     return await run_in_threadpool(read)
 
 
-@api.post("/logged-models/search")
-async def search_logged_models(s: St, request: Request) -> dict[str, Any]:
-    """MLflow 3's client asks for logged models beside runs; loopml stores none of MLflow's
-    logged-model records (its registry holds models), so the answer is an empty page."""
-    await body(request)
-    return {"models": []}
-
-
 # --- paging --------------------------------------------------------------------------------
 
 
@@ -358,6 +350,8 @@ def _offset(token: str) -> int:
 
 
 router.include_router(api)
+router.include_router(registry.router)
+router.include_router(logged_models.router)
 router.include_router(artifacts.router)
 
 
