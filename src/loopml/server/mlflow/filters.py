@@ -169,6 +169,10 @@ def matches(record: dict[str, str], found: Sequence[Condition]) -> bool:
     for name, op, value in found:
         have = record.get(name)
         if have is None:
+            # A record without the tag is not equal to any value (MLflow's own client
+            # filters with tag.`mlflow.prompt.is_prompt` != 'true').
+            if op == "!=":
+                continue
             return False
         if op == "=" and have != value:
             return False

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
@@ -208,7 +208,7 @@ async def search_models(
     filter: str | None = None,
     max_results: int = 100,
     page_token: str = "",
-    order_by: list[str] | None = None,
+    order_by: Annotated[list[str] | None, Query()] = None,
 ) -> dict[str, Any]:
     found = conditions(filter, _MODEL_FIELDS)
     offset, limit = _page(page_token, max_results)
@@ -499,7 +499,7 @@ async def search_versions(
     filter: str | None = None,
     max_results: int = 1000,
     page_token: str = "",
-    order_by: list[str] | None = None,
+    order_by: Annotated[list[str] | None, Query()] = None,
 ) -> dict[str, Any]:
     found = conditions(filter, _VERSION_FIELDS)
     offset, limit = _page(page_token, max_results, 200_000)
