@@ -7,6 +7,7 @@ Workspaces and trackers are cached per resolved configuration, so changing
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -42,9 +43,36 @@ def start_run(
     name: str | None = None,
     params: Mapping[str, Any] | None = None,
     tags: Mapping[str, Any] | None = None,
+    system_metrics: bool | None = None,
+    system_metrics_interval: float | None = None,
 ) -> ActiveRun:
-    """Start recording a run; use it as a context manager."""
-    return tracker().start_run(experiment, name=name, params=params, tags=tags)
+    """Start recording a run; use it as a context manager.
+
+    ``system_metrics=True`` samples CPU, memory, disk and network I/O (and GPUs) every
+    ``system_metrics_interval`` seconds (default 10) as ``system/...`` metrics; unset, the
+    ``LOOPML_SYSTEM_METRICS`` environment variable (``1``/``0``) decides, and it is off.
+    """
+    interval = config.system_metrics_interval(system_metrics, system_metrics_interval)
+    run = tracker().start_run(
+        experiment, name=name, params=params, tags=tags, system_metrics_interval=interval
+    )
+    _started.append(weakref.ref(run))
+    return run
+
+
+# Runs started here, newest last: ``active_run`` is the newest one not yet ended, which is
+# what autologging attaches to. Weak, so a dropped run handle is not kept alive by this.
+_started: list[weakref.ref[ActiveRun]] = []
+
+
+def active_run() -> ActiveRun | None:
+    """The newest run started with :func:`start_run` that has not ended, or None."""
+    while _started:
+        run = _started[-1]()
+        if run is not None and not run.ended:
+            return run
+        _started.pop()
+    return None
 
 
 def get_run(run_id: str) -> Run:
