@@ -144,6 +144,11 @@ class ActiveRun:
         lineage.link(self.id, record.id, "output", role=label)
         return record
 
+    @property
+    def workspace(self) -> Workspace:
+        """The workspace this run is recorded in."""
+        return self._workspace
+
     # lifecycle ----------------------------------------------------------------
     @property
     def ended(self) -> bool:
