@@ -353,3 +353,24 @@ def test_libraries_limits_what_is_logged(
         assert _only_run().tags["autolog.library"] == "xgboost"
     finally:
         lm.autolog(disable=True)
+
+
+def test_sparse_and_list_inputs_and_unsupervised_fits_are_logged(
+    autologging: None, flights: tuple[pd.DataFrame, pd.Series, pd.Series]
+) -> None:
+    import scipy.sparse
+    from sklearn.cluster import KMeans
+
+    X, y, _ = flights
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", lm.AutologWarning)  # everything is recorded
+        LogisticRegression().fit(scipy.sparse.csr_matrix(X.to_numpy()), y)
+        LogisticRegression().fit(X.to_numpy().tolist(), y.tolist())
+        KMeans(n_clusters=2, n_init=1, random_state=0).fit(X)
+    runs = {r.tags["autolog.estimator"].rsplit(".", 1)[1]: r for r in lm.search_runs()}
+    assert len(runs) == 2  # two LogisticRegression runs share a key; KMeans is the other
+    for run in lm.search_runs():
+        assert _inputs(run.id)[0].properties["rows"] == len(X)
+        assert _load(run).signature.inputs
+    assert "training_score" not in runs["KMeans"].metrics  # no target, no training score
+    assert "training_score" in runs["LogisticRegression"].metrics
