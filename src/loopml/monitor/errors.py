@@ -57,7 +57,7 @@ def _ingest(ws: Workspace, record: ArtifactRecord) -> None:
         {
             "source_id": record.id,
             "deployment": deployment,
-            "model": r["model"],
+            "model": None if r["model"] is None else str(r["model"])[:250],
             "bucket": float(r["bucket"]),
             "status": int(r["status"]),
             "error": str(r["error"])[:100],

@@ -68,7 +68,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow as pa
@@ -195,6 +195,14 @@ class PredictionLog:
 
     def append_error(self, record: ErrorRecord) -> None:
         """Queue a failed request; written with the next flush (never waited for)."""
+        # What a failed request named is the client's text: make it writable (no lone
+        # surrogates) and bounded, so one hostile request cannot stall the writer.
+        record = replace(
+            record,
+            request_id=_text(record.request_id, 200),
+            model=None if record.model is None else _text(record.model, 250),
+            error=_text(record.error, 100),
+        )
         with self._lock:
             self._errors.append(record)
 
@@ -412,6 +420,10 @@ class PredictionLog:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+
+def _text(value: str, limit: int) -> str:
+    return value[:limit].encode("utf-8", "replace").decode("utf-8")
 
 
 def build_table(records: list[LogRecord]) -> pa.Table:

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from loopml.core.errors import LoopmlError, error_codes
+from loopml.core.errors import InvalidInputError, LoopmlError, error_codes
+from loopml.core.names import parse_positive_int
 from loopml.monitor.prometheus import MonitorCollector
 from loopml.serving.deployment import SHADOW, Deployment, Route
 from loopml.serving.errors import (
@@ -45,6 +46,16 @@ class InferResult:
 
 def new_request_id() -> str:
     return uuid.uuid4().hex
+
+
+def _version_number(text: str | None) -> int | None:
+    """The version a failed request asked for, when it named a valid one."""
+    if text is None:
+        return None
+    try:
+        return parse_positive_int(text, "version")
+    except InvalidInputError:
+        return None
 
 
 def check_request_id(value: object) -> str:
@@ -147,7 +158,7 @@ class ServingRuntime:
                     type(exc).__name__,
                     (time.perf_counter() - started) * 1000,
                     model,
-                    int(version) if version is not None and version.isdigit() else None,
+                    _version_number(version),
                     event_time,
                 )
             )
