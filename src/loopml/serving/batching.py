@@ -198,17 +198,20 @@ class MicroBatcher:
         return result
 
     def _timed_batch(self, group: list[_Pending]) -> tuple[Prediction, float]:
+        # Wall time, not this thread's CPU time: a model may wait on threads of its own
+        # (ONNX Runtime, BLAS), and the loop would be held for all of it.
         started = time.perf_counter()
         result = self._predict_batch(group)
         return result, time.perf_counter() - started
 
     def _note(self, seconds: float) -> None:
-        # A moving average over about the last ten small calls; one slow call (a cold
-        # cache, a pause) moves the model back to its thread until calls are quick again.
+        # A moving average over about the last five small calls: a model that turns slow
+        # goes back to its thread within a few calls, and a lone slow call (a collection,
+        # a busy machine) does not move a quick one.
         if self._call_seconds == float("inf"):
             self._call_seconds = seconds
         else:
-            self._call_seconds = max(seconds, 0.9 * self._call_seconds + 0.1 * seconds)
+            self._call_seconds = 0.8 * self._call_seconds + 0.2 * seconds
 
     def _deliver(self, group: list[_Pending], result: Prediction) -> None:
         start = 0
