@@ -323,6 +323,16 @@ def base_query() -> Select[Any]:
     )
 
 
+def count_query() -> Select[Any]:
+    """``SELECT count(*)`` over the rows :func:`base_query` selects; add the same filters."""
+    return (
+        select(func.count())
+        .select_from(runs)
+        .join(executions, executions.c.id == runs.c.id)
+        .join(experiments, experiments.c.id == runs.c.experiment_id)
+    )
+
+
 def order(
     q: Select[Any], entity: str, key: str, descending: bool, i: int, column: Any
 ) -> Select[Any]:

@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from loopml.server import queries
 from loopml.server.routes.common import ERRORS, WRITE_ERRORS, who
 from loopml.server.state import ServerState, state
 from loopml.server.wire import (
@@ -24,6 +23,7 @@ from loopml.server.wire import (
 )
 from loopml.tracking import validation
 from loopml.tracking.active_run import ActiveRun
+from loopml.tracking.tracker import MAX_PAGE
 
 router = APIRouter(prefix="/runs", tags=["runs"], responses=ERRORS)
 St = Annotated[ServerState, Depends(state)]
@@ -37,12 +37,11 @@ def search_runs(
     filter: Annotated[str | None, Query(max_length=2000, examples=["metrics.auc > 0.7"])] = None,
     order_by: Annotated[str | None, Query(max_length=500, examples=["metrics.auc desc"])] = None,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
-    limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 100,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> RunPageOut:
     """Runs matching ``filter`` (``metrics.auc > 0.7 and params.depth = '6'``), newest first
     unless ``order_by`` says otherwise; ``total`` counts every match."""
-    page = queries.runs_page(
-        s.tracker,
+    page = s.tracker.runs_page(
         experiment=experiment or None,
         filter=filter,
         order_by=order_by,
