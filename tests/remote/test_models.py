@@ -26,6 +26,9 @@ from tests.server.conftest import stop
 
 pytestmark = pytest.mark.slow
 
+# A generous deadline: the machine running the suite may be busy.
+http = httpx.Client(timeout=120)
+
 
 class Remote:
     def __init__(self, url: str, made: dict[str, str]):
@@ -98,7 +101,7 @@ def test_register_load_promote_through_the_server(as_ci: Remote) -> None:
     champion = lm.models.load("churn@champion")
     np.testing.assert_array_equal(champion.predict(X.to_pandas()), model.predict(X.to_pandas()))
     # The server's pages say who did it.
-    page = httpx.get(f"{as_ci.url}/models/churn", headers=as_ci.headers()).text
+    page = http.get(f"{as_ci.url}/models/churn", headers=as_ci.headers()).text
     assert page.count('class="who">ci<') >= 3  # two versions and one alias move
 
 
@@ -131,31 +134,31 @@ def test_bad_uploads_and_references_are_clear_4xx(as_ci: Remote) -> None:
     body = b"some bytes"
     digest = hashing.digest_bytes(body)
     other = hashing.digest_bytes(b"other bytes")
-    r = httpx.put(f"{api}/blobs/{other}", content=body, headers=h)
+    r = http.put(f"{api}/blobs/{other}", content=body, headers=h)
     assert r.status_code == 400 and "hash to" in r.json()["error"]
     assert (
-        httpx.put(f"{api}/blobs/{digest}", content=body, headers=as_ci.headers("dash")).status_code
+        http.put(f"{api}/blobs/{digest}", content=body, headers=as_ci.headers("dash")).status_code
         == 403
     )
-    assert httpx.put(f"{api}/blobs/{digest}", content=body, headers=h).status_code == 200
-    assert httpx.get(f"{api}/blobs/{digest}", headers=h).content == body
-    assert httpx.put(f"{api}/blobs/b3:xyz", content=body, headers=h).status_code == 400
-    assert httpx.get(f"{api}/blobs/{other}", headers=h).status_code == 404
-    missing = httpx.post(f"{api}/missing-blobs", json={"digests": [digest, other]}, headers=h)
+    assert http.put(f"{api}/blobs/{digest}", content=body, headers=h).status_code == 200
+    assert http.get(f"{api}/blobs/{digest}", headers=h).content == body
+    assert http.put(f"{api}/blobs/b3:xyz", content=body, headers=h).status_code == 400
+    assert http.get(f"{api}/blobs/{other}", headers=h).status_code == 404
+    missing = http.post(f"{api}/missing-blobs", json={"digests": [digest, other]}, headers=h)
     assert missing.json() == {"missing": [other]}
     # A digest that is not an uploaded model tree registers nothing.
     for d, words in ((other, "not in the artifact store"), (digest, "not a tree")):
-        r = httpx.post(f"{api}/models/bad/versions", json={"digest": d}, headers=h)
+        r = http.post(f"{api}/models/bad/versions", json={"digest": d}, headers=h)
         assert r.status_code in (400, 404) and words in r.json()["error"], r.text
-    r = httpx.post(f"{api}/models/bad%0Aname/versions", json={"digest": digest}, headers=h)
+    r = http.post(f"{api}/models/bad%0Aname/versions", json={"digest": digest}, headers=h)
     assert r.status_code == 400
-    assert httpx.get(f"{api}/models/bad", headers=h).status_code == 404
+    assert http.get(f"{api}/models/bad", headers=h).status_code == 404
     for ref, error in (("nope@champion", lm.NotFoundError), ("bad name!", lm.InvalidInputError)):
         with pytest.raises(error):
             lm.models.load(ref)
-    r = httpx.post(f"{api}/models/x/aliases/champion", json={"version": 0}, headers=h)
+    r = http.post(f"{api}/models/x/aliases/champion", json={"version": 0}, headers=h)
     assert r.status_code == 400
-    r = httpx.post(
+    r = http.post(
         f"{api}/models/x/aliases/champion", json={"version": 1, "gate": {"checks": 3}}, headers=h
     )
     assert r.status_code == 400
