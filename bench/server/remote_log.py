@@ -1,6 +1,6 @@
 """The remote client's ``log_metric`` vs MLflow's client, each against its own server.
 
-    python bench/server/remote_log.py                     # 100,000 loopml points, 2,000 MLflow calls
+    python bench/server/remote_log.py           # 100,000 loopml points, 2,000 MLflow calls
     python bench/server/remote_log.py --points 20000 --mlflow-calls 300 --no-doc
 
 loopml: ``loopml server`` (a child process on loopback, SQLite) and this process with
