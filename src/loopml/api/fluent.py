@@ -20,7 +20,13 @@ from loopml.tracking.records import MetricHistory, Run, RunList
 from loopml.tracking.tracker import DEFAULT_EXPERIMENT, Tracker
 
 if TYPE_CHECKING:
-    from loopml.api.remote import Connection, RemoteRegistry, RemoteRun, RemoteTracker
+    from loopml.api.remote import (
+        Connection,
+        RemoteCatalog,
+        RemoteRegistry,
+        RemoteRun,
+        RemoteTracker,
+    )
 
 
 @functools.cache
@@ -53,8 +59,9 @@ def _local(settings: config.Settings, what: str) -> config.Settings:
         raise ConfigError(
             f"{what} needs the workspace's stores, but LOOPML_URI names a server "
             f"({settings.uri}); in remote mode the Python API offers start_run, get_run, "
-            "search_runs, metric_history, and lm.models' register, load, get, versions, "
-            "history and promote. Unset LOOPML_URI to work on the stores directly"
+            "search_runs, metric_history, lm.models' register, load, get, versions, history "
+            "and promote, and lm.datasets' add and get. Unset LOOPML_URI to work on the "
+            "stores directly"
         )
     return settings
 
@@ -80,6 +87,14 @@ def remote_registry() -> RemoteRegistry | None:
 
     settings = config.resolve()
     return RemoteRegistry(_connection_for(settings)) if settings.remote else None
+
+
+def remote_catalog() -> RemoteCatalog | None:
+    """The dataset catalog of the server the configuration names; None in local mode."""
+    from loopml.api.remote import RemoteCatalog
+
+    settings = config.resolve()
+    return RemoteCatalog(_connection_for(settings)) if settings.remote else None
 
 
 def _any_tracker() -> Tracker | RemoteTracker:

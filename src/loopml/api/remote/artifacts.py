@@ -30,9 +30,14 @@ def _blob(digest: str) -> str:
 def upload_tree(connection: Connection, store: ArtifactStore, digest: str) -> Tree:
     """Send the tree ``digest`` (its files, then its manifest) from ``store`` to the server."""
     tree = store.get_tree(digest)
-    wanted = [*dict.fromkeys(e.digest for e in tree.entries), digest]
-    missing = set(connection.post_json("/missing-blobs", {"digests": wanted})["missing"])
     # The manifest last: a tree whose manifest is stored has every file stored.
+    upload_blobs(connection, store, [*dict.fromkeys(e.digest for e in tree.entries), digest])
+    return tree
+
+
+def upload_blobs(connection: Connection, store: ArtifactStore, wanted: list[str]) -> None:
+    """Send the blobs ``wanted`` that the server lacks, in order."""
+    missing = set(connection.post_json("/missing-blobs", {"digests": wanted})["missing"])
     for d in (w for w in wanted if w in missing):
         connection.request(
             "PUT",
@@ -40,20 +45,19 @@ def upload_tree(connection: Connection, store: ArtifactStore, digest: str) -> Tr
             content=store.get_bytes(d),
             headers={"Content-Type": "application/octet-stream"},
         )
-    return tree
 
 
 def download_tree(connection: Connection, store: ArtifactStore, digest: str) -> Tree:
     """Fetch the tree ``digest`` into ``store`` (what it lacks), verified on arrival; a
     cached copy that no longer matches its digest is fetched again."""
-    _ensure(connection, store, digest)
+    ensure_blob(connection, store, digest)
     tree = store.get_tree(digest)
     for entry in tree.entries:
-        _ensure(connection, store, entry.digest)
+        ensure_blob(connection, store, entry.digest)
     return tree
 
 
-def _ensure(connection: Connection, store: ArtifactStore, digest: str) -> None:
+def ensure_blob(connection: Connection, store: ArtifactStore, digest: str) -> None:
     if store.exists(digest):
         try:
             store.verify(digest)

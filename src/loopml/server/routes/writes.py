@@ -11,6 +11,7 @@ make the server run code someone uploaded.
 
 from __future__ import annotations
 
+import warnings
 from typing import Annotated
 
 import anyio.to_thread
@@ -19,7 +20,7 @@ from fastapi.responses import FileResponse
 
 from loopml.core import hashing, names
 from loopml.core.errors import InvalidInputError
-from loopml.data.catalog import Catalog
+from loopml.data.catalog import Catalog, ContentAlreadyStoredWarning
 from loopml.registry.gates import Gate
 from loopml.registry.promotion import promote
 from loopml.server import tokens
@@ -27,10 +28,12 @@ from loopml.server.auth import bearer
 from loopml.server.routes.common import ERRORS, WRITE_ERRORS, who
 from loopml.server.state import ServerState, state
 from loopml.server.wire import (
+    AddDatasetIn,
     AliasEventOut,
     BlobOut,
     BlobsIn,
     BlobsOut,
+    DatasetVersionOut,
     ModelVersionOut,
     PromoteIn,
     PromotionOut,
@@ -110,6 +113,38 @@ def register(s: St, name: str, body: RegisterIn, request: Request) -> ModelVersi
         created_by=who(request),
     )
     return ModelVersionOut.of(mv)
+
+
+@router.post(
+    "/datasets/{name}/versions",
+    response_model=DatasetVersionOut,
+    responses=WRITE_ERRORS,
+    tags=["datasets"],
+    summary="Add an uploaded table",
+)
+def add_dataset(s: St, name: str, body: AddDatasetIn, request: Request) -> DatasetVersionOut:
+    """Add the uploaded Parquet file ``digest`` as the next version of ``name``; identical
+    content answers the existing version."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    names.check_name(name, what="dataset name")
+    local = s.workspace.artifacts.local_path(hashing.check_digest(body.digest))
+    try:
+        table = pq.read_table(local)
+    except (OSError, pa.ArrowException) as exc:
+        raise InvalidInputError(f"the upload {body.digest} is not a Parquet file: {exc}") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ContentAlreadyStoredWarning)
+        ds = Catalog(s.workspace).add(
+            name,
+            table,
+            description=body.description,
+            owner=body.owner,
+            tags=body.tags,
+            created_by=who(request),
+        )
+    return DatasetVersionOut.of(ds)
 
 
 @router.post(
