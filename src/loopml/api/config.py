@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from loopml.core.errors import ConfigError
+from loopml.core.errors import ConfigError, LoopmlError
 
 CONFIG_FILE = "loopml.toml"
 DEFAULT_HOME = ".loopml"
@@ -135,3 +135,41 @@ def resolve(env: Mapping[str, str] | None = None, cwd: str | None = None) -> Set
         uri=uri,
         token=env.get("LOOPML_TOKEN") or None,
     )
+
+
+_ON = {"1", "true", "yes", "on"}
+_OFF = {"", "0", "false", "no", "off"}
+
+
+def system_metrics_interval(
+    enabled: bool | None, interval: float | None, env: Mapping[str, str] | None = None
+) -> float | None:
+    """Seconds between system metrics samples for a new run, or None for none.
+
+    ``enabled`` (the ``system_metrics=`` argument) wins over ``LOOPML_SYSTEM_METRICS``;
+    ``interval`` over ``LOOPML_SYSTEM_METRICS_INTERVAL``; the default is 10 s.
+    """
+    from loopml.tracking.system_metrics import DEFAULT_INTERVAL_S, check_interval
+
+    env = os.environ if env is None else env
+    if enabled is None:
+        raw = env.get("LOOPML_SYSTEM_METRICS", "").strip().lower()
+        if raw not in _ON | _OFF:
+            raise ConfigError(f"LOOPML_SYSTEM_METRICS is {raw!r}; set it to 1 (on) or 0 (off)")
+        enabled = raw in _ON
+    elif not isinstance(enabled, bool):
+        raise ConfigError(f"system_metrics= takes True or False, not {enabled!r:.60}")
+    if not enabled:
+        return None
+    if interval is not None:
+        return check_interval(interval)
+    raw_interval = env.get("LOOPML_SYSTEM_METRICS_INTERVAL", "").strip()
+    if not raw_interval:
+        return DEFAULT_INTERVAL_S
+    try:
+        return check_interval(float(raw_interval))
+    except (ValueError, LoopmlError):
+        raise ConfigError(
+            f"LOOPML_SYSTEM_METRICS_INTERVAL is {raw_interval!r}; give a number of seconds "
+            "(at least 0.05)"
+        ) from None

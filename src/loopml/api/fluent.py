@@ -9,6 +9,7 @@ configuration names a server (``LOOPML_URI``), the same functions talk to it ins
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -108,9 +109,40 @@ def start_run(
     name: str | None = None,
     params: Mapping[str, Any] | None = None,
     tags: Mapping[str, Any] | None = None,
+    system_metrics: bool | None = None,
+    system_metrics_interval: float | None = None,
 ) -> ActiveRun | RemoteRun:
-    """Start recording a run; use it as a context manager."""
-    return _any_tracker().start_run(experiment, name=name, params=params, tags=tags)
+    """Start recording a run; use it as a context manager.
+
+    ``system_metrics=True`` samples CPU, memory, disk and network I/O (and GPUs) every
+    ``system_metrics_interval`` seconds (default 10) as ``system/...`` metrics; unset, the
+    ``LOOPML_SYSTEM_METRICS`` environment variable (``1``/``0``) decides, and it is off.
+    In remote mode (``LOOPML_URI``) runs do not sample system metrics yet.
+    """
+    interval = config.system_metrics_interval(system_metrics, system_metrics_interval)
+    any_tracker = _any_tracker()
+    if not isinstance(any_tracker, Tracker):
+        return any_tracker.start_run(experiment, name=name, params=params, tags=tags)
+    run = any_tracker.start_run(
+        experiment, name=name, params=params, tags=tags, system_metrics_interval=interval
+    )
+    _started.append(weakref.ref(run))
+    return run
+
+
+# Runs started here, newest last: ``active_run`` is the newest one not yet ended, which is
+# what autologging attaches to. Weak, so a dropped run handle is not kept alive by this.
+_started: list[weakref.ref[ActiveRun]] = []
+
+
+def active_run() -> ActiveRun | None:
+    """The newest run started with :func:`start_run` that has not ended, or None."""
+    while _started:
+        run = _started[-1]()
+        if run is not None and not run.ended:
+            return run
+        _started.pop()
+    return None
 
 
 def get_run(run_id: str) -> Run:
