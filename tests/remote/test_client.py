@@ -153,3 +153,19 @@ def test_write_endpoints_answer_hostile_input_with_a_4xx(remote: Remote) -> None
     assert late.status_code == 409 and "failed" in late.json()["error"]
     got = http.get(f"{remote.api}/runs/{run_id}", headers=h).json()
     assert (got["status"], got["error"]) == ("failed", "oom")
+
+
+def test_search_pages_through_the_server(remote: Remote, client_env: pytest.MonkeyPatch) -> None:
+    from loopml.api.remote import tracking
+
+    client_env.setenv("LOOPML_URI", remote.url)
+    client_env.setenv("LOOPML_TOKEN", remote.writer)
+    ids = []
+    for i in range(5):
+        with lm.start_run("paging", name=f"p{i}") as run:
+            run.log_metric("m", float(i))
+        ids.append(run.id)
+    client_env.setattr(tracking, "PAGE", 2)  # five runs take three requests
+    assert [r.id for r in lm.search_runs("paging", order_by="metrics.m")] == ids
+    assert [r.id for r in lm.search_runs("paging", order_by="metrics.m", limit=3)] == ids[:3]
+    assert [r.name for r in lm.search_runs("paging", filter="metrics.m >= 3")] == ["p4", "p3"]
