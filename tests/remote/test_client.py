@@ -169,3 +169,26 @@ def test_search_pages_through_the_server(remote: Remote, client_env: pytest.Monk
     assert [r.id for r in lm.search_runs("paging", order_by="metrics.m")] == ids
     assert [r.id for r in lm.search_runs("paging", order_by="metrics.m", limit=3)] == ids[:3]
     assert [r.name for r in lm.search_runs("paging", filter="metrics.m >= 3")] == ["p4", "p3"]
+
+
+def test_the_runs_commands_read_through_the_server(
+    remote: Remote, client_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from loopml.cli.app import main
+
+    client_env.setenv("LOOPML_URI", remote.url)
+    client_env.setenv("LOOPML_TOKEN", remote.writer)
+    client_env.setenv("COLUMNS", "200")
+    with lm.start_run("cli-remote", name="from-the-cli", params={"depth": 3}) as run:
+        run.log_metric("auc", 0.75)
+    capsys.readouterr()
+    assert main(["runs", "ls", "-e", "cli-remote"]) == 0
+    listed = capsys.readouterr().out
+    assert "from-the-cli" in listed and run.id[:12] in listed and "0.75" in listed
+    assert main(["runs", "show", run.id[:12]]) == 0
+    shown = capsys.readouterr().out
+    assert run.id in shown and "depth" in shown
+    assert main(["runs", "show", "nosuchrun"]) == 1
+    # What needs the stores says so, with a usage exit code.
+    assert main(["serve", "some-model@champion"]) == 2
+    assert "LOOPML_URI names a server" in capsys.readouterr().err
