@@ -21,7 +21,13 @@ from loopml.tracking.records import MetricHistory, Run, RunList
 from loopml.tracking.tracker import DEFAULT_EXPERIMENT, Tracker
 
 if TYPE_CHECKING:
-    from loopml.api.remote import RemoteRun, RemoteTracker
+    from loopml.api.remote import (
+        Connection,
+        RemoteCatalog,
+        RemoteRegistry,
+        RemoteRun,
+        RemoteTracker,
+    )
 
 
 @functools.cache
@@ -35,11 +41,18 @@ def _tracker_for(settings: config.Settings) -> Tracker:
 
 
 @functools.cache
-def _remote_tracker_for(settings: config.Settings) -> RemoteTracker:
-    from loopml.api.remote import Connection, RemoteTracker
+def _connection_for(settings: config.Settings) -> Connection:
+    from loopml.api.remote import Connection
 
     assert settings.uri is not None
-    return RemoteTracker(Connection(settings.uri, settings.token))
+    return Connection(settings.uri, settings.token)
+
+
+@functools.cache
+def _remote_tracker_for(settings: config.Settings) -> RemoteTracker:
+    from loopml.api.remote import RemoteTracker
+
+    return RemoteTracker(_connection_for(settings))
 
 
 def _local(settings: config.Settings, what: str) -> config.Settings:
@@ -47,7 +60,9 @@ def _local(settings: config.Settings, what: str) -> config.Settings:
         raise ConfigError(
             f"{what} needs the workspace's stores, but LOOPML_URI names a server "
             f"({settings.uri}); in remote mode the Python API offers start_run, get_run, "
-            "search_runs and metric_history. Unset LOOPML_URI to work on the stores directly"
+            "search_runs, metric_history, lm.models' register, load, get, versions, history "
+            "and promote, and lm.datasets' add and get. Unset LOOPML_URI to work on the "
+            "stores directly"
         )
     return settings
 
@@ -65,6 +80,22 @@ def remote_tracker() -> RemoteTracker | None:
     """The tracker of the server the configuration names; None in local mode."""
     settings = config.resolve()
     return _remote_tracker_for(settings) if settings.remote else None
+
+
+def remote_registry() -> RemoteRegistry | None:
+    """The registry of the server the configuration names; None in local mode."""
+    from loopml.api.remote import RemoteRegistry
+
+    settings = config.resolve()
+    return RemoteRegistry(_connection_for(settings)) if settings.remote else None
+
+
+def remote_catalog() -> RemoteCatalog | None:
+    """The dataset catalog of the server the configuration names; None in local mode."""
+    from loopml.api.remote import RemoteCatalog
+
+    settings = config.resolve()
+    return RemoteCatalog(_connection_for(settings)) if settings.remote else None
 
 
 def _any_tracker() -> Tracker | RemoteTracker:

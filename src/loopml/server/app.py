@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from loopml.server import errors, pages
 from loopml.server import mlflow as mlflow_api
 from loopml.server.auth import WriteLog, require_access
-from loopml.server.routes import datasets, lineage, models, monitoring, pipelines, runs
+from loopml.server.routes import datasets, lineage, models, monitoring, pipelines, runs, writes
 from loopml.server.state import ServerState
 from loopml.store.workspace import Workspace
 
@@ -27,7 +27,7 @@ API_PREFIX = "/api/v1"
 
 def api_router() -> APIRouter:
     api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_access)])
-    for module in (runs, datasets, models, lineage, pipelines, monitoring):
+    for module in (runs, datasets, models, lineage, pipelines, monitoring, writes):
         api.include_router(module.router)
     return api
 

@@ -246,6 +246,8 @@ class DatasetVersionOut(BaseModel):
     artifact_id: str
     schema_version: int | None
     columns: list[dict[str, str]]
+    profile_digest: str | None = None
+    description: str = ""
     created_by: str | None = Field(
         default=None, description="who made it: a token's name, 'anonymous', or an OS user"
     )
@@ -261,6 +263,8 @@ class DatasetVersionOut(BaseModel):
             created_at=d.created_at,
             artifact_id=d.artifact_id,
             schema_version=d.schema_version,
+            profile_digest=d.profile_digest,
+            description=d.description,
             created_by=d.created_by,
             columns=[
                 {"name": str(c.get("name")), "dtype": str(c.get("dtype"))}
@@ -368,6 +372,62 @@ class AliasEventOut(BaseModel):
             created_at=e.created_at,
             created_by=e.created_by,
         )
+
+
+class RegisterIn(BaseModel):
+    """A model tree the client uploaded (``PUT /blobs/{digest}`` for each file and the
+    manifest), recorded as the next version."""
+
+    digest: str = Field(description="the model tree's digest (b3:...)", max_length=67)
+    run_id: str | None = Field(default=None, max_length=64)
+    dataset_ids: list[str] = Field(default_factory=list, max_length=1000)
+    code_version: str | None = Field(default=None, max_length=100)
+    description: str = Field(default="", max_length=20_000)
+    tags: dict[str, str] = Field(default_factory=dict, max_length=1000)
+
+
+class AddDatasetIn(BaseModel):
+    """A table the client uploaded as one Parquet blob (``PUT /blobs/{digest}``), added as
+    the next version of the dataset (or the existing one, for identical content)."""
+
+    digest: str = Field(description="the Parquet file's digest (b3:...)", max_length=67)
+    description: str | None = Field(default=None, max_length=20_000)
+    owner: str | None = Field(default=None, max_length=250)
+    tags: list[str] | None = Field(default=None, max_length=1000)
+
+
+class PromoteIn(BaseModel):
+    version: int = Field(ge=1, le=2**31 - 1)
+    reason: str = Field(default="", max_length=2000)
+    gate: dict[str, Any] | None = Field(
+        default=None, description="a gate definition, as its YAML file holds it"
+    )
+    data: str | None = Field(
+        default=None,
+        max_length=300,
+        description="the labelled evaluation data: a dataset of the catalog, e.g. flights:3",
+    )
+    force: bool = False
+
+
+class PromotionOut(BaseModel):
+    allowed: bool
+    reason: str
+    from_version: int | None
+    event: AliasEventOut
+
+
+class BlobsIn(BaseModel):
+    digests: list[str] = Field(max_length=100_000)
+
+
+class BlobsOut(BaseModel):
+    missing: list[str]
+
+
+class BlobOut(BaseModel):
+    digest: str
+    size: int
 
 
 class CardOut(BaseModel):

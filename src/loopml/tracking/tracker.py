@@ -168,11 +168,12 @@ class Tracker:
         if limit > MAX_PAGE:
             raise InvalidInputError(f"limit must be from 1 to {MAX_PAGE}")
         where = _where(experiment, filter)
+        # A form's empty sort box means the default order. Parsed before counting, so a bad
+        # order_by is refused whether or not anything matched.
+        q = _ordered(base_query().where(*where), order_by or None).offset(offset).limit(limit)
         total = self.store.count(count_query().where(*where))
         if total <= offset:
             return RunPage([], total, offset, limit)
-        # A form's empty sort box means the default order.
-        q = _ordered(base_query().where(*where), order_by or None).offset(offset).limit(limit)
         return RunPage(list(self.store.load(q)), total, offset, limit)
 
     def set_reserved_tag(self, run_id: str, key: str, value: str) -> None:
