@@ -10,12 +10,10 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from importlib import resources
 
 from fastapi import APIRouter, Depends, FastAPI
-from fastapi.staticfiles import StaticFiles
 
-from loopml.server import errors, pages
+from loopml.server import assets, errors, pages
 from loopml.server import mlflow as mlflow_api
 from loopml.server.auth import WriteLog, require_access
 from loopml.server.routes import datasets, lineage, models, monitoring, pipelines, runs
@@ -66,7 +64,6 @@ def create_app(workspace: Workspace, *, close_workspace: bool = False) -> FastAP
     app.include_router(api_router())
     app.include_router(mlflow_api.router)
     app.include_router(pages.router)
-    static = resources.files("loopml.server") / "static"
-    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+    app.include_router(assets.router)
     app.add_middleware(WriteLog, workspace=workspace)
     return app
