@@ -59,6 +59,11 @@ def test_metric_and_param_filter_from_the_issue(populated: Tracker) -> None:
         ("attributes.name = 'f'", ["f"]),
         ("attributes.status = 'finished' and metrics.auc = 0.9", ["d"]),
         ('METRICS.auc > 0.8 AND params.depth = "6"', ["a"]),
+        ("metrics.auc is null", ["f"]),
+        ("tags.team IS NULL", ["f"]),
+        ("tags.team is not null and metrics.auc < 0.7", ["b"]),
+        ("params.depth is null", []),
+        ("attributes.end_time is not null and tags.nothing is null", ["a", "b", "c", "d", "f"]),
     ],
 )
 def test_filter_language(populated: Tracker, expr: str, expected: list[str]) -> None:

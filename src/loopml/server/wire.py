@@ -65,6 +65,9 @@ class RunOut(BaseModel):
     git_dirty: bool | None
     environment_digest: str | None
     error: str | None
+    created_by: str | None = Field(
+        default=None, description="who made it: a token's name, 'anonymous', or an OS user"
+    )
 
     @classmethod
     def of(cls, r: Run) -> RunOut:
@@ -83,6 +86,7 @@ class RunOut(BaseModel):
             git_dirty=r.git_dirty,
             environment_digest=r.environment_digest,
             error=r.error,
+            created_by=r.created_by,
         )
 
 
@@ -176,16 +180,29 @@ class StartRunIn(BaseModel):
 class MetricPointIn(BaseModel):
     key: str
     value: float
-    step: int = Field(default=0, ge=-(2**62), le=2**62)
-    timestamp: float | None = None
+    step: int = Field(default=0, ge=-(2**63), le=2**63 - 1)
+    timestamp: float | None = Field(
+        default=None, description="seconds since the epoch; the server's clock when null"
+    )
 
 
 class LogMetricsIn(BaseModel):
     metrics: list[MetricPointIn] = Field(max_length=100_000)
 
 
+class LogBatchIn(BaseModel):
+    """What a client queued for one run; an empty batch only says the client is alive."""
+
+    metrics: list[MetricPointIn] = Field(default_factory=list, max_length=100_000)
+    params: dict[str, str] = Field(default_factory=dict, max_length=1000)
+    tags: dict[str, str] = Field(default_factory=dict, max_length=1000)
+
+
 class EndRunIn(BaseModel):
     status: Literal["finished", "failed"] = "finished"
+    error: str | None = Field(
+        default=None, max_length=20_000, description="why it failed (a traceback)"
+    )
 
 
 # --- datasets ----------------------------------------------------------------------------
@@ -230,6 +247,9 @@ class DatasetVersionOut(BaseModel):
     schema_version: int | None
     description: str = Field(description="what this version holds, as given when it was added")
     columns: list[dict[str, str]]
+    created_by: str | None = Field(
+        default=None, description="who made it: a token's name, 'anonymous', or an OS user"
+    )
 
     @classmethod
     def of(cls, d: Dataset) -> DatasetVersionOut:
@@ -243,6 +263,7 @@ class DatasetVersionOut(BaseModel):
             artifact_id=d.artifact_id,
             schema_version=d.schema_version,
             description=d.description,
+            created_by=d.created_by,
             columns=[
                 {"name": str(c.get("name")), "dtype": str(c.get("dtype"))}
                 for c in d.properties.get("columns", [])
@@ -294,6 +315,9 @@ class ModelVersionOut(BaseModel):
     tags: dict[str, str]
     created_at: float
     aliases: list[str]
+    created_by: str | None = Field(
+        default=None, description="who made it: a token's name, 'anonymous', or an OS user"
+    )
 
     @classmethod
     def of(cls, v: ModelVersion) -> ModelVersionOut:
@@ -312,6 +336,7 @@ class ModelVersionOut(BaseModel):
             tags=v.tags,
             created_at=v.created_at,
             aliases=list(v.aliases),
+            created_by=v.created_by,
         )
 
 
@@ -329,6 +354,9 @@ class AliasEventOut(BaseModel):
     gate_result: dict[str, Any] | None
     execution_id: str | None
     created_at: float
+    created_by: str | None = Field(
+        default=None, description="who made it: a token's name, 'anonymous', or an OS user"
+    )
 
     @classmethod
     def of(cls, e: AliasEvent) -> AliasEventOut:
@@ -344,6 +372,7 @@ class AliasEventOut(BaseModel):
             gate_result=None if e.gate_result is None else json_safe(e.gate_result),
             execution_id=e.execution_id,
             created_at=e.created_at,
+            created_by=e.created_by,
         )
 
 

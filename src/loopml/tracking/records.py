@@ -39,6 +39,7 @@ class Run(Summarized):
     git_dirty: bool | None = None
     environment_digest: str | None = None
     error: str | None = None
+    created_by: str | None = None
 
     @property
     def duration(self) -> float | None:

@@ -26,6 +26,7 @@ from loopml.tracking.store import (
     count_query,
     order,
 )
+from loopml.tracking.system_metrics import check_interval
 
 DEFAULT_EXPERIMENT = "default"
 MAX_SEARCH_LIMIT = 100_000
@@ -66,11 +67,17 @@ class Tracker:
         capture_environment: bool = True,
         environment_of: str | None = None,
         cwd: str | None = None,
+        created_by: str | None = None,
+        system_metrics_interval: float | None = None,
     ) -> ActiveRun:
         """Start a run. ``environment_of`` names a run whose git state and packages this
         one shares (a pipeline's steps share the pipeline run's) instead of capturing
-        them again, which costs two git subprocesses."""
+        them again, which costs two git subprocesses. ``created_by`` says who started it
+        (the workspace's actor by default). With ``system_metrics_interval`` (seconds) the
+        run samples ``system/...`` metrics that often until it ends."""
         validation.check_name(experiment, "experiment")
+        if system_metrics_interval is not None:
+            system_metrics_interval = check_interval(system_metrics_interval)
         run_id = new_id()
         run_name = validation.check_name(name, "run") if name is not None else f"run-{run_id[:8]}"
         # Validate everything before writing anything: a bad param must not leave a run.
@@ -92,8 +99,12 @@ class Tracker:
             env=environment.python_environment() if capture else None,
             git=environment.git_state(cwd or os.getcwd()) if capture else None,
             environment_of=environment_of,
+            created_by=self.workspace.actor if created_by is None else created_by,
         )
-        return ActiveRun(self.store, self.writer, run_id, experiment, run_name, self.workspace)
+        run = ActiveRun(self.store, self.writer, run_id, experiment, run_name, self.workspace)
+        if system_metrics_interval is not None:
+            run.start_system_metrics(system_metrics_interval)
+        return run
 
     def attach(self, run_id: str) -> ActiveRun:
         """Write to a run started elsewhere (another process, a client of the server).
