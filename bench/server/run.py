@@ -151,10 +151,30 @@ def load_average() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
+# Runs in each page before its own scripts: the browser's clock (ms since navigation
+# start) at which each watched selector first matched.
+WATCH = """
+window.__marks = {};
+new MutationObserver(() => {
+  for (const sel of %s) {
+    if (!(sel in window.__marks) && document.querySelector(sel)) {
+      window.__marks[sel] = performance.now();
+    }
+  }
+}).observe(document, { childList: true, subtree: true });
+"""
+TABLE, SKETCH, PLOTLY = "#runs-table tbody tr", ".chart svg.sketch", ".chart .main-svg"
+
+
 def render_times(url: str, history_run: str, repeats: int) -> dict[str, dict[str, float]]:
     """In headless Chromium: the runs page until its table is drawn; the page of a run with
     a 100,000-point metric until its chart is drawn (the server draws it into the HTML) and
     until Plotly has replaced it with the interactive chart.
+
+    Times are the browser's own clock from the start of navigation (Playwright's polling
+    would add its own delay on a loaded host, and Plotly may replace the server's chart
+    before a poll sees it). "Drawn" is the later of the element's arrival in the document
+    and the first contentful paint.
 
     One browser profile on disk, as a returning user has: its HTTP cache and V8's code
     cache persist between visits. The first visit of each page is reported apart (cold:
@@ -165,8 +185,8 @@ def render_times(url: str, history_run: str, repeats: int) -> dict[str, dict[str
     from playwright.sync_api import sync_playwright
 
     pages = (
-        ("runs_page", f"/runs?experiment={SEARCH_EXPERIMENT}", ["#runs-table tbody tr"]),
-        ("run_page_100k", f"/runs/{history_run}", [".chart svg.sketch", ".chart .main-svg"]),
+        ("runs_page", f"/runs?experiment={SEARCH_EXPERIMENT}", [TABLE], TABLE),
+        ("run_page_100k", f"/runs/{history_run}", [SKETCH, PLOTLY], PLOTLY),
     )
     out: dict[str, dict[str, float]] = {}
     with (
@@ -176,37 +196,59 @@ def render_times(url: str, history_run: str, repeats: int) -> dict[str, dict[str
         context = p.chromium.launch_persistent_context(
             profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
         )
-        for name, path, marks in pages:
-            visits: list[list[float]] = []
+        context.add_init_script(WATCH % json.dumps([TABLE, SKETCH, PLOTLY]))
+        for name, path, marks, last in pages:
+            visits: list[dict[str, float]] = []
             loads: list[float] = []
             for _ in range(repeats + 1):
                 page = context.new_page()
                 loads.append(load_average())
-                t0 = time.perf_counter()
-                page.goto(url + path, wait_until="commit")
-                times = []
-                for selector in marks:
-                    page.locator(selector).first.wait_for(timeout=120_000)
-                    times.append(time.perf_counter() - t0)
-                page.wait_for_load_state("load")
-                # The browser's own clock, from the start of navigation: the load event
-                # (Plotly is fetched only after it) and the first contentful paint.
-                load_end, fcp = page.evaluate(
-                    "[performance.getEntriesByType('navigation')[0].loadEventEnd,"
+                page.goto(url + path, wait_until="load")
+                page.locator(last).first.wait_for(state="attached", timeout=120_000)
+                seen, load_end, fcp = page.evaluate(
+                    "[window.__marks,"
+                    " performance.getEntriesByType('navigation')[0].loadEventEnd,"
                     " performance.getEntriesByName('first-contentful-paint')[0].startTime]"
                 )
-                times += [float(load_end) / 1000, float(fcp) / 1000]
-                visits.append(times)
+                if any(m not in seen for m in marks):
+                    sys.exit(f"{path}: never saw {[m for m in marks if m not in seen]}")
+                visit = {"load": load_end / 1000, "fcp": fcp / 1000}
+                for i, selector in enumerate(marks):
+                    visit[f"mark{i}"] = max(seen[selector], fcp) / 1000
+                visits.append(visit)
                 page.close()
                 loads.append(load_average())
-            labels = [*[f"mark{i}" for i in range(len(marks))], "load", "fcp"]
             row: dict[str, float] = {"load_avg_min": min(loads), "load_avg_max": max(loads)}
-            for i, label in enumerate(labels):
-                row[f"cold_{label}"] = visits[0][i]
-                row[f"warm_{label}"] = statistics.median(v[i] for v in visits[1:])
+            for label in visits[0]:
+                row[f"cold_{label}"] = visits[0][label]
+                row[f"warm_{label}"] = statistics.median(v[label] for v in visits[1:])
             out[name] = row
         context.close()
     return out
+
+
+def fill_both(work: Path, runs: int, mlflow_python: str) -> dict[str, Any]:
+    work.mkdir(parents=True, exist_ok=True)
+    spec = Spec(str(work), 0, 0, 0, 0, runs=make_runs(runs))
+    spec_path = work / "spec.json"
+    spec.dump(spec_path)
+    say(f"loopml: {runs:,} runs + one run with a {HISTORY_POINTS:,}-point metric")
+    loopml_setup, history_run = fill_loopml(work / "loopml", spec)
+    say(f"MLflow: the same {runs:,} runs")
+    mlflow_db = work / "mlflow" / "mlflow.db"
+    mlflow_db.parent.mkdir()
+    made = subprocess.run(
+        [mlflow_python, str(HERE / "mlflow_side.py"), str(spec_path), str(mlflow_db)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return {
+        "runs": runs,
+        "history_run": history_run,
+        "loopml_setup_s": loopml_setup,
+        "mlflow": json.loads(made.stdout.strip().splitlines()[-1]),
+    }
 
 
 def main() -> int:
@@ -214,6 +256,9 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=10_000)
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--mlflow-python", default=str(DEFAULT_MLFLOW))
+    ap.add_argument(
+        "--workdir", help="keep the filled stores here; a later run with it reuses them"
+    )
     ap.add_argument(
         "--doc", action="store_true", help="also write the table into docs/benchmarks-server.md"
     )
@@ -223,23 +268,20 @@ def main() -> int:
             f"no MLflow Python at {args.mlflow_python}: python -m venv /tmp/mlflow-venv && "
             "/tmp/mlflow-venv/bin/python -m pip install mlflow"
         )
-    work = Path(tempfile.mkdtemp(prefix="bench-server-"))
-    spec = Spec(str(work), 0, 0, 0, 0, runs=make_runs(args.runs))
-    spec_path = work / "spec.json"
-    spec.dump(spec_path)
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-server-"))
+    saved = work / "setup.json"
+    if saved.exists():
+        say(f"reusing the stores in {work} (delete {saved} to fill them again)")
+        setup_info = json.loads(saved.read_text())
+    else:
+        setup_info = fill_both(work, args.runs, args.mlflow_python)
+        saved.write_text(json.dumps(setup_info))
+    if setup_info["runs"] != args.runs:
+        sys.exit(f"{work} holds {setup_info['runs']:,} runs, not {args.runs:,}")
     home = work / "loopml"
-    say(f"loopml: {args.runs:,} runs + one run with a {HISTORY_POINTS:,}-point metric")
-    loopml_setup, history_run = fill_loopml(home, spec)
-    say(f"MLflow: the same {args.runs:,} runs (slow)")
     mlflow_db = work / "mlflow" / "mlflow.db"
-    mlflow_db.parent.mkdir()
-    made = subprocess.run(
-        [args.mlflow_python, str(HERE / "mlflow_side.py"), str(spec_path), str(mlflow_db)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    mlflow_info = json.loads(made.stdout.strip().splitlines()[-1])
+    history_run, loopml_setup = setup_info["history_run"], setup_info["loopml_setup_s"]
+    mlflow_info = setup_info["mlflow"]
 
     env = {k: v for k, v in os.environ.items() if k not in ("LOOPML_DB", "LOOPML_ARTIFACTS")}
     env["LOOPML_HOME"] = str(home)

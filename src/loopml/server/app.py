@@ -32,7 +32,9 @@ def api_router() -> APIRouter:
 
 def _warm_imports() -> None:
     """Import what drift and model pages need while the server idles: SciPy's statistics
-    alone take seconds to import, which the first such page would otherwise wait for."""
+    alone take seconds to import, which the first such page would otherwise wait for.
+    The pages' templates and static files likewise."""
+    pages.warm()
     import scipy.stats  # noqa: F401
 
 

@@ -61,6 +61,16 @@ def templates() -> jinja2.Environment:
     return env
 
 
+def warm() -> None:
+    """Compile every template and read every static file, so that the first visitor of a
+    page does not wait for it (compiling them all takes a second or more)."""
+    env = templates()
+    for name in env.list_templates(extensions=["html"]):
+        env.get_template(name)
+    for name in ("app.css", "app.js", assets.PLOTLY):
+        assets.load(name)
+
+
 def _num(v: Any) -> str:
     if v is None:
         return ""
