@@ -450,13 +450,15 @@ class Registry:
             raise ConflictError(f"registered model {new_name!r} already exists") from None
         return self.get_model(new_name)
 
-    def delete_version(self, name: str, version: int) -> None:
+    def delete_version(self, name: str, version: int, *, created_by: str | None = None) -> None:
         """Drop a version and the aliases pointing at it (the artifact stays for `gc`)."""
         mv = self.get_version(name, version)
         with self.ws.write_engine.begin() as conn:
             model_id = self._lock_model(conn, name)
             for alias in mv.aliases:
-                self._unset_alias(conn, model_id, name, alias, version, "its version was deleted")
+                self._unset_alias(
+                    conn, model_id, name, alias, version, "its version was deleted", created_by
+                )
             conn.execute(delete(model_versions).where(model_versions.c.id == mv.id))
 
     def delete_model(self, name: str) -> None:
@@ -467,7 +469,9 @@ class Registry:
                 conn.execute(delete(table).where(table.c.model_id == model_id))
             conn.execute(delete(registered_models).where(registered_models.c.id == model_id))
 
-    def delete_alias(self, name: str, alias: str, *, reason: str = "") -> None:
+    def delete_alias(
+        self, name: str, alias: str, *, reason: str = "", created_by: str | None = None
+    ) -> None:
         """Remove ``alias``; the removal is an event in the alias history."""
         check_alias(alias)
         with self.ws.write_engine.begin() as conn:
@@ -479,10 +483,19 @@ class Registry:
             ).scalar()
             if current is None:
                 raise NotFoundError(f"model {name!r} has no alias {alias!r}")
-            self._unset_alias(conn, model_id, name, alias, current, reason or "alias deleted")
+            self._unset_alias(
+                conn, model_id, name, alias, current, reason or "alias deleted", created_by
+            )
 
     def _unset_alias(
-        self, conn: Connection, model_id: int, name: str, alias: str, current: int, reason: str
+        self,
+        conn: Connection,
+        model_id: int,
+        name: str,
+        alias: str,
+        current: int,
+        reason: str,
+        created_by: str | None,
     ) -> None:
         conn.execute(
             delete(model_aliases).where(
@@ -510,7 +523,7 @@ class Registry:
                 execution_id=execution_id,
                 created_at=clock.now(),
                 forced=False,
-                created_by=self.ws.actor,
+                created_by=self.ws.actor if created_by is None else created_by,
             )
         )
 
