@@ -176,15 +176,6 @@ class Tracker:
             return RunPage([], total, offset, limit)
         return RunPage(list(self.store.load(q)), total, offset, limit)
 
-    def set_reserved_tag(self, run_id: str, key: str, value: str) -> None:
-        """Set a ``loopml.`` tag (who created a run, …), which users cannot set themselves."""
-        if not key.startswith(validation.RESERVED_PREFIX):
-            raise InvalidInputError(
-                f"reserved tags start with {validation.RESERVED_PREFIX!r}; got {key!r}"
-            )
-        validation.check_name(key[len(validation.RESERVED_PREFIX) :], "tag")
-        self.store.set_tags(run_id, {key: validation.tag_text(key, value)})
-
     def environment(self, digest: str) -> dict[str, Any]:
         return self.store.environment(digest)
 
