@@ -67,6 +67,11 @@ with mlflow.start_run(run_name="first-name") as run:
     )
 client = MlflowClient()
 client.update_run(run.info.run_id, name="renamed")
+# Two models of one name in one run: MLflow's client registers the one at the latest step.
+with mlflow.start_run() as refit:
+    early = mlflow.sklearn.log_model(model, name="refit", input_example=X.head(3), step=1)
+    late = mlflow.sklearn.log_model(model, name="refit", input_example=X.head(3), step=5)
+refit_version = mlflow.register_model(f"runs:/{refit.info.run_id}/refit", "delays-refit")
 
 by_run = mlflow.register_model(f"runs:/{run.info.run_id}/model", "delays")
 by_id = mlflow.register_model(info.model_uri, "delays")
@@ -113,6 +118,7 @@ print(json.dumps({
     "version_tags": client.get_model_version("delays", by_id.version).tags,
     "logged": [m.model_id for m in logged],
     "stage_error": stage_error,
+    "refit": [refit_version.version, late.model_id, early.model_id],
     "probe": probe.to_dict(orient="records"),
     "expected": model.predict(probe).tolist(),
     "reloaded": reloaded.predict(probe).tolist(),
@@ -211,9 +217,15 @@ def test_registered_versions_are_loopml_versions_with_lineage(
         tracker.close()
 
 
-def test_registry_reads_through_mlflow(trained: dict[str, Any]):
+def test_registry_reads_through_mlflow(mlflow_server: Server, trained: dict[str, Any]):
     out = trained
-    assert out["found"] == ["delays", "delays-pickle"]
+    assert out["found"] == ["delays", "delays-pickle", "delays-refit"]
+    version, late, early = out["refit"]
+    r = httpx.get(
+        f"{mlflow_server.url}{API}/model-versions/get",
+        params={"name": "delays-refit", "version": version},
+    )
+    assert r.json()["model_version"]["model_id"] == late != early
     assert out["model"] == {
         "description": "late arrivals",
         "tags": {"team": "ops"},
