@@ -204,6 +204,11 @@ def test_registered_versions_are_loopml_versions_with_lineage(
         assert first.version == 1 and first.flavor == "sklearn"
         assert first.run_id == out["run_id"]
         assert registry.aliases("delays") == {"champion": 1}
+        # Writes through MLflow's API are recorded as the server's other writes are: by
+        # token name, "anonymous" on this server without tokens.
+        assert first.created_by == "anonymous"
+        assert tracker.get_run(out["run_id"]).created_by == "anonymous"
+        assert {e.created_by for e in registry.history("delays")} == {"anonymous"}
         # The deleted alias is an event in loopml's alias history.
         actions = [(e.alias, e.action) for e in registry.history("delays")]
         assert ("challenger", "unset_alias") in actions

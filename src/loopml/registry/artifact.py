@@ -172,6 +172,20 @@ def save_model(
     return SavedModel(tree.digest, tree.size, metadata)
 
 
+def check_stored(store: ArtifactStore, digest: str, *, what: str | None = None) -> SavedModel:
+    """A model tree someone else wrote (a client uploading through the server), checked as
+    loading would check it, without loading it: every file present and matching its
+    digest, the metadata valid and naming only files of the tree."""
+    label = what or digest
+    tree = store.get_tree(digest, what=label)
+    for entry in tree.entries:
+        store.verify(entry.digest, what=f"{label}/{entry.path}")
+    metadata = read_metadata(store, digest, what=label)
+    _check_members(metadata, tree, label)
+    flavors.get(metadata.flavor)  # an unknown flavor is refused now, not at the first load
+    return SavedModel(tree.digest, tree.size, metadata)
+
+
 NOT_SERVABLE = "not_servable"
 
 

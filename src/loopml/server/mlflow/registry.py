@@ -41,6 +41,7 @@ from loopml.server.mlflow.protocol import (
     millis,
     optional,
 )
+from loopml.server.routes.common import who
 from loopml.server.state import ServerState, state
 from loopml.store.metadata.tables import artifacts
 
@@ -271,6 +272,7 @@ async def set_alias(s: St, request: Request) -> dict[str, Any]:
             action="promote",
             reason="set through MLflow's set-registered-model-alias",
             expected_from=current,
+            created_by=who(request),
         )
         if not event.allowed:
             raise ConflictError(event.reason)
@@ -285,7 +287,10 @@ async def delete_alias(s: St, request: Request) -> dict[str, Any]:
     name, alias = _name(data), names.check_alias(field(data, "alias"))
     await run_in_threadpool(
         lambda: _registry(s).delete_alias(
-            name, alias, reason="deleted through MLflow's delete-registered-model-alias"
+            name,
+            alias,
+            reason="deleted through MLflow's delete-registered-model-alias",
+            created_by=who(request),
         )
     )
     return {}
@@ -355,6 +360,7 @@ async def create_version(s: St, request: Request) -> dict[str, Any]:
             run_id=rid if rid and _is_run(s, rid) else None,
             description=description,
             tags=all_tags,
+            created_by=who(request),
         )
         return {"model_version": version_json(mv)}
 
@@ -446,7 +452,9 @@ async def update_version(s: St, request: Request) -> dict[str, Any]:
 async def delete_version(s: St, request: Request) -> dict[str, Any]:
     data = await body(request)
     name, version = _name(data), _version(data)
-    await run_in_threadpool(lambda: _registry(s).delete_version(name, version))
+    await run_in_threadpool(
+        lambda: _registry(s).delete_version(name, version, created_by=who(request))
+    )
     return {}
 
 

@@ -32,6 +32,7 @@ from loopml.server.mlflow.protocol import (
     optional,
     run_json,
 )
+from loopml.server.routes.common import who
 from loopml.server.state import ServerState, state
 from loopml.store.metadata.tables import executions
 from loopml.tracking import validation
@@ -114,7 +115,9 @@ async def create_run(s: St, request: Request) -> dict[str, Any]:
         user = optional(data, "user_id", str, "")
         if user:
             tags.setdefault(USER_TAG, user)
-        run = s.tracker.start_run(exp.name, name=name, tags=tags, capture_environment=False)
+        run = s.tracker.start_run(
+            exp.name, name=name, tags=tags, capture_environment=False, created_by=who(request)
+        )
         run.set_tags({"mlflow.runName": run.name})
         return _run_answer(s, run.id)
 
