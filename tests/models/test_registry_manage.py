@@ -60,6 +60,11 @@ def test_deleting_versions_aliases_and_models(
     with pytest.raises(NotFoundError):
         registry.delete_alias("m", "challenger")
     assert registry.aliases("m") == {"champion": 1}
+    assert registry.register("m", weak_model, X).version == 3
+    registry.delete_version("m", 3)
+    # A deleted number is never given again, even the newest one.
+    assert registry.register("m", weak_model, X).version == 4
+    registry.delete_version("m", 4)
     registry.delete_version("m", 1)  # takes its alias with it, recorded in the history
     assert registry.aliases("m") == {}
     assert [v.version for v in registry.versions("m")] == [2]
