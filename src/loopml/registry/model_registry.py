@@ -305,14 +305,13 @@ class Registry:
         )
         # The lock makes concurrent registrations of one model take numbers in turn.
         model_id = self._lock_model(conn, name)
-        version = (
-            conn.execute(
-                select(func.max(model_versions.c.version)).where(
-                    model_versions.c.model_id == model_id
-                )
-            ).scalar()
-            or 0
-        ) + 1
+        highest = conn.execute(
+            select(func.max(model_versions.c.version)).where(model_versions.c.model_id == model_id)
+        ).scalar()
+        deleted = conn.execute(
+            select(registered_models.c.last_version).where(registered_models.c.id == model_id)
+        ).scalar()
+        version = max(highest or 0, deleted or 0) + 1
         properties = {
             "model": name,
             "version": version,
@@ -461,6 +460,15 @@ class Registry:
                     conn, model_id, name, alias, version, "its version was deleted", created_by
                 )
             conn.execute(delete(model_versions).where(model_versions.c.id == mv.id))
+            # Its number stays taken (see registered_models.last_version).
+            taken = conn.execute(
+                select(registered_models.c.last_version).where(registered_models.c.id == model_id)
+            ).scalar()
+            conn.execute(
+                update(registered_models)
+                .where(registered_models.c.id == model_id)
+                .values(last_version=max(taken or 0, version))
+            )
 
     def delete_model(self, name: str) -> None:
         """Drop a registered model with its versions, aliases and alias history."""
