@@ -374,3 +374,18 @@ def test_sparse_and_list_inputs_and_unsupervised_fits_are_logged(
         assert _load(run).signature.inputs
     assert "training_score" not in runs["KMeans"].metrics  # no target, no training score
     assert "training_score" in runs["LogisticRegression"].metrics
+
+
+def test_fits_in_other_threads_get_runs_of_their_own(
+    autologging: None, flights: tuple[pd.DataFrame, pd.Series, pd.Series]
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    X, y, _ = flights
+    with lm.start_run("main") as main, ThreadPoolExecutor(2) as pool:
+        models = list(pool.map(lambda c: LogisticRegression(C=c).fit(X, y), [0.1, 1.0]))
+    runs = [r for r in lm.search_runs() if r.id != main.id]
+    assert sorted(r.params["C"] for r in runs) == ["0.1", "1.0"]  # no clash in one run
+    assert all(r.status == "finished" for r in runs)
+    assert "C" not in lm.get_run(main.id).params
+    assert len(models) == 2

@@ -211,13 +211,3 @@ def test_a_bad_environment_value_is_a_clear_config_error(
     with pytest.raises(ConfigError, match=var):
         lm.start_run("sys")
     assert lm.search_runs() == []
-
-
-def test_lm_active_run_is_the_newest_unended_run(loopml_home: Path) -> None:
-    assert lm.active_run() is None
-    with lm.start_run("a") as outer:
-        assert lm.active_run() is outer
-        with lm.start_run("b") as inner:
-            assert lm.active_run() is inner
-        assert lm.active_run() is outer
-    assert lm.active_run() is None

@@ -7,6 +7,7 @@ Workspaces and trackers are cached per resolved configuration, so changing
 from __future__ import annotations
 
 import functools
+import threading
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -56,22 +57,34 @@ def start_run(
     run = tracker().start_run(
         experiment, name=name, params=params, tags=tags, system_metrics_interval=interval
     )
-    _started.append(weakref.ref(run))
+    _started().append(weakref.ref(run))
     return run
 
 
-# Runs started here, newest last: ``active_run`` is the newest one not yet ended, which is
-# what autologging attaches to. Weak, so a dropped run handle is not kept alive by this.
-_started: list[weakref.ref[ActiveRun]] = []
+class _Started(threading.local):
+    def __init__(self) -> None:
+        self.runs: list[weakref.ref[ActiveRun]] = []
+
+
+# Runs this thread started here, newest last: ``active_run`` is the newest one not yet
+# ended, which is what autologging logs into. Per thread, as in MLflow, so fits running in
+# a thread pool each get a run rather than all writing into one. Weak, so a dropped run
+# handle is not kept alive by this list.
+_local = _Started()
+
+
+def _started() -> list[weakref.ref[ActiveRun]]:
+    return _local.runs
 
 
 def active_run() -> ActiveRun | None:
-    """The newest run started with :func:`start_run` that has not ended, or None."""
-    while _started:
-        run = _started[-1]()
+    """The newest run this thread started with :func:`start_run` that has not ended."""
+    started = _started()
+    while started:
+        run = started[-1]()
         if run is not None and not run.ended:
             return run
-        _started.pop()
+        started.pop()
     return None
 
 
