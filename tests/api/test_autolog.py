@@ -73,6 +73,7 @@ def test_a_sklearn_pipeline_fit_outside_a_run_gets_a_run_of_its_own(
     assert run.status == "finished"
     assert run.tags["autolog.library"] == "sklearn"
     assert run.tags["autolog.estimator"] == "sklearn.pipeline.Pipeline"
+    assert run.name == "Pipeline"
     assert run.params["logisticregression__C"] == "0.5"
     assert run.params["logisticregression__max_iter"] == "200"
     assert run.metrics["training_score"] == pytest.approx(model.score(X, y))
@@ -145,6 +146,7 @@ def test_xgboost_native_train_logs_each_iteration(
         verbose_eval=False,
     )
     run = _only_run()
+    assert run.name == "Booster"
     assert run.params["max_depth"] == "3" and run.params["num_boost_round"] == "6"
     history = lm.metric_history(run.id, "train-logloss")
     assert history.steps.tolist() == list(range(6))

@@ -196,7 +196,9 @@ def begin(settings: Settings, tags: Mapping[str, Any]) -> Recorder | None:
         run = fluent.active_run()
         owned = run is None
         if run is None:
-            run = fluent.start_run(settings.experiment)
+            # Named for what was fitted, so `loopml runs ls` tells the runs apart.
+            estimator = str(tags.get("autolog.estimator", "fit")).rsplit(".", 1)[-1]
+            run = fluent.start_run(settings.experiment, name=clean_name(estimator))
         recorder = Recorder(run, owned, settings)
     except Exception as exc:
         warn(f"autolog could not start a run; the fit is not logged: {type(exc).__name__}: {exc}")
