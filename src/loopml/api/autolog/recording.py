@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from loopml.api import fluent
 from loopml.api.autolog import data
+from loopml.core.errors import ConfigError
 from loopml.store.metadata.tables import artifacts, events
 from loopml.tracking.active_run import FAILED, FINISHED, ActiveRun
 from loopml.tracking.tracker import DEFAULT_EXPERIMENT
@@ -196,9 +197,16 @@ def begin(settings: Settings, tags: Mapping[str, Any]) -> Recorder | None:
         run = fluent.active_run()
         owned = run is None
         if run is None:
+            # Autologging saves models into the workspace's stores, so in remote mode it
+            # refuses before starting a run (the fit goes on unlogged, with a warning).
+            if fluent.remote_tracker() is not None:
+                raise ConfigError("autologging needs the workspace's stores; LOOPML_URI is set")
             # Named for what was fitted, so `loopml runs ls` tells the runs apart.
             estimator = str(tags.get("autolog.estimator", "fit")).rsplit(".", 1)[-1]
-            run = fluent.start_run(settings.experiment, name=clean_name(estimator))
+            started = fluent.start_run(settings.experiment, name=clean_name(estimator))
+            if not isinstance(started, ActiveRun):  # the configuration changed meanwhile
+                raise ConfigError("autologging needs the workspace's stores")
+            run = started
         recorder = Recorder(run, owned, settings)
     except Exception as exc:
         warn(f"autolog could not start a run; the fit is not logged: {type(exc).__name__}: {exc}")

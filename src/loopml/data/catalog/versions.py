@@ -68,6 +68,7 @@ class _NewVersion:
     meta: dict[str, Any]
     properties: dict[str, Any]
     parent: DatasetVersion | None
+    created_by: str | None
 
 
 class CatalogVersions(CatalogSchemas):
@@ -85,6 +86,7 @@ class CatalogVersions(CatalogSchemas):
         schema: Schema | None = None,
         csv_options: Mapping[str, Any] | None = None,
         progress: Progress = silent,
+        created_by: str | None = None,
     ) -> DatasetVersion:
         """Register ``source`` (a table, a Parquet/CSV file or folder, or an fsspec URL)
         as the next version of ``name``. Identical content returns the existing version
@@ -117,6 +119,7 @@ class CatalogVersions(CatalogSchemas):
             meta,
             {"source": describe_source(source)},
             None,
+            self.ws.actor if created_by is None else created_by,
         )
         version, created = self._register(new)
         found = self.get(name, version)
@@ -132,6 +135,7 @@ class CatalogVersions(CatalogSchemas):
         description: str | None = None,
         csv_options: Mapping[str, Any] | None = None,
         progress: Progress = silent,
+        created_by: str | None = None,
     ) -> DatasetVersion:
         """A new version holding the latest version's rows plus ``batch``; the existing
         Parquet parts are shared, not copied, and the profile is merged, not recomputed."""
@@ -160,6 +164,7 @@ class CatalogVersions(CatalogSchemas):
             {},
             {"source": describe_source(batch), "appended_to": base.version},
             base,
+            self.ws.actor if created_by is None else created_by,
         )
         version, _ = self._register(new)
         return self.get(name, version)
@@ -232,6 +237,7 @@ def _insert_version(
             description=new.description,
             created_at=now,
             properties=props,
+            created_by=new.created_by,
         )
     )
     if new.parent is not None:
