@@ -391,3 +391,15 @@ def test_fits_in_other_threads_get_runs_of_their_own(
     assert all(r.status == "finished" for r in runs)
     assert "C" not in lm.get_run(main.id).params
     assert len(models) == 2
+
+
+def test_in_remote_mode_the_fit_goes_on_unlogged_with_a_warning(
+    autologging: None,
+    flights: tuple[pd.DataFrame, pd.Series, pd.Series],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    X, y, _ = flights
+    monkeypatch.setenv("LOOPML_URI", "http://127.0.0.1:1")  # nothing is sent: refused first
+    with pytest.warns(lm.AutologWarning, match="LOOPML_URI is set"):
+        model = LogisticRegression().fit(X, y)
+    assert model.score(X, y) > 0.5
