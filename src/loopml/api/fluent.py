@@ -87,12 +87,15 @@ def start_run(
     ``system_metrics=True`` samples CPU, memory, disk and network I/O (and GPUs) every
     ``system_metrics_interval`` seconds (default 10) as ``system/...`` metrics; unset, the
     ``LOOPML_SYSTEM_METRICS`` environment variable (``1``/``0``) decides, and it is off.
-    In remote mode (``LOOPML_URI``) runs do not sample system metrics yet.
+    In remote mode (``LOOPML_URI``) the samples are of this machine, sent to the server
+    with the run's other points.
     """
     interval = config.system_metrics_interval(system_metrics, system_metrics_interval)
     any_tracker = _any_tracker()
     if not isinstance(any_tracker, Tracker):
-        return any_tracker.start_run(experiment, name=name, params=params, tags=tags)
+        return any_tracker.start_run(
+            experiment, name=name, params=params, tags=tags, system_metrics_interval=interval
+        )
     run = any_tracker.start_run(
         experiment, name=name, params=params, tags=tags, system_metrics_interval=interval
     )

@@ -18,12 +18,19 @@ import math
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from loopml.core.errors import InvalidInputError
 
 if TYPE_CHECKING:
-    from loopml.tracking.metric_writer import MetricWriter
+    from loopml.tracking.metric_writer import Point
+
+
+class PointSink(Protocol):
+    """Where samples go: the run's metric writer, or a remote run's sending queue."""
+
+    def extend(self, points: list[Point]) -> None: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +161,7 @@ class SystemMetricsSampler:
 
     def __init__(
         self,
-        writer: MetricWriter,
+        writer: PointSink,
         run_id: str,
         interval: float = DEFAULT_INTERVAL_S,
         *,
