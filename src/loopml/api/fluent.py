@@ -92,10 +92,6 @@ def start_run(
     """
     interval = config.system_metrics_interval(system_metrics, system_metrics_interval)
     any_tracker = _any_tracker()
-    if not isinstance(any_tracker, Tracker):
-        return any_tracker.start_run(
-            experiment, name=name, params=params, tags=tags, system_metrics_interval=interval
-        )
     run = any_tracker.start_run(
         experiment, name=name, params=params, tags=tags, system_metrics_interval=interval
     )
@@ -105,7 +101,7 @@ def start_run(
 
 class _Started(threading.local):
     def __init__(self) -> None:
-        self.runs: list[weakref.ref[ActiveRun]] = []
+        self.runs: list[weakref.ref[ActiveRun | RemoteRun]] = []
 
 
 # Runs this thread started here, newest last: ``active_run`` is the newest one not yet
@@ -115,11 +111,11 @@ class _Started(threading.local):
 _thread_runs = _Started()
 
 
-def _started() -> list[weakref.ref[ActiveRun]]:
+def _started() -> list[weakref.ref[ActiveRun | RemoteRun]]:
     return _thread_runs.runs
 
 
-def active_run() -> ActiveRun | None:
+def active_run() -> ActiveRun | RemoteRun | None:
     """The newest run this thread started with :func:`start_run` that has not ended."""
     started = _started()
     while started:
