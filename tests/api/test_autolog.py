@@ -7,11 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import lightgbm
 import numpy as np
 import pandas as pd
 import pytest
-import xgboost
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.model_selection import GridSearchCV
@@ -22,6 +20,10 @@ import loopml as lm
 from loopml.api.autolog import patches
 from loopml.registry.artifact import load_model
 from loopml.tracking.records import Run
+from tests import needs
+
+xgboost = needs.module("xgboost", "the test extra installs xgboost-cpu")
+lightgbm = needs.module("lightgbm", "the test extra installs lightgbm")
 
 FEATURES = ["dewp", "day", "hour", "sched_dep_time", "distance", "temp", "humid", "wind_speed"]
 
