@@ -60,6 +60,10 @@ def _inputs(run_id: str) -> list[Any]:
     return [a for role, a in lm.workspace().lineage.artifacts_of(run_id, "input")]
 
 
+def _input_roles(run_id: str) -> dict[str, str]:
+    return {role: a.id for role, a in lm.workspace().lineage.artifacts_of(run_id, "input")}
+
+
 def _load(run: Run) -> Any:
     model = _outputs(run.id)["model"]
     assert run.tags["autolog.model_artifact_id"] == model.id
@@ -158,7 +162,9 @@ def test_xgboost_native_train_logs_each_iteration(
     np.testing.assert_allclose(
         np.asarray(loaded.predict(X.head(20))), booster.predict(xgboost.DMatrix(X.head(20)))
     )
-    assert _inputs(run.id)[0].properties["rows"] == len(X)
+    roles = _input_roles(run.id)
+    assert roles["train"] == roles["training_data"]  # the eval set is the training DMatrix
+    assert run.tags["autolog.train_digest"] == run.tags["autolog.training_data_digest"]
 
 
 def test_xgboost_sklearn_api_logs_params_eval_history_and_model(
@@ -174,6 +180,9 @@ def test_xgboost_sklearn_api_logs_params_eval_history_and_model(
     assert values == pytest.approx(model.evals_result()["validation_0"]["logloss"])
     assert run.metrics["training_score"] == pytest.approx(model.score(X, y))
     assert _load(run).flavor.name == "xgboost"
+    roles = _input_roles(run.id)
+    assert set(roles) == {"training_data", "validation_0"}
+    assert roles["validation_0"] == roles["training_data"]  # evaluated on the same data
 
 
 def test_lightgbm_native_train_logs_each_iteration_and_keeps_the_callers_callbacks(
@@ -196,7 +205,9 @@ def test_lightgbm_native_train_logs_each_iteration_and_keeps_the_callers_callbac
     assert len(values) == 5
     loaded = _load(run)
     np.testing.assert_allclose(np.asarray(loaded.predict(X.head(20))), booster.predict(X.head(20)))
-    assert _inputs(run.id)[0].properties["rows"] == len(X)
+    roles = _input_roles(run.id)
+    assert set(roles) == {"training_data", "train"}
+    assert roles["train"] == roles["training_data"]
 
 
 def test_lightgbm_sklearn_api_logs_eval_history(
@@ -206,12 +217,17 @@ def test_lightgbm_sklearn_api_logs_eval_history(
     model = lightgbm.LGBMClassifier(n_estimators=4, verbose=-1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # LightGBM's eval_set rename
-        model.fit(X, y, eval_set=[(X, y)], eval_names=["seen"])
+        model.fit(X, y, eval_set=[(X.head(700), y.head(700))], eval_names=["seen"])
     run = _only_run()
     values = lm.metric_history(run.id, "seen-binary_logloss").values.tolist()
     assert values == pytest.approx(model.evals_result_["seen"]["binary_logloss"])
     assert run.params["n_estimators"] == "4"
     assert _load(run).flavor.name == "lightgbm"
+    roles = _input_roles(run.id)
+    assert set(roles) == {"training_data", "seen"}
+    assert roles["seen"] != roles["training_data"]  # other rows: another node
+    store = lm.workspace().lineage
+    assert store.get_artifact(roles["seen"]).properties["rows"] == 700
 
 
 def _fits() -> dict[str, Any]:

@@ -151,9 +151,12 @@ class Recorder:
         ws.lineage.link(self.run.id, record.id, "output", role="model")
         self.run.set_tags({"autolog.model_artifact_id": record.id})
 
-    def log_training_data(self, X: Any, y: Any) -> None:
+    def log_training_data(self, X: Any, y: Any, role: str = "training_data") -> None:
+        """Link the data's digest as an input of the run in ``role``: ``training_data``,
+        or the name of an evaluation set (``validation_0``, ...)."""
+        role = clean_name(role)
         d = data.digest(X, y)
-        self.run.set_tags({"autolog.training_data_digest": d.digest})
+        self.run.set_tags({f"autolog.{role}_digest": d.digest})
         if not isinstance(self.run, ActiveRun):
             return  # the digest is in the tag; the lineage graph is the server's own
         description = {
@@ -180,6 +183,7 @@ class Recorder:
                         events.c.execution_id == self.run.id,
                         events.c.artifact_id == found,
                         events.c.type == "input",
+                        events.c.role == role,
                     )
                 ).first()
                 is not None
@@ -189,11 +193,11 @@ class Recorder:
                 blob.digest,
                 TRAINING_DATA_KIND,
                 blob.size,
-                name=f"training data {d.digest[:15]}",
+                name=f"data {d.digest[:15]}",
                 properties={"content_digest": d.digest, "rows": d.rows, "source": "autolog"},
             ).id
         if not linked:
-            ws.lineage.link(self.run.id, str(found), "input", role="training_data")
+            ws.lineage.link(self.run.id, str(found), "input", role=role)
 
     def finish(self, exc: BaseException | None = None) -> None:
         if not self.owned:
