@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
 import sqlite3
 import subprocess
@@ -22,13 +21,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from loopml.registry.model_registry import Registry
 from loopml.store.metadata import tables as t
-from loopml.store.workspace import Workspace
 from loopml.tracking.tracker import Tracker
 from tests import needs
+from tests.importers.cli_run import assert_refused, cli, counts, open_ws
 
 pytestmark = pytest.mark.slow
 HERE = Path(__file__).parent
@@ -56,45 +55,6 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return Store(folder, json.loads((folder / "expected.json").read_text()))
-
-
-def cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("LOOPML_DB", "LOOPML_ARTIFACTS")}
-    env["LOOPML_HOME"] = str(home)
-    return subprocess.run(
-        [sys.executable, "-m", "loopml.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-
-
-def open_ws(home: Path) -> Workspace:
-    return Workspace(f"sqlite:///{home / 'loopml.db'}", str(home / "artifacts"))
-
-
-def counts(home: Path) -> dict[str, int]:
-    ws = open_ws(home)
-    try:
-        with ws.engine.connect() as conn:
-            return {
-                table.name: int(conn.execute(select(func.count()).select_from(table)).scalar_one())
-                for table in (
-                    t.executions,
-                    t.runs,
-                    t.params,
-                    t.tags,
-                    t.metric_chunks,
-                    t.latest_metrics,
-                    t.artifacts,
-                    t.events,
-                    t.model_versions,
-                    t.alias_events,
-                )
-            }
-    finally:
-        ws.close()
 
 
 @pytest.fixture(scope="module")
@@ -241,17 +201,6 @@ def test_reimport_copies_only_what_is_new(store: Store, tmp_path: Path) -> None:
 
 
 # --- hostile input: one clear line, exit 1, nothing imported -------------------------------
-def assert_refused(home: Path, done: subprocess.CompletedProcess[str], *words: str) -> None:
-    assert done.returncode == 1, (done.stdout, done.stderr)
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
-    assert "Traceback" not in done.stderr
-    for word in words:
-        assert word in lines[0]
-    if (home / "loopml.db").exists():
-        assert counts(home)["runs"] == 0
-
-
 def test_a_file_that_is_not_a_database(tmp_path: Path) -> None:
     junk = tmp_path / "mlflow.db"
     junk.write_text("this is not a database\n" * 100)

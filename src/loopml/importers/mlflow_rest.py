@@ -182,7 +182,7 @@ class RestSource:
                     int(v["version"]),
                     v.get("source"),
                     v.get("run_id") or None,
-                    v.get("storage_location"),
+                    v.get("storage_location") or self._logged_model_uri(v.get("source")),
                     v.get("description", ""),
                     _pairs(v.get("tags")),
                 )
@@ -203,6 +203,19 @@ class RestSource:
                 )
             )
         return found
+
+    def _logged_model_uri(self, source: object) -> str | None:
+        """Where an MLflow 3 logged model (``models:/m-...``) keeps its files."""
+        if not isinstance(source, str) or not source.startswith("models:/m-"):
+            return None
+        model_id = source[len("models:/") :].split("/", 1)[0]
+        resp = self._request("GET", f"{API}/logged-models/{quote(model_id)}")
+        try:
+            info = resp.json()["model"]["info"]
+        except (ValueError, KeyError, TypeError):
+            return None  # no such model, or a server without logged models
+        uri = info.get("artifact_uri") if isinstance(info, dict) else None
+        return uri if isinstance(uri, str) else None
 
     # files ---------------------------------------------------------------------------
     @contextlib.contextmanager
