@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy import select
 
+from loopml.core.errors import LoopmlError
 from loopml.registry.model_registry import Registry
 from loopml.store.metadata import tables as t
 from loopml.tracking.tracker import Tracker
@@ -146,19 +146,20 @@ def test_registered_models_become_servable_versions_with_aliases(
             ("cancer-clf@champion", "predictions_v1"),
             ("cancer-clf:2", "predictions_v2"),
         ):
-            proba = registry.load(ref).predict_proba(rows)[:, 1]
-            np.testing.assert_allclose(proba, store.expected[key], rtol=0, atol=1e-12)
-        # The custom python_function model is kept, and says why it cannot be served.
-        assert [m.name for m in registry.models()] == ["cancer-clf"]
-        with ws.engine.connect() as conn:
-            record = conn.execute(
-                select(t.artifacts).where(t.artifacts.c.kind == "mlflow_model")
-            ).one()
-        assert record.name == "custom-scorer:1"
-        assert "python_function" in record.properties["not_servable"]
-        assert record.properties["flavors"] == ["python_function"]
-        tree = ws.artifacts.get_tree(record.digest)
-        assert sorted(e.path for e in tree.entries) == ["MLmodel", "weights.json"]
+            # Stored as MLflow saved it (never unpickled at import); loopml loads it to serve.
+            predicted = registry.load(ref).predict(rows)
+            assert predicted.tolist() == store.expected[key]
+        # The custom python_function model is stored as a version that says why it cannot
+        # be served, as the server's MLflow registry stores one.
+        assert [m.name for m in registry.models()] == ["cancer-clf", "custom-scorer"]
+        (custom,) = registry.versions("custom-scorer")
+        assert custom.tags["mlflow.version"] == "1"
+        assert "python_function" in custom.tags["loopml.not_servable"]
+        assert custom.run_id == store.expected["train_run"]
+        files = {e.path for e in ws.artifacts.get_tree(custom.digest).entries}
+        assert {"model/MLmodel", "model/weights.json"} <= files
+        with pytest.raises(LoopmlError, match="python_function"):
+            registry.load("custom-scorer:1")
     finally:
         ws.close()
 
