@@ -32,7 +32,7 @@ import httpx
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import cpu_model, find_mlflow_python, memory_gb  # noqa: E402
+from run import DEFAULT_VENV, cpu_model, find_mlflow_python, memory_gb  # noqa: E402
 from workload import SEARCH_EXPERIMENT, Spec, make_runs  # noqa: E402
 
 REPO = HERE.parent.parent
@@ -130,7 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mlflow-python", help="a Python that can import mlflow (with its server)")
     ap.add_argument("--no-doc", action="store_true", help="print only, write no file")
     args = ap.parse_args(argv)
-    ml_python = find_mlflow_python(args.mlflow_python, install=True)
+    # The full MLflow (with its server's dependencies) in its own venv, as run.py makes it;
+    # the mlflow-skinny of loopml's test extra has the client only.
+    venv = DEFAULT_VENV / "bin" / "python"
+    requested = args.mlflow_python or (str(venv) if venv.exists() else None)
+    ml_python = find_mlflow_python(requested, install=True)
     work = Path(tempfile.mkdtemp(prefix="loopml-bench-client-"))
     spec = Spec(str(work), 0, 0, 0, 0, runs=make_runs(args.runs))
     spec_path = work / "spec.json"

@@ -218,6 +218,13 @@ def test_a_database_that_is_not_mlflow(tmp_path: Path) -> None:
     assert_refused(tmp_path / "home", done, "not an MLflow tracking store")
 
 
+def test_a_missing_artifacts_folder(store: Store, tmp_path: Path) -> None:
+    done = cli(
+        tmp_path / "home", "import", "mlflow", "--from", store.url, "--artifacts", "/no/such/dir"
+    )
+    assert_refused(tmp_path / "home", done, "--artifacts", "/no/such/dir")
+
+
 def test_a_missing_file_is_refused_and_not_created(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere.db"
     done = cli(tmp_path / "home", "import", "mlflow", "--from", f"sqlite:///{missing}")

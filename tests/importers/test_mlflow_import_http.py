@@ -131,14 +131,38 @@ class _NotMlflow(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_a_server_that_is_not_mlflow(tmp_path: Path) -> None:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotMlflow)
+class _WrongShape(_NotMlflow):
+    """Answers experiments/search as MLflow does, and runs/search with runs of no info."""
+
+    def do_POST(self) -> None:
+        if self.path.endswith("/experiments/search"):
+            body = b'{"experiments": [{"experiment_id": "1", "name": "e"}]}'
+        else:
+            body = b'{"runs": [{"data": {}}]}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.mark.parametrize(
+    "handler, words",
+    [
+        (_NotMlflow, ("not an MLflow tracking server", "404")),
+        (_WrongShape, ("runs/search", "not MLflow's")),
+    ],
+)
+def test_a_server_that_is_not_mlflow(
+    tmp_path: Path, handler: type[http.server.BaseHTTPRequestHandler], words: tuple[str, ...]
+) -> None:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
         url = f"http://127.0.0.1:{httpd.server_address[1]}"
         done = cli(tmp_path / "home", "import", "mlflow", "--from", url)
-        assert_refused(tmp_path / "home", done, "not an MLflow tracking server", "404")
+        assert_refused(tmp_path / "home", done, *words)
     finally:
         httpd.shutdown()
         httpd.server_close()

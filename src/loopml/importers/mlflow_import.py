@@ -21,12 +21,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+from sqlalchemy.exc import SQLAlchemyError
 
 from loopml.core import clock, names
-from loopml.core.errors import LoopmlError
+from loopml.core.errors import LoopmlError, StoreError
 from loopml.core.ids import new_id
 from loopml.importers.mlflow_files import Unreadable
 from loopml.importers.mlflow_records import (
+    RunData,
     Source,
     SourceModel,
     SourceRun,
@@ -142,6 +144,31 @@ def _copy_run(
                 files.append((rel, blob.digest, blob.size))
     except Unreadable as exc:
         report.notes.append(f"run {run.id}: artifacts not copied: {exc}")
+    try:
+        run_id = _write_run(ws, run, experiment, data, metrics, start, files)
+    except SQLAlchemyError as exc:
+        # The transaction rolled back: nothing of this run is in the workspace.
+        reason = str(getattr(exc, "orig", exc)).splitlines()[0][:300]
+        raise StoreError(
+            f"MLflow run {run.id} could not be written, so the import stopped there (the runs "
+            f"before it are whole): {reason}"
+        ) from None
+    report.runs_copied += 1
+    report.files += len(files)
+    report.file_bytes += sum(size for _, _, size in files)
+    return run_id
+
+
+def _write_run(
+    ws: Workspace,
+    run: SourceRun,
+    experiment: str,
+    data: RunData,
+    metrics: dict[str, Series],
+    start: float,
+    files: list[tuple[str, str, int]],
+) -> str:
+    """The run with its params, tags, metrics and file links, in one transaction."""
     with ws.write_engine.begin() as conn:
         run_id = run.id if _RUN_ID.fullmatch(run.id) and not run_exists(conn, run.id) else new_id()
         exp_id = write_recorded_run(
@@ -164,9 +191,6 @@ def _copy_run(
                 digest, FILE_KIND, size, name=f"{exp_id}/{run_id}/artifacts/{rel}", conn=conn
             )
             ws.lineage.link(run_id, record.id, "output", role=rel, conn=conn)
-    report.runs_copied += 1
-    report.files += len(files)
-    report.file_bytes += sum(size for _, _, size in files)
     return run_id
 
 
