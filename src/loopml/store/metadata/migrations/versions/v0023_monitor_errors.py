@@ -1,7 +1,7 @@
 """monitoring: failed requests counted per deployment, model, day, status and error
 
 Revision ID: 0023
-Revises: 0019
+Revises: 0021
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0023"
-down_revision = "0019"
+down_revision = "0021"
 branch_labels = None
 depends_on = None
 
