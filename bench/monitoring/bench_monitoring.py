@@ -111,7 +111,8 @@ print(json.dumps({"seconds": best, "roc_auc": auc, "accuracy": acc}))
 def run_in(name: str, code: str, *args: str) -> dict[str, Any]:
     python = HERE / f".venv-{name}" / "bin" / "python"
     if not python.exists() or "--loopml-only" in sys.argv:
-        print(f"{name}: skipped (no venv at {python.parent.parent}; see this file's docstring)")
+        why = "--loopml-only" if python.exists() else f"no venv at {python.parent.parent}"
+        print(f"{name}: skipped ({why}; see this file's docstring)")
         return {"seconds": float("nan"), "flagged": [], "roc_auc": float("nan"),
                 "accuracy": float("nan")}  # fmt: skip
     done = subprocess.run(
