@@ -49,6 +49,7 @@ St = Annotated[ServerState, Depends(state)]
 router = APIRouter(prefix=PREFIX)
 MAX_RESULTS = 1000
 MAX_MODEL_FILES = 10_000
+MAX_MODEL_BYTES = 2 * 1024**3
 # Version tags loopml keeps for MLflow's fields; they are not shown as the version's tags.
 SOURCE_TAG = "mlflow.loopml.source"
 MODEL_ID_TAG = "mlflow.loopml.model_id"
@@ -420,14 +421,21 @@ def _folder_files(s: ServerState, folder: str) -> dict[str, str]:
     escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     with s.workspace.engine.connect() as conn:
         rows = conn.execute(
-            select(artifacts.c.name, artifacts.c.digest)
+            select(artifacts.c.name, artifacts.c.digest, artifacts.c.size)
             .where(artifacts.c.kind == FILE_KIND, artifacts.c.name.like(escaped + "%", "\\"))
             .order_by(artifacts.c.created_at)
             .limit(MAX_MODEL_FILES + 1)
         ).all()
     if len(rows) > MAX_MODEL_FILES:
         raise InvalidInputError(f"a model folder may hold at most {MAX_MODEL_FILES} files")
-    return {name[len(prefix) :]: digest for name, digest in rows}
+    newest = {name[len(prefix) :]: (digest, size) for name, digest, size in rows}
+    # Registration reads the folder into memory to build the loopml model from it.
+    if sum(size for _, size in newest.values()) > MAX_MODEL_BYTES:
+        raise InvalidInputError(
+            f"a model registered through MLflow's API may be at most {MAX_MODEL_BYTES} bytes; "
+            "register a larger one with lm.models.register"
+        )
+    return {rel: digest for rel, (digest, _) in newest.items()}
 
 
 @router.get("/model-versions/get")
