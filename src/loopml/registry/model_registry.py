@@ -157,18 +157,19 @@ class Registry:
         ``code_version`` is the code's version (the fluent API passes the run's git commit);
         ``created_by`` who registers it (the workspace's actor by default).
         """
-        tag_map, datasets = self._check_new(name, run_id, dataset_ids, description, tags)
-        # The artifact is complete before any row points at it.
+        # Checked before saving, so a bad argument stores nothing; the artifact is
+        # complete before any row points at it.
+        self._check_new(name, run_id, dataset_ids, description, tags)
         saved = save_model(self.ws.artifacts, model, X, flavor=flavor)
-        return self._add_version(
+        return self.register_saved(
             name,
             saved,
             run_id=run_id,
-            datasets=datasets,
+            dataset_ids=dataset_ids,
             code_version=code_version,
             description=description,
-            tags=tag_map,
-            created_by=self.ws.actor if created_by is None else created_by,
+            tags=tags,
+            created_by=created_by,
         )
 
     def register_stored(
