@@ -41,8 +41,8 @@ from loopml.server.mlflow.mlmodel import (
     MLMODEL,
     NOT_SERVABLE_TAG,
     convert,
-    from_skops,
     parse_mlmodel,
+    read_safely,
 )
 from loopml.server.mlflow.registry import SOURCE_TAG
 from loopml.store.workspace import Workspace
@@ -300,8 +300,8 @@ def _copy_version(
     try:
         converted = convert(parse_mlmodel(contents[MLMODEL]), set(contents))
         reason = converted.reason
-        if converted.skops_file is not None:
-            loaded = from_skops(contents[converted.skops_file], converted)
+        if converted.safe_file is not None:
+            loaded = read_safely(contents[converted.safe_file], converted)
             if isinstance(loaded, str):
                 reason = loaded
                 info = {**converted.metadata.flavor_info, NOT_SERVABLE: reason}

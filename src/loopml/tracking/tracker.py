@@ -179,21 +179,13 @@ class Tracker:
         if limit > MAX_PAGE:
             raise InvalidInputError(f"limit must be from 1 to {MAX_PAGE}")
         where = _where(experiment, filter)
+        # A form's empty sort box means the default order. Parsed before counting, so a bad
+        # order_by is refused whether or not anything matched.
+        q = _ordered(base_query().where(*where), order_by or None).offset(offset).limit(limit)
         total = self.store.count(count_query().where(*where))
         if total <= offset:
             return RunPage([], total, offset, limit)
-        # A form's empty sort box means the default order.
-        q = _ordered(base_query().where(*where), order_by or None).offset(offset).limit(limit)
         return RunPage(list(self.store.load(q)), total, offset, limit)
-
-    def set_reserved_tag(self, run_id: str, key: str, value: str) -> None:
-        """Set a ``loopml.`` tag (who created a run, …), which users cannot set themselves."""
-        if not key.startswith(validation.RESERVED_PREFIX):
-            raise InvalidInputError(
-                f"reserved tags start with {validation.RESERVED_PREFIX!r}; got {key!r}"
-            )
-        validation.check_name(key[len(validation.RESERVED_PREFIX) :], "tag")
-        self.store.set_tags(run_id, {key: validation.tag_text(key, value)})
 
     def environment(self, digest: str) -> dict[str, Any]:
         return self.store.environment(digest)
