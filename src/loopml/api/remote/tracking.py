@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import collections
 import logging
+import os
 import threading
 import time
 import traceback
@@ -27,7 +28,7 @@ import numpy as np
 
 from loopml.api.remote.connection import Connection
 from loopml.core.errors import ConfigError, ConflictError, InvalidInputError, StoreError
-from loopml.tracking import validation
+from loopml.tracking import environment, validation
 from loopml.tracking.records import MetricHistory, Run, RunList
 from loopml.tracking.store import END_STATUSES, FAILED, FINISHED
 from loopml.tracking.tracker import DEFAULT_EXPERIMENT, MAX_SEARCH_LIMIT, downsample
@@ -153,11 +154,21 @@ class RemoteTracker:
         for what, given in (("params", params), ("tags", tags)):
             if given is not None and not isinstance(given, Mapping):
                 raise InvalidInputError(f"{what} must be a mapping of names to values")
+        env = environment.python_environment()
+        git = environment.git_state(os.getcwd())
         body = {
             "experiment": experiment,
             "name": name,
             "params": {k: _text(v) for k, v in (params or {}).items()},
             "tags": {k: _text(v) for k, v in (tags or {}).items()},
+            # What this machine runs on, captured here as a local run captures it.
+            "git_commit": git.commit,
+            "git_dirty": git.dirty,
+            "environment": {
+                "python_version": env.python_version,
+                "platform": env.platform,
+                "packages": env.packages,
+            },
         }
         made = self.connection.post_json("/runs", body)
         run_id = str(made["id"])
