@@ -184,7 +184,7 @@ class StartRunIn(BaseModel):
     params: dict[str, str] = Field(default_factory=dict)
     tags: dict[str, str] = Field(default_factory=dict)
     git_commit: str | None = Field(default=None, max_length=64)
-    git_dirty: bool | None = None
+    git_dirty: bool | None = Field(default=None, strict=True)
     environment: EnvironmentIn | None = None
 
 
@@ -418,7 +418,7 @@ class PromoteIn(BaseModel):
         max_length=300,
         description="the labelled evaluation data: a dataset of the catalog, e.g. flights:3",
     )
-    force: bool = False
+    force: bool = Field(default=False, strict=True)
 
 
 class PromotionOut(BaseModel):

@@ -56,6 +56,7 @@ _hook_registered = False
 def _close_open() -> None:
     for tracker in list(_open):
         tracker.close()
+        tracker.connection.close()  # at exit only: registries may share the connection
 
 
 def _register(tracker: RemoteTracker) -> None:
