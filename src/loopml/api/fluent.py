@@ -9,6 +9,7 @@ configuration names a server (``LOOPML_URI``), the same functions talk to it ins
 from __future__ import annotations
 
 import functools
+import threading
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -117,31 +118,42 @@ def start_run(
     ``system_metrics=True`` samples CPU, memory, disk and network I/O (and GPUs) every
     ``system_metrics_interval`` seconds (default 10) as ``system/...`` metrics; unset, the
     ``LOOPML_SYSTEM_METRICS`` environment variable (``1``/``0``) decides, and it is off.
-    In remote mode (``LOOPML_URI``) runs do not sample system metrics yet.
+    In remote mode (``LOOPML_URI``) the samples are of this machine, sent to the server
+    with the run's other points.
     """
     interval = config.system_metrics_interval(system_metrics, system_metrics_interval)
     any_tracker = _any_tracker()
-    if not isinstance(any_tracker, Tracker):
-        return any_tracker.start_run(experiment, name=name, params=params, tags=tags)
     run = any_tracker.start_run(
         experiment, name=name, params=params, tags=tags, system_metrics_interval=interval
     )
-    _started.append(weakref.ref(run))
+    _started().append(weakref.ref(run))
     return run
 
 
-# Runs started here, newest last: ``active_run`` is the newest one not yet ended, which is
-# what autologging attaches to. Weak, so a dropped run handle is not kept alive by this.
-_started: list[weakref.ref[ActiveRun]] = []
+class _Started(threading.local):
+    def __init__(self) -> None:
+        self.runs: list[weakref.ref[ActiveRun | RemoteRun]] = []
 
 
-def active_run() -> ActiveRun | None:
-    """The newest run started with :func:`start_run` that has not ended, or None."""
-    while _started:
-        run = _started[-1]()
+# Runs this thread started here, newest last: ``active_run`` is the newest one not yet
+# ended, which is what autologging logs into. Per thread, as in MLflow, so fits running in
+# a thread pool each get a run rather than all writing into one. Weak, so a dropped run
+# handle is not kept alive by this list.
+_thread_runs = _Started()
+
+
+def _started() -> list[weakref.ref[ActiveRun | RemoteRun]]:
+    return _thread_runs.runs
+
+
+def active_run() -> ActiveRun | RemoteRun | None:
+    """The newest run this thread started with :func:`start_run` that has not ended."""
+    started = _started()
+    while started:
+        run = started[-1]()
         if run is not None and not run.ended:
             return run
-        _started.pop()
+        started.pop()
     return None
 
 

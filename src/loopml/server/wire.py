@@ -223,7 +223,7 @@ class DatasetInfoOut(BaseModel):
     name: str
     description: str
     owner: str | None
-    tags: list[str]
+    tags: dict[str, str]
     column_descriptions: dict[str, str]
     created_at: float
     updated_at: float
@@ -237,7 +237,7 @@ class DatasetInfoOut(BaseModel):
             name=d.name,
             description=d.description,
             owner=d.owner,
-            tags=list(d.tags),
+            tags={str(k): str(v) for k, v in d.tags.items()},
             column_descriptions=d.column_descriptions,
             created_at=d.created_at,
             updated_at=d.updated_at,
@@ -256,9 +256,9 @@ class DatasetVersionOut(BaseModel):
     created_at: float
     artifact_id: str
     schema_version: int | None
+    description: str = Field(description="what this version holds, as given when it was added")
     columns: list[dict[str, str]]
     profile_digest: str | None = None
-    description: str = ""
     created_by: str | None = Field(
         default=None, description="who made it: a token's name, 'anonymous', or an OS user"
     )
@@ -360,6 +360,9 @@ class AliasEventOut(BaseModel):
     from_version: int | None
     to_version: int | None
     allowed: bool
+    forced: bool = Field(
+        description="true when a promotion policy's required gate was skipped by force"
+    )
     reason: str
     gate_result: dict[str, Any] | None
     execution_id: str | None
@@ -377,6 +380,7 @@ class AliasEventOut(BaseModel):
             from_version=e.from_version,
             to_version=e.to_version,
             allowed=e.allowed,
+            forced=e.forced,
             reason=e.reason,
             gate_result=None if e.gate_result is None else json_safe(e.gate_result),
             execution_id=e.execution_id,
@@ -520,6 +524,12 @@ class StepOut(BaseModel):
     duration: float | None
     error: str | None
     deps: dict[str, str]
+    reason: str | None = Field(
+        description="for a step that ran, why the cache did not answer it (null for a hit)"
+    )
+    key_parts: dict[str, Any] | None = Field(
+        description="the cache key decoded: step, code, output kind, params and input digests"
+    )
 
     @classmethod
     def of(cls, s: StepRecord) -> StepOut:
@@ -539,6 +549,8 @@ class StepOut(BaseModel):
             duration=s.duration,
             error=s.error,
             deps=s.deps,
+            reason=s.reason,
+            key_parts=None if s.key_parts is None else json_safe(s.key_parts),
         )
 
 
