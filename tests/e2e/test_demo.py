@@ -73,3 +73,54 @@ def test_demo_runs_the_loop_month_by_month(tmp_path: Path) -> None:
         ws.close()
     report = tmp_path / "loopml-report.html"
     assert report.exists() and "plotly" in report.read_text().lower()
+
+
+IMPOSSIBLE_GATE = """\
+name: impossible
+target: delayed
+checks:
+  - type: threshold
+    metric: roc_auc
+    min: 0.99
+"""
+
+
+def test_demo_stops_before_serving_when_the_gate_refuses_the_first_model(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "gate.yaml").write_text(IMPOSSIBLE_GATE)
+    env = {
+        "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
+        "COLUMNS": "250",
+        "HOME": str(tmp_path),
+        **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "loopml.cli", "demo", "--gate", "gate.yaml"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    said = done.stdout + done.stderr
+    assert "Traceback" not in said
+    assert "gate 'impossible' refused delay-model:1 for champion" in said
+    assert "serves nothing" in said
+    assert "FAIL  roc_auc >= 0.99" in done.stdout
+    assert "server http" not in said
+
+    home = tmp_path / ".loopml"
+    ws = Workspace(f"sqlite:///{home / 'loopml.db'}", str(home / "artifacts"))
+    try:
+        registry = Registry(ws)
+        assert [v.version for v in registry.versions("delay-model")] == [1]
+        assert registry.aliases("delay-model") == {}  # nothing to serve
+        history = registry.history("delay-model")
+        assert [(e.alias, e.allowed) for e in history] == [("champion", False)]
+        assert Traffic(ws, "delay-model").predictions.is_empty()  # nothing was served
+        assert LoopStore(ws).all() == []  # the loop never started
+    finally:
+        ws.close()
+    assert not (tmp_path / "loopml-report.html").exists()

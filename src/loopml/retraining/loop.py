@@ -482,13 +482,16 @@ class Loop:
         live = tr.score(self.metric, rows, classes)
         loaded = self.registry.load(f"{self.model}:{other}")
         inputs = tr.features(rows)
-        proba = loaded.predict_proba(inputs) if loaded.has_proba else None
-        rescored = rows.with_columns(
-            pl.Series("prediction", loaded.predict(inputs)),
-            pl.Series("proba", [list(map(float, p)) for p in proba])
-            if proba is not None
-            else pl.lit(None, pl.List(pl.Float64)).alias("proba"),
-        )
+        # Score only what the metric reads: a second pass through the model costs as much
+        # as the first.
+        if self.metric in tr.PROBA_METRICS:
+            rescored = rows.with_columns(
+                tr.proba_column(loaded.predict_proba(inputs))
+                if loaded.has_proba
+                else pl.lit(None, pl.List(pl.Float64)).alias("proba")
+            )
+        else:
+            rescored = rows.with_columns(pl.Series("prediction", loaded.predict(inputs)))
         reference = tr.score(self.metric, rescored, loaded.classes)
         if live is None or reference is None:
             return None
