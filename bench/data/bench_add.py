@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from _common import VENV, machine, row, timed
 
 from loopml.core.hashing import digest_file, digest_mapped
-from loopml.data import catalog
+from loopml.data.catalog import Catalog
 from loopml.store.workspace import Workspace
 
 
@@ -67,7 +67,7 @@ def main() -> None:
             nonlocal n
             n += 1
             ws = Workspace(f"sqlite:///{tmp}/a{n}.db", f"{tmp}/a{n}")
-            catalog.add(ws, "big", src)
+            Catalog(ws).add("big", src)
 
         # Every timed write starts with no dirty pages (os.sync untimed, dvc's runs too):
         # otherwise one side pays for writing back the file the previous step stored.

@@ -10,9 +10,12 @@ import sys as _sys
 from loopml.api import datasets as datasets
 from loopml.api import models as models
 from loopml.api import monitoring as monitoring
+from loopml.api.autolog import AutologWarning as AutologWarning
+from loopml.api.autolog import autolog as autolog
 from loopml.api.datasets import DatasetVersion as DatasetVersion
 from loopml.api.datasets import drift as drift
 from loopml.api.datasets import validate as validate
+from loopml.api.fluent import active_run as active_run
 from loopml.api.fluent import get_run as get_run
 from loopml.api.fluent import metric_history as metric_history
 from loopml.api.fluent import search_runs as search_runs

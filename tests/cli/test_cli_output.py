@@ -148,8 +148,11 @@ def test_a_file_that_is_not_a_database(
 ) -> None:
     loopml_home.mkdir(parents=True)
     (loopml_home / "loopml.db").write_bytes(b"this is not sqlite " * 100)
-    code, _, err = run_cli(capsys, "doctor")
+    code, out, err = run_cli(capsys, "doctor")
     assert code == 1 and "is corrupted (file is not a database)" in err
+    # The table still comes out: the metadata store FAILED, the artifact store checked.
+    rows = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    assert "FAILED" in rows["metadata"] and "ok" in rows["artifacts"]
 
 
 def test_an_unreachable_postgres_says_so(
@@ -210,13 +213,36 @@ def many_runs(loopml_home: Path) -> Iterator[None]:
     yield
 
 
+def test_runs_ls_fills_its_page_however_many_step_runs_are_newer(
+    loopml_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for i in range(3):
+        with lm.start_run("flights", name=f"top-{i}"):
+            pass
+    # Newer than every top-level run and more than --limit * 20: a search that dropped
+    # steps after fetching would come back with an empty page.
+    for i in range(45):
+        with lm.start_run("flights", name=f"step-{i}", tags={"pipeline.run_id": "p"}):
+            pass
+    code, out, _ = run_cli(capsys, "runs", "ls", "-n", "2")
+    assert code == 0
+    assert "2 runs in flights" in out and "top-2" in out and "top-1" in out
+    assert "step-" not in out and "top-0" not in out
+    code, out, _ = run_cli(capsys, "runs", "ls", "-n", "2", "--all")
+    assert "step-44" in out and "top-" not in out
+    code, out, _ = run_cli(
+        capsys, "runs", "ls", "-a", "-n", "100", "-f", "tags.pipeline.run_id is not null"
+    )
+    assert "45 runs in flights" in out and "top-" not in out
+
+
 def test_runs_ls_hides_steps_and_shows_the_metrics_that_fit(
     many_runs: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, _ = run_cli(capsys, "runs", "ls")
     assert code == 0
     flat = " ".join(out.split())
-    assert "training.load" not in out and "1 pipeline step run hidden" in flat
+    assert "training.load" not in out and "pipeline step runs hidden" in flat
     assert "1 run in flights" in out
     assert max(len(line) for line in out.splitlines()) <= 80
     assert "more metrics not shown" in flat

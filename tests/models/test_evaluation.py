@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,12 @@ from sklearn.metrics import confusion_matrix, roc_auc_score
 from loopml.core.errors import InvalidInputError
 from loopml.demo.flights import NUMERIC_FEATURES, TARGET
 from loopml.registry.artifact import wrap
-from loopml.registry.evaluation import evaluate, load_evaluation, save_evaluation
+from loopml.registry.evaluation import (
+    EvaluationResult,
+    evaluate,
+    load_evaluation,
+    save_evaluation,
+)
 from loopml.store.workspace import Workspace
 from tests.models.conftest import Flights, to_features
 
@@ -55,7 +61,29 @@ def test_stored_as_artifact_with_lineage(
     assert stored.digest is not None
     again = load_evaluation(workspace.artifacts, stored.digest)
     assert again.metrics == result.metrics and again.slices == result.slices
+    assert again.calibration == result.calibration and again.labels == result.labels
     assert workspace.lineage.get_artifact(artifact_id).kind == "evaluation"
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"format": "other/1"}, "evaluation format: "),
+        ({"task": "ranking"}, "evaluation task: "),
+        ({"n_rows": "many"}, "evaluation n_rows: "),
+        ({"metrics": {"auc": "high"}}, "evaluation metrics.auc: "),
+        ({"surprise": 1}, "evaluation surprise: unknown key 'surprise'"),
+        ({"slices": {"origin": [{"value": "JFK", "n": -1, "metrics": {}}]}}, "slices.origin.0.n"),
+    ],
+)
+def test_a_damaged_evaluation_record_is_refused_naming_the_field(
+    workspace: Workspace, change: dict[str, Any], message: str
+) -> None:
+    good = {"format": "loopml.evaluation/1", "task": "classification", "target": "late"}
+    good |= {"n_rows": 3, "metrics": {"auc": 0.7}}
+    assert EvaluationResult.from_dict(good).metrics == {"auc": 0.7}
+    with pytest.raises(InvalidInputError, match=re.escape(message)):
+        EvaluationResult.from_dict(good | change)
 
 
 def test_bad_evaluation_input(flights: Flights, hgb_model: Any) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from loopml.data import catalog
+from loopml.data.catalog import Catalog
 from loopml.pipelines import records
 from loopml.pipelines.cache import StepCache
 from loopml.store.workspace import Workspace
@@ -123,7 +123,7 @@ def test_code_changes_invalidate_the_step_and_the_local_code_it_calls(
 
 def test_new_data_version_invalidates_the_steps_reading_it(workspace: Workspace) -> None:
     jan = flows._month(1).head(2000)
-    v1 = catalog.add(workspace, "flights", jan)
+    v1 = Catalog(workspace).add("flights", jan)
     first = flows.from_catalog.run(workspace=workspace, data=v1)
     assert first.executed == ["rows_by_carrier", "summarize"]
     assert first.output["flights"] == 2000
@@ -132,7 +132,7 @@ def test_new_data_version_invalidates_the_steps_reading_it(workspace: Workspace)
     assert [(role, a.id) for role, a in inputs] == [("data", v1.artifact_id)]
 
     assert flows.from_catalog.run(workspace=workspace, data=v1).executed == []
-    v2 = catalog.append(workspace, "flights", flows._month(1).slice(2000, 500))
+    v2 = Catalog(workspace).append("flights", flows._month(1).slice(2000, 500))
     newer = flows.from_catalog.run(workspace=workspace, data=v2)
     assert newer.executed == ["rows_by_carrier", "summarize"]
     assert newer.output["flights"] == 2500

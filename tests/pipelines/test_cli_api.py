@@ -86,9 +86,9 @@ def test_user_mistakes_raise_loopml_errors(
 
 
 def test_params_parse_as_json_text_or_catalog_datasets(loopml_home: Path) -> None:
-    from loopml.data import catalog
+    from loopml.data.catalog import Catalog
 
-    catalog.add(fluent.workspace(), "tiny", flows._month(1).head(10))
+    Catalog(fluent.workspace()).add("tiny", flows._month(1).head(10))
     parsed = pipeline_cmd.parse_params(["a=8", "b=0.5", "c=hello", 'd=["x"]', "e=@tiny:1"])
     assert parsed["a"] == 8 and parsed["b"] == 0.5 and parsed["c"] == "hello"
     assert parsed["d"] == ["x"] and parsed["e"].ref == "tiny:1"

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from loopml.cli import reproduce_cmd
 from loopml.core.errors import InvalidInputError, NotFoundError
-from loopml.data import catalog
+from loopml.data.catalog import Catalog
 from loopml.pipelines import records
 from loopml.pipelines.reproduce import environment_diff, reproduce
 from loopml.pipelines.runner import run_pipeline
@@ -172,7 +172,7 @@ def test_what_cannot_be_reproduced_is_refused(workspace: Workspace, tmp_path: Pa
 
 
 def test_a_catalog_input_is_read_by_its_recorded_digest(workspace: Workspace) -> None:
-    v1 = catalog.add(workspace, "flights", flows._month(1).head(300))
+    v1 = Catalog(workspace).add("flights", flows._month(1).head(300))
     run = flows.from_catalog.run(workspace=workspace, data=v1)
     found = reproduce(workspace, run.id)
     assert found.ok and len(found.outputs) == 2
@@ -181,7 +181,7 @@ def test_a_catalog_input_is_read_by_its_recorded_digest(workspace: Workspace) ->
         f"sqlite:///{Path(workspace.artifacts_url).parent / 'other.db'}",
         str(Path(workspace.artifacts_url).parent / "other-artifacts"),
     )
-    again = catalog.add(other, "flights", flows._month(1).head(300))
+    again = Catalog(other).add("flights", flows._month(1).head(300))
     assert (again.digest, again.profile_digest) == (v1.digest, v1.profile_digest)
     other.close()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from loopml.core.errors import ConflictError, InvalidInputError, NotFoundError
-from loopml.data import catalog
+from loopml.data.catalog import Catalog
 from loopml.pipelines import records, schedules
 from loopml.pipelines.scheduler import Scheduler
 from loopml.store.workspace import Workspace
@@ -62,13 +62,13 @@ def test_a_cron_schedule_fires_when_its_time_comes(workspace: Workspace, tmp_pat
 
 def test_a_new_dataset_version_triggers_a_run_on_that_version(workspace: Workspace) -> None:
     month = flows._month(1)
-    catalog.add(workspace, "flights", month.head(1000))
+    Catalog(workspace).add("flights", month.head(1000))
     schedules.add_dataset_trigger(
         workspace, "on-flights", "tests.pipelines.flows:from_catalog", "flights", param="data"
     )
     sched = Scheduler(workspace)
     assert sched.tick() == []  # the version present at registration does not fire
-    catalog.append(workspace, "flights", month.slice(1000, 234))
+    Catalog(workspace).append("flights", month.slice(1000, 234))
     fired = sched.tick()
     assert len(fired) == 1 and fired[0].reason == "dataset flights:2"
     run = fired[0].run

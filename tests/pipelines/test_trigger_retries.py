@@ -8,7 +8,7 @@ import typer
 from typer.testing import CliRunner
 
 from loopml.cli import scheduler_cmd
-from loopml.data import catalog
+from loopml.data.catalog import Catalog
 from loopml.pipelines import records, schedules
 from loopml.pipelines.scheduler import Scheduler, backoff
 from loopml.store.workspace import Workspace
@@ -28,7 +28,7 @@ def test_a_trigger_whose_pipeline_fails_to_set_up_is_kept_and_retried(
 ) -> None:
     flag = tmp_path / "flag"
     flag.touch()
-    catalog.add(workspace, "flights", flows._month(1).head(100))
+    Catalog(workspace).add("flights", flows._month(1).head(100))
     schedules.add_dataset_trigger(
         workspace,
         "on-flights",
@@ -37,7 +37,7 @@ def test_a_trigger_whose_pipeline_fails_to_set_up_is_kept_and_retried(
         param="data",
         params={"flag": str(flag)},
     )
-    catalog.append(workspace, "flights", flows._month(1).slice(100, 50))
+    Catalog(workspace).append("flights", flows._month(1).slice(100, 50))
     sched = Scheduler(workspace, retry_base=60, retry_max=600)
 
     fired = sched.tick(T0)
@@ -108,7 +108,7 @@ def test_scheduler_once_reports_a_failure_without_a_traceback(
     ws = fluent.workspace()
     flag = tmp_path / "flag"
     flag.touch()
-    catalog.add(ws, "flights", flows._month(1).head(20))
+    Catalog(ws).add("flights", flows._month(1).head(20))
     schedules.add_dataset_trigger(
         ws,
         "on-flights",
@@ -117,7 +117,7 @@ def test_scheduler_once_reports_a_failure_without_a_traceback(
         param="data",
         params={"flag": str(flag)},
     )
-    catalog.append(ws, "flights", flows._month(1).slice(20, 5))
+    Catalog(ws).append("flights", flows._month(1).slice(20, 5))
     app = typer.Typer()
     app.command()(scheduler_cmd.scheduler)
     result = CliRunner().invoke(app, ["--once"], env={"COLUMNS": "200"})

@@ -248,10 +248,10 @@ def test_tag_names_are_checked_as_loopml_checks_them(fresh_server: Server):
 
 
 def test_unimplemented_endpoints_name_themselves(fresh_server: Server):
-    r = _post(fresh_server, "registered-models/create", json={"name": "m"})
+    r = _post(fresh_server, "experiments/delete", json={"experiment_id": "0"})
     assert r.status_code == 501
     assert r.json()["error_code"] == "NOT_IMPLEMENTED"
-    assert "registered-models/create" in r.json()["message"]
+    assert "experiments/delete" in r.json()["message"]
 
 
 @pytest.mark.parametrize("path", ["../etc/passwd", "a/../../b", "/abs", "a//b", "a\\b"])

@@ -41,14 +41,13 @@ def test_order_by_translates() -> None:
 def test_a_status_filter_counts_without_error(workspace) -> None:  # type: ignore[no-untyped-def]
     """The status attribute compiles with a bound 'stale before' time; counting a page
     must bind it as loading does (it answered 500 once)."""
-    from loopml.server.queries import runs_page
     from loopml.tracking.tracker import Tracker
 
     tracker = Tracker(workspace)
     try:
         with tracker.start_run("e", capture_environment=False):
             pass
-        page = runs_page(tracker, filter="attributes.status = 'finished'")
+        page = tracker.runs_page(filter="attributes.status = 'finished'")
         assert page.total == 1 and len(page.runs) == 1
     finally:
         tracker.close()

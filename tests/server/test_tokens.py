@@ -78,7 +78,7 @@ def test_scopes_revocation_and_who_did_what(
     assert made.status_code == 200, made.text
     run_id = made.json()["id"]
     run = httpx.get(f"{api}/runs/{run_id}", headers=auth(reader)).json()
-    assert run["tags"]["loopml.created_by"] == "ci"
+    assert run["created_by"] == "ci"
     # The sign-in form sets a cookie that pages accept.
     with httpx.Client(base_url=url) as browser:
         bad = browser.post("/login", data={"token": "lm_wrong", "next": "/runs"})

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import math
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -217,9 +218,69 @@ def test_a_failing_request_fails_alone_in_its_batch() -> None:
         await batcher.close()
 
     asyncio.run(main())
-    # The batch of four failed once; each request then ran alone exactly once.
-    assert calls[0] == [0] and calls[1] == [1, 2, 3, -1]
-    assert sorted(map(tuple, calls[2:])) == [(-1,), (1,), (2,), (3,)]
+    # The batch of four failed once; bisection then ran the first half (answered), and
+    # split the second, where the failure had to be, without running it whole again.
+    assert calls == [[0], [1, 2, 3, -1], [1, 2], [3], [-1]]
+
+
+def _batch_with_one_bad(
+    requests: int, bad_at: int
+) -> tuple[list[list[int]], list[object], list[list[int]]]:
+    """Queue ``requests`` requests as one batch, the one at ``bad_at`` holding a row the
+    model raises on; return each request's rows, its outcome, and every model call's rows."""
+    release = threading.Event()
+    calls: list[list[int]] = []
+
+    def predict(table: pa.Table) -> Prediction:
+        if not calls:
+            release.wait(10)
+        values = table.column("x").to_pylist()
+        calls.append(values)
+        if any(v < 0 for v in values):
+            raise ValueError(f"negative among {values}")
+        return Prediction(np.array(values) * 2, None)
+
+    # Request i holds rows 10i+1 and 10i+2; the bad one holds a negative row too.
+    rows = [[10 * i + 1, 10 * i + 2] for i in range(requests)]
+    rows[bad_at] = [10 * bad_at + 1, -(10 * bad_at + 2)]
+
+    async def main() -> list[object]:
+        batcher = MicroBatcher(predict, max_batch_rows=1000)
+        blocker = asyncio.ensure_future(batcher.submit(pa.table({"x": [0]})))
+        await asyncio.sleep(0.05)
+        futures = [asyncio.ensure_future(batcher.submit(pa.table({"x": r}))) for r in rows]
+        await asyncio.sleep(0.05)
+        release.set()
+        await blocker
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        await batcher.close()
+        return results
+
+    return rows, asyncio.run(main()), calls
+
+
+@pytest.mark.parametrize("requests", [2, 5, 8, 13])
+def test_bisection_finds_the_failing_request_and_counts_each_rows_runs(requests: int) -> None:
+    """For each position of one bad request in a batch, count how often each row went
+    through the model: every healthy row is answered, none more than 1 + ceil(log2 n)
+    times, and the model runs at most 2 * ceil(log2 n) times after the failed batch
+    (re-running each request alone, as before, took n)."""
+    depth = math.ceil(math.log2(requests))
+    for bad_at in range(requests):
+        rows, results, calls = _batch_with_one_bad(requests, bad_at)
+        for i, result in enumerate(results):
+            if i == bad_at:
+                assert isinstance(result, ValueError)
+                # Its error came from a call where it ran alone.
+                assert str(result) == f"negative among {rows[bad_at]}"
+            else:
+                assert isinstance(result, Prediction)
+                assert result.labels.tolist() == [2 * v for v in rows[i]]
+        assert calls[1] == [v for r in rows for v in r]  # one batch first
+        runs = {v: sum(v in c for c in calls) for r in rows for v in r}
+        healthy = [v for i, r in enumerate(rows) for v in r if i != bad_at]
+        assert all(2 <= runs[v] <= 1 + depth for v in healthy), (bad_at, runs)
+        assert len(calls) - 2 <= 2 * depth, (bad_at, calls)
 
 
 # the 500s found, and the CSV row limit -------------------------------------------------

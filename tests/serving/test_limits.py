@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import grpc
 import httpx
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from loopml.demo.flights import TARGET
 from loopml.registry.model_registry import Registry
 from loopml.serving.options import ServeOptions
+from loopml.serving.proto import inference_pb2 as pb
 from loopml.serving.server import ServerThread
 from loopml.store.workspace import Workspace
 from tests.serving.conftest import NUMERIC, Data
@@ -190,3 +192,141 @@ def test_large_bodies_are_answered(hold_ws: Workspace) -> None:
             content=json.dumps({"dataframe_records": [{**ROW, "temp": None}] * 2000}),
         )
         assert r.status_code == 422 and "row 0" in r.json()["error"]
+
+
+# gRPC ------------------------------------------------------------------------------------
+SERVICE = "/inference.GRPCInferenceService/"
+
+
+def _channel(port: int) -> grpc.Channel:
+    # Its own connection: channels otherwise share one per target within a process.
+    return grpc.insecure_channel(
+        f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)]
+    )
+
+
+def _live(channel: grpc.Channel, timeout: float = 30) -> bool:
+    call = channel.unary_unary(
+        SERVICE + "ServerLive",
+        request_serializer=pb.ServerLiveRequest.SerializeToString,
+        response_deserializer=pb.ServerLiveResponse.FromString,
+    )
+    return bool(call(pb.ServerLiveRequest(), timeout=timeout).live)
+
+
+def _infer_request(distance: float) -> pb.ModelInferRequest:
+    row = [*ROW.values()]
+    row[NUMERIC.index("distance")] = distance
+    tensor = pb.ModelInferRequest.InferInputTensor(
+        name="x",
+        datatype="FP64",
+        shape=[1, len(row)],
+        contents=pb.InferTensorContents(fp64_contents=row),
+    )
+    return pb.ModelInferRequest(model_name="hold", inputs=[tensor])
+
+
+def _infer(channel: grpc.Channel) -> grpc.UnaryUnaryMultiCallable:
+    return channel.unary_unary(
+        SERVICE + "ModelInfer",
+        request_serializer=pb.ModelInferRequest.SerializeToString,
+        response_deserializer=pb.ModelInferResponse.FromString,
+    )
+
+
+def test_grpc_connections_beyond_the_cap_are_refused_and_open_ones_answered(
+    hold_ws: Workspace,
+) -> None:
+    options = ServeOptions("hold", port=0, grpc_port=0, max_connections=4)
+    with ServerThread(hold_ws, options) as server:
+        assert server._ports is not None and server._ports.grpc is not None
+        port = server._ports.grpc
+        good = _channel(port)
+        assert _live(good)
+        fillers = [_channel(port) for _ in range(3)]
+        for f in fillers:
+            grpc.channel_ready_future(f).result(timeout=30)
+        extra = _channel(port)
+        try:
+            with pytest.raises(grpc.RpcError) as refused:
+                _live(extra)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+            # The well-behaved client already connected is still answered, model included.
+            assert _live(good)
+            answer = _infer(good)(_infer_request(1000.0), timeout=30)
+            assert answer.model_name == "hold" and len(answer.raw_output_contents) >= 1
+            # A freed slot takes the next client.
+            fillers.pop().close()
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    assert _live(extra, timeout=5)
+                    break
+                except grpc.RpcError as exc:
+                    assert exc.code() == grpc.StatusCode.UNAVAILABLE
+                    assert time.monotonic() < deadline, "the freed slot was never reused"
+                    time.sleep(0.2)
+        finally:
+            for c in [good, extra, *fillers]:
+                c.close()
+
+
+def test_grpc_calls_beyond_the_cap_are_resource_exhausted_and_rest_still_answers(
+    hold_ws: Workspace,
+) -> None:
+    release.clear()
+    options = ServeOptions("hold", port=0, grpc_port=0, grpc_max_calls=2)
+    with ServerThread(hold_ws, options) as server:
+        assert server._ports is not None and server._ports.grpc is not None
+        channel = _channel(server._ports.grpc)
+        held = [_infer(channel).future(_infer_request(HOLD_DISTANCE), timeout=60) for _ in range(2)]
+        try:
+            deadline = time.monotonic() + 30
+            while True:  # until both held calls occupy the server's two call slots
+                try:
+                    _live(channel)
+                except grpc.RpcError as exc:
+                    assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, exc
+                    break
+                assert time.monotonic() < deadline, "a third call was never refused"
+                time.sleep(0.05)
+            assert httpx.get(f"{server.url}/v2/health/live").status_code == 200
+        finally:
+            release.set()
+        for f in held:
+            assert f.result(timeout=60).model_name == "hold"
+        assert _live(channel)
+        channel.close()
+
+
+def test_a_stalled_grpc_client_does_not_hold_a_call_slot(hold_ws: Workspace) -> None:
+    """A client that opens a call and never sends its request is cut off after the body
+    timeout, so stalled clients cannot take every slot for good."""
+    options = ServeOptions("hold", port=0, grpc_port=0, grpc_max_calls=3, body_timeout=1.0)
+    stall = threading.Event()
+
+    def never_sends() -> Iterator[pb.ModelInferRequest]:
+        stall.wait(60)
+        yield from ()
+
+    with ServerThread(hold_ws, options) as server:
+        assert server._ports is not None and server._ports.grpc is not None
+        channel = _channel(server._ports.grpc)
+        stalled_call = channel.stream_unary(
+            SERVICE + "ModelInfer",
+            request_serializer=pb.ModelInferRequest.SerializeToString,
+            response_deserializer=pb.ModelInferResponse.FromString,
+        )
+        try:
+            stalled = [stalled_call.future(never_sends(), timeout=60) for _ in range(3)]
+            for f in stalled:
+                with pytest.raises(grpc.RpcError) as cut:
+                    f.result(timeout=60)
+                # The server's deadline, not the client's 60 s one.
+                assert cut.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+                assert "did not arrive within 1 s" in (cut.value.details() or "")
+            answer = _infer(channel)(_infer_request(1000.0), timeout=30)
+            assert answer.model_name == "hold"
+        finally:
+            stall.set()
+            channel.close()

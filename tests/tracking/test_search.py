@@ -59,6 +59,11 @@ def test_metric_and_param_filter_from_the_issue(populated: Tracker) -> None:
         ("attributes.name = 'f'", ["f"]),
         ("attributes.status = 'finished' and metrics.auc = 0.9", ["d"]),
         ('METRICS.auc > 0.8 AND params.depth = "6"', ["a"]),
+        ("metrics.auc is null", ["f"]),
+        ("tags.team IS NULL", ["f"]),
+        ("tags.team is not null and metrics.auc < 0.7", ["b"]),
+        ("params.depth is null", []),
+        ("attributes.end_time is not null and tags.nothing is null", ["a", "b", "c", "d", "f"]),
     ],
 )
 def test_filter_language(populated: Tracker, expr: str, expected: list[str]) -> None:
@@ -185,3 +190,46 @@ def test_every_match_carries_its_own_params_tags_and_metrics(any_workspace: Work
         assert r.params == {"i": str(i), "parity": "0"}
         assert r.tags == {"mod3": str(i % 3)}
         assert r.metrics == {"x": i / 7, "y": float(-i)}
+
+
+def test_runs_page_walks_the_search_answer_in_pages(populated: Tracker) -> None:
+    """Pages at successive offsets are the search's answer cut in order, with its total."""
+    whole = [r.name for r in populated.search_runs(filter="params.depth = '6'")]
+    seen: list[str] = []
+    for offset in range(0, len(whole) + 2, 2):
+        page = populated.runs_page(filter="params.depth = '6'", offset=offset, limit=2)
+        assert page.total == len(whole) == 4 and page.offset == offset and page.limit == 2
+        seen += [r.name for r in page.runs]
+    assert seen == whole
+    ordered = populated.runs_page("flights", order_by="metrics.auc desc", limit=3)
+    assert [r.name for r in ordered.runs] == ["d", "a", "c"] and ordered.total == 5
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"limit": 0}, "limit"),
+        ({"limit": 1001}, "limit"),
+        ({"limit": True}, "limit"),
+        ({"offset": -1}, "offset"),
+        ({"offset": "3"}, "offset"),
+        ({"filter": "metrics.auc >"}, "cannot parse filter"),
+        ({"experiment": "bad\ud800"}, "surrogate"),
+    ],
+)
+def test_runs_page_refuses_bad_arguments(
+    populated: Tracker, kwargs: dict[str, object], message: str
+) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        populated.runs_page(**kwargs)  # type: ignore[arg-type]
+
+
+def test_reserved_tags_are_set_only_through_their_own_setter(populated: Tracker) -> None:
+    run = populated.search_runs(filter="attributes.name = 'a'")[0]
+    with pytest.raises(InvalidInputError, match="reserved"):
+        populated.set_reserved_tag(run.id, "team", "x")
+    populated.set_reserved_tag(run.id, "loopml.created_by", "ci")
+    populated.set_reserved_tag(run.id, "loopml.created_by", "ci-2")  # a second write replaces
+    assert populated.get_run(run.id).tags["loopml.created_by"] == "ci-2"
+    with pytest.raises(InvalidInputError):
+        populated.set_reserved_tag(run.id, "loopml.bad\nkey", "x")

@@ -1,25 +1,32 @@
 """``lm.start_run`` and friends, on the workspace configuration names.
 
 Workspaces and trackers are cached per resolved configuration, so changing
-``LOOPML_HOME`` (as tests do) switches workspace instead of reusing a stale one.
+``LOOPML_HOME`` (as tests do) switches workspace instead of reusing a stale one. When the
+configuration names a server (``LOOPML_URI``), the same functions talk to it instead
+(:mod:`loopml.api.remote`), and what needs the stores themselves says so.
 """
 
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loopml.api import config
+from loopml.core.errors import ConfigError
 from loopml.store.workspace import Workspace
 from loopml.tracking.active_run import ActiveRun
 from loopml.tracking.records import MetricHistory, Run, RunList
 from loopml.tracking.tracker import DEFAULT_EXPERIMENT, Tracker
 
+if TYPE_CHECKING:
+    from loopml.api.remote import RemoteRun, RemoteTracker
+
 
 @functools.cache
 def _workspace_for(settings: config.Settings) -> Workspace:
-    return Workspace(settings.db_url, settings.artifacts_url)
+    return Workspace(settings.db_url, settings.artifacts_url, actor=config.os_user())
 
 
 @functools.cache
@@ -27,13 +34,42 @@ def _tracker_for(settings: config.Settings) -> Tracker:
     return Tracker(_workspace_for(settings))
 
 
+@functools.cache
+def _remote_tracker_for(settings: config.Settings) -> RemoteTracker:
+    from loopml.api.remote import Connection, RemoteTracker
+
+    assert settings.uri is not None
+    return RemoteTracker(Connection(settings.uri, settings.token))
+
+
+def _local(settings: config.Settings, what: str) -> config.Settings:
+    if settings.remote:
+        raise ConfigError(
+            f"{what} needs the workspace's stores, but LOOPML_URI names a server "
+            f"({settings.uri}); in remote mode the Python API offers start_run, get_run, "
+            "search_runs and metric_history. Unset LOOPML_URI to work on the stores directly"
+        )
+    return settings
+
+
 def workspace() -> Workspace:
     """The workspace the current configuration names."""
-    return _workspace_for(config.resolve())
+    return _workspace_for(_local(config.resolve(), "this call"))
 
 
 def tracker() -> Tracker:
-    return _tracker_for(config.resolve())
+    return _tracker_for(_local(config.resolve(), "this call"))
+
+
+def remote_tracker() -> RemoteTracker | None:
+    """The tracker of the server the configuration names; None in local mode."""
+    settings = config.resolve()
+    return _remote_tracker_for(settings) if settings.remote else None
+
+
+def _any_tracker() -> Tracker | RemoteTracker:
+    settings = config.resolve()
+    return _remote_tracker_for(settings) if settings.remote else _tracker_for(settings)
 
 
 def start_run(
@@ -42,13 +78,44 @@ def start_run(
     name: str | None = None,
     params: Mapping[str, Any] | None = None,
     tags: Mapping[str, Any] | None = None,
-) -> ActiveRun:
-    """Start recording a run; use it as a context manager."""
-    return tracker().start_run(experiment, name=name, params=params, tags=tags)
+    system_metrics: bool | None = None,
+    system_metrics_interval: float | None = None,
+) -> ActiveRun | RemoteRun:
+    """Start recording a run; use it as a context manager.
+
+    ``system_metrics=True`` samples CPU, memory, disk and network I/O (and GPUs) every
+    ``system_metrics_interval`` seconds (default 10) as ``system/...`` metrics; unset, the
+    ``LOOPML_SYSTEM_METRICS`` environment variable (``1``/``0``) decides, and it is off.
+    In remote mode (``LOOPML_URI``) runs do not sample system metrics yet.
+    """
+    interval = config.system_metrics_interval(system_metrics, system_metrics_interval)
+    any_tracker = _any_tracker()
+    if not isinstance(any_tracker, Tracker):
+        return any_tracker.start_run(experiment, name=name, params=params, tags=tags)
+    run = any_tracker.start_run(
+        experiment, name=name, params=params, tags=tags, system_metrics_interval=interval
+    )
+    _started.append(weakref.ref(run))
+    return run
+
+
+# Runs started here, newest last: ``active_run`` is the newest one not yet ended, which is
+# what autologging attaches to. Weak, so a dropped run handle is not kept alive by this.
+_started: list[weakref.ref[ActiveRun]] = []
+
+
+def active_run() -> ActiveRun | None:
+    """The newest run started with :func:`start_run` that has not ended, or None."""
+    while _started:
+        run = _started[-1]()
+        if run is not None and not run.ended:
+            return run
+        _started.pop()
+    return None
 
 
 def get_run(run_id: str) -> Run:
-    return tracker().get_run(run_id)
+    return _any_tracker().get_run(run_id)
 
 
 def search_runs(
@@ -58,8 +125,8 @@ def search_runs(
     limit: int = 1000,
 ) -> RunList:
     """Runs matching a filter such as ``"metrics.auc > 0.7 and params.depth = '6'"``."""
-    return tracker().search_runs(experiment, filter=filter, order_by=order_by, limit=limit)
+    return _any_tracker().search_runs(experiment, filter=filter, order_by=order_by, limit=limit)
 
 
 def metric_history(run_id: str, key: str, *, max_points: int | None = None) -> MetricHistory:
-    return tracker().metric_history(run_id, key, max_points=max_points)
+    return _any_tracker().metric_history(run_id, key, max_points=max_points)

@@ -18,6 +18,7 @@ from loopml.cli import (
     data_cmd,
     demo_cmd,
     gc_cmd,
+    import_cmd,
     loop_cmd,
     models_cmd,
     monitor_cmd,
@@ -79,6 +80,7 @@ app.add_typer(loop_cmd.app, name="loop")
 app.command()(scheduler_cmd.scheduler)
 app.command()(gc_cmd.gc)
 app.command()(reproduce_cmd.reproduce)
+app.add_typer(import_cmd.app, name="import")
 workspace_cmd.register(app)
 serve_cmd.register(app)
 server_cmd.register(app)

@@ -8,13 +8,24 @@ markup.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.text import Text
+
+from loopml.core.progress import silent
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -44,17 +55,31 @@ def print_error(message: str) -> None:
 
 
 @contextmanager
-def working(description: str) -> Iterator[None]:
-    """A spinner with the elapsed time on stderr while long work runs.
-
-    Rich draws it only on a terminal, so piped output and logs stay clean.
-    """
+def bars(description: str) -> Iterator[Callable[[str, int, int], None]]:
+    """Progress bars on stderr, one a stage, fed by the ``(stage, done, total)`` calls of
+    ``loopml.core.progress``; the first line names the whole job with the time elapsed.
+    Rich draws them only on a terminal, so piped output and logs stay clean, and removes
+    them when the work ends."""
+    if not err.is_terminal:
+        # Rich would still end its live display with a blank line on a pipe.
+        yield silent
+        return
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
         TimeElapsedColumn(),
+        TimeRemainingColumn(),
         console=err,
         transient=True,
     ) as progress:
         progress.add_task(description, total=None)
-        yield
+        tasks: dict[str, TaskID] = {}
+
+        def report(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(f"  {escape(stage)}", total=total)
+            progress.update(tasks[stage], completed=done, total=total)
+
+        yield report

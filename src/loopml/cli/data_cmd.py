@@ -12,7 +12,7 @@ from rich.table import Table
 
 from loopml.api import datasets as api
 from loopml.cli import tables
-from loopml.cli.console import esc, lit, out, plural, working
+from loopml.cli.console import bars, esc, lit, out, plural
 from loopml.cli.workspace_guard import require_workspace
 from loopml.core import clock
 from loopml.core.errors import InvalidInputError
@@ -52,10 +52,18 @@ def add(
     before = {d.version for d in _versions_or_empty(name)}
     with (
         warnings.catch_warnings(record=True) as caught,
-        working(f"adding {esc(source)} to {esc(name)}: reading, hashing, profiling"),
+        bars(f"adding {esc(source)} to {esc(name)}") as progress,
     ):
         warnings.simplefilter("always", api.ContentAlreadyStoredWarning)
-        ds = api.add(name, source, description=description, owner=owner, tags=tag, schema=parsed)
+        ds = api.add(
+            name,
+            source,
+            description=description,
+            owner=owner,
+            tags=tag,
+            schema=parsed,
+            progress=progress,
+        )
     verb = "already stored as" if ds.version in before else "added"
     out.print(
         f"{verb} [bold]{esc(ds.ref)}[/]: {ds.num_rows:,} rows x "
@@ -324,8 +332,8 @@ def verify(
 ) -> None:
     """Re-hash stored data; exits 1 if anything was modified or truncated."""
     require_workspace(listing=True)
-    with working(f"re-hashing {esc(name) if name else 'every stored blob'}"):
-        report = api.verify(name)
+    with bars(f"re-hashing {esc(name) if name else 'every stored blob'}") as progress:
+        report = api.verify(name, progress=progress)
     for problem in report.problems:
         out.print(f"[red]corrupted[/]: {esc(problem)}", soft_wrap=True)
     size_mb = report.bytes / 1e6

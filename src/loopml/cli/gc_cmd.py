@@ -6,11 +6,10 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
 from loopml.api import fluent
-from loopml.cli.console import err, out
+from loopml.cli.console import bars, err, out
 from loopml.store.gc import Retention, collect
 
 
@@ -63,20 +62,7 @@ def gc(
         compact=compact,
     )
     ws = fluent.workspace()
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=err,
-        transient=True,
-    ) as bar:
-        tasks: dict[str, TaskID] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
+    with bars("loopml gc") as progress:
         report = collect(ws, retention, dry_run=dry_run, progress=progress)
     title = "loopml gc (dry run: nothing changed)" if dry_run else "loopml gc"
     table = Table(title=title)

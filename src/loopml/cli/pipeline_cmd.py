@@ -11,7 +11,7 @@ from rich.tree import Tree
 
 from loopml.api import fluent
 from loopml.cli import tables
-from loopml.cli.console import esc, lit, out, plural, working
+from loopml.cli.console import bars, esc, lit, out, plural
 from loopml.cli.workspace_guard import require_workspace
 from loopml.core import clock
 from loopml.core.errors import InvalidInputError
@@ -102,7 +102,7 @@ def run(
     """Run a pipeline; prints each step's status (executed or cached) and duration."""
     pipe = load_pipeline(ref)
     params = parse_params(param or [], pipe)
-    with working(f"running pipeline {esc(ref)} ({esc(executor)})"):
+    with bars(f"running pipeline {esc(ref)} ({esc(executor)})") as progress:
         result = runner.run_pipeline(
             fluent.workspace(),
             pipe,
@@ -112,6 +112,7 @@ def run(
             max_workers=max_workers,
             address=address,
             tracker=fluent.tracker(),
+            progress=progress,
         )
     show_run(result)
 
@@ -205,9 +206,14 @@ def resume(
     ] = None,
 ) -> None:
     """Re-run a failed run from the failure, reusing the steps that succeeded."""
-    with working(f"resuming pipeline run {esc(run_id)}"):
+    with bars(f"resuming pipeline run {esc(run_id)}") as progress:
         result = runner.resume(
-            fluent.workspace(), run_id, executor=executor, address=address, tracker=fluent.tracker()
+            fluent.workspace(),
+            run_id,
+            executor=executor,
+            address=address,
+            tracker=fluent.tracker(),
+            progress=progress,
         )
     show_run(result)
 

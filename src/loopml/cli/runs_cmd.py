@@ -112,11 +112,14 @@ def list_runs(
     require_workspace(listing=True)
     if not 0 < limit <= MAX_SEARCH_LIMIT:
         raise InvalidInputError(f"--limit must be from 1 to {MAX_SEARCH_LIMIT}")
-    # Step runs are left out after the search, so ask for more to still fill the page.
-    fetch = limit if all_runs else min(MAX_SEARCH_LIMIT, limit * 20)
-    found = fluent.search_runs(experiment, filter=filter, order_by=order_by, limit=fetch)
-    runs = [r for r in found if all_runs or STEP_TAG not in r.tags][:limit]
-    hidden = 0 if all_runs else sum(1 for r in found if STEP_TAG in r.tags)
+    # Step runs are left out by the search itself, so a page is always full when it can be.
+    wanted = filter if all_runs else _with(filter, f"tags.`{STEP_TAG}` is null")
+    runs = fluent.search_runs(experiment, filter=wanted, order_by=order_by, limit=limit)
+    hidden = not all_runs and bool(
+        fluent.search_runs(
+            experiment, filter=_with(filter, f"tags.`{STEP_TAG}` is not null"), limit=1
+        )
+    )
     experiments = {r.experiment for r in runs}
     one_experiment = len(experiments) == 1
     title = plural(len(runs), "run")
@@ -158,9 +161,13 @@ def list_runs(
             f"{plural(len(left_out), 'more metric')} not shown (sort or filter by one to show it)"
         )
     if hidden:
-        notes.append(f"{plural(hidden, 'pipeline step run')} hidden (--all shows them)")
+        notes.append("pipeline step runs hidden (--all shows them)")
     if notes:
         out.print("; ".join(notes), style="dim")
+
+
+def _with(filter: str | None, condition: str) -> str:
+    return condition if not filter else f"({filter}) and {condition}"
 
 
 @app.command("show")

@@ -60,6 +60,7 @@ class DatasetVersion(Summarized):
     schema_version: int | None
     description: str = ""
     properties: dict[str, Any] = field(default_factory=dict, repr=False)
+    created_by: str | None = None
     workspace: Workspace = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
 
     @property

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loopml.core.errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError
+from loopml.core.progress import Progress
 from loopml.pipelines import params as params_mod
 from loopml.pipelines import records, values
 from loopml.pipelines.cache import StepCache
@@ -24,6 +25,7 @@ from loopml.pipelines.errors import PipelineFailedError
 from loopml.pipelines.executors import EXECUTORS, Executor, make_executor
 from loopml.pipelines.graph import Graph, Node
 from loopml.pipelines.hooks import CacheHit, RunHooks, RunInfo, Why
+from loopml.pipelines.progress import Reporting
 from loopml.pipelines.recorder import Recorder
 from loopml.pipelines.task import Input, StepRef, StepTask, TaskResult, step_ref
 from loopml.store.workspace import Workspace
@@ -61,11 +63,12 @@ def run_pipeline(
     raise_on_failure: bool = True,
     tracker: Tracker | None = None,
     hooks: RunHooks | None = None,
+    progress: Progress | None = None,
 ) -> records.PipelineRun:
     """Run ``pipe`` with ``params``. Everything that can be checked is checked first.
 
     ``tracker`` is the caller's tracker for ``ws`` (one per workspace use); ``hooks``
-    replaces the default recorder."""
+    replaces the default recorder; ``progress`` hears ("steps", done, total)."""
     if executor not in EXECUTORS:
         raise InvalidInputError(
             f"unknown executor {executor!r}; choose one of: {', '.join(EXECUTORS)}"
@@ -79,6 +82,9 @@ def run_pipeline(
     if executor != "local":
         refs = {n: step_ref(graph.nodes[n].step.fn) for n in order}
     ex = make_executor(executor, max_workers=max_workers, address=address)
+    run_hooks: RunHooks = hooks if hooks is not None else Recorder(ws, tracker)
+    if progress is not None:
+        run_hooks = Reporting(run_hooks, progress)
     runner = _Runner(
         ws,
         graph,
@@ -86,7 +92,7 @@ def run_pipeline(
         cache=cache,
         reuse=dict(reuse or {}),
         refs=refs,
-        hooks=hooks if hooks is not None else Recorder(ws, tracker),
+        hooks=run_hooks,
     )
     try:
         run_id = runner.run(
@@ -118,6 +124,7 @@ def resume(
     address: str | None = None,
     raise_on_failure: bool = True,
     tracker: Tracker | None = None,
+    progress: Progress | None = None,
 ) -> records.PipelineRun:
     """Run a failed or interrupted pipeline run again from where it stopped: nodes that
     succeeded are reused (when their key is unchanged), the rest run."""
@@ -149,6 +156,7 @@ def resume(
         resumed_from=old.id,
         raise_on_failure=raise_on_failure,
         tracker=tracker,
+        progress=progress,
     )
 
 

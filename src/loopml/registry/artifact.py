@@ -15,6 +15,7 @@ ones that were saved; there is deliberately no function to load a model from a p
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -171,6 +172,51 @@ def save_model(
     return SavedModel(tree.digest, tree.size, metadata)
 
 
+def check_stored(store: ArtifactStore, digest: str, *, what: str | None = None) -> SavedModel:
+    """A model tree someone else wrote (a client uploading through the server), checked as
+    loading would check it, without loading it: every file present and matching its
+    digest, the metadata valid and naming only files of the tree."""
+    label = what or digest
+    tree = store.get_tree(digest, what=label)
+    for entry in tree.entries:
+        store.verify(entry.digest, what=f"{label}/{entry.path}")
+    metadata = read_metadata(store, digest, what=label)
+    _check_members(metadata, tree, label)
+    flavors.get(metadata.flavor)  # an unknown flavor is refused now, not at the first load
+    return SavedModel(tree.digest, tree.size, metadata)
+
+
+NOT_SERVABLE = "not_servable"
+
+
+def save_files(
+    store: ArtifactStore, files: Mapping[str, bytes], metadata: ModelMetadata
+) -> SavedModel:
+    """Store a model another tool saved: ``files`` (relative path -> bytes) go under
+    ``model/`` beside a manifest of ``metadata``. Nothing is loaded; a file the
+    metadata's flavor needs must be among ``files``. A model loopml cannot serve carries
+    its reason as ``flavor_info["not_servable"]``, which loading reports."""
+    with tempfile.TemporaryDirectory(prefix="loopml-model-") as tmp:
+        root = Path(tmp)
+        for rel, data in files.items():
+            member = root / _member_path(rel, MODEL_DIR, what="a model file")
+            try:
+                member.parent.mkdir(parents=True, exist_ok=True)
+                member.write_bytes(data)
+            except OSError:  # a path that is both a file and a folder
+                raise InvalidInputError(f"model file {rel!r} clashes with another") from None
+        if "file" in metadata.flavor_info:
+            needed = _member_path(metadata.flavor_info["file"], MODEL_DIR, what="the model file")
+            if not (root / needed).is_file():
+                raise InvalidInputError(
+                    f"the model has no file {metadata.flavor_info['file']!r} for its "
+                    f"{metadata.flavor} flavor"
+                )
+        (root / METADATA_FILE).write_text(manifest_text(metadata))
+        tree = store.put_tree(root)
+    return SavedModel(tree.digest, tree.size, metadata)
+
+
 def manifest_text(metadata: ModelMetadata) -> str:
     """The model's YAML manifest. It is part of the hashed tree, so it holds only what
     the model is: per-save facts (when it was saved) live in the metadata store, and the
@@ -209,6 +255,10 @@ def load_model(
             ) from None
         metadata = ModelMetadata.from_dict(raw, what=label)
         _check_members(metadata, tree, label)
+        if metadata.flavor_info.get(NOT_SERVABLE):
+            raise InvalidInputError(
+                f"{label} cannot be loaded or served: {metadata.flavor_info[NOT_SERVABLE]}"
+            )
         fl = flavors.get(metadata.flavor)
         check_versions(metadata.packages, fl.packages, what=label)
         try:

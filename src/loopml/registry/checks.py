@@ -18,6 +18,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import ConfigDict, Discriminator, Strict, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass
 
+from loopml.core import declared
 from loopml.core.errors import InvalidInputError
 from loopml.registry.artifact import example_table
 from loopml.registry.evaluation import EvaluationResult, higher_is_better
@@ -328,24 +329,15 @@ def check_to_dict(check: AnyCheck) -> dict[str, Any]:
 def explain(exc: ValidationError, what: str) -> str:
     """A validation error as one line per problem, each naming its field."""
     known = ", ".join(c.__dataclass_fields__["type"].default for c in CHECKS)
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        where = f"{what} {loc}: " if loc else f"{what}: "
-        kind = err["type"]
-        if kind in ("union_tag_invalid", "union_tag_not_found"):
-            tag = err.get("ctx", {}).get("tag")
-            found = f"unknown gate check type {tag!r}" if tag else "a gate check needs a 'type'"
-            lines.append(f"{where}{found}; known: {known}")
-        elif kind in ("unexpected_keyword_argument", "extra_forbidden"):
-            lines.append(f"{where}unknown key {err['loc'][-1]!r}")
-        elif kind == "missing":
-            lines.append(f"{where}required")
-        elif kind == "value_error":
-            lines.append(f"{where}{err['msg'].removeprefix('Value error, ')}")
-        else:
-            lines.append(f"{where}{err['msg']}, got {err.get('input')!r}")
-    return "; ".join(lines)
+
+    def unknown_type(where: str, err: dict[str, Any]) -> str | None:
+        if err["type"] not in ("union_tag_invalid", "union_tag_not_found"):
+            return None
+        tag = err.get("ctx", {}).get("tag")
+        found = f"unknown gate check type {tag!r}" if tag else "a gate check needs a 'type'"
+        return f"{where}{found}; known: {known}"
+
+    return declared.explain(exc, what, unknown_type)
 
 
 def refuse_as_invalid_input(cls: type[Any], what: str) -> None:

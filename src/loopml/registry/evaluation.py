@@ -9,12 +9,14 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from loopml.core.declared import explain
 from loopml.core.errors import InvalidInputError
 from loopml.registry.loaded import LoadedModel
 from loopml.registry.table import to_arrow
@@ -22,7 +24,7 @@ from loopml.store.artifacts import ArtifactStore
 from loopml.store.workspace import Workspace
 
 EVALUATION_KIND = "evaluation"
-EVALUATION_FORMAT = "loopml.evaluation/1"
+EVALUATION_FORMAT: Literal["loopml.evaluation/1"] = "loopml.evaluation/1"
 MAX_SLICES = 200
 
 HIGHER_IS_BETTER = frozenset(
@@ -117,45 +119,69 @@ class EvaluationResult:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": EVALUATION_FORMAT,
-            "task": self.task,
-            "target": self.target,
-            "n_rows": self.n_rows,
-            "model": self.model,
-            "metrics": self.metrics,
-            "slices": {
-                c: [{"value": s.value, "n": s.n, "metrics": s.metrics} for s in ss]
+        return StoredEvaluation(
+            format=EVALUATION_FORMAT,
+            task=self.task,  # type: ignore[arg-type]  # evaluate() only makes the two tasks
+            target=self.target,
+            n_rows=self.n_rows,
+            model=self.model,
+            metrics=self.metrics,
+            slices={
+                c: [StoredSlice(value=s.value, n=s.n, metrics=s.metrics) for s in ss]
                 for c, ss in self.slices.items()
             },
-            "labels": self.labels,
-            "confusion_matrix": self.confusion_matrix,
-            "calibration": None
-            if self.calibration is None
-            else [b.__dict__ for b in self.calibration],
-        }
+            labels=self.labels,
+            confusion_matrix=self.confusion_matrix,
+            calibration=self.calibration,
+        ).model_dump()
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], digest: str | None = None) -> EvaluationResult:
-        if d.get("format") != EVALUATION_FORMAT:
-            raise InvalidInputError("not a loopml evaluation artifact")
+        try:
+            stored = StoredEvaluation.model_validate(d)
+        except ValidationError as exc:
+            raise InvalidInputError(explain(exc, "evaluation")) from None
         return cls(
-            task=d["task"],
-            target=d["target"],
-            n_rows=int(d["n_rows"]),
-            metrics={k: float(v) for k, v in d["metrics"].items()},
+            task=stored.task,
+            target=stored.target,
+            n_rows=stored.n_rows,
+            metrics=stored.metrics,
             slices={
-                c: [SliceMetrics(c, s["value"], int(s["n"]), dict(s["metrics"])) for s in ss]
-                for c, ss in d.get("slices", {}).items()
+                c: [SliceMetrics(c, s.value, s.n, dict(s.metrics)) for s in ss]
+                for c, ss in stored.slices.items()
             },
-            labels=d.get("labels"),
-            confusion_matrix=d.get("confusion_matrix"),
-            calibration=None
-            if d.get("calibration") is None
-            else [CalibrationBin(**b) for b in d["calibration"]],
-            model=d.get("model"),
+            labels=stored.labels,
+            confusion_matrix=stored.confusion_matrix,
+            calibration=stored.calibration,
+            model=stored.model,
             digest=digest,
         )
+
+
+class StoredSlice(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    value: Any
+    n: int = Field(ge=0)
+    metrics: dict[str, float | None]
+
+
+class StoredEvaluation(BaseModel):
+    """The JSON an evaluation artifact holds, declared: a damaged or foreign file is
+    refused with the field that is wrong."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["loopml.evaluation/1"]
+    task: Literal["classification", "regression"]
+    target: str
+    n_rows: int = Field(ge=0)
+    model: str | None = None
+    metrics: dict[str, float]
+    slices: dict[str, list[StoredSlice]] = Field(default_factory=dict)
+    labels: list[Any] | None = None
+    confusion_matrix: list[list[int]] | None = None
+    calibration: list[CalibrationBin] | None = None
 
 
 def _metric_safe(value: Any) -> str:

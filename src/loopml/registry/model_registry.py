@@ -15,14 +15,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 
 from loopml.core import clock, names
 from loopml.core.display import Summarized, Summary
 from loopml.core.errors import ConflictError, InvalidInputError, NotFoundError, StoreError
 from loopml.core.ids import new_id
-from loopml.registry.artifact import load_model, read_metadata, save_model
+from loopml.registry.artifact import SavedModel, check_stored, load_model, read_metadata, save_model
 from loopml.registry.loaded import LoadedModel, ModelMetadata
 from loopml.registry.signature import Signature
 from loopml.store.metadata.tables import (
@@ -75,6 +75,7 @@ class ModelVersion(Summarized):
     tags: dict[str, str]
     created_at: float
     aliases: tuple[str, ...] = ()
+    created_by: str | None = None
 
     @property
     def ref(self) -> str:
@@ -119,6 +120,7 @@ class AliasEvent:
     execution_id: str | None
     created_at: float
     forced: bool = False
+    created_by: str | None = None
 
 
 class Declared(Protocol):
@@ -146,13 +148,89 @@ class Registry:
         code_version: str | None = None,
         description: str = "",
         tags: Mapping[str, Any] | None = None,
+        created_by: str | None = None,
     ) -> ModelVersion:
         """Save ``model`` and record it as the next version of ``name``.
 
         ``X`` is the training data (or a sample): it gives the signature and the input
         example. ``run_id`` and ``dataset_ids`` link the version into the lineage graph;
-        ``code_version`` is the code's version (the fluent API passes the run's git commit).
+        ``code_version`` is the code's version (the fluent API passes the run's git commit);
+        ``created_by`` who registers it (the workspace's actor by default).
         """
+        tag_map, datasets = self._check_new(name, run_id, dataset_ids, description, tags)
+        # The artifact is complete before any row points at it.
+        saved = save_model(self.ws.artifacts, model, X, flavor=flavor)
+        return self._add_version(
+            name,
+            saved,
+            run_id=run_id,
+            datasets=datasets,
+            code_version=code_version,
+            description=description,
+            tags=tag_map,
+            created_by=self.ws.actor if created_by is None else created_by,
+        )
+
+    def register_stored(
+        self,
+        name: str,
+        digest: str,
+        *,
+        run_id: str | None = None,
+        dataset_ids: Sequence[str] = (),
+        code_version: str | None = None,
+        description: str = "",
+        tags: Mapping[str, Any] | None = None,
+        created_by: str | None = None,
+    ) -> ModelVersion:
+        """Record a model tree already in the artifact store (uploaded by a remote client)
+        as the next version of ``name``, after checking it as a load would."""
+        saved = check_stored(self.ws.artifacts, digest, what=f"the model uploaded as {name!r}")
+        return self.register_saved(
+            name,
+            saved,
+            run_id=run_id,
+            dataset_ids=dataset_ids,
+            code_version=code_version,
+            description=description,
+            tags=tags,
+            created_by=created_by,
+        )
+
+    def register_saved(
+        self,
+        name: str,
+        saved: SavedModel,
+        *,
+        run_id: str | None = None,
+        dataset_ids: Sequence[str] = (),
+        code_version: str | None = None,
+        description: str = "",
+        tags: Mapping[str, Any] | None = None,
+        created_by: str | None = None,
+    ) -> ModelVersion:
+        """Record a model tree already in the store and checked (see :func:`save_model`,
+        :func:`save_files`, :func:`check_stored`) as the next version of ``name``."""
+        tag_map, datasets = self._check_new(name, run_id, dataset_ids, description, tags)
+        return self._add_version(
+            name,
+            saved,
+            run_id=run_id,
+            datasets=datasets,
+            code_version=code_version,
+            description=description,
+            tags=tag_map,
+            created_by=self.ws.actor if created_by is None else created_by,
+        )
+
+    def _check_new(
+        self,
+        name: str,
+        run_id: str | None,
+        dataset_ids: Sequence[str],
+        description: object,
+        tags: Mapping[str, Any] | None,
+    ) -> tuple[dict[str, str], list[str]]:
         check_model_name(name)
         tag_map = _check_tags(tags)
         datasets = [str(d) for d in dataset_ids]
@@ -162,8 +240,20 @@ class Registry:
             if run_id is not None:
                 self.ws.lineage.require_execution(conn, run_id, "run")
             self.ws.lineage.require_artifacts(conn, datasets, "dataset")
-        # The artifact is complete before any row points at it.
-        saved = save_model(self.ws.artifacts, model, X, flavor=flavor)
+        return tag_map, datasets
+
+    def _add_version(
+        self,
+        name: str,
+        saved: SavedModel,
+        *,
+        run_id: str | None,
+        datasets: list[str],
+        code_version: str | None,
+        description: str,
+        tags: dict[str, str],
+        created_by: str | None,
+    ) -> ModelVersion:
         for attempt in range(_RETRIES):
             try:
                 with self.ws.write_engine.begin() as conn:
@@ -177,7 +267,8 @@ class Registry:
                         datasets=datasets,
                         code_version=code_version,
                         description=description,
-                        tags=tag_map,
+                        tags=tags,
+                        created_by=created_by,
                     )
                 break
             except SQLIntegrityError:
@@ -203,6 +294,7 @@ class Registry:
         code_version: str | None,
         description: str,
         tags: dict[str, str],
+        created_by: str | None,
     ) -> int:
         now = clock.now()
         conn.execute(
@@ -245,6 +337,7 @@ class Registry:
                 description=description,
                 tags=tags,
                 created_at=now,
+                created_by=created_by,
             )
         )
         execution_id = lineage.add_execution(
@@ -282,6 +375,157 @@ class Registry:
                     update(model_versions).where(model_versions.c.id == mv.id).values(**values)
                 )
         return self.get_version(name, version)
+
+    def remove_version_tags(self, name: str, version: int, keys: Iterable[str]) -> ModelVersion:
+        mv = self.get_version(name, version)
+        kept = {k: v for k, v in mv.tags.items() if k not in set(keys)}
+        with self.ws.write_engine.begin() as conn:
+            conn.execute(
+                update(model_versions).where(model_versions.c.id == mv.id).values(tags=kept)
+            )
+        return self.get_version(name, version)
+
+    # managing registered models ------------------------------------------------------
+    # For clients with MLflow's registry model (create empty, rename, delete). Deleting
+    # removes the registry rows only: the model artifacts and their lineage stay until
+    # `loopml gc` finds nothing referencing them.
+    def create_model(
+        self, name: str, *, description: str = "", tags: Mapping[str, Any] | None = None
+    ) -> RegisteredModel:
+        """A registered model with no versions yet; ConflictError if the name is taken."""
+        check_model_name(name)
+        if not isinstance(description, str):
+            raise InvalidInputError("description must be a string")
+        tag_map = _check_tags(tags)
+        try:
+            with self.ws.write_engine.begin() as conn:
+                conn.execute(
+                    insert(registered_models).values(
+                        name=name, description=description, tags=tag_map, created_at=clock.now()
+                    )
+                )
+        except SQLIntegrityError:
+            raise ConflictError(f"registered model {name!r} already exists") from None
+        return self.get_model(name)
+
+    def update_model(
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+        remove_tags: Iterable[str] = (),
+    ) -> RegisteredModel:
+        """Change a model's description, merge ``tags`` into its tags, drop ``remove_tags``."""
+        if description is not None and not isinstance(description, str):
+            raise InvalidInputError("description must be a string")
+        added = _check_tags(tags)
+        removed = set(remove_tags)
+        with self.ws.write_engine.begin() as conn:
+            model_id = self._lock_model(conn, name)
+            current = conn.execute(
+                select(registered_models.c.tags).where(registered_models.c.id == model_id)
+            ).scalar()
+            merged = {k: v for k, v in {**dict(current or {}), **added}.items() if k not in removed}
+            values: dict[str, Any] = {"tags": merged}
+            if description is not None:
+                values["description"] = description
+            conn.execute(
+                update(registered_models).where(registered_models.c.id == model_id).values(**values)
+            )
+        return self.get_model(name)
+
+    def rename_model(self, name: str, new_name: str) -> RegisteredModel:
+        """Give a model a new name; its versions, aliases and history go with it."""
+        check_model_name(new_name)
+        try:
+            with self.ws.write_engine.begin() as conn:
+                model_id = self._lock_model(conn, name)
+                conn.execute(
+                    update(registered_models)
+                    .where(registered_models.c.id == model_id)
+                    .values(name=new_name)
+                )
+        except SQLIntegrityError:
+            raise ConflictError(f"registered model {new_name!r} already exists") from None
+        return self.get_model(new_name)
+
+    def delete_version(self, name: str, version: int, *, created_by: str | None = None) -> None:
+        """Drop a version and the aliases pointing at it (the artifact stays for `gc`)."""
+        mv = self.get_version(name, version)
+        with self.ws.write_engine.begin() as conn:
+            model_id = self._lock_model(conn, name)
+            for alias in mv.aliases:
+                self._unset_alias(
+                    conn, model_id, name, alias, version, "its version was deleted", created_by
+                )
+            conn.execute(delete(model_versions).where(model_versions.c.id == mv.id))
+
+    def delete_model(self, name: str) -> None:
+        """Drop a registered model with its versions, aliases and alias history."""
+        with self.ws.write_engine.begin() as conn:
+            model_id = self._lock_model(conn, name)
+            for table in (model_aliases, alias_events, model_versions):
+                conn.execute(delete(table).where(table.c.model_id == model_id))
+            conn.execute(delete(registered_models).where(registered_models.c.id == model_id))
+
+    def delete_alias(
+        self, name: str, alias: str, *, reason: str = "", created_by: str | None = None
+    ) -> None:
+        """Remove ``alias``; the removal is an event in the alias history."""
+        check_alias(alias)
+        with self.ws.write_engine.begin() as conn:
+            model_id = self._lock_model(conn, name)
+            current = conn.execute(
+                select(model_aliases.c.version).where(
+                    model_aliases.c.model_id == model_id, model_aliases.c.alias == alias
+                )
+            ).scalar()
+            if current is None:
+                raise NotFoundError(f"model {name!r} has no alias {alias!r}")
+            self._unset_alias(
+                conn, model_id, name, alias, current, reason or "alias deleted", created_by
+            )
+
+    def _unset_alias(
+        self,
+        conn: Connection,
+        model_id: int,
+        name: str,
+        alias: str,
+        current: int,
+        reason: str,
+        created_by: str | None,
+    ) -> None:
+        conn.execute(
+            delete(model_aliases).where(
+                model_aliases.c.model_id == model_id, model_aliases.c.alias == alias
+            )
+        )
+        properties = {"model": name, "alias": alias, "from_version": current, "reason": reason}
+        execution_id = self.ws.lineage.add_execution(
+            "unset_alias",
+            name=f"{name}@{alias}",
+            status="finished",
+            properties=properties,
+            conn=conn,
+        ).id
+        conn.execute(
+            insert(alias_events).values(
+                model_id=model_id,
+                alias=alias,
+                action="unset_alias",
+                from_version=current,
+                to_version=None,
+                allowed=True,
+                reason=reason,
+                gate_result=None,
+                execution_id=execution_id,
+                created_at=clock.now(),
+                forced=False,
+                created_by=self.ws.actor if created_by is None else created_by,
+            )
+        )
 
     # reading ----------------------------------------------------------------------
     def _model_id(self, conn: Connection, name: str) -> int:
@@ -404,6 +648,7 @@ class Registry:
                     tags=dict(r.tags),
                     created_at=r.created_at,
                     aliases=tuple(sorted(by_version.get(r.version, []))),
+                    created_by=r.created_by,
                 )
             )
         return out
@@ -490,6 +735,7 @@ class Registry:
         gate_result: dict[str, Any] | None = None,
         inputs: Iterable[tuple[str, str]] = (),
         forced: bool = False,
+        created_by: str | None = None,
     ) -> AliasEvent:
         """Move ``alias`` to ``version`` if it still points at ``expected_from``; record it.
 
@@ -509,6 +755,7 @@ class Registry:
             gate_result=gate_result,
             inputs=inputs,
             forced=forced,
+            created_by=created_by,
         )
 
     def record_refusal(
@@ -521,6 +768,7 @@ class Registry:
         reason: str,
         gate_result: dict[str, Any] | None = None,
         inputs: Iterable[tuple[str, str]] = (),
+        created_by: str | None = None,
     ) -> AliasEvent:
         """Record a refused attempt to move ``alias`` to ``version``; the alias stays put."""
         return self._record(
@@ -534,6 +782,7 @@ class Registry:
             gate_result=gate_result,
             inputs=inputs,
             forced=False,
+            created_by=created_by,
         )
 
     def _record(
@@ -549,6 +798,7 @@ class Registry:
         gate_result: dict[str, Any] | None,
         inputs: Iterable[tuple[str, str]],
         forced: bool,
+        created_by: str | None,
     ) -> AliasEvent:
         check_alias(alias)
         target = self.get_version(name, version)
@@ -602,6 +852,7 @@ class Registry:
                     execution_id=execution_id,
                     created_at=now,
                     forced=forced and allowed,
+                    created_by=self.ws.actor if created_by is None else created_by,
                 )
                 .returning(*alias_events.c)
             ).one()
@@ -620,7 +871,14 @@ class Registry:
             return self._model_id(conn, name)  # raises NotFoundError
         return int(model_id)
 
-    def rollback(self, name: str, alias: str = "champion", *, reason: str = "") -> AliasEvent:
+    def rollback(
+        self,
+        name: str,
+        alias: str = "champion",
+        *,
+        reason: str = "",
+        created_by: str | None = None,
+    ) -> AliasEvent:
         """Point ``alias`` back at the version it held before its latest promotion.
 
         Rollbacks stack: rolling back twice goes back two promotions.
@@ -651,6 +909,7 @@ class Registry:
             action="rollback",
             reason=reason or f"rolled back from version {current} to version {target}",
             expected_from=current,
+            created_by=created_by,
         )
         if not event.allowed:
             raise ConflictError(event.reason)
@@ -671,6 +930,7 @@ def _event(name: str, r: Any) -> AliasEvent:
         r.execution_id,
         r.created_at,
         bool(r.forced),
+        r.created_by,
     )
 
 

@@ -67,12 +67,14 @@ def promote(
     reason: str = "",
     dataset_ids: Sequence[str] = (),
     force: bool = False,
+    created_by: str | None = None,
 ) -> PromotionResult:
     """Move ``name@alias`` to ``version`` if ``gate`` passes; record the attempt either way.
 
     ``data`` is the labelled evaluation table the gate's metric checks score both the
     candidate and the current champion on; ``dataset_ids`` name it in the lineage. When
     the model has a policy, ``gate`` must be the policy's gate, or ``force=True``.
+    ``created_by`` says who asked (the workspace's actor by default).
     """
     registry = Registry(ws)
     check_alias(alias)
@@ -94,6 +96,7 @@ def promote(
                     f"model {name!r} requires gate {required.name!r} for promotions and this "
                     f"one had {given}; pass gate=<the policy's gate> or force=True"
                 ),
+                created_by=created_by,
             )
             return PromotionResult(name, alias, version, current, False, event.reason, None, event)
         forced = True
@@ -109,6 +112,7 @@ def promote(
             reason=reason or "promoted without a gate",
             expected_from=current,
             forced=forced,
+            created_by=created_by,
         )
         return PromotionResult(
             name, alias, version, current, event.allowed, event.reason, None, event
@@ -151,6 +155,7 @@ def promote(
             gate_result=result.to_dict(),
             inputs=inputs,
             forced=forced,
+            created_by=created_by,
         )
     else:
         failed = ", ".join(c.description for c in result.failed)
@@ -165,6 +170,7 @@ def promote(
             reason=why,
             gate_result=result.to_dict(),
             inputs=inputs,
+            created_by=created_by,
         )
     return PromotionResult(
         name, alias, version, current, event.allowed, event.reason, result, event

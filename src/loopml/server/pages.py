@@ -33,6 +33,7 @@ from loopml.server.routes.monitoring import EVENT_KINDS, NOT_YET, alerts, histor
 from loopml.server.state import ServerState, monitoring_module, state
 from loopml.server.wire import finite_list
 from loopml.store.lineage import LineageGraph
+from loopml.tracking.records import RunPage
 
 router = APIRouter(include_in_schema=False)
 guarded = APIRouter(include_in_schema=False, dependencies=[Depends(require_access)])
@@ -140,8 +141,7 @@ def runs_page(
 ) -> HTMLResponse:
     error = None
     try:
-        page = queries.runs_page(
-            s.tracker,
+        page = s.tracker.runs_page(
             experiment=experiment or None,
             filter=filter,
             order_by=order_by,
@@ -150,7 +150,7 @@ def runs_page(
         )
     except LoopmlError as exc:
         error = str(exc)
-        page = queries.RunPage([], 0, offset, PAGE_SIZE)
+        page = RunPage([], 0, offset, PAGE_SIZE)
     metric_keys = sorted({k for r in page.runs for k in r.metrics})[:MAX_COLUMNS]
     param_keys = sorted({k for r in page.runs for k in r.params})[:MAX_COLUMNS]
     return render(

@@ -65,6 +65,9 @@ class RunOut(BaseModel):
     git_dirty: bool | None
     environment_digest: str | None
     error: str | None
+    created_by: str | None = Field(
+        default=None, description="who made it: a token's name, 'anonymous', or an OS user"
+    )
 
     @classmethod
     def of(cls, r: Run) -> RunOut:
@@ -83,6 +86,7 @@ class RunOut(BaseModel):
             git_dirty=r.git_dirty,
             environment_digest=r.environment_digest,
             error=r.error,
+            created_by=r.created_by,
         )
 
 
@@ -176,16 +180,29 @@ class StartRunIn(BaseModel):
 class MetricPointIn(BaseModel):
     key: str
     value: float
-    step: int = Field(default=0, ge=-(2**62), le=2**62)
-    timestamp: float | None = None
+    step: int = Field(default=0, ge=-(2**63), le=2**63 - 1)
+    timestamp: float | None = Field(
+        default=None, description="seconds since the epoch; the server's clock when null"
+    )
 
 
 class LogMetricsIn(BaseModel):
     metrics: list[MetricPointIn] = Field(max_length=100_000)
 
 
+class LogBatchIn(BaseModel):
+    """What a client queued for one run; an empty batch only says the client is alive."""
+
+    metrics: list[MetricPointIn] = Field(default_factory=list, max_length=100_000)
+    params: dict[str, str] = Field(default_factory=dict, max_length=1000)
+    tags: dict[str, str] = Field(default_factory=dict, max_length=1000)
+
+
 class EndRunIn(BaseModel):
     status: Literal["finished", "failed"] = "finished"
+    error: str | None = Field(
+        default=None, max_length=20_000, description="why it failed (a traceback)"
+    )
 
 
 # --- datasets ----------------------------------------------------------------------------
@@ -229,6 +246,9 @@ class DatasetVersionOut(BaseModel):
     artifact_id: str
     schema_version: int | None
     columns: list[dict[str, str]]
+    created_by: str | None = Field(
+        default=None, description="who made it: a token's name, 'anonymous', or an OS user"
+    )
 
     @classmethod
     def of(cls, d: Dataset) -> DatasetVersionOut:
@@ -241,6 +261,7 @@ class DatasetVersionOut(BaseModel):
             created_at=d.created_at,
             artifact_id=d.artifact_id,
             schema_version=d.schema_version,
+            created_by=d.created_by,
             columns=[
                 {"name": str(c.get("name")), "dtype": str(c.get("dtype"))}
                 for c in d.properties.get("columns", [])
@@ -292,6 +313,9 @@ class ModelVersionOut(BaseModel):
     tags: dict[str, str]
     created_at: float
     aliases: list[str]
+    created_by: str | None = Field(
+        default=None, description="who made it: a token's name, 'anonymous', or an OS user"
+    )
 
     @classmethod
     def of(cls, v: ModelVersion) -> ModelVersionOut:
@@ -310,6 +334,7 @@ class ModelVersionOut(BaseModel):
             tags=v.tags,
             created_at=v.created_at,
             aliases=list(v.aliases),
+            created_by=v.created_by,
         )
 
 
@@ -324,6 +349,9 @@ class AliasEventOut(BaseModel):
     gate_result: dict[str, Any] | None
     execution_id: str | None
     created_at: float
+    created_by: str | None = Field(
+        default=None, description="who made it: a token's name, 'anonymous', or an OS user"
+    )
 
     @classmethod
     def of(cls, e: AliasEvent) -> AliasEventOut:
@@ -338,6 +366,7 @@ class AliasEventOut(BaseModel):
             gate_result=None if e.gate_result is None else json_safe(e.gate_result),
             execution_id=e.execution_id,
             created_at=e.created_at,
+            created_by=e.created_by,
         )
 
 

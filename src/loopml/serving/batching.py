@@ -7,6 +7,16 @@ batch. Given a ``max_delay`` (none by default), when the previous batch had seve
 (there is concurrency) it also waits up to that long for more, to fill the batch. The model
 runs in a thread so the event loop keeps accepting requests; each caller gets exactly its
 own rows back, in order.
+
+A failing batch: each request is checked against the model's signature before it is
+queued (columns, types, missing and non-finite values), so the model rarely fails on a
+batch. When it does, the batch is bisected (:meth:`MicroBatcher._bisect`) rather than
+every request re-run alone. What holds: every request is answered by, or fails with, a
+call of its own model; a request fails only from a call where it ran alone; a healthy
+request's rows go through the model once when its batch succeeds, and otherwise at least
+twice (the failed call, then the one that answers them) and at most 1 + ceil(log2 n)
+times in a batch of n requests with one bad request, found in at most 2 * ceil(log2 n)
+further calls (re-running each request alone took n).
 """
 
 from __future__ import annotations
@@ -117,25 +127,54 @@ class MicroBatcher:
 
     async def _execute(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> None:
         live = [p for p in batch if not p.future.done()]
-        if not live:
-            return
+        if live:
+            await self._settle(loop, live)
+
+    async def _settle(self, loop: asyncio.AbstractEventLoop, group: list[_Pending]) -> None:
+        """Run ``group`` as one model call; if it fails, find the requests that fail."""
         try:
-            result = await loop.run_in_executor(self._executor, self._predict_batch, live)
+            result = await loop.run_in_executor(self._executor, self._predict_batch, group)
         except Exception as exc:
-            if len(live) == 1:
-                _fail(live[0], exc)
-                return
-            # One bad request must not fail its neighbours: retry each one alone.
-            for p in live:
-                await self._execute(loop, [p])
+            if len(group) == 1:
+                _fail(group[0], exc)
+            else:
+                await self._bisect(loop, group)
             return
+        self._deliver(group, result)
+
+    async def _bisect(self, loop: asyncio.AbstractEventLoop, group: list[_Pending]) -> None:
+        """``group`` failed as one call: split it and run the halves, so that one bad
+        request does not fail its neighbours.
+
+        A half that succeeds is answered and never runs again. When the first half
+        succeeds, the failure lies in the second, which is split at once rather than run
+        whole a second time. A request is failed only by a call where it ran alone, so
+        the error it gets is its own."""
+        mid = len(group) // 2
+        first, second = group[:mid], group[mid:]
+        try:
+            result = await loop.run_in_executor(self._executor, self._predict_batch, first)
+        except Exception as exc:
+            await self._settle(loop, second)
+            if len(first) == 1:
+                _fail(first[0], exc)
+            else:
+                await self._bisect(loop, first)
+            return
+        self._deliver(first, result)
+        if len(second) == 1:
+            await self._settle(loop, second)
+        else:
+            await self._bisect(loop, second)
+
+    def _deliver(self, group: list[_Pending], result: Prediction) -> None:
         start = 0
-        for p in live:
+        for p in group:
             stop = start + p.table.num_rows
             _resolve(p, result.slice(start, stop))
             start = stop
         if self._observer is not None:
-            self._observer(len(live), start)
+            self._observer(len(group), start)
 
     def _predict_batch(self, batch: list[_Pending]) -> Prediction:
         if len(batch) == 1:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 
 from loopml.core.errors import LoopmlError
+from loopml.serving.listener import HANDSHAKE_GRACE, accept_queued, refuse_new_handshakes
 
 log = logging.getLogger("loopml.serving")
 
@@ -82,16 +83,14 @@ class Dispatcher:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
-        self._listener.setblocking(False)
-        while True:
-            try:
-                conn, _ = self._listener.accept()
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                break
+        if refuse_new_handshakes(self._listener):
+            time.sleep(HANDSHAKE_GRACE)
+
+        def hand_over(conn: socket.socket) -> None:
             with conn:
                 self._hand_over(conn)
+
+        accept_queued(self._listener, hand_over)
         self._listener.close()
 
     def close(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -20,6 +20,7 @@ from google.protobuf.message import Message
 
 from loopml.core.errors import LoopmlError, NotFoundError, error_codes
 from loopml.serving import tensors
+from loopml.serving.errors import RequestTimeoutError
 from loopml.serving.event_time import EVENT_TIME, parse_event_time
 from loopml.serving.info import EXTENSIONS, SERVER_NAME, server_version
 from loopml.serving.model_source import ServedModel
@@ -196,10 +197,27 @@ def _unary(
     name: str,
     runtime: ServingRuntime,
 ) -> grpc.RpcMethodHandler:
-    async def handle(request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
+    read_timeout = runtime.options.body_timeout
+
+    # Registered as stream-unary (the same frames on the wire as a unary call), so the
+    # request is read here under a deadline: grpc reads a unary request before calling
+    # the handler, and a client that sends its headers and then stalls would hold one of
+    # the server's call slots for as long as it likes.
+    async def handle(
+        requests: AsyncIterator[Req], context: grpc.aio.ServicerContext[Req, Resp]
+    ) -> Resp:
         started = time.perf_counter()
         status = 200
         try:
+            try:
+                async with asyncio.timeout(read_timeout):
+                    request = await anext(requests)
+            except TimeoutError:
+                raise RequestTimeoutError(
+                    f"the request did not arrive within {read_timeout:g} s"
+                ) from None
+            except StopAsyncIteration:
+                raise tensors.BadRequestError("the call carried no request message") from None
             return await method(request, context)
         except Exception as exc:
             codes = error_codes(exc)
@@ -214,7 +232,7 @@ def _unary(
         finally:
             runtime.metrics.observe_request("grpc", name, status, time.perf_counter() - started)
 
-    return grpc.unary_unary_rpc_method_handler(
+    return grpc.stream_unary_rpc_method_handler(
         handle,
         request_deserializer=request_type.FromString,
         response_serializer=lambda m: m.SerializeToString(),
@@ -242,13 +260,27 @@ async def start_grpc(
     runtime: ServingRuntime, host: str, port: int, *, reuse_port: bool
 ) -> tuple[grpc.aio.Server, int]:
     """Start the gRPC server; return it and the port it bound (useful with port 0)."""
-    limit = runtime.options.max_request_bytes
+    opts = runtime.options
+    limit = opts.max_request_bytes
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
             ("grpc.so_reuseport", 1 if reuse_port else 0),
-        ]
+            # Connections beyond the cap are closed at once (the client sees UNAVAILABLE
+            # and may retry elsewhere); those already open keep being answered.
+            ("grpc.max_allowed_incoming_connections", opts.grpc_connection_limit()),
+            # A socket that never completes the HTTP/2 handshake is closed as a REST
+            # connection that never sends its headers is; an idle one after a while.
+            ("grpc.server_handshake_timeout_ms", _ms(opts.header_timeout)),
+            ("grpc.max_connection_idle_ms", _ms(opts.grpc_idle_timeout)),
+            ("grpc.max_concurrent_streams", 100),
+            # Ping quiet connections so a vanished peer's is closed rather than kept.
+            ("grpc.keepalive_time_ms", 60_000),
+            ("grpc.keepalive_timeout_ms", 20_000),
+        ],
+        # Calls beyond this are answered RESOURCE_EXHAUSTED by grpc itself.
+        maximum_concurrent_rpcs=opts.grpc_call_limit(),
     )
     server.add_generic_rpc_handlers((handlers(runtime),))
     try:
@@ -259,3 +291,7 @@ async def start_grpc(
         raise LoopmlError(f"cannot listen for gRPC on {host}:{port}; is the port in use?")
     await server.start()
     return server, bound
+
+
+def _ms(seconds: float) -> int:
+    return max(1, min(2**31 - 1, int(seconds * 1000)))

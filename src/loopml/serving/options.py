@@ -66,6 +66,11 @@ class ServeOptions:
     body_timeout: float = 30.0
     max_queued_requests: int = 2048
     offload_bytes: int = 256 * 1024
+    # gRPC's own limits (grpc_service.start_grpc): calls in progress at once (None: the
+    # queue limit plus room for health checks), beyond which a call is RESOURCE_EXHAUSTED;
+    # and seconds a connection may sit with no call before the server closes it.
+    grpc_max_calls: int | None = None
+    grpc_idle_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         ModelRef.parse(self.ref)
@@ -94,6 +99,11 @@ class ServeOptions:
             (self.header_timeout > 0, "the header timeout must be > 0 s"),
             (self.body_timeout > 0, "the body timeout must be > 0 s"),
             (self.max_queued_requests >= 1, "max queued requests must be at least 1"),
+            (
+                self.grpc_max_calls is None or self.grpc_max_calls >= 1,
+                "max gRPC calls must be at least 1",
+            ),
+            (self.grpc_idle_timeout > 0, "the gRPC idle timeout must be > 0 s"),
         ]
         for ok, message in checks:
             if not ok:
@@ -106,18 +116,38 @@ class ServeOptions:
         return self.deployment or self.ref
 
     def connection_limit(self) -> int:
-        """``max_connections``, or what this process's file-descriptor limit allows with
-        room to spare for the model, the log, the database and gRPC."""
+        """Open HTTP connections: ``max_connections``, or what this process's
+        file-descriptor limit allows with room to spare for the model, the log, the
+        database, and gRPC's share (:meth:`grpc_connection_limit`)."""
         if self.max_connections is not None:
             return self.max_connections
-        import resource
+        budget = _descriptor_budget()
+        if self.grpc_port is None:
+            return budget
+        return max(64, budget - self.grpc_connection_limit())
 
-        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if soft == resource.RLIM_INFINITY:
-            return 100_000
-        return max(64, int(soft * 0.9) - 256)
+    def grpc_connection_limit(self) -> int:
+        """Open gRPC connections: ``max_connections`` (each transport has its own cap),
+        or a quarter of the descriptor budget; gRPC clients keep few, long-lived channels."""
+        if self.max_connections is not None:
+            return self.max_connections
+        return max(16, _descriptor_budget() // 4)
+
+    def grpc_call_limit(self) -> int:
+        if self.grpc_max_calls is not None:
+            return self.grpc_max_calls
+        return self.max_queued_requests + 128
 
     @property
     def max_elements(self) -> int:
         # A request's tensors may not hold more elements than max rows x a wide model.
         return self.max_request_rows * 1024
+
+
+def _descriptor_budget() -> int:
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 100_000
+    return max(64, int(soft * 0.9) - 256)

@@ -24,6 +24,7 @@ from loopml.core.errors import LoopmlError
 from loopml.serving.connections import Receiver
 from loopml.serving.grpc_service import start_grpc
 from loopml.serving.http_protocol import guarded_protocol
+from loopml.serving.listener import HANDSHAKE_GRACE, accept_queued, refuse_new_handshakes
 from loopml.serving.options import ServeOptions
 from loopml.serving.rest_app import create_app
 from loopml.serving.runtime import ServingRuntime
@@ -182,6 +183,8 @@ async def serve(
         await _wait_either(stop.wait(), http_task)
         # Graceful: refuse new work, let in-flight requests finish on both transports.
         runtime.ready = False
+        if sock is not None:
+            await _drain_backlog(http, sock)
         if receiver is not None:
             receiver.stop()
             receiver = None
@@ -203,6 +206,15 @@ async def serve(
         await runtime.close()
         if sock is not None:
             sock.close()
+
+
+async def _drain_backlog(http: _Uvicorn, sock: socket.socket) -> None:
+    """Stop new connections, then serve those the kernel already queued: uvicorn's
+    shutdown closes the listening socket, which would reset them unanswered."""
+    if refuse_new_handshakes(sock):
+        await asyncio.sleep(HANDSHAKE_GRACE)
+    accept_queued(sock, http.adopt)
+    await http.adoptions()
 
 
 async def _wait_either(event_wait: Coroutine[Any, Any, Any], task: asyncio.Task[None]) -> None:

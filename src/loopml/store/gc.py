@@ -26,7 +26,7 @@ import calendar
 import io
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,7 @@ from sqlalchemy import JSON, Connection, String, delete, func, insert, select
 from loopml.core import clock, hashing
 from loopml.core.errors import IntegrityError, InvalidInputError, LoopmlError
 from loopml.core.ids import new_id
+from loopml.core.progress import Progress, silent
 from loopml.store.metadata.tables import (
     artifacts,
     events,
@@ -58,8 +59,6 @@ FEEDBACK_KIND = "prediction_feedback"
 DAY = 86_400.0
 _TREE_PREFIX = b'{"files":'  # manifests are written with sorted keys
 _MAX_TREE_BYTES = 64 << 20
-
-Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
 @dataclass(frozen=True)
@@ -133,7 +132,7 @@ def collect(
         retention or Retention(),
         dry_run,
         clock.now() if now is None else now,
-        progress or (lambda stage, done, total: None),
+        progress or silent,
     )
     if run.retention.compact:
         _compact_logs(run)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from loopml.core.errors import LoopmlError
+from loopml.core.progress import Progress, silent
 from loopml.store.metadata.tables import artifacts
 from loopml.store.workspace import Workspace
 
@@ -54,13 +55,19 @@ class Verifier:
         return VerifyReport(versions, len(self.checked), self.bytes, tuple(self.problems))
 
 
-def verify_store(ws: Workspace, verifier: Verifier | None = None) -> VerifyReport:
-    """Re-hash every blob in the artifact store that ``verifier`` has not checked yet."""
+def verify_store(
+    ws: Workspace, verifier: Verifier | None = None, *, progress: Progress = silent
+) -> VerifyReport:
+    """Re-hash every blob in the artifact store that ``verifier`` has not checked yet;
+    ``progress`` hears ("re-hashing other blobs", done, total)."""
     verifier = verifier or Verifier(ws)
     names = artifact_names(ws)
-    for digest in ws.artifacts.iter_digests():
-        if digest not in verifier.checked:
-            verifier.check(digest, names.get(digest, f"blob {digest}"))
+    todo = [d for d in ws.artifacts.iter_digests() if d not in verifier.checked]
+    stage = "re-hashing other blobs"
+    progress(stage, 0, len(todo))
+    for i, digest in enumerate(todo, 1):
+        verifier.check(digest, names.get(digest, f"blob {digest}"))
+        progress(stage, i, len(todo))
     return verifier.report()
 
 

@@ -33,8 +33,12 @@ class Workspace:
         *,
         storage_options: dict[str, Any] | None = None,
         auto_migrate: bool = True,
+        actor: str | None = None,
     ) -> None:
+        """``actor``: who the writes made through this workspace are recorded as made by,
+        where a write names no one itself (the entry point that opens it knows)."""
         self.db_url = db_url
+        self.actor = actor
         self.artifacts_url = artifacts_url
         self.engine: Engine = make_engine(db_url)
         # Same pool; transactions opened through it take SQLite's write lock up front.

@@ -22,6 +22,7 @@ from loopml.tracking.store import RunStore
 if TYPE_CHECKING:
     from loopml.store.workspace import Workspace
     from loopml.tracking.metric_writer import MetricWriter
+    from loopml.tracking.system_metrics import SystemMetricsSampler
 
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
 
@@ -52,6 +53,7 @@ class ActiveRun:
         self._next_step: dict[str, int] = {}
         self._known_keys: set[str] = set()
         self._lock = threading.Lock()
+        self._sampler: SystemMetricsSampler | None = None
         writer.keep_alive(self)
 
     def __repr__(self) -> str:
@@ -142,7 +144,29 @@ class ActiveRun:
         lineage.link(self.id, record.id, "output", role=label)
         return record
 
+    @property
+    def workspace(self) -> Workspace:
+        """The workspace this run is recorded in."""
+        return self._workspace
+
     # lifecycle ----------------------------------------------------------------
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    def start_system_metrics(self, interval: float) -> None:
+        """Sample CPU, memory, disk, network (and GPUs) every ``interval`` seconds as
+        ``system/...`` metrics until the run ends."""
+        from loopml.tracking.system_metrics import SystemMetricsSampler, check_interval
+
+        interval = check_interval(interval)
+        with self._lock:
+            if self._ended:
+                self._refuse_ended()
+            if self._sampler is not None:
+                raise ConflictError(f"run {self.id} already samples system metrics")
+            self._sampler = SystemMetricsSampler(self._writer, self.id, interval).start()
+
     def end(self, status: str = FINISHED, error: str | None = None) -> None:
         if status not in END_STATUSES:
             raise InvalidInputError(f"a run ends as one of {END_STATUSES}, not {status!r}")
@@ -150,6 +174,9 @@ class ActiveRun:
             if self._ended:
                 return
             self._ended = True
+            sampler = self._sampler
+        if sampler is not None:
+            sampler.stop()
         self._writer.let_go(self)
         self._writer.flush()
         self._store.end_run(self.id, status, error)

@@ -14,6 +14,16 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+@dataclass(frozen=True)
+class RunPage:
+    """One page of a search: the runs at ``offset``, and how many matched in all."""
+
+    runs: list[Run]
+    total: int
+    offset: int
+    limit: int
+
+
 @dataclass(frozen=True, repr=False)
 class Run(Summarized):
     id: str
@@ -29,6 +39,7 @@ class Run(Summarized):
     git_dirty: bool | None = None
     environment_digest: str | None = None
     error: str | None = None
+    created_by: str | None = None
 
     @property
     def duration(self) -> float | None:

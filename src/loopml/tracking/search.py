@@ -5,7 +5,8 @@
 
 Fields are ``metrics.*`` (compared with numbers), ``params.*`` and ``tags.*`` (compared with
 quoted strings) and ``attributes.*`` (status, name, run_id, experiment, start_time,
-end_time). Keys with spaces or symbols go in backticks. ``and``/``or``/parentheses combine.
+end_time). Keys with spaces or symbols go in backticks. ``and``/``or``/parentheses combine;
+``tags.team is null`` / ``is not null`` test whether a run has the key at all.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ order_key: FIELD DIRECTION?
 _atom: comparison | "(" disjunction ")"
 comparison: FIELD OP value
           | FIELD _IN "(" value ("," value)* ")"  -> membership
+          | FIELD _IS NEGATION? _NULL  -> presence
 value: SIGNED_NUMBER -> number
      | DQ_STRING -> string
      | SQ_STRING -> string
@@ -50,6 +52,9 @@ SQ_STRING: /'[^']*'/
 _AND: /and\b/i
 _OR: /or\b/i
 _IN: /in\b/i
+_IS: /is\b/i
+NEGATION: /not\b/i
+_NULL: /null\b/i
 DIRECTION: /(asc|desc)\b/i
 %import common.SIGNED_NUMBER
 %import common.WS
@@ -174,6 +179,17 @@ def condition(field: Field, op: str, value: Any) -> ColumnElement[bool]:
     return _compare(column, op, value)
 
 
+def absent(field: Field, *, negated: bool = False) -> ColumnElement[bool]:
+    """``field is null`` (the run has no such metric, param or tag, or the attribute is
+    empty), or with ``negated`` ``field is not null``."""
+    if field.entity == "attribute":
+        column = _ATTRIBUTES[field.key]
+        return column.is_not(None) if negated else column.is_(None)
+    table = {"metric": latest_metrics, "param": params, "tag": tags}[field.entity]
+    having = select(table.c.run_id).where(table.c.key == field.key)
+    return runs.c.id.in_(having) if negated else runs.c.id.not_in(having)
+
+
 @v_args(inline=True)
 class _ToSQL(Transformer[Token, ColumnElement[bool]]):
     def number(self, tok: Token) -> float:
@@ -188,6 +204,9 @@ class _ToSQL(Transformer[Token, ColumnElement[bool]]):
     def membership(self, field: Token, *values: Any) -> ColumnElement[bool]:
         f = parse_field(str(field))
         return or_(*(condition(f, "=", v) for v in values))
+
+    def presence(self, field: Token, *negation: Token) -> ColumnElement[bool]:
+        return absent(parse_field(str(field)), negated=bool(negation))
 
     def conjunction(self, *parts: ColumnElement[bool]) -> ColumnElement[bool]:
         return and_(*parts)

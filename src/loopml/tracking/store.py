@@ -88,6 +88,7 @@ class RunStore:
         env: Environment | None,
         git: GitState | None,
         environment_of: str | None,
+        created_by: str | None = None,
     ) -> None:
         with self.write_engine.begin() as conn:
             exp_id = _experiment_id(conn, experiment)
@@ -131,6 +132,7 @@ class RunStore:
                         inherited.environment_digest if inherited else env.digest if env else None
                     ),
                     heartbeat_at=now,
+                    created_by=created_by,
                 )
             )
             if params:
@@ -277,7 +279,7 @@ class RunStore:
                     extras[run_id][slot][key] = value
         found = RunList()
         # In base_query's column order.
-        for run_id, name, status, start, end, error, experiment, commit, dirty, env in rows:
+        for run_id, name, status, start, end, error, experiment, commit, dirty, env, who in rows:
             run_params, run_tags, run_metrics = extras[run_id]
             found.append(
                 Run(
@@ -294,6 +296,7 @@ class RunStore:
                     git_dirty=dirty,
                     environment_digest=env,
                     error=error,
+                    created_by=who,
                 )
             )
         return found
@@ -312,7 +315,18 @@ def base_query() -> Select[Any]:
             runs.c.git_commit,
             runs.c.git_dirty,
             runs.c.environment_digest,
+            runs.c.created_by,
         )
+        .select_from(runs)
+        .join(executions, executions.c.id == runs.c.id)
+        .join(experiments, experiments.c.id == runs.c.experiment_id)
+    )
+
+
+def count_query() -> Select[Any]:
+    """``SELECT count(*)`` over the rows :func:`base_query` selects; add the same filters."""
+    return (
+        select(func.count())
         .select_from(runs)
         .join(executions, executions.c.id == runs.c.id)
         .join(experiments, experiments.c.id == runs.c.experiment_id)

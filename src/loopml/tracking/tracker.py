@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from sqlalchemy import Select
 
 from loopml.core.errors import ConflictError, InvalidInputError, NotFoundError
 from loopml.core.ids import new_id
@@ -15,11 +16,22 @@ from loopml.store.workspace import Workspace
 from loopml.tracking import environment, search, validation
 from loopml.tracking.active_run import ActiveRun
 from loopml.tracking.metric_writer import HEARTBEAT_INTERVAL_S, MetricWriter
-from loopml.tracking.records import MetricHistory, Run, RunList
-from loopml.tracking.store import KILLED, RUNNING, STALE_AFTER_S, RunStore, base_query, order
+from loopml.tracking.records import MetricHistory, Run, RunList, RunPage
+from loopml.tracking.store import (
+    KILLED,
+    RUNNING,
+    STALE_AFTER_S,
+    RunStore,
+    base_query,
+    count_query,
+    order,
+)
+from loopml.tracking.system_metrics import check_interval
 
 DEFAULT_EXPERIMENT = "default"
 MAX_SEARCH_LIMIT = 100_000
+# A page is what a person or a paging client reads at once; larger answers come in pages.
+MAX_PAGE = 1000
 
 
 class Tracker:
@@ -55,11 +67,17 @@ class Tracker:
         capture_environment: bool = True,
         environment_of: str | None = None,
         cwd: str | None = None,
+        created_by: str | None = None,
+        system_metrics_interval: float | None = None,
     ) -> ActiveRun:
         """Start a run. ``environment_of`` names a run whose git state and packages this
         one shares (a pipeline's steps share the pipeline run's) instead of capturing
-        them again, which costs two git subprocesses."""
+        them again, which costs two git subprocesses. ``created_by`` says who started it
+        (the workspace's actor by default). With ``system_metrics_interval`` (seconds) the
+        run samples ``system/...`` metrics that often until it ends."""
         validation.check_name(experiment, "experiment")
+        if system_metrics_interval is not None:
+            system_metrics_interval = check_interval(system_metrics_interval)
         run_id = new_id()
         run_name = validation.check_name(name, "run") if name is not None else f"run-{run_id[:8]}"
         # Validate everything before writing anything: a bad param must not leave a run.
@@ -81,8 +99,12 @@ class Tracker:
             env=environment.python_environment() if capture else None,
             git=environment.git_state(cwd or os.getcwd()) if capture else None,
             environment_of=environment_of,
+            created_by=self.workspace.actor if created_by is None else created_by,
         )
-        return ActiveRun(self.store, self.writer, run_id, experiment, run_name, self.workspace)
+        run = ActiveRun(self.store, self.writer, run_id, experiment, run_name, self.workspace)
+        if system_metrics_interval is not None:
+            run.start_system_metrics(system_metrics_interval)
+        return run
 
     def attach(self, run_id: str) -> ActiveRun:
         """Write to a run started elsewhere (another process, a client of the server).
@@ -127,20 +149,40 @@ class Tracker:
             or not 0 < limit <= MAX_SEARCH_LIMIT
         ):
             raise InvalidInputError(f"limit must be an integer from 1 to {MAX_SEARCH_LIMIT}")
-        q = base_query()
-        if experiment is not None:
-            names = [experiment] if isinstance(experiment, str) else list(experiment)
-            for name in names:
-                search.check_text(name, "the experiment name")
-            q = q.where(experiments.c.name.in_(names))
-        if filter is not None and filter.strip():
-            q = q.where(search.compile_filter(filter))
-        for i, key in enumerate(search.parse_order_by(order_by)):
-            f = key.field
-            column = search.attribute_column(f.key) if f.entity == "attribute" else None
-            q = order(q, f.entity, f.key, key.descending, i, column)
-        q = q.order_by(executions.c.start_time.desc(), executions.c.id).limit(limit)
-        return self.store.load(q)
+        where = _where(experiment, filter)
+        return self.store.load(_ordered(base_query().where(*where), order_by).limit(limit))
+
+    def runs_page(
+        self,
+        experiment: str | Sequence[str] | None = None,
+        filter: str | None = None,
+        order_by: str | Sequence[str] | None = None,
+        *,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> RunPage:
+        """The page of :meth:`search_runs`'s answer at ``offset``, with the total matched."""
+        for value, what, low in ((limit, "limit", 1), (offset, "offset", 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise InvalidInputError(f"{what} must be an integer of at least {low}")
+        if limit > MAX_PAGE:
+            raise InvalidInputError(f"limit must be from 1 to {MAX_PAGE}")
+        where = _where(experiment, filter)
+        total = self.store.count(count_query().where(*where))
+        if total <= offset:
+            return RunPage([], total, offset, limit)
+        # A form's empty sort box means the default order.
+        q = _ordered(base_query().where(*where), order_by or None).offset(offset).limit(limit)
+        return RunPage(list(self.store.load(q)), total, offset, limit)
+
+    def set_reserved_tag(self, run_id: str, key: str, value: str) -> None:
+        """Set a ``loopml.`` tag (who created a run, …), which users cannot set themselves."""
+        if not key.startswith(validation.RESERVED_PREFIX):
+            raise InvalidInputError(
+                f"reserved tags start with {validation.RESERVED_PREFIX!r}; got {key!r}"
+            )
+        validation.check_name(key[len(validation.RESERVED_PREFIX) :], "tag")
+        self.store.set_tags(run_id, {key: validation.tag_text(key, value)})
 
     def environment(self, digest: str) -> dict[str, Any]:
         return self.store.environment(digest)
@@ -167,6 +209,27 @@ class Tracker:
         if max_points is None or len(steps) <= max_points:
             return history
         return downsample(history, max_points)
+
+
+def _where(experiment: str | Sequence[str] | None, filter: str | None) -> list[Any]:
+    where: list[Any] = []
+    if experiment is not None:
+        names = [experiment] if isinstance(experiment, str) else list(experiment)
+        for name in names:
+            search.check_text(name, "the experiment name")
+        where.append(experiments.c.name.in_(names))
+    if filter is not None and filter.strip():
+        where.append(search.compile_filter(filter))
+    return where
+
+
+def _ordered(q: Select[Any], order_by: str | Sequence[str] | None) -> Select[Any]:
+    """``q`` sorted by ``order_by``, then newest first (id breaks ties, so pages are stable)."""
+    for i, key in enumerate(search.parse_order_by(order_by)):
+        f = key.field
+        column = search.attribute_column(f.key) if f.entity == "attribute" else None
+        q = order(q, f.entity, f.key, key.descending, i, column)
+    return q.order_by(executions.c.start_time.desc(), executions.c.id)
 
 
 def downsample(history: MetricHistory, max_points: int) -> MetricHistory:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Concatenate, ParamSpec, TypeVar
 
 from loopml.core import clock
+from loopml.core.progress import Progress, silent
 from loopml.data.catalog.entries import Tags, check_descriptions, check_tags, upsert_entry
 from loopml.data.catalog.entries import check_name as check_name
 from loopml.data.catalog.entries import parse_ref as parse_ref
@@ -53,26 +54,47 @@ class Catalog(CatalogVersions):
             upsert_entry(conn, name, meta, clock.now())
         return self.info(name)
 
-    def verify(self, name: str | None = None, *, all_artifacts: bool = True) -> VerifyReport:
+    def verify(
+        self,
+        name: str | None = None,
+        *,
+        all_artifacts: bool = True,
+        progress: Progress = silent,
+    ) -> VerifyReport:
         """Re-hash every stored part, profile and schema of every dataset version (of
         ``name``, or all); with ``all_artifacts`` (and no name) also every other blob in
-        the store. Problems name the dataset version and file."""
+        the store. Problems name the dataset version and file. ``progress`` hears
+        ("re-hashing dataset blobs", done, total) as blobs are checked."""
         verifier = Verifier(self.ws)
         names = [name] if name is not None else [d.name for d in self.list_datasets()]
-        n_versions = 0
-        for n in names:
-            for ds in self.versions(n):
-                n_versions += 1
+        found = [(n, self.versions(n), self.schema_versions(n)) for n in names]
+        total = sum(
+            1 + len(ds.files) + bool(ds.profile_digest) for _, dss, _ in found for ds in dss
+        ) + sum(len(svs) for _, _, svs in found)
+        done = 0
+        stage = "re-hashing dataset blobs"
+        progress(stage, done, total)
+        for n, dss, svs in found:
+            for ds in dss:
                 if verifier.check(ds.digest, f"dataset {ds.ref} manifest"):
                     for e in ds.files:
                         verifier.check(e.digest, f"dataset {ds.ref} file {e.path}")
+                        done += 1
+                        progress(stage, done, total)
+                else:
+                    done += len(ds.files)  # unreadable parts of a bad manifest are not checked
+                done += 1
                 if ds.profile_digest:
                     verifier.check(ds.profile_digest, f"dataset {ds.ref} profile")
-            for sv in self.schema_versions(n):
+                    done += 1
+                progress(stage, done, total)
+            for sv in svs:
                 verifier.check(sv.digest, f"dataset {n} schema v{sv.version}")
+                done += 1
+                progress(stage, done, total)
         if name is None and all_artifacts:
-            verify_store(self.ws, verifier)
-        return verifier.report(n_versions)
+            verify_store(self.ws, verifier, progress=progress)
+        return verifier.report(sum(len(dss) for _, dss, _ in found))
 
 
 _P = ParamSpec("_P")

@@ -152,6 +152,7 @@ class CatalogQueries:
             schema_version=row.schema_version,
             description=row.description or "",
             properties=dict(row.properties or {}),
+            created_by=row.created_by,
             workspace=self.ws,
         )
 

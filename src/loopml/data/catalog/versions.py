@@ -25,6 +25,7 @@ from sqlalchemy import Connection, func, insert, select
 from loopml.core import clock
 from loopml.core.errors import ConflictError, InvalidInputError
 from loopml.core.ids import new_id
+from loopml.core.progress import Progress, silent
 from loopml.data.catalog.entries import (
     Tags,
     check_descriptions,
@@ -67,6 +68,7 @@ class _NewVersion:
     meta: dict[str, Any]
     properties: dict[str, Any]
     parent: DatasetVersion | None
+    created_by: str | None
 
 
 class CatalogVersions(CatalogSchemas):
@@ -83,11 +85,14 @@ class CatalogVersions(CatalogSchemas):
         column_descriptions: Mapping[str, str] | None = None,
         schema: Schema | None = None,
         csv_options: Mapping[str, Any] | None = None,
+        progress: Progress = silent,
+        created_by: str | None = None,
     ) -> DatasetVersion:
         """Register ``source`` (a table, a Parquet/CSV file or folder, or an fsspec URL)
         as the next version of ``name``. Identical content returns the existing version
         unchanged (its description, and the entry's owner and tags, are kept: a
-        ``ContentAlreadyStoredWarning`` says so when others were given)."""
+        ``ContentAlreadyStoredWarning`` says so when others were given). ``progress``
+        hears ("profiling rows", …) and ("storing files", …) as the work goes."""
         check_name(name)
         tag_map = check_tags(tags)
         if description is not None and not isinstance(description, str):
@@ -95,9 +100,9 @@ class CatalogVersions(CatalogSchemas):
         given_schema = None if schema is None else put_schema(self.ws, schema)
         with tempfile.TemporaryDirectory(prefix="loopml-add-") as workdir:
             staged = stage(source, workdir, csv_options=dict(csv_options or {}))
-            prof = _profile_files(staged)
+            prof = _profile_files(staged, progress)
             check_descriptions(column_descriptions, prof)
-            tree = _store(self.ws, staged, start=0)
+            tree = _store(self.ws, staged, start=0, progress=progress)
         meta = {
             "description": description,
             "owner": owner,
@@ -114,6 +119,7 @@ class CatalogVersions(CatalogSchemas):
             meta,
             {"source": describe_source(source)},
             None,
+            self.ws.actor if created_by is None else created_by,
         )
         version, created = self._register(new)
         found = self.get(name, version)
@@ -128,6 +134,8 @@ class CatalogVersions(CatalogSchemas):
         *,
         description: str | None = None,
         csv_options: Mapping[str, Any] | None = None,
+        progress: Progress = silent,
+        created_by: str | None = None,
     ) -> DatasetVersion:
         """A new version holding the latest version's rows plus ``batch``; the existing
         Parquet parts are shared, not copied, and the profile is merged, not recomputed."""
@@ -143,8 +151,8 @@ class CatalogVersions(CatalogSchemas):
                     )
             if sum(f.num_rows for f in staged) == 0:
                 raise InvalidInputError(f"the batch to append to {base.ref} has no rows")
-            prof = merge(_current_profile(base), _profile_files(staged))
-            added = _store(self.ws, staged, start=len(base.files))
+            prof = merge(_current_profile(base), _profile_files(staged, progress))
+            added = _store(self.ws, staged, start=len(base.files), progress=progress)
         tree = self.ws.artifacts.put_manifest([*base.files, *added.entries])
         new = _NewVersion(
             name,
@@ -156,6 +164,7 @@ class CatalogVersions(CatalogSchemas):
             {},
             {"source": describe_source(batch), "appended_to": base.version},
             base,
+            self.ws.actor if created_by is None else created_by,
         )
         version, _ = self._register(new)
         return self.get(name, version)
@@ -228,6 +237,7 @@ def _insert_version(
             description=new.description,
             created_at=now,
             properties=props,
+            created_by=new.created_by,
         )
     )
     if new.parent is not None:
@@ -308,18 +318,25 @@ def _current_profile(ds: DatasetVersion) -> Profile:
     return _profile_files(files)
 
 
-def _profile_files(staged: list[StagedFile]) -> Profile:
+def _profile_files(staged: list[StagedFile], progress: Progress = silent) -> Profile:
     parts = []
+    total = sum(f.num_rows for f in staged)
+    done = 0
+    progress("profiling rows", done, total)
     for f in staged:
         try:
             if f.num_rows <= BATCH_ROWS:
                 parts.append(profile(pl.read_parquet(f.path)))
+                done += f.num_rows
+                progress("profiling rows", done, total)
                 continue
             # Row-group-sized batches would make many small profiles; slices of
             # BATCH_ROWS keep memory bounded and the merges few.
             lf = pl.scan_parquet(f.path)
             for offset in range(0, f.num_rows, BATCH_ROWS):
                 parts.append(profile(lf.slice(offset, BATCH_ROWS).collect()))
+                done += min(BATCH_ROWS, f.num_rows - offset)
+                progress("profiling rows", done, total)
         except (OSError, pl.exceptions.PolarsError, pa.ArrowException) as exc:
             raise InvalidInputError(
                 f"cannot read {f.origin!r} (truncated or corrupted?): {exc}"
@@ -327,11 +344,15 @@ def _profile_files(staged: list[StagedFile]) -> Profile:
     return merge_all(parts)
 
 
-def _store(ws: Workspace, staged: list[StagedFile], *, start: int) -> Tree:
+def _store(
+    ws: Workspace, staged: list[StagedFile], *, start: int, progress: Progress = silent
+) -> Tree:
     entries = []
+    progress("storing files", 0, len(staged))
     for i, f in enumerate(staged):
         blob = ws.artifacts.put_file(f.path)
         entries.append(TreeEntry(part_name(start + i), blob.digest, blob.size))
+        progress("storing files", i + 1, len(staged))
     return ws.artifacts.put_manifest(entries)
 
 

@@ -124,3 +124,66 @@ def translate_order_by(clauses: Sequence[str] | None) -> list[str]:
             raise InvalidInputError(f"cannot order by {clause!r}; use '<field> ASC|DESC'")
         out.append(f"{_spell(entity, key)} {direction}")
     return out
+
+
+# --- registry and logged-model filters -----------------------------------------------------
+# MLflow's registry searches take a few fields compared with =, !=, LIKE or ILIKE, joined by
+# AND (``name LIKE 'fraud%' AND tags.team = 'risk'``); they are matched here in Python over
+# the listed records, which the registry holds few enough of.
+
+Condition = tuple[str, str, str]
+_PATTERN_OPS = {"=", "!=", "like", "ilike"}
+
+
+def conditions(text: str | None, fields: Sequence[str]) -> list[Condition]:
+    """(field, op, value) per clause; a field not in ``fields`` (or ``tags.<key>``) is refused."""
+    if text is None or not text.strip():
+        return []
+    tokens = _tokens(text)
+    out: list[Condition] = []
+    i = 0
+    while i < len(tokens):
+        if out:
+            if tokens[i][1].lower() != "and":
+                raise InvalidInputError(f"join filter clauses with AND, not {tokens[i][1]!r}")
+            i += 1
+        clause = tokens[i : i + 3]
+        if len(clause) < 3 or clause[0][0] != "ident" or clause[2][0] != "string":
+            raise InvalidInputError(
+                f"cannot read the filter {text[:100]!r}; write e.g. name = 'my-model'"
+            )
+        name, op, value = clause[0][1], clause[1][1].lower(), clause[2][1][1:-1]
+        if name.startswith(("tags.", "tag.")):
+            name = "tags." + name.split(".", 1)[1].strip('`"')
+        elif name not in fields:
+            raise InvalidInputError(f"cannot filter on {name!r}; use {', '.join(fields)}")
+        op = "=" if op == "==" else op
+        if op not in _PATTERN_OPS:
+            raise InvalidInputError(f"{name} takes =, !=, LIKE or ILIKE, not {op!r}")
+        out.append((name, op, value))
+        i += 3
+    return out
+
+
+def matches(record: dict[str, str], found: Sequence[Condition]) -> bool:
+    for name, op, value in found:
+        have = record.get(name)
+        if have is None:
+            # A record without the tag is not equal to any value (MLflow's own client
+            # filters with tag.`mlflow.prompt.is_prompt` != 'true').
+            if op == "!=":
+                continue
+            return False
+        if op == "=" and have != value:
+            return False
+        if op == "!=" and have == value:
+            return False
+        if op in ("like", "ilike") and not _like(have, value, op == "ilike"):
+            return False
+    return True
+
+
+def _like(text: str, pattern: str, fold: bool) -> bool:
+    parts = [".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern]
+    flags = re.IGNORECASE | re.DOTALL if fold else re.DOTALL
+    return re.fullmatch("".join(parts), text, flags) is not None

@@ -12,12 +12,13 @@ import math
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
+from sqlalchemy import update
 from starlette.concurrency import run_in_threadpool
 
 from loopml.core.errors import InvalidInputError, NotFoundError
 from loopml.server import queries
 from loopml.server.auth import require_access
-from loopml.server.mlflow import artifacts, experiments
+from loopml.server.mlflow import artifacts, experiments, logged_models, registry
 from loopml.server.mlflow.filters import translate_filter, translate_order_by
 from loopml.server.mlflow.protocol import (
     DELETED_TAG,
@@ -31,7 +32,9 @@ from loopml.server.mlflow.protocol import (
     optional,
     run_json,
 )
+from loopml.server.routes.common import who
 from loopml.server.state import ServerState, state
+from loopml.store.metadata.tables import executions
 from loopml.tracking import validation
 from loopml.tracking.records import Run
 
@@ -109,7 +112,9 @@ async def create_run(s: St, request: Request) -> dict[str, Any]:
         user = optional(data, "user_id", str, "")
         if user:
             tags.setdefault(USER_TAG, user)
-        run = s.tracker.start_run(exp.name, name=name, tags=tags, capture_environment=False)
+        run = s.tracker.start_run(
+            exp.name, name=name, tags=tags, capture_environment=False, created_by=who(request)
+        )
         run.set_tags({"mlflow.runName": run.name})
         return _run_answer(s, run.id)
 
@@ -129,8 +134,9 @@ async def update_run(s: St, request: Request) -> dict[str, Any]:
 
     def update() -> dict[str, Any]:
         run, exp_id = _run(s, run_id)
-        if optional(data, "run_name", str, None) not in (None, run.name):
-            raise NotImplementedByLoopml("loopml does not rename runs (runs/update run_name)")
+        new_name = optional(data, "run_name", str, None)
+        if new_name not in (None, "", run.name):
+            _rename(s, run_id, validation.check_name(new_name, "run"))
         if status is not None and status != "RUNNING":
             if status not in _END:
                 raise InvalidInputError(f"status must be one of {sorted(_END)}, not {status!r}")
@@ -140,6 +146,17 @@ async def update_run(s: St, request: Request) -> dict[str, Any]:
         return {"run_info": run_json(s.tracker.get_run(run_id), exp_id)["info"]}
 
     return await run_in_threadpool(update)
+
+
+def _rename(s: ServerState, run_id: str, name: str) -> None:
+    """A run's name is its execution's; MLflow also keeps it as the mlflow.runName tag."""
+    with s.workspace.write_engine.begin() as conn:
+        conn.execute(
+            update(executions)
+            .where(executions.c.id == run_id, executions.c.kind == "run")
+            .values(name=name)
+        )
+    s.tracker.store.set_tags(run_id, {"mlflow.runName": name})
 
 
 async def _set_deleted(s: ServerState, request: Request, deleted: bool) -> dict[str, Any]:
@@ -329,14 +346,6 @@ async def metric_history(s: St, run_id: str, metric_key: str) -> dict[str, Any]:
     return await run_in_threadpool(read)
 
 
-@api.post("/logged-models/search")
-async def search_logged_models(s: St, request: Request) -> dict[str, Any]:
-    """MLflow 3's client asks for logged models beside runs; loopml stores none of MLflow's
-    logged-model records (its registry holds models), so the answer is an empty page."""
-    await body(request)
-    return {"models": []}
-
-
 # --- paging --------------------------------------------------------------------------------
 
 
@@ -358,6 +367,8 @@ def _offset(token: str) -> int:
 
 
 router.include_router(api)
+router.include_router(registry.router)
+router.include_router(logged_models.router)
 router.include_router(artifacts.router)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import Request
+
 from loopml.core import names
 from loopml.server.wire import ErrorBody
 
@@ -17,6 +19,16 @@ WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
     409: {"model": ErrorBody, "description": "conflicts with the current state"},
 }
+
+
+ANONYMOUS = "anonymous"
+
+
+def who(request: Request) -> str:
+    """Whom a write is recorded as made by: its token's name, or ``anonymous`` when the
+    server has no tokens (``require_access`` has checked the token by now)."""
+    name = getattr(request.state, "token_name", None)
+    return name if name else ANONYMOUS
 
 
 def version_number(text: str) -> int:

@@ -6,13 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from loopml.server import queries
-from loopml.server.routes.common import ERRORS, WRITE_ERRORS
+from loopml.server.routes.common import ERRORS, WRITE_ERRORS, who
 from loopml.server.state import ServerState, state
 from loopml.server.wire import (
     ArtifactOut,
     EndRunIn,
     EnvironmentOut,
+    LogBatchIn,
     LogMetricsIn,
     MetricHistoryOut,
     RunArtifactsOut,
@@ -21,12 +21,13 @@ from loopml.server.wire import (
     StartRunIn,
     WriteOut,
 )
+from loopml.tracking import validation
 from loopml.tracking.active_run import ActiveRun
+from loopml.tracking.tracker import MAX_PAGE
 
 router = APIRouter(prefix="/runs", tags=["runs"], responses=ERRORS)
 St = Annotated[ServerState, Depends(state)]
 MAX_CHART_POINTS = 10_000
-CREATED_BY = "loopml.created_by"
 
 
 @router.get("", response_model=RunPageOut, summary="Search runs")
@@ -36,12 +37,11 @@ def search_runs(
     filter: Annotated[str | None, Query(max_length=2000, examples=["metrics.auc > 0.7"])] = None,
     order_by: Annotated[str | None, Query(max_length=500, examples=["metrics.auc desc"])] = None,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
-    limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 100,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> RunPageOut:
     """Runs matching ``filter`` (``metrics.auc > 0.7 and params.depth = '6'``), newest first
     unless ``order_by`` says otherwise; ``total`` counts every match."""
-    page = queries.runs_page(
-        s.tracker,
+    page = s.tracker.runs_page(
         experiment=experiment or None,
         filter=filter,
         order_by=order_by,
@@ -108,17 +108,15 @@ def _active(s: ServerState, run_id: str) -> ActiveRun:
 
 @router.post("", response_model=WriteOut, responses=WRITE_ERRORS, summary="Start a run")
 def start_run(s: St, body: StartRunIn, request: Request) -> WriteOut:
-    """Start a run; with tokens in use, the ``loopml.created_by`` tag names the token."""
+    """Start a run, recorded as made by the request's token (``anonymous`` without one)."""
     run = s.tracker.start_run(
         body.experiment,
         name=body.name,
         params=body.params,
         tags=body.tags,
         capture_environment=False,
+        created_by=who(request),
     )
-    who = request.state.token_name
-    if who:
-        queries.set_reserved_tag(s.workspace, run.id, CREATED_BY, who)
     return WriteOut(id=run.id)
 
 
@@ -138,7 +136,30 @@ def set_tags(s: St, run_id: str, body: dict[str, str]) -> WriteOut:
     return WriteOut(id=run_id)
 
 
+@router.post("/{run_id}/batch", response_model=WriteOut, responses=WRITE_ERRORS)
+def log_batch(s: St, run_id: str, body: LogBatchIn) -> WriteOut:
+    """Params, tags and metric points of one run, all checked before any is written; the
+    points are written before the answer. An empty batch is the client's heartbeat."""
+    for p in body.metrics:
+        validation.check_name(p.key, "metric")
+        validation.check_metric_value(p.key, p.value)
+        if p.timestamp is not None:
+            validation.check_metric_value(f"{p.key} (its timestamp)", p.timestamp)
+    for k, v in body.tags.items():
+        validation.tag_text(validation.check_name(k, "tag"), v)
+    active = _active(s, run_id)
+    if body.params:
+        active.log_params(body.params)
+    if body.tags:
+        active.set_tags(body.tags)
+    if body.metrics:
+        for p in body.metrics:
+            active.log_metric(p.key, p.value, step=p.step, timestamp=p.timestamp)
+        s.tracker.writer.flush()
+    return WriteOut(id=run_id)
+
+
 @router.post("/{run_id}/end", response_model=WriteOut, responses=WRITE_ERRORS)
 def end_run(s: St, run_id: str, body: EndRunIn) -> WriteOut:
-    _active(s, run_id).end(body.status)
+    _active(s, run_id).end(body.status, error=body.error)
     return WriteOut(id=run_id)

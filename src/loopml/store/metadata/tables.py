@@ -72,6 +72,8 @@ runs = Table(
     # Last sign of life from the recording process; a running run whose heartbeat is stale
     # is shown as killed.
     Column("heartbeat_at", Float, nullable=True),
+    # Who started it (0019): a token's name through the server, else the OS user.
+    Column("created_by", String(250), nullable=True),
     # With the id in the index, a search probes it for (experiment, id) without reading
     # the table.
     Index("ix_runs_experiment_id", "experiment_id", "id"),
@@ -196,6 +198,8 @@ dataset_versions = Table(
     # What this version holds, given when it was added (0013); the catalog entry's own
     # description is in ``datasets``.
     Column("description", Text, nullable=True),
+    # Who added it (0019): a token's name through the server, else the OS user.
+    Column("created_by", String(250), nullable=True),
     UniqueConstraint("dataset_id", "version", name="uq_dataset_versions_version"),
     Index("ix_dataset_versions_digest", "digest"),
 )
@@ -239,6 +243,8 @@ model_versions = Table(
     Column("description", Text, nullable=False),
     Column("tags", JSON, nullable=False),
     Column("created_at", Float, nullable=False),
+    # Who registered it (0019): a token's name through the server, else the OS user.
+    Column("created_by", String(250), nullable=True),
     UniqueConstraint("model_id", "version", name="uq_model_versions_version"),
 )
 
@@ -268,6 +274,8 @@ alias_events = Table(
     Column("created_at", Float, nullable=False),
     # A promotion that skipped the model's policy gate with force=True.
     Column("forced", Boolean, nullable=False, server_default=false()),
+    # Who asked for the move (0019): a token's name through the server, else the OS user.
+    Column("created_by", String(250), nullable=True),
     Index("ix_alias_events_model_alias", "model_id", "alias", "created_at"),
 )
 

@@ -1,0 +1,335 @@
+"""Copy an MLflow tracking store into a loopml workspace; a re-run copies only what is new.
+
+Runs keep MLflow's run id where it is free (so ``mlflow.parentRunId`` tags and links
+still point right) and always carry the reserved tag ``mlflow.source_run_id``, which is
+how a re-run knows what it already copied. Each run is written in one transaction with
+its params, tags, full metric histories and artifact links, after its files are in the
+content-addressed store: an interrupted import leaves whole runs or none.
+
+Only runs that have ended are copied; one still running is copied by a later import,
+once it has ended. Registered model versions whose flavor loopml serves become loopml
+model versions; the others are kept as ``mlflow_model`` artifacts that say why they cannot
+be served. MLflow aliases follow their versions.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import select
+
+from loopml.core import clock, names
+from loopml.core.errors import LoopmlError
+from loopml.core.ids import new_id
+from loopml.importers import mlflow_models
+from loopml.importers.mlflow_files import Unreadable
+from loopml.importers.mlflow_records import (
+    Source,
+    SourceModel,
+    SourceRun,
+    SourceVersion,
+    walk,
+)
+from loopml.registry.model_registry import Registry
+from loopml.store.metadata.tables import artifacts as artifact_table
+from loopml.store.workspace import Workspace
+from loopml.tracking.recorded import (
+    RecordedRun,
+    Series,
+    run_exists,
+    runs_by_tag,
+    write_recorded_run,
+)
+
+SOURCE_RUN_TAG = "mlflow.source_run_id"
+VERSION_TAG = "mlflow.version"
+# The server's MLflow artifact proxy names files so; imported files are found there too.
+FILE_KIND = "mlflow_file"
+RECORD_KIND = "mlflow_model"
+STATUS = {"FINISHED": "finished", "FAILED": "failed", "KILLED": "killed"}
+_RUN_ID = re.compile(r"[0-9a-f]{32}")
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class ImportReport:
+    source: str
+    experiments: int = 0
+    runs_copied: int = 0
+    runs_already: int = 0
+    runs_unfinished: int = 0
+    runs_deleted: int = 0
+    metric_points: int = 0
+    nan_points_skipped: int = 0
+    files: int = 0
+    file_bytes: int = 0
+    versions_servable: int = 0
+    versions_recorded: int = 0
+    versions_already: int = 0
+    aliases_set: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def import_mlflow(
+    ws: Workspace, source: Source, *, progress: Progress | None = None
+) -> ImportReport:
+    """Copy what ``source`` holds that ``ws`` does not have yet."""
+    report = ImportReport(source.description)
+    tell = progress or (lambda stage, done, total: None)
+    inventory = source.inventory()
+    report.experiments = len(inventory.experiments)
+    report.runs_deleted = inventory.deleted_runs
+    experiments = {e.id: e.name for e in inventory.experiments}
+    copied = runs_by_tag(ws.engine, SOURCE_RUN_TAG)
+    tell("runs", 0, len(inventory.runs))
+    for i, run in enumerate(inventory.runs, 1):
+        if run.id in copied:
+            report.runs_already += 1
+        elif run.status not in STATUS:
+            report.runs_unfinished += 1
+        else:
+            copied[run.id] = _copy_run(ws, source, run, experiments[run.experiment_id], report)
+        tell("runs", i, len(inventory.runs))
+    if report.runs_unfinished:
+        report.notes.append(
+            f"{report.runs_unfinished} run(s) had not ended; import again once they have"
+        )
+    models = source.models()
+    registry = Registry(ws)
+    runs_of = {r.id: r for r in inventory.runs}
+    total = sum(len(m.versions) for m in models)
+    done = 0
+    tell("model versions", 0, total)
+    for model in models:
+        done = _copy_model(ws, registry, source, model, runs_of, copied, report, done, tell, total)
+    return report
+
+
+# --- runs -------------------------------------------------------------------------------
+def _copy_run(
+    ws: Workspace, source: Source, run: SourceRun, experiment: str, report: ImportReport
+) -> str:
+    data = source.run_data(run)
+    metrics: dict[str, Series] = {}
+    for key, points in data.metrics.items():
+        kept = [p for p in points if math.isfinite(p.value)]
+        report.nan_points_skipped += len(points) - len(kept)
+        report.metric_points += len(kept)
+        if kept:
+            metrics[key] = Series(
+                np.array([p.step for p in kept], dtype=np.int64),
+                np.array([p.timestamp_ms for p in kept], dtype=np.float64) / 1000.0,
+                np.array([p.value for p in kept], dtype=np.float64),
+            )
+    start = run.start_ms / 1000.0 if run.start_ms is not None else clock.now()
+    # Files go into the content-addressed store first; rows point at them only once whole.
+    files: list[tuple[str, str, int]] = []
+    try:
+        with source.files(run.artifact_uri, run.experiment_id) as folder:
+            for rel, path in walk(folder) if folder is not None else ():
+                blob = ws.artifacts.put_file(path)
+                files.append((rel, blob.digest, blob.size))
+    except Unreadable as exc:
+        report.notes.append(f"run {run.id}: artifacts not copied: {exc}")
+    with ws.write_engine.begin() as conn:
+        run_id = run.id if _RUN_ID.fullmatch(run.id) and not run_exists(conn, run.id) else new_id()
+        exp_id = write_recorded_run(
+            conn,
+            RecordedRun(
+                id=run_id,
+                experiment=experiment,
+                name=run.name or data.tags.get("mlflow.runName") or f"run-{run_id[:8]}",
+                status=STATUS[run.status],
+                start_time=start,
+                end_time=run.end_ms / 1000.0 if run.end_ms is not None else None,
+                params=data.params,
+                tags={**data.tags, SOURCE_RUN_TAG: run.id},
+                metrics=metrics,
+                git_commit=data.tags.get("mlflow.source.git.commit"),
+            ),
+        )
+        for rel, digest, size in files:
+            record = ws.lineage.add_artifact(
+                digest, FILE_KIND, size, name=f"{exp_id}/{run_id}/artifacts/{rel}", conn=conn
+            )
+            ws.lineage.link(run_id, record.id, "output", role=rel, conn=conn)
+    report.runs_copied += 1
+    report.files += len(files)
+    report.file_bytes += sum(size for _, _, size in files)
+    return run_id
+
+
+# --- registered models ----------------------------------------------------------------------
+def _copy_model(
+    ws: Workspace,
+    registry: Registry,
+    source: Source,
+    model: SourceModel,
+    runs_of: dict[str, SourceRun],
+    copied: dict[str, str],
+    report: ImportReport,
+    done: int,
+    tell: Progress,
+    total: int,
+) -> int:
+    try:
+        names.check_name(model.name, "model name")
+    except LoopmlError as exc:
+        report.notes.append(f"registered model {model.name!r} not imported: {exc}")
+        return done + len(model.versions)
+    servable = {
+        int(v.tags[VERSION_TAG]): v.version
+        for v in (registry.versions(model.name) if _registered(registry, model.name) else [])
+        if v.tags.get(VERSION_TAG, "").isdigit()
+    }
+    recorded = _recorded_versions(ws, model.name)
+    for version in model.versions:
+        if version.version in servable or version.version in recorded:
+            report.versions_already += 1
+        else:
+            number = _copy_version(ws, registry, source, version, runs_of, copied, report)
+            if number is not None:
+                servable[version.version] = number
+        done += 1
+        tell("model versions", done, total)
+    for alias, mlflow_version in sorted(model.aliases.items()):
+        target = servable.get(mlflow_version)
+        if target is None:
+            report.notes.append(
+                f"alias {model.name}@{alias} not set: MLflow version {mlflow_version} is not "
+                "a servable loopml version"
+            )
+            continue
+        try:
+            current = registry.alias_version(model.name, alias)
+            if current != target:
+                registry.move_alias(
+                    model.name,
+                    alias,
+                    target,
+                    action="import",
+                    reason=f"imported from MLflow ({source.description})",
+                    expected_from=current,
+                )
+                report.aliases_set += 1
+        except LoopmlError as exc:
+            report.notes.append(f"alias {model.name}@{alias} not set: {exc}")
+    return done
+
+
+def _registered(registry: Registry, name: str) -> bool:
+    return any(m.name == name for m in registry.models(name=name))
+
+
+def _recorded_versions(ws: Workspace, name: str) -> set[int]:
+    prefix = f"{name}:"
+    with ws.engine.connect() as conn:
+        rows = conn.execute(
+            select(artifact_table.c.name).where(
+                artifact_table.c.kind == RECORD_KIND,
+                artifact_table.c.name.like(prefix.replace("_", "\\_") + "%", "\\"),
+            )
+        ).scalars()
+        return {int(n[len(prefix) :]) for n in rows if n[len(prefix) :].isdigit()}
+
+
+def _model_uri(version: SourceVersion, runs_of: dict[str, SourceRun]) -> tuple[str | None, str]:
+    """Where the version's files are, and the experiment id to look them up under."""
+    run = runs_of.get(version.run_id or "")
+    experiment_id = run.experiment_id if run is not None else ""
+    if version.storage_location:
+        return version.storage_location, experiment_id
+    src = version.source or ""
+    if src.startswith("runs:/"):
+        run_id, _, path = src[len("runs:/") :].partition("/")
+        run = runs_of.get(run_id)
+        if run is None or not run.artifact_uri:
+            return None, experiment_id
+        return f"{run.artifact_uri.rstrip('/')}/{path}", run.experiment_id
+    if src.startswith("models:/"):
+        return None, experiment_id
+    return src or None, experiment_id
+
+
+def _copy_version(
+    ws: Workspace,
+    registry: Registry,
+    source: Source,
+    version: SourceVersion,
+    runs_of: dict[str, SourceRun],
+    copied: dict[str, str],
+    report: ImportReport,
+) -> int | None:
+    """Register ``version`` as a servable loopml version (its number) or record why not."""
+    run_id = copied.get(version.run_id or "")
+    uri, experiment_id = _model_uri(version, runs_of)
+    tags = {**version.tags, VERSION_TAG: str(version.version)}
+    if version.source:
+        tags["mlflow.source"] = version.source
+    if version.run_id:
+        tags[SOURCE_RUN_TAG] = version.run_id
+    try:
+        with source.files(uri, experiment_id) as folder:
+            if folder is None:
+                raise mlflow_models.NotServable(
+                    f"its files were not found ({uri or 'no location'})"
+                )
+            try:
+                loaded = mlflow_models.load(folder)
+                mv = registry.register(
+                    version.model,
+                    loaded.model,
+                    loaded.example,
+                    run_id=run_id,
+                    description=version.description,
+                    tags=tags,
+                )
+            except (mlflow_models.NotServable, LoopmlError) as exc:
+                _record(ws, version, run_id, tags, folder, str(exc))
+                report.versions_recorded += 1
+                return None
+    except (mlflow_models.NotServable, Unreadable) as exc:
+        _record(ws, version, run_id, tags, None, str(exc))
+        report.versions_recorded += 1
+        return None
+    report.versions_servable += 1
+    return mv.version
+
+
+def _record(
+    ws: Workspace,
+    version: SourceVersion,
+    run_id: str | None,
+    tags: dict[str, str],
+    folder: Path | None,
+    reason: str,
+) -> None:
+    """Keep a version loopml cannot serve: its files (when found) and why it cannot."""
+    tree = ws.artifacts.put_tree(folder) if folder is not None else None
+    digest = tree.digest if tree is not None else ws.artifacts.put_bytes(b"").digest
+    properties = {
+        "model": version.model,
+        "version": version.version,
+        "not_servable": f"MLflow model {version.model} version {version.version} cannot be "
+        f"served by loopml: {reason}",
+        "flavors": list(mlflow_models.flavors_of(folder)) if folder is not None else [],
+        "tags": tags,
+        "description": version.description,
+    }
+    with ws.write_engine.begin() as conn:
+        record = ws.lineage.add_artifact(
+            digest,
+            RECORD_KIND,
+            tree.size if tree is not None else 0,
+            name=f"{version.model}:{version.version}",
+            properties=properties,
+            conn=conn,
+        )
+        if run_id is not None:
+            ws.lineage.link(run_id, record.id, "output", role="model", conn=conn)

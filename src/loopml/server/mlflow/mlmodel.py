@@ -1,0 +1,291 @@
+"""An MLflow model folder (``MLmodel`` + the library's files) as a loopml model tree.
+
+Nothing here loads the model: a pickle runs code when it is read, and the server must not
+run code a client uploaded. The MLmodel file says which library saved the model, which
+file holds it and what input it takes (its signature); that is enough to write loopml's
+manifest around the very same files. The model is first loaded by whoever serves it, from
+bytes verified against the registered digest, as every loopml model is.
+
+A flavor loopml cannot serve (or a model without a signature) is still stored, with its
+reason in the manifest, so listing it works and loading it says why it cannot be served.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from loopml.core import clock
+from loopml.core.errors import InvalidInputError
+from loopml.registry.artifact import NOT_SERVABLE, wrap
+from loopml.registry.loaded import LoadedModel, ModelMetadata
+from loopml.registry.signature import ANY, ColumnSpec, InputFormat, OutputSpec, Signature
+from loopml.registry.table import array_column_names
+
+MLMODEL = "MLmodel"
+NOT_SERVABLE_TAG = "loopml.not_servable"
+MAX_COLUMNS = 100_000
+
+# MLflow's column types (mlflow.types.DataType) as loopml's.
+_COLUMN_TYPES = {
+    "double": "float64",
+    "float": "float32",
+    "long": "int64",
+    "integer": "int32",
+    "boolean": "bool",
+    "string": "string",
+    "datetime": "datetime",
+}
+_TENSOR_TYPES = {
+    "float64": "float64",
+    "float32": "float32",
+    "int64": "int64",
+    "int32": "int32",
+    "bool": "bool",
+}
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """The loopml manifest for an MLflow model; ``reason`` is set when it cannot be served.
+
+    ``skops_file`` names a scikit-learn model in skops' format (MLflow 3's default): skops
+    loads only types it trusts, without running the file's code, so the server reads it and
+    registers the estimator itself (task, classes and probabilities then known)."""
+
+    metadata: ModelMetadata
+    flavor: str
+    reason: str | None
+    skops_file: str | None = None
+    has_signature: bool = True
+
+
+def parse_mlmodel(raw: bytes) -> dict[str, Any]:
+    try:
+        found = yaml.safe_load(raw.decode("utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"the model's MLmodel file is not valid YAML: {exc}") from None
+    if not isinstance(found, dict) or not isinstance(found.get("flavors"), dict):
+        raise InvalidInputError("the model's MLmodel file has no 'flavors' section")
+    return found
+
+
+def convert(mlmodel: Mapping[str, Any], files: set[str]) -> Conversion:
+    """loopml's manifest for the model folder holding ``files`` (paths relative to it)."""
+    flavors: Mapping[str, Any] = mlmodel["flavors"]
+    python = _text(_get(flavors, "python_function", "python_version"))
+    plan = _plan(flavors, files)
+    flavor, info, packages, reason = plan
+    signature, why_not = _signature(mlmodel.get("signature"))
+    skops_file = info.get("file") if info.get("format") == "skops" and reason is None else None
+    if reason is None and why_not is not None and skops_file is None:
+        reason = why_not
+    versions = {"python": python} if python else {}
+    versions.update(packages)
+    if reason is not None:
+        info = {**info, NOT_SERVABLE: reason}
+    metadata = ModelMetadata(
+        flavor=flavor,
+        flavor_info=info,
+        signature=signature,
+        packages=versions,
+        params={},
+        has_proba=False,
+        created_at=clock.now(),
+    )
+    return Conversion(metadata, flavor, reason, skops_file, why_not is None)
+
+
+def from_skops(data: bytes, conversion: Conversion) -> LoadedModel | str:
+    """The estimator in skops bytes behind loopml's sklearn flavor, or why it cannot be."""
+    try:
+        import skops.io as sio
+    except ModuleNotFoundError:
+        return (
+            "it is saved in skops' format and the server has no skops; install "
+            "loopml[mlflow] on the server and register it again"
+        )
+    try:
+        untrusted = sio.get_untrusted_types(data=data)
+        if untrusted:
+            return (
+                "its skops file holds types skops does not trust by default "
+                f"({', '.join(untrusted[:5])}); register it with lm.models.register instead"
+            )
+        native = sio.load(io.BytesIO(data))
+        loaded = wrap(native, None, flavor="sklearn")
+    except (
+        InvalidInputError,
+        ValueError,
+        TypeError,
+        KeyError,
+        AttributeError,
+        OSError,
+        zipfile.BadZipFile,
+    ) as exc:
+        return f"its skops file cannot be read: {str(exc)[:300]}"
+    m = loaded.metadata
+    signature = m.signature
+    if conversion.has_signature:
+        mlflow_sig = conversion.metadata.signature
+        output = m.signature.output
+        if mlflow_sig.output.type != ANY:
+            output = OutputSpec(output.task, mlflow_sig.output.type, output.classes)
+        signature = Signature(mlflow_sig.inputs, output, mlflow_sig.input_format)
+    metadata = ModelMetadata(
+        flavor=m.flavor,
+        flavor_info=m.flavor_info,
+        signature=signature,
+        packages=m.packages,
+        params=m.params,
+        has_proba=m.has_proba,
+        created_at=m.created_at,
+    )
+    return LoadedModel(native, loaded.flavor, metadata)
+
+
+def _plan(
+    flavors: Mapping[str, Any], files: set[str]
+) -> tuple[str, dict[str, Any], dict[str, str], str | None]:
+    """(loopml flavor, flavor_info, package versions, reason it cannot be served)."""
+    names = sorted(k for k in flavors if k != "python_function")
+    if "sklearn" in flavors:
+        conf = flavors["sklearn"]
+        fmt = _text(_get(flavors, "sklearn", "serialization_format")) or "pickle"
+        file = _text(_get(flavors, "sklearn", "pickled_model"))
+        versions = _version("scikit-learn", conf, "sklearn_version")
+        if fmt == "skops":
+            return _with_file("sklearn", file, files, versions, {"format": "skops"})
+        if fmt not in ("cloudpickle", "pickle"):
+            return _unservable(
+                "sklearn", versions, f"its {fmt} serialization is not one loopml reads"
+            )
+        return _with_file("sklearn", file, files, versions, {"class": "mlflow.sklearn"})
+    if "xgboost" in flavors:
+        conf = flavors["xgboost"]
+        file = _text(_get(flavors, "xgboost", "data"))
+        cls = (_text(_get(flavors, "xgboost", "model_class")) or "").rpartition(".")[2]
+        versions = _version("xgboost", conf, "xgb_version")
+        if cls not in ("XGBClassifier", "XGBRegressor", "XGBRanker", "Booster"):
+            return _unservable(
+                "xgboost", versions, f"its model class {cls!r} is not one loopml loads"
+            )
+        return _with_file("xgboost", file, files, versions, {"class": cls})
+    if "lightgbm" in flavors:
+        conf = flavors["lightgbm"]
+        file = _text(_get(flavors, "lightgbm", "data"))
+        versions = _version("lightgbm", conf, "lgb_version")
+        if file.endswith(".pkl"):
+            # MLflow pickles LightGBM's scikit-learn estimators; they predict like any other.
+            return _with_file("sklearn", file, files, versions, {"class": "mlflow.lightgbm"})
+        return _with_file("lightgbm", file, files, versions, {"class": "Booster"})
+    if "onnx" in flavors:
+        file = _text(_get(flavors, "onnx", "data"))
+        versions = _version("onnx", flavors["onnx"], "onnx_version")
+        return _with_file("onnx", file, files, versions, {})
+    if "pytorch" in flavors:
+        versions = _version("torch", flavors["pytorch"], "pytorch_version")
+        return _unservable(
+            "pytorch",
+            versions,
+            "MLflow's pytorch flavor pickles the whole module with torch.save, and loopml "
+            "serves torch.export programs; register it with lm.models.register(model, X) or "
+            "log it as ONNX",
+        )
+    what = ", ".join(names) or "python_function only"
+    return _unservable(
+        names[0] if names else "pyfunc",
+        {},
+        f"it is an MLflow model of flavor {what}; loopml serves sklearn, xgboost, lightgbm, "
+        "onnx and pytorch models",
+    )
+
+
+def _with_file(
+    flavor: str, file: str, files: set[str], versions: dict[str, str], info: dict[str, Any]
+) -> tuple[str, dict[str, Any], dict[str, str], str | None]:
+    if not file or file not in files:
+        return _unservable(
+            flavor, versions, f"its MLmodel names the file {file!r}, which was not uploaded"
+        )
+    return flavor, {"file": file, **info}, versions, None
+
+
+def _unservable(
+    flavor: str, versions: dict[str, str], reason: str
+) -> tuple[str, dict[str, Any], dict[str, str], str | None]:
+    # The name marks it as MLflow's, so no loopml flavor is ever picked up for it.
+    return f"mlflow.{flavor}"[:40], {}, versions, reason
+
+
+def _signature(found: Any) -> tuple[Signature, str | None]:
+    """loopml's signature from MLmodel's; without inputs, the reason it cannot be served."""
+    output = OutputSpec("other", ANY)
+    empty = Signature((), output)
+    if not isinstance(found, Mapping) or not found.get("inputs"):
+        return empty, (
+            "it was logged without a signature; log it with input_example= or signature= "
+            "so its input columns are known"
+        )
+    try:
+        inputs = json.loads(found["inputs"]) if isinstance(found["inputs"], str) else None
+        outputs = json.loads(found["outputs"]) if isinstance(found.get("outputs"), str) else []
+    except ValueError:
+        inputs = None
+    if not isinstance(inputs, list) or not inputs:
+        return empty, "its signature's inputs are not a list of columns"
+    out_type = ANY
+    if isinstance(outputs, list) and len(outputs) == 1 and isinstance(outputs[0], dict):
+        out_type = _COLUMN_TYPES.get(str(outputs[0].get("type")), ANY)
+    output = OutputSpec("other", out_type)
+    if len(inputs) == 1 and isinstance(inputs[0], dict) and inputs[0].get("type") == "tensor":
+        return _tensor(inputs[0], output)
+    columns: list[ColumnSpec] = []
+    for i, col in enumerate(inputs[:MAX_COLUMNS]):
+        if not isinstance(col, dict) or not isinstance(col.get("name"), str):
+            return empty, f"its signature's input {i} is not a named column"
+        kind = _COLUMN_TYPES.get(str(col.get("type")))
+        if kind is None:
+            return empty, f"its input column {col['name']!r} is of MLflow type {col.get('type')!r}"
+        columns.append(ColumnSpec(col["name"], kind, nullable=not col.get("required", True)))
+    fmt: InputFormat = "table"
+    return Signature(tuple(columns), output, fmt), None
+
+
+def _tensor(spec: Mapping[str, Any], output: OutputSpec) -> tuple[Signature, str | None]:
+    tensor = spec.get("tensor-spec")
+    shape = tensor.get("shape") if isinstance(tensor, Mapping) else None
+    dtype = _TENSOR_TYPES.get(str(tensor.get("dtype"))) if isinstance(tensor, Mapping) else None
+    if (
+        not isinstance(shape, list)
+        or len(shape) != 2
+        or not isinstance(shape[1], int)
+        or not 0 < shape[1] <= MAX_COLUMNS
+        or dtype is None
+    ):
+        return Signature((), output), (
+            f"its input is a tensor of shape {shape!r} and type {dtype!r}; loopml serves "
+            "2-d numeric arrays (rows x features)"
+        )
+    columns = tuple(ColumnSpec(n, dtype, nullable=False) for n in array_column_names(shape[1]))
+    return Signature(columns, output, "array"), None
+
+
+def _get(flavors: Mapping[str, Any], flavor: str, key: str) -> Any:
+    conf = flavors.get(flavor)
+    return conf.get(key) if isinstance(conf, Mapping) else None
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _version(package: str, conf: Any, key: str) -> dict[str, str]:
+    value = conf.get(key) if isinstance(conf, Mapping) else None
+    return {package: value} if isinstance(value, str) and value else {}

@@ -1,0 +1,138 @@
+"""The same assertions on the Python API's tracking in every mode: local (the stores),
+remote (a real ``loopml server`` on SQLite) and remote on PostgreSQL."""
+
+from __future__ import annotations
+
+import math
+import uuid
+
+import numpy as np
+import pytest
+
+import loopml as lm
+from loopml.api import config
+from tests.remote.conftest import Target
+
+
+def experiment() -> str:
+    return f"conf-{uuid.uuid4().hex[:10]}"
+
+
+def test_a_run_reads_back_what_was_logged(api: Target) -> None:
+    exp = experiment()
+    with lm.start_run(exp, name="first", params={"lr": 0.1, "depth": 6}, tags={"team": "x"}) as run:
+        for i in range(12_000):
+            run.log_metric("loss", 1.0 / (i + 1))
+        run.log_metrics({"auc": 0.7, "acc": 0.9}, step=3)
+        run.log_metric("auc", 0.75)  # step 4: steps continue per metric
+        run.log_params({"optimizer": "adam"})
+        run.log_param("lr", 0.1)  # the same value again is fine
+        run.set_tag("stage", "dev")
+        run.set_tags({"team": "y"})  # tags may change
+    got = lm.get_run(run.id)
+    assert (got.id, got.experiment, got.name, got.status) == (run.id, exp, "first", "finished")
+    assert got.params == {"lr": "0.1", "depth": "6", "optimizer": "adam"}
+    assert got.tags["stage"] == "dev" and got.tags["team"] == "y"
+    assert got.metrics == {"loss": 1.0 / 12_000, "auc": 0.75, "acc": 0.9}
+    assert got.end_time is not None and got.end_time >= got.start_time
+    # Who started it: the token's name through the server, the OS user locally.
+    assert got.created_by == ("ci" if api.remote else config.os_user())
+    history = lm.metric_history(run.id, "loss")
+    assert len(history) == history.total_points == 12_000
+    assert history.steps.tolist() == list(range(12_000))
+    np.testing.assert_allclose(history.values, 1.0 / np.arange(1, 12_001))
+    auc = lm.metric_history(run.id, "auc")
+    assert auc.steps.tolist() == [3, 4] and auc.values.tolist() == [0.7, 0.75]
+    small = lm.metric_history(run.id, "loss", max_points=10)
+    assert small.downsampled and len(small) <= 10 and small.total_points == 12_000
+    assert small.max is not None and small.max[0] == 1.0
+    # More buckets than the server draws itself: the client buckets the full series alike.
+    big = lm.metric_history(run.id, "loss", max_points=11_000)
+    assert big.downsampled and 6000 <= len(big) <= 11_000 and big.total_points == 12_000
+    assert big.min is not None and big.min.min() == history.values.min()
+
+
+def test_explicit_steps_and_timestamps_are_kept(api: Target) -> None:
+    with lm.start_run(experiment()) as run:
+        run.log_metric("m", 1.5, step=-7, timestamp=1_700_000_000.25)
+        run.log_metric("m", 2.5, step=2**40, timestamp=1_700_000_001.5)
+    h = lm.metric_history(run.id, "m")
+    assert h.steps.tolist() == [-7, 2**40]
+    assert h.timestamps.tolist() == [1_700_000_000.25, 1_700_000_001.5]
+    assert lm.get_run(run.id).metrics == {"m": 2.5}
+
+
+def test_an_exception_fails_the_run_and_keeps_what_was_logged(api: Target) -> None:
+    with pytest.raises(RuntimeError, match="diverged"), lm.start_run(experiment()) as run:
+        run.log_metric("loss", 0.5)
+        raise RuntimeError("diverged")
+    got = lm.get_run(run.id)
+    assert got.status == "failed"
+    assert got.error is not None and "RuntimeError: diverged" in got.error
+    assert got.metrics == {"loss": 0.5}
+
+
+def test_search_filters_orders_and_limits(api: Target) -> None:
+    exp, other = experiment(), experiment()
+    ids = {}
+    for depth, auc in ((2, 0.61), (4, 0.72), (8, 0.68)):
+        with lm.start_run(exp, name=f"d{depth}", params={"depth": depth}) as run:
+            run.log_metric("auc", auc)
+        ids[depth] = run.id
+    with lm.start_run(other, params={"depth": 4}) as run:
+        run.log_metric("auc", 0.99)
+    found = lm.search_runs(exp, filter="metrics.auc > 0.65", order_by="metrics.auc desc")
+    assert [r.id for r in found] == [ids[4], ids[8]]
+    assert [r.name for r in lm.search_runs(exp, filter="params.depth = '2'")] == ["d2"]
+    assert len(lm.search_runs([exp, other], filter="params.depth = '4'")) == 2
+    assert [r.id for r in lm.search_runs(exp, order_by=["metrics.auc asc"], limit=2)] == [
+        ids[2],
+        ids[8],
+    ]
+    assert lm.search_runs(exp, filter="metrics.auc > 0.9") == []
+    # Newest first by default.
+    assert [r.name for r in lm.search_runs(exp)] == ["d8", "d4", "d2"]
+    frame = lm.search_runs(exp).to_pandas()
+    assert sorted(frame["metrics.auc"]) == [0.61, 0.68, 0.72]
+
+
+def test_bad_input_is_a_clear_error_that_leaves_nothing(api: Target) -> None:
+    exp = experiment()
+    with pytest.raises(lm.InvalidInputError, match="experiment name"):
+        lm.start_run("bad\nname")
+    with pytest.raises(lm.InvalidInputError, match="reserved"):
+        lm.start_run(exp, params={"loopml.x": 1})
+    with pytest.raises(lm.InvalidInputError, match="6000"):
+        lm.start_run(exp, params={"big": "x" * 6001})
+    assert lm.search_runs(exp) == []  # refused starts leave no run
+    with pytest.raises(lm.NotFoundError, match="no run"):
+        lm.get_run("no-such-run")
+    with pytest.raises(lm.InvalidInputError):
+        lm.get_run("")
+    with pytest.raises(lm.InvalidInputError, match="cannot parse filter"):
+        lm.search_runs(exp, filter="metrics.auc >")
+    with pytest.raises(lm.InvalidInputError, match="order_by"):
+        lm.search_runs(exp, order_by="metrics.auc desc; DROP TABLE runs")
+    with pytest.raises(lm.InvalidInputError, match="limit"):
+        lm.search_runs(exp, limit=0)
+    with pytest.raises(lm.InvalidInputError, match="max_points"):
+        lm.metric_history("x", "loss", max_points=1)
+    with lm.start_run(exp, params={"lr": 0.1}) as run:
+        with pytest.raises(lm.InvalidInputError, match="finite"):
+            run.log_metric("loss", math.nan)
+        with pytest.raises(lm.InvalidInputError, match="must be a number"):
+            run.log_metric("loss", "high")  # type: ignore[arg-type]
+        with pytest.raises(lm.InvalidInputError, match="metric name"):
+            run.log_metric("bad\nkey", 1.0)
+        with pytest.raises(lm.ConflictError, match="cannot change"):
+            run.log_params({"lr": 0.2})
+        with pytest.raises(lm.InvalidInputError, match="tag name"):
+            run.set_tags({"ok": "1", "bad\n": "2"})
+        run.log_metric("loss", 0.25)
+    got = lm.get_run(run.id)
+    assert got.params == {"lr": "0.1"} and "ok" not in got.tags
+    assert got.metrics == {"loss": 0.25} and got.status == "finished"
+    with pytest.raises(lm.ConflictError, match="has ended"):
+        run.log_metric("loss", 0.1)
+    with pytest.raises(lm.NotFoundError, match="no metric"):
+        lm.metric_history(run.id, "nothing")
