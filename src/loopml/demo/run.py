@@ -184,10 +184,12 @@ def _run_demo(
         tolerance=0.005,
         clock=clock,
     )
+    loop.declare()
     options = ServeOptions(
         f"{MODEL}@champion",
         port=0,
-        canary=CanarySpec(f"{MODEL}@challenger", CANARY * 100),
+        # No share here: the server takes the loop's, the one place it is set.
+        canary=CanarySpec(f"{MODEL}@challenger", None),
         deployment=DEPLOYMENT,
         poll_interval=0.2,
         log_flush_interval=0.5,

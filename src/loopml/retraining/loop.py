@@ -516,8 +516,8 @@ class Loop:
                 "started",
                 [
                     f"{self.model}@{self.challenger} -> {candidate.version}: it answers "
-                    f"{self.canary:.0%} of requests where the server runs with --canary "
-                    f"{self.model}@{self.challenger}:{self.canary * 100:g}"
+                    f"{self.canary:.0%} of requests on servers started with --canary "
+                    f"{self.model}@{self.challenger} (which take this loop's share)"
                 ],
                 from_version=champion,
                 to_version=candidate.version,

@@ -19,7 +19,8 @@ from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from loopml.core import clock
-from loopml.core.errors import ConflictError, NotFoundError
+from loopml.core.errors import ConflictError, InvalidInputError, NotFoundError
+from loopml.core.names import parse_ref
 from loopml.store.metadata.tables import loop_decisions, loops
 from loopml.store.workspace import Workspace
 
@@ -280,3 +281,32 @@ def _decision(r: Any) -> Decision:
         dict(r.details),
         r.execution_id,
     )
+
+
+def canary_share(ws: Workspace, ref: str) -> tuple[str, float] | None:
+    """(loop name, percent of requests) of the loop whose challenger alias ``ref``
+    (``name@alias``) names, or None when no loop moves that alias. The loop is where a
+    canary's share is set; a server given ``--canary name@alias`` reads it from here."""
+    parsed = parse_ref(ref)
+    name, alias = parsed.name, parsed.alias
+    if alias is None:
+        return None
+    with ws.engine.connect() as conn:
+        rows = conn.execute(
+            select(loops.c.name, loops.c.spec).where(loops.c.model == name).order_by(loops.c.name)
+        ).all()
+    found: dict[str, float] = {
+        str(r.name): round(float(r.spec.get("canary", 0.0)) * 100, 9)
+        for r in rows
+        if (r.spec or {}).get("challenger") == alias
+    }
+    if len(set(found.values())) > 1:
+        shares = ", ".join(f"loop {n!r} {p:g}%" for n, p in found.items())
+        raise InvalidInputError(
+            f"the loops that move {ref} disagree on its canary share ({shares}); give one "
+            f"share with --canary {ref}:<percent> or make the loops agree"
+        )
+    if not found:
+        return None
+    loop_name, percent = next(iter(found.items()))
+    return loop_name, percent
