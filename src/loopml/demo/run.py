@@ -29,7 +29,7 @@ from loopml.data.catalog import Catalog
 from loopml.demo import training
 from loopml.demo.flights import FEATURES, TARGET, flights_with_weather
 from loopml.demo.replay import EVENT_TIME, Replayer, month_start, wait_logged, with_event_time
-from loopml.monitor.api import history
+from loopml.monitor.api import history_frame
 from loopml.pipelines.definition import pipeline
 from loopml.pipelines.runner import run_pipeline
 from loopml.pipelines.step import step
@@ -229,10 +229,21 @@ def _run_demo(
     if report is not None:
         from loopml.monitor.report import write_html
 
-        windows = history(ws, MODEL, window="7d")
+        # The months the loop ticked on: monitoring stored each window when the tick (or its
+        # month line) checked it, so they are read back, not recomputed.
+        windows = history_frame(
+            [
+                window
+                for month in months
+                if (window := loop.window_report(month_start(month), month_start(month + 1)))
+            ]
+        )
         write_html(windows, str(report), f"loopml demo: {MODEL}, March-December 2013")
         result.report = report
-        console.print(f"monitoring report: {report} ({windows.height} weekly windows)")
+        console.print(
+            f"monitoring report: {report} ({windows.height} monthly windows; "
+            f"weekly: loopml monitor {MODEL} --window 7d --html report.html)"
+        )
     console.print(
         "see why each decision was taken: loopml loop status; the model's aliases and their "
         f"history: loopml models show {MODEL}; its monitoring: loopml monitor {MODEL}"
