@@ -7,11 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import lightgbm
 import numpy as np
 import pandas as pd
 import pytest
-import xgboost
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.model_selection import GridSearchCV
@@ -22,6 +20,10 @@ import loopml as lm
 from loopml.api.autolog import patches
 from loopml.registry.artifact import load_model
 from loopml.tracking.records import Run
+from tests import needs
+
+xgboost = needs.module("xgboost", "the test extra installs xgboost-cpu")
+lightgbm = needs.module("lightgbm", "the test extra installs lightgbm")
 
 FEATURES = ["dewp", "day", "hour", "sched_dep_time", "distance", "temp", "humid", "wind_speed"]
 
@@ -58,6 +60,10 @@ def _inputs(run_id: str) -> list[Any]:
     return [a for role, a in lm.workspace().lineage.artifacts_of(run_id, "input")]
 
 
+def _input_roles(run_id: str) -> dict[str, str]:
+    return {role: a.id for role, a in lm.workspace().lineage.artifacts_of(run_id, "input")}
+
+
 def _load(run: Run) -> Any:
     model = _outputs(run.id)["model"]
     assert run.tags["autolog.model_artifact_id"] == model.id
@@ -73,6 +79,7 @@ def test_a_sklearn_pipeline_fit_outside_a_run_gets_a_run_of_its_own(
     assert run.status == "finished"
     assert run.tags["autolog.library"] == "sklearn"
     assert run.tags["autolog.estimator"] == "sklearn.pipeline.Pipeline"
+    assert run.name == "Pipeline"
     assert run.params["logisticregression__C"] == "0.5"
     assert run.params["logisticregression__max_iter"] == "200"
     assert run.metrics["training_score"] == pytest.approx(model.score(X, y))
@@ -145,6 +152,7 @@ def test_xgboost_native_train_logs_each_iteration(
         verbose_eval=False,
     )
     run = _only_run()
+    assert run.name == "Booster"
     assert run.params["max_depth"] == "3" and run.params["num_boost_round"] == "6"
     history = lm.metric_history(run.id, "train-logloss")
     assert history.steps.tolist() == list(range(6))
@@ -154,7 +162,9 @@ def test_xgboost_native_train_logs_each_iteration(
     np.testing.assert_allclose(
         np.asarray(loaded.predict(X.head(20))), booster.predict(xgboost.DMatrix(X.head(20)))
     )
-    assert _inputs(run.id)[0].properties["rows"] == len(X)
+    roles = _input_roles(run.id)
+    assert roles["train"] == roles["training_data"]  # the eval set is the training DMatrix
+    assert run.tags["autolog.train_digest"] == run.tags["autolog.training_data_digest"]
 
 
 def test_xgboost_sklearn_api_logs_params_eval_history_and_model(
@@ -170,6 +180,9 @@ def test_xgboost_sklearn_api_logs_params_eval_history_and_model(
     assert values == pytest.approx(model.evals_result()["validation_0"]["logloss"])
     assert run.metrics["training_score"] == pytest.approx(model.score(X, y))
     assert _load(run).flavor.name == "xgboost"
+    roles = _input_roles(run.id)
+    assert set(roles) == {"training_data", "validation_0"}
+    assert roles["validation_0"] == roles["training_data"]  # evaluated on the same data
 
 
 def test_lightgbm_native_train_logs_each_iteration_and_keeps_the_callers_callbacks(
@@ -192,7 +205,9 @@ def test_lightgbm_native_train_logs_each_iteration_and_keeps_the_callers_callbac
     assert len(values) == 5
     loaded = _load(run)
     np.testing.assert_allclose(np.asarray(loaded.predict(X.head(20))), booster.predict(X.head(20)))
-    assert _inputs(run.id)[0].properties["rows"] == len(X)
+    roles = _input_roles(run.id)
+    assert set(roles) == {"training_data", "train"}
+    assert roles["train"] == roles["training_data"]
 
 
 def test_lightgbm_sklearn_api_logs_eval_history(
@@ -202,12 +217,17 @@ def test_lightgbm_sklearn_api_logs_eval_history(
     model = lightgbm.LGBMClassifier(n_estimators=4, verbose=-1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # LightGBM's eval_set rename
-        model.fit(X, y, eval_set=[(X, y)], eval_names=["seen"])
+        model.fit(X, y, eval_set=[(X.head(700), y.head(700))], eval_names=["seen"])
     run = _only_run()
     values = lm.metric_history(run.id, "seen-binary_logloss").values.tolist()
     assert values == pytest.approx(model.evals_result_["seen"]["binary_logloss"])
     assert run.params["n_estimators"] == "4"
     assert _load(run).flavor.name == "lightgbm"
+    roles = _input_roles(run.id)
+    assert set(roles) == {"training_data", "seen"}
+    assert roles["seen"] != roles["training_data"]  # other rows: another node
+    store = lm.workspace().lineage
+    assert store.get_artifact(roles["seen"]).properties["rows"] == 700
 
 
 def _fits() -> dict[str, Any]:
@@ -374,3 +394,30 @@ def test_sparse_and_list_inputs_and_unsupervised_fits_are_logged(
         assert _load(run).signature.inputs
     assert "training_score" not in runs["KMeans"].metrics  # no target, no training score
     assert "training_score" in runs["LogisticRegression"].metrics
+
+
+def test_fits_in_other_threads_get_runs_of_their_own(
+    autologging: None, flights: tuple[pd.DataFrame, pd.Series, pd.Series]
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    X, y, _ = flights
+    with lm.start_run("main") as main, ThreadPoolExecutor(2) as pool:
+        models = list(pool.map(lambda c: LogisticRegression(C=c).fit(X, y), [0.1, 1.0]))
+    runs = [r for r in lm.search_runs() if r.id != main.id]
+    assert sorted(r.params["C"] for r in runs) == ["0.1", "1.0"]  # no clash in one run
+    assert all(r.status == "finished" for r in runs)
+    assert "C" not in lm.get_run(main.id).params
+    assert len(models) == 2
+
+
+def test_an_unreachable_server_leaves_the_fit_alone(
+    autologging: None,
+    flights: tuple[pd.DataFrame, pd.Series, pd.Series],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    X, y, _ = flights
+    monkeypatch.setenv("LOOPML_URI", "http://127.0.0.1:1")  # nothing listens on port 1
+    with pytest.warns(lm.AutologWarning, match="could not start a run"):
+        model = LogisticRegression().fit(X, y)
+    assert model.score(X, y) > 0.5

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import loopml as lm
@@ -33,3 +34,18 @@ def test_changing_loopml_home_switches_workspace(
         pass
     monkeypatch.setenv("LOOPML_HOME", str(tmp_path / "other"))
     assert lm.search_runs() == []
+
+
+def test_lm_active_run_is_the_newest_unended_run(loopml_home: Path) -> None:
+    assert lm.active_run() is None
+    with lm.start_run("a") as outer:
+        assert lm.active_run() is outer
+        with lm.start_run("b") as inner:
+            assert lm.active_run() is inner
+        assert lm.active_run() is outer
+        seen: list[object] = []
+        worker = threading.Thread(target=lambda: seen.append(lm.active_run()))
+        worker.start()
+        worker.join(timeout=60)
+        assert seen == [None]  # another thread has runs of its own
+    assert lm.active_run() is None

@@ -92,7 +92,7 @@ def main(folder: Path) -> None:
     }
     expected["train_run"] = rid
     expected["predict_rows"] = X.head(20).to_dict(orient="list")
-    expected["predictions_v1"] = model.predict_proba(X.head(20))[:, 1].tolist()
+    expected["predictions_v1"] = model.predict(X.head(20)).tolist()
 
     # A second version of the model from a failed run, by MlflowClient.
     run2 = client.create_run(exp_a, run_name="train-lr-2", start_time=T0)
@@ -124,7 +124,7 @@ def main(folder: Path) -> None:
         "metrics": {"loss": [(0, T0 + 5, 0.25)]},
         "files": {},
     }
-    expected["predictions_v2"] = model2.predict_proba(X.head(20))[:, 1].tolist()
+    expected["predictions_v2"] = model2.predict(X.head(20)).tolist()
     client.set_registered_model_alias("cancer-clf", "champion", "1")
     client.set_registered_model_alias("cancer-clf", "challenger", "2")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
 import sqlite3
 import subprocess
@@ -19,16 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
+from loopml.core.errors import LoopmlError
 from loopml.registry.model_registry import Registry
 from loopml.store.metadata import tables as t
-from loopml.store.workspace import Workspace
 from loopml.tracking.tracker import Tracker
 from tests import needs
+from tests.importers.cli_run import assert_refused, cli, counts, open_ws
 
 pytestmark = pytest.mark.slow
 HERE = Path(__file__).parent
@@ -56,45 +55,6 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return Store(folder, json.loads((folder / "expected.json").read_text()))
-
-
-def cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("LOOPML_DB", "LOOPML_ARTIFACTS")}
-    env["LOOPML_HOME"] = str(home)
-    return subprocess.run(
-        [sys.executable, "-m", "loopml.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-
-
-def open_ws(home: Path) -> Workspace:
-    return Workspace(f"sqlite:///{home / 'loopml.db'}", str(home / "artifacts"))
-
-
-def counts(home: Path) -> dict[str, int]:
-    ws = open_ws(home)
-    try:
-        with ws.engine.connect() as conn:
-            return {
-                table.name: int(conn.execute(select(func.count()).select_from(table)).scalar_one())
-                for table in (
-                    t.executions,
-                    t.runs,
-                    t.params,
-                    t.tags,
-                    t.metric_chunks,
-                    t.latest_metrics,
-                    t.artifacts,
-                    t.events,
-                    t.model_versions,
-                    t.alias_events,
-                )
-            }
-    finally:
-        ws.close()
 
 
 @pytest.fixture(scope="module")
@@ -186,19 +146,20 @@ def test_registered_models_become_servable_versions_with_aliases(
             ("cancer-clf@champion", "predictions_v1"),
             ("cancer-clf:2", "predictions_v2"),
         ):
-            proba = registry.load(ref).predict_proba(rows)[:, 1]
-            np.testing.assert_allclose(proba, store.expected[key], rtol=0, atol=1e-12)
-        # The custom python_function model is kept, and says why it cannot be served.
-        assert [m.name for m in registry.models()] == ["cancer-clf"]
-        with ws.engine.connect() as conn:
-            record = conn.execute(
-                select(t.artifacts).where(t.artifacts.c.kind == "mlflow_model")
-            ).one()
-        assert record.name == "custom-scorer:1"
-        assert "python_function" in record.properties["not_servable"]
-        assert record.properties["flavors"] == ["python_function"]
-        tree = ws.artifacts.get_tree(record.digest)
-        assert sorted(e.path for e in tree.entries) == ["MLmodel", "weights.json"]
+            # Stored as MLflow saved it (never unpickled at import); loopml loads it to serve.
+            predicted = registry.load(ref).predict(rows)
+            assert predicted.tolist() == store.expected[key]
+        # The custom python_function model is stored as a version that says why it cannot
+        # be served, as the server's MLflow registry stores one.
+        assert [m.name for m in registry.models()] == ["cancer-clf", "custom-scorer"]
+        (custom,) = registry.versions("custom-scorer")
+        assert custom.tags["mlflow.version"] == "1"
+        assert "python_function" in custom.tags["loopml.not_servable"]
+        assert custom.run_id == store.expected["train_run"]
+        files = {e.path for e in ws.artifacts.get_tree(custom.digest).entries}
+        assert {"model/MLmodel", "model/weights.json"} <= files
+        with pytest.raises(LoopmlError, match="python_function"):
+            registry.load("custom-scorer:1")
     finally:
         ws.close()
 
@@ -241,17 +202,6 @@ def test_reimport_copies_only_what_is_new(store: Store, tmp_path: Path) -> None:
 
 
 # --- hostile input: one clear line, exit 1, nothing imported -------------------------------
-def assert_refused(home: Path, done: subprocess.CompletedProcess[str], *words: str) -> None:
-    assert done.returncode == 1, (done.stdout, done.stderr)
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
-    assert "Traceback" not in done.stderr
-    for word in words:
-        assert word in lines[0]
-    if (home / "loopml.db").exists():
-        assert counts(home)["runs"] == 0
-
-
 def test_a_file_that_is_not_a_database(tmp_path: Path) -> None:
     junk = tmp_path / "mlflow.db"
     junk.write_text("this is not a database\n" * 100)
@@ -266,6 +216,13 @@ def test_a_database_that_is_not_mlflow(tmp_path: Path) -> None:
         tmp_path / "home", "import", "mlflow", "--from", f"sqlite:///{tmp_path / 'other/loopml.db'}"
     )
     assert_refused(tmp_path / "home", done, "not an MLflow tracking store")
+
+
+def test_a_missing_artifacts_folder(store: Store, tmp_path: Path) -> None:
+    done = cli(
+        tmp_path / "home", "import", "mlflow", "--from", store.url, "--artifacts", "/no/such/dir"
+    )
+    assert_refused(tmp_path / "home", done, "--artifacts", "/no/such/dir")
 
 
 def test_a_missing_file_is_refused_and_not_created(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """Where the conformance tests send the Python API: the stores themselves (local), or a
 real ``loopml server`` subprocess on a free loopback port in front of them (remote), on
-SQLite and on PostgreSQL. The remote servers require a token; the client holds the
-write token named ``ci``."""
+SQLite + a folder and on PostgreSQL + S3 (moto's server). The remote servers require a
+token; the client holds the write token named ``ci``."""
 
 from __future__ import annotations
 
@@ -36,17 +36,14 @@ class Target:
     def remote(self) -> bool:
         return "LOOPML_URI" in self.env
 
-    def workspace(self) -> Workspace:
-        return Workspace(self.db_url, self.artifacts)
-
 
 def start_loopml_server(
-    db_url: str, artifacts: str, cwd: Path
+    db_url: str, artifacts: str, cwd: Path, extra_env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[bytes], str]:
     """``loopml server`` over the given stores, its environment stripped of client vars."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in CLIENT_VARS}
-    env.update(LOOPML_DB=db_url, LOOPML_ARTIFACTS=artifacts)
+    env.update(LOOPML_DB=db_url, LOOPML_ARTIFACTS=artifacts, **(extra_env or {}))
     proc = subprocess.Popen(
         [sys.executable, "-m", "loopml.cli", "server", "--port", str(port)],
         env=env,
@@ -73,12 +70,33 @@ def fresh_database(postgres_server: str) -> str:
     return f"{postgres_server}/{name}"
 
 
+def fresh_bucket(endpoint: str) -> tuple[dict[str, str], str]:
+    """A new bucket on moto's server, and the environment a server needs to reach it."""
+    import boto3
+
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": endpoint,
+    }
+    bucket = f"b-{uuid.uuid4().hex[:12]}"
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_bucket(Bucket=bucket)
+    return env, f"s3://{bucket}/artifacts"
+
+
 @pytest.fixture(
     scope="module",
     params=[
         "local",
         "remote",
-        pytest.param("remote-postgres", marks=pytest.mark.postgres),
+        pytest.param("remote-postgres", marks=[pytest.mark.postgres, pytest.mark.s3]),
     ],
 )
 def target(
@@ -86,8 +104,10 @@ def target(
 ) -> Iterator[Target]:
     base = tmp_path_factory.mktemp(request.param)
     artifacts = str(base / "artifacts")
+    s3_env: dict[str, str] = {}
     if request.param == "remote-postgres":
         db_url = fresh_database(request.getfixturevalue("postgres_server"))
+        s3_env, artifacts = fresh_bucket(request.getfixturevalue("s3_server"))
     else:
         db_url = f"sqlite:///{base / 'loopml.db'}"
     if request.param == "local":
@@ -95,7 +115,8 @@ def target(
             "local", {"LOOPML_DB": db_url, "LOOPML_ARTIFACTS": artifacts}, db_url, artifacts
         )
         return
-    ws = Workspace(db_url, artifacts)
+    # Tokens live in the database only; this process needs no access to the bucket.
+    ws = Workspace(db_url, str(base / "tokens-only"))
     try:
         made = {
             name: tokens.create(ws, name, scope)
@@ -103,7 +124,7 @@ def target(
         }
     finally:
         ws.close()
-    proc, url = start_loopml_server(db_url, artifacts, base)
+    proc, url = start_loopml_server(db_url, artifacts, base, s3_env)
     try:
         yield Target(
             request.param,

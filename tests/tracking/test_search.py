@@ -222,14 +222,3 @@ def test_runs_page_refuses_bad_arguments(
 ) -> None:
     with pytest.raises(InvalidInputError, match=message):
         populated.runs_page(**kwargs)  # type: ignore[arg-type]
-
-
-def test_reserved_tags_are_set_only_through_their_own_setter(populated: Tracker) -> None:
-    run = populated.search_runs(filter="attributes.name = 'a'")[0]
-    with pytest.raises(InvalidInputError, match="reserved"):
-        populated.set_reserved_tag(run.id, "team", "x")
-    populated.set_reserved_tag(run.id, "loopml.created_by", "ci")
-    populated.set_reserved_tag(run.id, "loopml.created_by", "ci-2")  # a second write replaces
-    assert populated.get_run(run.id).tags["loopml.created_by"] == "ci-2"
-    with pytest.raises(InvalidInputError):
-        populated.set_reserved_tag(run.id, "loopml.bad\nkey", "x")

@@ -26,6 +26,9 @@ CORE = (
     "system/process_memory_rss_megabytes",
     "system/network_receive_megabytes",
     "system/network_transmit_megabytes",
+    "system/disk_usage_percentage",
+    "system/disk_usage_megabytes",
+    "system/disk_available_megabytes",
 )
 DISK = ("system/disk_read_megabytes", "system/disk_write_megabytes")
 
@@ -74,6 +77,12 @@ def test_a_run_with_system_metrics_gets_plausible_samples(tracker: Tracker) -> N
     assert ((pct > 0) & (pct <= 100)).all()
     rss = histories["system/process_memory_rss_megabytes"].values
     assert ((rss > 1) & (rss <= total_mb)).all()  # this Python process holds more than 1 MB
+    disk_pct = histories["system/disk_usage_percentage"].values
+    assert ((disk_pct > 0) & (disk_pct <= 100)).all()
+    disk_total_mb = psutil.disk_usage("/").total / 1e6
+    for key in ("system/disk_usage_megabytes", "system/disk_available_megabytes"):
+        v = histories[key].values
+        assert ((v >= 0) & (v <= disk_total_mb)).all(), key
     for key in ("system/network_receive_megabytes", *DISK):
         if key in histories:
             v = histories[key].values
@@ -202,13 +211,3 @@ def test_a_bad_environment_value_is_a_clear_config_error(
     with pytest.raises(ConfigError, match=var):
         lm.start_run("sys")
     assert lm.search_runs() == []
-
-
-def test_lm_active_run_is_the_newest_unended_run(loopml_home: Path) -> None:
-    assert lm.active_run() is None
-    with lm.start_run("a") as outer:
-        assert lm.active_run() is outer
-        with lm.start_run("b") as inner:
-            assert lm.active_run() is inner
-        assert lm.active_run() is outer
-    assert lm.active_run() is None

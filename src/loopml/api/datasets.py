@@ -16,7 +16,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import polars as pl
 
-from loopml.api.fluent import workspace
+from loopml.api.fluent import remote_catalog, workspace
 from loopml.core.errors import InvalidInputError, NotFoundError
 from loopml.data import drift as drift_mod
 from loopml.data import validate as validate_mod
@@ -55,9 +55,33 @@ def catalog() -> Catalog:
     return Catalog(workspace())
 
 
-add = _bind(Catalog.add)
+_REMOTE_ADD = {"description", "owner", "tags"}
+
+
+def _or_remote(local: Callable[_P, _R], method: str, allowed: set[str]) -> Callable[_P, _R]:
+    """``local``, or in remote mode the server catalog's ``method`` with the arguments it
+    takes (the others say they need the stores)."""
+
+    @functools.wraps(local)
+    def call(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        remote = remote_catalog()
+        if remote is None:
+            return local(*args, **kwargs)
+        extra = sorted(k for k, v in kwargs.items() if k not in allowed and v is not None)
+        if extra:
+            raise InvalidInputError(
+                f"{', '.join(extra)} {'is' if len(extra) == 1 else 'are'} not available in "
+                "remote mode (LOOPML_URI is set)"
+            )
+        result: _R = getattr(remote, method)(*args, **kwargs)
+        return result
+
+    return call
+
+
+add = _or_remote(_bind(Catalog.add), "add", _REMOTE_ADD)
 append = _bind(Catalog.append)
-get = _bind(Catalog.get)
+get = _or_remote(_bind(Catalog.get), "get", set())
 versions = _bind(Catalog.versions)
 list_datasets = _bind(Catalog.list_datasets)
 info = _bind(Catalog.info)

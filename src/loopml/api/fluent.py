@@ -9,6 +9,7 @@ configuration names a server (``LOOPML_URI``), the same functions talk to it ins
 from __future__ import annotations
 
 import functools
+import threading
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,13 @@ from loopml.tracking.records import MetricHistory, Run, RunList
 from loopml.tracking.tracker import DEFAULT_EXPERIMENT, Tracker
 
 if TYPE_CHECKING:
-    from loopml.api.remote import RemoteRun, RemoteTracker
+    from loopml.api.remote import (
+        Connection,
+        RemoteCatalog,
+        RemoteRegistry,
+        RemoteRun,
+        RemoteTracker,
+    )
 
 
 @functools.cache
@@ -35,11 +42,18 @@ def _tracker_for(settings: config.Settings) -> Tracker:
 
 
 @functools.cache
-def _remote_tracker_for(settings: config.Settings) -> RemoteTracker:
-    from loopml.api.remote import Connection, RemoteTracker
+def _connection_for(settings: config.Settings) -> Connection:
+    from loopml.api.remote import Connection
 
     assert settings.uri is not None
-    return RemoteTracker(Connection(settings.uri, settings.token))
+    return Connection(settings.uri, settings.token)
+
+
+@functools.cache
+def _remote_tracker_for(settings: config.Settings) -> RemoteTracker:
+    from loopml.api.remote import RemoteTracker
+
+    return RemoteTracker(_connection_for(settings))
 
 
 def _local(settings: config.Settings, what: str) -> config.Settings:
@@ -47,7 +61,9 @@ def _local(settings: config.Settings, what: str) -> config.Settings:
         raise ConfigError(
             f"{what} needs the workspace's stores, but LOOPML_URI names a server "
             f"({settings.uri}); in remote mode the Python API offers start_run, get_run, "
-            "search_runs and metric_history. Unset LOOPML_URI to work on the stores directly"
+            "search_runs, metric_history, lm.models' register, load, get, versions, history "
+            "and promote, and lm.datasets' add and get. Unset LOOPML_URI to work on the "
+            "stores directly"
         )
     return settings
 
@@ -65,6 +81,22 @@ def remote_tracker() -> RemoteTracker | None:
     """The tracker of the server the configuration names; None in local mode."""
     settings = config.resolve()
     return _remote_tracker_for(settings) if settings.remote else None
+
+
+def remote_registry() -> RemoteRegistry | None:
+    """The registry of the server the configuration names; None in local mode."""
+    from loopml.api.remote import RemoteRegistry
+
+    settings = config.resolve()
+    return RemoteRegistry(_connection_for(settings)) if settings.remote else None
+
+
+def remote_catalog() -> RemoteCatalog | None:
+    """The dataset catalog of the server the configuration names; None in local mode."""
+    from loopml.api.remote import RemoteCatalog
+
+    settings = config.resolve()
+    return RemoteCatalog(_connection_for(settings)) if settings.remote else None
 
 
 def _any_tracker() -> Tracker | RemoteTracker:
@@ -86,31 +118,42 @@ def start_run(
     ``system_metrics=True`` samples CPU, memory, disk and network I/O (and GPUs) every
     ``system_metrics_interval`` seconds (default 10) as ``system/...`` metrics; unset, the
     ``LOOPML_SYSTEM_METRICS`` environment variable (``1``/``0``) decides, and it is off.
-    In remote mode (``LOOPML_URI``) runs do not sample system metrics yet.
+    In remote mode (``LOOPML_URI``) the samples are of this machine, sent to the server
+    with the run's other points.
     """
     interval = config.system_metrics_interval(system_metrics, system_metrics_interval)
     any_tracker = _any_tracker()
-    if not isinstance(any_tracker, Tracker):
-        return any_tracker.start_run(experiment, name=name, params=params, tags=tags)
     run = any_tracker.start_run(
         experiment, name=name, params=params, tags=tags, system_metrics_interval=interval
     )
-    _started.append(weakref.ref(run))
+    _started().append(weakref.ref(run))
     return run
 
 
-# Runs started here, newest last: ``active_run`` is the newest one not yet ended, which is
-# what autologging attaches to. Weak, so a dropped run handle is not kept alive by this.
-_started: list[weakref.ref[ActiveRun]] = []
+class _Started(threading.local):
+    def __init__(self) -> None:
+        self.runs: list[weakref.ref[ActiveRun | RemoteRun]] = []
 
 
-def active_run() -> ActiveRun | None:
-    """The newest run started with :func:`start_run` that has not ended, or None."""
-    while _started:
-        run = _started[-1]()
+# Runs this thread started here, newest last: ``active_run`` is the newest one not yet
+# ended, which is what autologging logs into. Per thread, as in MLflow, so fits running in
+# a thread pool each get a run rather than all writing into one. Weak, so a dropped run
+# handle is not kept alive by this list.
+_thread_runs = _Started()
+
+
+def _started() -> list[weakref.ref[ActiveRun | RemoteRun]]:
+    return _thread_runs.runs
+
+
+def active_run() -> ActiveRun | RemoteRun | None:
+    """The newest run this thread started with :func:`start_run` that has not ended."""
+    started = _started()
+    while started:
+        run = started[-1]()
         if run is not None and not run.ended:
             return run
-        _started.pop()
+        started.pop()
     return None
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from loopml.api.fluent import tracker, workspace
+from loopml.api.fluent import remote_registry, tracker, workspace
 from loopml.core.errors import InvalidInputError
 from loopml.registry import card as _card
 from loopml.registry.artifact import wrap
@@ -109,6 +109,19 @@ def register(
     run's git commit.
     """
     run_id = _run_id(run)
+    remote = remote_registry()
+    if remote is not None:
+        return remote.register(
+            name,
+            model,
+            X,
+            flavor=flavor,
+            run_id=run_id,
+            dataset_ids=_dataset_ids(datasets),
+            code_version=code_version,
+            description=description,
+            tags=tags,
+        )
     if run_id is not None and code_version is None:
         code_version = tracker().code_version(run_id)
     return _registry().register(
@@ -126,15 +139,18 @@ def register(
 
 def load(ref: str) -> LoadedModel:
     """``"name@alias"``, ``"name:3"`` or ``"name"`` (latest), loaded from verified bytes."""
-    return _registry().load(ref)
+    remote = remote_registry()
+    return _registry().load(ref) if remote is None else remote.load(ref)
 
 
 def get(ref: str) -> ModelVersion:
-    return _registry().resolve(ref)
+    remote = remote_registry()
+    return _registry().resolve(ref) if remote is None else remote.resolve(ref)
 
 
 def versions(name: str) -> list[ModelVersion]:
-    return _registry().versions(name)
+    remote = remote_registry()
+    return _registry().versions(name) if remote is None else remote.versions(name)
 
 
 def list_models() -> list[RegisteredModel]:
@@ -142,7 +158,8 @@ def list_models() -> list[RegisteredModel]:
 
 
 def history(name: str, alias: str | None = None) -> list[AliasEvent]:
-    return _registry().history(name, alias)
+    remote = remote_registry()
+    return _registry().history(name, alias) if remote is None else remote.history(name, alias)
 
 
 def promote(
@@ -163,10 +180,23 @@ def promote(
     promotion policy (:func:`set_policy`), ``gate`` must be that gate unless ``force=True``;
     a forced promotion is marked as such in the history. The attempt is recorded either
     way. A refusal raises :class:`PromotionRefusedError` (its ``.result`` holds every
-    check) unless ``raise_on_refusal=False``.
+    check) unless ``raise_on_refusal=False``. In remote mode the server runs the gate and
+    ``data`` names a dataset of its catalog (``"holdout:2"``).
     """
     if gate is not None and not isinstance(gate, Gate):
         gate = Gate.load(gate)
+    remote = remote_registry()
+    if remote is not None:
+        if datasets:
+            raise InvalidInputError(
+                "in remote mode data= names the evaluation dataset itself; drop datasets="
+            )
+        result = remote.promote(
+            name, version, alias, gate=gate, data=data, reason=reason, force=force
+        )
+        if not result.allowed and raise_on_refusal:
+            raise PromotionRefusedError(result)
+        return result
     result = _promote(
         workspace(),
         name,

@@ -23,6 +23,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Column
 from rich.text import Text
 
 from loopml.core.progress import silent
@@ -66,7 +67,11 @@ def bars(description: str) -> Iterator[Callable[[str, int, int], None]]:
         return
     with Progress(
         SpinnerColumn(),
-        TextColumn("{task.description}"),
+        # A long path in the title must not squeeze the counts out of the line.
+        TextColumn(
+            "{task.description}",
+            table_column=Column(max_width=48, no_wrap=True, overflow="ellipsis"),
+        ),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),

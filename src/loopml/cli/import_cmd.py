@@ -39,8 +39,7 @@ def mlflow(
 ) -> None:
     """Copy experiments, runs (params, tags, full metric histories, artifacts) and
     registered models with their versions and aliases. Run it again to copy only what
-    is new. Models are loaded as MLflow would load them (scikit-learn and PyTorch files
-    are pickles): import only stores you trust."""
+    is new."""
     source = open_source(from_, artifacts)
     try:
         ws = fluent.workspace()
@@ -72,7 +71,7 @@ def mlflow(
     )
     out.print(
         f"  model versions: {report.versions_servable:,} servable, {report.versions_recorded:,} "
-        f"kept as not servable, {report.versions_already:,} already here"
+        f"stored as not servable, {report.versions_already:,} already here"
     )
     out.print(f"  aliases: {report.aliases_set:,} set")
     if report.runs_deleted:

@@ -176,8 +176,7 @@ def show(
 ) -> None:
     """Everything recorded about one run."""
     require_workspace(missing=f"no run with id {run_id!r}")
-    tracker = fluent.tracker()
-    run = tracker.get_run(_resolve_id(run_id))
+    run = fluent.get_run(_resolve_id(run_id))
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold", no_wrap=True)
     head.add_column(overflow="fold")
@@ -204,7 +203,9 @@ def show(
             for k, v in sorted(values.items()):
                 t.add_row(lit(k), lit(_fmt(v)))
             out.print(t)
-    artifacts = tracker.workspace.lineage.artifacts_of(run.id, "output")
+    # In remote mode (LOOPML_URI) the server's run page lists the artifacts.
+    remote = fluent.remote_tracker() is not None
+    artifacts = [] if remote else fluent.workspace().lineage.artifacts_of(run.id, "output")
     if artifacts:
         t = tables.table("artifacts")
         tables.text(t, "name")
@@ -225,8 +226,7 @@ def compare(
 ) -> None:
     """Params and metrics of several runs side by side; differing params are marked."""
     require_workspace(missing=f"no runs {', '.join(map(repr, run_ids))}")
-    tracker = fluent.tracker()
-    runs = [tracker.get_run(_resolve_id(r)) for r in run_ids]
+    runs = [fluent.get_run(_resolve_id(r)) for r in run_ids]
     table = tables.table("comparison")
     tables.text(table, "", wrap=True)
     for r in runs:

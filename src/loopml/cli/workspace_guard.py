@@ -25,6 +25,8 @@ class NoWorkspaceError(NotFoundError):
 def missing_workspace() -> str | None:
     """The SQLite file the configuration names, if it does not exist yet; else None."""
     settings = config.resolve()
+    if settings.remote:
+        return None  # the server's workspace: asking it answers what exists
     try:
         url = make_url(settings.db_url)
     except ArgumentError:

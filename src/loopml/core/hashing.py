@@ -98,12 +98,12 @@ def digest_mapped(path: str) -> tuple[str, int]:
 
 
 def is_digest(value: str) -> bool:
-    return bool(_DIGEST_RE.match(value))
+    return bool(_DIGEST_RE.fullmatch(value))
 
 
 def check_digest(value: str) -> str:
     """Return ``value`` if it is a well-formed digest, else raise a clear error."""
-    if not isinstance(value, str) or not _DIGEST_RE.match(value):
+    if not isinstance(value, str) or not _DIGEST_RE.fullmatch(value):
         raise InvalidInputError(
             f"{value!r} is not a loopml digest; expected 'b3:' followed by 64 lowercase hex digits"
         )

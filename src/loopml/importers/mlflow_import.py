@@ -7,9 +7,10 @@ its params, tags, full metric histories and artifact links, after its files are 
 content-addressed store: an interrupted import leaves whole runs or none.
 
 Only runs that have ended are copied; one still running is copied by a later import,
-once it has ended. Registered model versions whose flavor loopml serves become loopml
-model versions; the others are kept as ``mlflow_model`` artifacts that say why they cannot
-be served. MLflow aliases follow their versions.
+once it has ended. Registered model versions become loopml versions as the server's MLflow
+registry makes them (``loopml.server.mlflow.mlmodel``): servable when loopml serves their
+flavor, otherwise stored with the reason (``loopml.not_servable``). The version's MLflow
+number is its tag ``mlflow.version``; MLflow aliases follow their versions.
 """
 
 from __future__ import annotations
@@ -17,26 +18,33 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from loopml.core import clock, names
-from loopml.core.errors import LoopmlError
+from loopml.core.errors import LoopmlError, StoreError
 from loopml.core.ids import new_id
-from loopml.importers import mlflow_models
 from loopml.importers.mlflow_files import Unreadable
 from loopml.importers.mlflow_records import (
+    RunData,
     Source,
     SourceModel,
     SourceRun,
     SourceVersion,
     walk,
 )
+from loopml.registry.artifact import NOT_SERVABLE, save_files, save_model
 from loopml.registry.model_registry import Registry
-from loopml.store.metadata.tables import artifacts as artifact_table
+from loopml.server.mlflow.mlmodel import (
+    MLMODEL,
+    NOT_SERVABLE_TAG,
+    convert,
+    parse_mlmodel,
+    read_safely,
+)
+from loopml.server.mlflow.registry import SOURCE_TAG
 from loopml.store.workspace import Workspace
 from loopml.tracking.recorded import (
     RecordedRun,
@@ -50,7 +58,6 @@ SOURCE_RUN_TAG = "mlflow.source_run_id"
 VERSION_TAG = "mlflow.version"
 # The server's MLflow artifact proxy names files so; imported files are found there too.
 FILE_KIND = "mlflow_file"
-RECORD_KIND = "mlflow_model"
 STATUS = {"FINISHED": "finished", "FAILED": "failed", "KILLED": "killed"}
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -137,6 +144,31 @@ def _copy_run(
                 files.append((rel, blob.digest, blob.size))
     except Unreadable as exc:
         report.notes.append(f"run {run.id}: artifacts not copied: {exc}")
+    try:
+        run_id = _write_run(ws, run, experiment, data, metrics, start, files)
+    except SQLAlchemyError as exc:
+        # The transaction rolled back: nothing of this run is in the workspace.
+        reason = str(getattr(exc, "orig", exc)).splitlines()[0][:300]
+        raise StoreError(
+            f"MLflow run {run.id} could not be written, so the import stopped there (the runs "
+            f"before it are whole): {reason}"
+        ) from None
+    report.runs_copied += 1
+    report.files += len(files)
+    report.file_bytes += sum(size for _, _, size in files)
+    return run_id
+
+
+def _write_run(
+    ws: Workspace,
+    run: SourceRun,
+    experiment: str,
+    data: RunData,
+    metrics: dict[str, Series],
+    start: float,
+    files: list[tuple[str, str, int]],
+) -> str:
+    """The run with its params, tags, metrics and file links, in one transaction."""
     with ws.write_engine.begin() as conn:
         run_id = run.id if _RUN_ID.fullmatch(run.id) and not run_exists(conn, run.id) else new_id()
         exp_id = write_recorded_run(
@@ -159,9 +191,6 @@ def _copy_run(
                 digest, FILE_KIND, size, name=f"{exp_id}/{run_id}/artifacts/{rel}", conn=conn
             )
             ws.lineage.link(run_id, record.id, "output", role=rel, conn=conn)
-    report.runs_copied += 1
-    report.files += len(files)
-    report.file_bytes += sum(size for _, _, size in files)
     return run_id
 
 
@@ -183,27 +212,26 @@ def _copy_model(
     except LoopmlError as exc:
         report.notes.append(f"registered model {model.name!r} not imported: {exc}")
         return done + len(model.versions)
-    servable = {
+    have = {
         int(v.tags[VERSION_TAG]): v.version
-        for v in (registry.versions(model.name) if _registered(registry, model.name) else [])
+        for v in (registry.versions(model.name) if registry.models(name=model.name) else [])
         if v.tags.get(VERSION_TAG, "").isdigit()
     }
-    recorded = _recorded_versions(ws, model.name)
     for version in model.versions:
-        if version.version in servable or version.version in recorded:
+        if version.version in have:
             report.versions_already += 1
         else:
-            number = _copy_version(ws, registry, source, version, runs_of, copied, report)
+            number = _copy_version(registry, source, version, runs_of, copied, report)
             if number is not None:
-                servable[version.version] = number
+                have[version.version] = number
         done += 1
         tell("model versions", done, total)
     for alias, mlflow_version in sorted(model.aliases.items()):
-        target = servable.get(mlflow_version)
+        target = have.get(mlflow_version)
         if target is None:
             report.notes.append(
-                f"alias {model.name}@{alias} not set: MLflow version {mlflow_version} is not "
-                "a servable loopml version"
+                f"alias {model.name}@{alias} not set: MLflow version {mlflow_version} was not "
+                "imported"
             )
             continue
         try:
@@ -221,22 +249,6 @@ def _copy_model(
         except LoopmlError as exc:
             report.notes.append(f"alias {model.name}@{alias} not set: {exc}")
     return done
-
-
-def _registered(registry: Registry, name: str) -> bool:
-    return any(m.name == name for m in registry.models(name=name))
-
-
-def _recorded_versions(ws: Workspace, name: str) -> set[int]:
-    prefix = f"{name}:"
-    with ws.engine.connect() as conn:
-        rows = conn.execute(
-            select(artifact_table.c.name).where(
-                artifact_table.c.kind == RECORD_KIND,
-                artifact_table.c.name.like(prefix.replace("_", "\\_") + "%", "\\"),
-            )
-        ).scalars()
-        return {int(n[len(prefix) :]) for n in rows if n[len(prefix) :].isdigit()}
 
 
 def _model_uri(version: SourceVersion, runs_of: dict[str, SourceRun]) -> tuple[str | None, str]:
@@ -258,7 +270,6 @@ def _model_uri(version: SourceVersion, runs_of: dict[str, SourceRun]) -> tuple[s
 
 
 def _copy_version(
-    ws: Workspace,
     registry: Registry,
     source: Source,
     version: SourceVersion,
@@ -266,70 +277,59 @@ def _copy_version(
     copied: dict[str, str],
     report: ImportReport,
 ) -> int | None:
-    """Register ``version`` as a servable loopml version (its number) or record why not."""
-    run_id = copied.get(version.run_id or "")
+    """Register ``version`` as the next loopml version of its model; its number.
+
+    The MLmodel folder becomes a loopml model tree as the server's MLflow registry makes
+    one (nothing is unpickled): a flavor loopml serves is servable, any other is stored
+    with the reason it cannot be served. None when its files cannot be found."""
     uri, experiment_id = _model_uri(version, runs_of)
-    tags = {**version.tags, VERSION_TAG: str(version.version)}
-    if version.source:
-        tags["mlflow.source"] = version.source
-    if version.run_id:
-        tags[SOURCE_RUN_TAG] = version.run_id
+    what = f"MLflow model {version.model} version {version.version}"
     try:
         with source.files(uri, experiment_id) as folder:
-            if folder is None:
-                raise mlflow_models.NotServable(
-                    f"its files were not found ({uri or 'no location'})"
-                )
-            try:
-                loaded = mlflow_models.load(folder)
-                mv = registry.register(
-                    version.model,
-                    loaded.model,
-                    loaded.example,
-                    run_id=run_id,
-                    description=version.description,
-                    tags=tags,
-                )
-            except (mlflow_models.NotServable, LoopmlError) as exc:
-                _record(ws, version, run_id, tags, folder, str(exc))
-                report.versions_recorded += 1
-                return None
-    except (mlflow_models.NotServable, Unreadable) as exc:
-        _record(ws, version, run_id, tags, None, str(exc))
-        report.versions_recorded += 1
+            contents = {rel: path.read_bytes() for rel, path in walk(folder)} if folder else {}
+    except Unreadable as exc:
+        report.notes.append(f"{what} not imported: {exc}")
         return None
-    report.versions_servable += 1
-    return mv.version
-
-
-def _record(
-    ws: Workspace,
-    version: SourceVersion,
-    run_id: str | None,
-    tags: dict[str, str],
-    folder: Path | None,
-    reason: str,
-) -> None:
-    """Keep a version loopml cannot serve: its files (when found) and why it cannot."""
-    tree = ws.artifacts.put_tree(folder) if folder is not None else None
-    digest = tree.digest if tree is not None else ws.artifacts.put_bytes(b"").digest
-    properties = {
-        "model": version.model,
-        "version": version.version,
-        "not_servable": f"MLflow model {version.model} version {version.version} cannot be "
-        f"served by loopml: {reason}",
-        "flavors": list(mlflow_models.flavors_of(folder)) if folder is not None else [],
-        "tags": tags,
-        "description": version.description,
-    }
-    with ws.write_engine.begin() as conn:
-        record = ws.lineage.add_artifact(
-            digest,
-            RECORD_KIND,
-            tree.size if tree is not None else 0,
-            name=f"{version.model}:{version.version}",
-            properties=properties,
-            conn=conn,
+    if MLMODEL not in contents:
+        report.notes.append(
+            f"{what} not imported: no MLmodel file at {uri or 'its (unrecorded) location'}; "
+            "pass --artifacts if the files moved, then import again"
         )
-        if run_id is not None:
-            ws.lineage.link(run_id, record.id, "output", role="model", conn=conn)
+        return None
+    store = registry.ws.artifacts
+    try:
+        converted = convert(parse_mlmodel(contents[MLMODEL]), set(contents))
+        reason = converted.reason
+        if converted.safe_file is not None:
+            loaded = read_safely(contents[converted.safe_file], converted)
+            if isinstance(loaded, str):
+                reason = loaded
+                info = {**converted.metadata.flavor_info, NOT_SERVABLE: reason}
+                saved = save_files(store, contents, replace(converted.metadata, flavor_info=info))
+            else:
+                saved = save_model(store, loaded)
+        else:
+            saved = save_files(store, contents, converted.metadata)
+        tags = {**version.tags, VERSION_TAG: str(version.version)}
+        if version.source:
+            tags[SOURCE_TAG] = version.source
+        if version.run_id:
+            tags[SOURCE_RUN_TAG] = version.run_id
+        if reason is not None:
+            tags[NOT_SERVABLE_TAG] = reason
+        mv = registry.register_saved(
+            version.model,
+            saved,
+            run_id=copied.get(version.run_id or ""),
+            description=version.description,
+            tags=tags,
+            created_by=f"mlflow import ({source.description})",
+        )
+    except LoopmlError as exc:
+        report.notes.append(f"{what} not imported: {exc}")
+        return None
+    if reason is None:
+        report.versions_servable += 1
+    else:
+        report.versions_recorded += 1
+    return mv.version

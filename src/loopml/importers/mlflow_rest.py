@@ -99,7 +99,30 @@ class RestSource:
                 return
 
     # what the store holds ----------------------------------------------------------
+    @contextlib.contextmanager
+    def _shape(self, what: str) -> Iterator[None]:
+        """An answer that is JSON but not MLflow's shape is the server's fault, said once."""
+        try:
+            yield
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise MlflowSourceError(
+                f"{self.base} answered {what} in a shape that is not MLflow's "
+                f"({type(exc).__name__}: {str(exc)[:200]})"
+            ) from None
+
     def inventory(self) -> Inventory:
+        with self._shape("experiments/search or runs/search"):
+            return self._inventory()
+
+    def run_data(self, run: SourceRun) -> RunData:
+        with self._shape(f"metrics/get-history of run {run.id}"):
+            return self._run_data(run)
+
+    def models(self) -> list[SourceModel]:
+        with self._shape("registered-models/search or model-versions/search"):
+            return self._models()
+
+    def _inventory(self) -> Inventory:
         experiments = [
             SourceExperiment(str(e["experiment_id"]), str(e["name"]))
             for e in self._pages(
@@ -147,7 +170,7 @@ class RestSource:
         runs.sort(key=lambda r: (r.start_ms or 0, r.id))
         return Inventory(experiments, runs, deleted)
 
-    def run_data(self, run: SourceRun) -> RunData:
+    def _run_data(self, run: SourceRun) -> RunData:
         params, tags, keys = self._listed[run.id]
         metrics: dict[str, list[Point]] = {}
         for key in keys:
@@ -167,7 +190,7 @@ class RestSource:
             metrics[key] = sorted(points, key=lambda p: (p.step, p.timestamp_ms))
         return RunData(params, tags, metrics)
 
-    def models(self) -> list[SourceModel]:
+    def _models(self) -> list[SourceModel]:
         resp = self._request("GET", API + "/registered-models/search", params={"max_results": 1})
         if resp.status_code in (404, 501):
             return []  # a server without a model registry
@@ -182,7 +205,7 @@ class RestSource:
                     int(v["version"]),
                     v.get("source"),
                     v.get("run_id") or None,
-                    v.get("storage_location"),
+                    v.get("storage_location") or self._logged_model_uri(v.get("source")),
                     v.get("description", ""),
                     _pairs(v.get("tags")),
                 )
@@ -203,6 +226,19 @@ class RestSource:
                 )
             )
         return found
+
+    def _logged_model_uri(self, source: object) -> str | None:
+        """Where an MLflow 3 logged model (``models:/m-...``) keeps its files."""
+        if not isinstance(source, str) or not source.startswith("models:/m-"):
+            return None
+        model_id = source[len("models:/") :].split("/", 1)[0]
+        resp = self._request("GET", f"{API}/logged-models/{quote(model_id)}")
+        try:
+            info = resp.json()["model"]["info"]
+        except (ValueError, KeyError, TypeError):
+            return None  # no such model, or a server without logged models
+        uri = info.get("artifact_uri") if isinstance(info, dict) else None
+        return uri if isinstance(uri, str) else None
 
     # files ---------------------------------------------------------------------------
     @contextlib.contextmanager

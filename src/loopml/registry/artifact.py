@@ -177,11 +177,14 @@ def check_stored(store: ArtifactStore, digest: str, *, what: str | None = None) 
     loading would check it, without loading it: every file present and matching its
     digest, the metadata valid and naming only files of the tree."""
     label = what or digest
-    tree = store.get_tree(digest, what=label)
-    for entry in tree.entries:
-        store.verify(entry.digest, what=f"{label}/{entry.path}")
-    metadata = read_metadata(store, digest, what=label)
-    _check_members(metadata, tree, label)
+    try:
+        tree = store.get_tree(digest, what=label)
+        for entry in tree.entries:
+            store.verify(entry.digest, what=f"{label}/{entry.path}")
+        metadata = read_metadata(store, digest, what=label)
+        _check_members(metadata, tree, label)
+    except IntegrityError as exc:  # the caller's tree, not the store, is at fault
+        raise InvalidInputError(f"{exc}; nothing was registered") from None
     flavors.get(metadata.flavor)  # an unknown flavor is refused now, not at the first load
     return SavedModel(tree.digest, tree.size, metadata)
 

@@ -157,18 +157,19 @@ class Registry:
         ``code_version`` is the code's version (the fluent API passes the run's git commit);
         ``created_by`` who registers it (the workspace's actor by default).
         """
-        tag_map, datasets = self._check_new(name, run_id, dataset_ids, description, tags)
-        # The artifact is complete before any row points at it.
+        # Checked before saving, so a bad argument stores nothing; the artifact is
+        # complete before any row points at it.
+        self._check_new(name, run_id, dataset_ids, description, tags)
         saved = save_model(self.ws.artifacts, model, X, flavor=flavor)
-        return self._add_version(
+        return self.register_saved(
             name,
             saved,
             run_id=run_id,
-            datasets=datasets,
+            dataset_ids=dataset_ids,
             code_version=code_version,
             description=description,
-            tags=tag_map,
-            created_by=self.ws.actor if created_by is None else created_by,
+            tags=tags,
+            created_by=created_by,
         )
 
     def register_stored(
@@ -304,14 +305,13 @@ class Registry:
         )
         # The lock makes concurrent registrations of one model take numbers in turn.
         model_id = self._lock_model(conn, name)
-        version = (
-            conn.execute(
-                select(func.max(model_versions.c.version)).where(
-                    model_versions.c.model_id == model_id
-                )
-            ).scalar()
-            or 0
-        ) + 1
+        highest = conn.execute(
+            select(func.max(model_versions.c.version)).where(model_versions.c.model_id == model_id)
+        ).scalar()
+        deleted = conn.execute(
+            select(registered_models.c.last_version).where(registered_models.c.id == model_id)
+        ).scalar()
+        version = max(highest or 0, deleted or 0) + 1
         properties = {
             "model": name,
             "version": version,
@@ -460,6 +460,15 @@ class Registry:
                     conn, model_id, name, alias, version, "its version was deleted", created_by
                 )
             conn.execute(delete(model_versions).where(model_versions.c.id == mv.id))
+            # Its number stays taken (see registered_models.last_version).
+            taken = conn.execute(
+                select(registered_models.c.last_version).where(registered_models.c.id == model_id)
+            ).scalar()
+            conn.execute(
+                update(registered_models)
+                .where(registered_models.c.id == model_id)
+                .values(last_version=max(taken or 0, version))
+            )
 
     def delete_model(self, name: str) -> None:
         """Drop a registered model with its versions, aliases and alias history."""

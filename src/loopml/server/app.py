@@ -10,15 +10,13 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from importlib import resources
 
 from fastapi import APIRouter, Depends, FastAPI
-from fastapi.staticfiles import StaticFiles
 
-from loopml.server import errors, pages
+from loopml.server import assets, errors, pages
 from loopml.server import mlflow as mlflow_api
 from loopml.server.auth import WriteLog, require_access
-from loopml.server.routes import datasets, lineage, models, monitoring, pipelines, runs
+from loopml.server.routes import datasets, lineage, models, monitoring, pipelines, runs, writes
 from loopml.server.state import ServerState
 from loopml.store.workspace import Workspace
 
@@ -27,14 +25,16 @@ API_PREFIX = "/api/v1"
 
 def api_router() -> APIRouter:
     api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_access)])
-    for module in (runs, datasets, models, lineage, pipelines, monitoring):
+    for module in (runs, datasets, models, lineage, pipelines, monitoring, writes):
         api.include_router(module.router)
     return api
 
 
 def _warm_imports() -> None:
     """Import what drift and model pages need while the server idles: SciPy's statistics
-    alone take seconds to import, which the first such page would otherwise wait for."""
+    alone take seconds to import, which the first such page would otherwise wait for.
+    The pages' templates and static files likewise."""
+    pages.warm()
     import scipy.stats  # noqa: F401
 
 
@@ -66,7 +66,6 @@ def create_app(workspace: Workspace, *, close_workspace: bool = False) -> FastAP
     app.include_router(api_router())
     app.include_router(mlflow_api.router)
     app.include_router(pages.router)
-    static = resources.files("loopml.server") / "static"
-    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+    app.include_router(assets.router)
     app.add_middleware(WriteLog, workspace=workspace)
     return app

@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 import jinja2
 from fastapi import APIRouter, Depends, Form, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markdown_it import MarkdownIt
 
 from loopml.core import clock, names
@@ -24,7 +24,7 @@ from loopml.data import catalog
 from loopml.data.drift import drift
 from loopml.pipelines import records
 from loopml.registry.card import render_card
-from loopml.server import queries, tokens
+from loopml.server import assets, queries, sketch, tokens
 from loopml.server.auth import COOKIE, require_access
 from loopml.server.graph_layout import GraphNode, Layout, layout
 from loopml.server.routes.common import version_number
@@ -54,9 +54,21 @@ def templates() -> jinja2.Environment:
     env.filters["ts"] = clock.format_ts
     env.filters["num"] = _num
     env.filters["secs"] = _secs
+    env.filters["pairs"] = lambda m: ", ".join(f"{k}={v}" for k, v in dict(m or {}).items())
     env.filters["short"] = lambda s: "" if s is None else str(s)[:12]
+    env.globals["asset"] = assets.url
     env.globals["qs"] = lambda **kw: urlencode({k: v for k, v in kw.items() if v is not None})
     return env
+
+
+def warm() -> None:
+    """Compile every template and read every static file, so that the first visitor of a
+    page does not wait for it (compiling them all takes a second or more)."""
+    env = templates()
+    for name in env.list_templates(extensions=["html"]):
+        env.get_template(name)
+    for name in ("app.css", "app.js", assets.PLOTLY):
+        assets.load(name)
 
 
 def _num(v: Any) -> str:
@@ -83,15 +95,6 @@ def render(request: Request, template: str, /, **context: Any) -> HTMLResponse:
 
 
 # --- static and sign-in ------------------------------------------------------------------
-
-
-@router.get("/static/plotly.min.js")
-def plotly_js() -> FileResponse:
-    """Plotly's browser bundle from the installed ``plotly`` package: no CDN, works offline."""
-    path = resources.files("plotly") / "package_data" / "plotly.min.js"
-    return FileResponse(
-        str(path), media_type="text/javascript", headers={"Cache-Control": "max-age=86400"}
-    )
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -173,14 +176,21 @@ def _charts(s: ServerState, run_id: str, keys: list[str]) -> list[dict[str, Any]
     charts = []
     for key in keys:
         h = s.tracker.metric_history(run_id, key, max_points=CHART_POINTS)
+        steps, values = h.steps.tolist(), finite_list(h.values)
+        low = None if h.min is None else finite_list(h.min)
+        high = None if h.max is None else finite_list(h.max)
+        title = (
+            key if h.total_points <= len(steps) else f"{key} ({h.total_points} points, bucketed)"
+        )
         charts.append(
             {
                 "key": key,
                 "run": run_id,
-                "steps": h.steps.tolist(),
-                "values": finite_list(h.values),
-                "min": None if h.min is None else finite_list(h.min),
-                "max": None if h.max is None else finite_list(h.max),
+                "title": title,
+                "steps": steps,
+                "values": values,
+                "min": low,
+                "max": high,
                 "total": h.total_points,
             }
         )
@@ -194,11 +204,18 @@ def run_page(request: Request, s: St, run_id: str) -> HTMLResponse:
     env = None
     if run.environment_digest is not None:
         env = s.tracker.environment(run.environment_digest)
+    charts = _charts(s, run.id, sorted(run.metrics))
     return render(
         request,
         "run.html",
         run=run,
-        charts=_charts(s, run.id, sorted(run.metrics)),
+        charts=charts,
+        sketches=[
+            sketch.sketch(
+                c["title"], [sketch.Series(c["key"], c["steps"], c["values"], c["min"], c["max"])]
+            )
+            for c in charts
+        ],
         inputs=lineage.artifacts_of(run.id, "input"),
         outputs=lineage.artifacts_of(run.id, "output"),
         env=env,
@@ -212,18 +229,21 @@ def compare_page(
     ids = list(dict.fromkeys(run or []))[:MAX_COMPARE]
     found = [s.tracker.get_run(i) for i in ids]
     shared = sorted(set.intersection(*(set(r.metrics) for r in found))) if found else []
-    charts = []
+    charts: list[dict[str, Any]] = []
+    sketches = []
     for key in shared:
         series = [c for r in found for c in _charts(s, r.id, [key])]
         for c, r in zip(series, found, strict=True):
             c["label"] = r.name
         charts.append({"key": key, "series": series})
+        lines = [sketch.Series(c["label"], c["steps"], c["values"]) for c in series]
+        sketches.append(sketch.sketch(key, lines))
     keys = {
         "params": sorted({k for r in found for k in r.params}),
         "metrics": sorted({k for r in found for k in r.metrics}),
         "tags": sorted({k for r in found for k in r.tags}),
     }
-    return render(request, "compare.html", runs=found, keys=keys, charts=charts)
+    return render(request, "compare.html", runs=found, keys=keys, charts=charts, sketches=sketches)
 
 
 # --- datasets ----------------------------------------------------------------------------

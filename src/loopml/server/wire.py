@@ -212,7 +212,7 @@ class DatasetInfoOut(BaseModel):
     name: str
     description: str
     owner: str | None
-    tags: list[str]
+    tags: dict[str, str]
     column_descriptions: dict[str, str]
     created_at: float
     updated_at: float
@@ -226,7 +226,7 @@ class DatasetInfoOut(BaseModel):
             name=d.name,
             description=d.description,
             owner=d.owner,
-            tags=list(d.tags),
+            tags={str(k): str(v) for k, v in d.tags.items()},
             column_descriptions=d.column_descriptions,
             created_at=d.created_at,
             updated_at=d.updated_at,
@@ -245,7 +245,9 @@ class DatasetVersionOut(BaseModel):
     created_at: float
     artifact_id: str
     schema_version: int | None
+    description: str = Field(description="what this version holds, as given when it was added")
     columns: list[dict[str, str]]
+    profile_digest: str | None = None
     created_by: str | None = Field(
         default=None, description="who made it: a token's name, 'anonymous', or an OS user"
     )
@@ -261,6 +263,8 @@ class DatasetVersionOut(BaseModel):
             created_at=d.created_at,
             artifact_id=d.artifact_id,
             schema_version=d.schema_version,
+            profile_digest=d.profile_digest,
+            description=d.description,
             created_by=d.created_by,
             columns=[
                 {"name": str(c.get("name")), "dtype": str(c.get("dtype"))}
@@ -345,6 +349,9 @@ class AliasEventOut(BaseModel):
     from_version: int | None
     to_version: int | None
     allowed: bool
+    forced: bool = Field(
+        description="true when a promotion policy's required gate was skipped by force"
+    )
     reason: str
     gate_result: dict[str, Any] | None
     execution_id: str | None
@@ -362,12 +369,69 @@ class AliasEventOut(BaseModel):
             from_version=e.from_version,
             to_version=e.to_version,
             allowed=e.allowed,
+            forced=e.forced,
             reason=e.reason,
             gate_result=None if e.gate_result is None else json_safe(e.gate_result),
             execution_id=e.execution_id,
             created_at=e.created_at,
             created_by=e.created_by,
         )
+
+
+class RegisterIn(BaseModel):
+    """A model tree the client uploaded (``PUT /blobs/{digest}`` for each file and the
+    manifest), recorded as the next version."""
+
+    digest: str = Field(description="the model tree's digest (b3:...)", max_length=67)
+    run_id: str | None = Field(default=None, max_length=64)
+    dataset_ids: list[str] = Field(default_factory=list, max_length=1000)
+    code_version: str | None = Field(default=None, max_length=100)
+    description: str = Field(default="", max_length=20_000)
+    tags: dict[str, str] = Field(default_factory=dict, max_length=1000)
+
+
+class AddDatasetIn(BaseModel):
+    """A table the client uploaded as one Parquet blob (``PUT /blobs/{digest}``), added as
+    the next version of the dataset (or the existing one, for identical content)."""
+
+    digest: str = Field(description="the Parquet file's digest (b3:...)", max_length=67)
+    description: str | None = Field(default=None, max_length=20_000)
+    owner: str | None = Field(default=None, max_length=250)
+    tags: list[str] | None = Field(default=None, max_length=1000)
+
+
+class PromoteIn(BaseModel):
+    version: int = Field(ge=1, le=2**31 - 1)
+    reason: str = Field(default="", max_length=2000)
+    gate: dict[str, Any] | None = Field(
+        default=None, description="a gate definition, as its YAML file holds it"
+    )
+    data: str | None = Field(
+        default=None,
+        max_length=300,
+        description="the labelled evaluation data: a dataset of the catalog, e.g. flights:3",
+    )
+    force: bool = False
+
+
+class PromotionOut(BaseModel):
+    allowed: bool
+    reason: str
+    from_version: int | None
+    event: AliasEventOut
+
+
+class BlobsIn(BaseModel):
+    digests: list[str] = Field(max_length=100_000)
+
+
+class BlobsOut(BaseModel):
+    missing: list[str]
+
+
+class BlobOut(BaseModel):
+    digest: str
+    size: int
 
 
 class CardOut(BaseModel):
@@ -449,6 +513,12 @@ class StepOut(BaseModel):
     duration: float | None
     error: str | None
     deps: dict[str, str]
+    reason: str | None = Field(
+        description="for a step that ran, why the cache did not answer it (null for a hit)"
+    )
+    key_parts: dict[str, Any] | None = Field(
+        description="the cache key decoded: step, code, output kind, params and input digests"
+    )
 
     @classmethod
     def of(cls, s: StepRecord) -> StepOut:
@@ -468,6 +538,8 @@ class StepOut(BaseModel):
             duration=s.duration,
             error=s.error,
             deps=s.deps,
+            reason=s.reason,
+            key_parts=None if s.key_parts is None else json_safe(s.key_parts),
         )
 
 

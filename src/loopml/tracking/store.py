@@ -219,6 +219,27 @@ class RunStore:
                 conn.execute(select(experiments.c.name).order_by(experiments.c.name)).scalars()
             )
 
+    def head(self, run_id: str) -> Any:
+        """A run's name, experiment, status as read, end time and last heartbeat, in one
+        query (no params, tags or metrics): what a write to it needs to know. None if
+        there is no such run."""
+        q = (
+            select(
+                executions.c.id,
+                executions.c.name,
+                read_status().label("status"),
+                executions.c.end_time,
+                experiments.c.name.label("experiment"),
+                runs.c.heartbeat_at,
+            )
+            .select_from(runs)
+            .join(executions, executions.c.id == runs.c.id)
+            .join(experiments, experiments.c.id == runs.c.experiment_id)
+            .where(executions.c.id == run_id)
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(q, self._binds()).first()
+
     def code_version(self, run_id: str) -> str | None:
         """The run's git commit, ``+dirty`` when the checkout had changes; None outside git."""
         with self.engine.connect() as conn:

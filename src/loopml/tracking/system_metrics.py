@@ -4,7 +4,8 @@ A daemon thread samples every ``interval`` seconds and appends the readings to t
 batched metric writer, the same queue ``log_metric`` uses, so sampling never waits on the
 database and never slows the training loop's own logging. Names follow MLflow's
 (``system/cpu_utilization_percentage``, ...), so dashboards built for one read the other.
-Disk and network figures count from the start of the run.
+Disk usage is that of the root file system; disk and network I/O count from the start of
+the run.
 
 GPUs are read through NVIDIA's NVML (the ``nvidia-ml-py`` package, imported as ``pynvml``)
 when it is installed and finds a device; otherwise there are no GPU metrics.
@@ -14,14 +15,22 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from loopml.core.errors import InvalidInputError
 
 if TYPE_CHECKING:
-    from loopml.tracking.metric_writer import MetricWriter
+    from loopml.tracking.metric_writer import Point
+
+
+class PointSink(Protocol):
+    """Where samples go: the run's metric writer, or a remote run's sending queue."""
+
+    def extend(self, points: list[Point]) -> None: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +78,10 @@ class Probe:
             "system_memory_usage_percentage": float(memory.percent),
             "process_memory_rss_megabytes": self._process.memory_info().rss / _MB,
         }
+        usage = psutil.disk_usage(os.path.abspath(os.sep))
+        out["disk_usage_percentage"] = float(usage.percent)
+        out["disk_usage_megabytes"] = usage.used / _MB
+        out["disk_available_megabytes"] = usage.free / _MB
         disk = _disk_counters(psutil)
         if disk is not None and self._disk0 is not None:
             out["disk_read_megabytes"] = max(disk[0] - self._disk0[0], 0) / _MB
@@ -148,7 +161,7 @@ class SystemMetricsSampler:
 
     def __init__(
         self,
-        writer: MetricWriter,
+        writer: PointSink,
         run_id: str,
         interval: float = DEFAULT_INTERVAL_S,
         *,

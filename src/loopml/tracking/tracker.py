@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Select
 
+from loopml.core import clock
 from loopml.core.errors import ConflictError, InvalidInputError, NotFoundError
 from loopml.core.ids import new_id
 from loopml.store.metadata.tables import executions, experiments
@@ -29,6 +30,9 @@ from loopml.tracking.store import (
 from loopml.tracking.system_metrics import check_interval
 
 DEFAULT_EXPERIMENT = "default"
+# attach skips the heartbeat write when the run beat this recently; far below any staleness
+# limit, so a run written to stays alive.
+ATTACH_BEAT_S = 5.0
 MAX_SEARCH_LIMIT = 100_000
 # A page is what a person or a paging client reads at once; larger answers come in pages.
 MAX_PAGE = 1000
@@ -110,13 +114,20 @@ class Tracker:
         """Write to a run started elsewhere (another process, a client of the server).
 
         Only a running run takes writes; metrics go through this tracker's writer. Each
-        attach is a sign of life of the writer elsewhere: it beats for the run once."""
-        run = self.get_run(run_id)
+        attach is a sign of life of the writer elsewhere: it beats for the run, unless it
+        beat within the last ``ATTACH_BEAT_S`` (the server attaches once per request, and a
+        write transaction per logged metric would cost more than the metric)."""
+        if not isinstance(run_id, str) or not run_id:
+            raise InvalidInputError(f"run id must be a non-empty string, got {run_id!r}")
+        run = self.store.head(run_id)
+        if run is None:
+            raise NotFoundError(f"no run with id {run_id!r}; `loopml runs ls` lists the runs")
         # A run read as killed for a stale heartbeat is still running as stored (no end
         # time) and a write brings it back to life; one that was ended as killed is over.
         if run.status not in (RUNNING, KILLED) or run.end_time is not None:
             raise ConflictError(f"run {run_id} is {run.status}; only a running run takes writes")
-        self.store.beat([run.id])
+        if run.heartbeat_at is None or clock.now() - run.heartbeat_at >= ATTACH_BEAT_S:
+            self.store.beat([run.id])
         return ActiveRun(self.store, self.writer, run.id, run.experiment, run.name, self.workspace)
 
     def experiments(self) -> list[str]:
@@ -168,21 +179,13 @@ class Tracker:
         if limit > MAX_PAGE:
             raise InvalidInputError(f"limit must be from 1 to {MAX_PAGE}")
         where = _where(experiment, filter)
+        # A form's empty sort box means the default order. Parsed before counting, so a bad
+        # order_by is refused whether or not anything matched.
+        q = _ordered(base_query().where(*where), order_by or None).offset(offset).limit(limit)
         total = self.store.count(count_query().where(*where))
         if total <= offset:
             return RunPage([], total, offset, limit)
-        # A form's empty sort box means the default order.
-        q = _ordered(base_query().where(*where), order_by or None).offset(offset).limit(limit)
         return RunPage(list(self.store.load(q)), total, offset, limit)
-
-    def set_reserved_tag(self, run_id: str, key: str, value: str) -> None:
-        """Set a ``loopml.`` tag (who created a run, …), which users cannot set themselves."""
-        if not key.startswith(validation.RESERVED_PREFIX):
-            raise InvalidInputError(
-                f"reserved tags start with {validation.RESERVED_PREFIX!r}; got {key!r}"
-            )
-        validation.check_name(key[len(validation.RESERVED_PREFIX) :], "tag")
-        self.store.set_tags(run_id, {key: validation.tag_text(key, value)})
 
     def environment(self, digest: str) -> dict[str, Any]:
         return self.store.environment(digest)

@@ -7,6 +7,7 @@ XGBoost fills (one is passed in when the caller gave none) and LightGBM's
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -70,6 +71,11 @@ def _xgboost_around(settings: SettingsGetter) -> Callable[..., Any]:
                 rec.attempt("log the model", lambda: rec.log_model(booster, sample))
             if s.log_datasets and X is not None:
                 rec.attempt("log the training data", lambda: rec.log_training_data(X, y))
+            if s.log_datasets:
+                for dmatrix, name in arguments.get("evals") or ():
+                    rec.attempt(
+                        f"log the evaluation data {name!r}", _log_dmatrix(rec, dmatrix, name)
+                    )
 
         tags = {"autolog.library": "xgboost", "autolog.estimator": "xgboost.Booster"}
         return record_fit(
@@ -77,6 +83,15 @@ def _xgboost_around(settings: SettingsGetter) -> Callable[..., Any]:
         )
 
     return around
+
+
+def _log_dmatrix(rec: Recorder, dmatrix: Any, name: str) -> Callable[[], None]:
+    def log() -> None:
+        X, y, _ = _dmatrix_data(dmatrix)
+        if X is not None:
+            rec.log_training_data(X, y, role=str(name))
+
+    return log
 
 
 def _dmatrix_data(dtrain: Any) -> tuple[Any, Any, Any]:
@@ -116,6 +131,14 @@ def _lightgbm_around(settings: SettingsGetter) -> Callable[..., Any]:
         y = getattr(train_set, "label", None)
         if isinstance(X, str):  # a file LightGBM reads itself; nothing to digest here
             X = None
+        valid_names = list(arguments.get("valid_names") or [])
+        valid = []
+        for i, valid_set in enumerate(arguments.get("valid_sets") or []):
+            raw = getattr(valid_set, "data", None)
+            if valid_set is train_set or raw is None or isinstance(raw, str):
+                continue  # the training data itself (LightGBM calls it "training"), or a file
+            name = valid_names[i] if i < len(valid_names) else f"valid_{i}"
+            valid.append((str(name), raw, getattr(valid_set, "label", None)))
 
         def before(rec: Recorder) -> None:
             params = dict(arguments.get("params") or {})
@@ -134,6 +157,12 @@ def _lightgbm_around(settings: SettingsGetter) -> Callable[..., Any]:
                 rec.attempt("log the model", lambda: rec.log_model(booster, data.sample(X)))
             if s.log_datasets and X is not None:
                 rec.attempt("log the training data", lambda: rec.log_training_data(X, y))
+            if s.log_datasets:
+                for name, vX, vy in valid:
+                    rec.attempt(
+                        f"log the evaluation data {name!r}",
+                        functools.partial(rec.log_training_data, vX, vy, role=name),
+                    )
 
         tags = {"autolog.library": "lightgbm", "autolog.estimator": "lightgbm.Booster"}
         return record_fit(

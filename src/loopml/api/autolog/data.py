@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,10 +43,22 @@ def _hash_table(h: hashing.Hasher, table: pa.Table) -> None:
     # One batch, no schema metadata (pandas' index notes): the same values and column
     # types give the same bytes however the table was chunked or where it came from.
     table = table.replace_schema_metadata(None).combine_chunks()
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    h.update(memoryview(sink.getvalue()))
+    # Streamed into the hash as Arrow writes it: no second copy of the data in memory.
+    with pa.PythonFile(_HashSink(h), mode="w") as sink, pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+
+
+class _HashSink(io.RawIOBase):
+    def __init__(self, h: hashing.Hasher) -> None:
+        self._h = h
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        view = memoryview(b)
+        self._h.update(view)
+        return view.nbytes
 
 
 def _hash_sparse(h: hashing.Hasher, x: Any) -> None:

@@ -15,7 +15,7 @@ import traceback
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -23,9 +23,13 @@ from loopml.api import fluent
 from loopml.api.autolog import data
 from loopml.core.errors import ConfigError
 from loopml.store.metadata.tables import artifacts, events
+from loopml.store.workspace import Workspace
 from loopml.tracking.active_run import FAILED, FINISHED, ActiveRun
 from loopml.tracking.tracker import DEFAULT_EXPERIMENT
 from loopml.tracking.validation import MAX_NAME_LENGTH, MAX_PARAM_LENGTH
+
+if TYPE_CHECKING:
+    from loopml.api.remote import RemoteRun
 
 MODEL_KIND = "model"
 TRAINING_DATA_KIND = "training_data"
@@ -72,7 +76,7 @@ def _is_object(value: Any) -> bool:
 class Recorder:
     """Logs one fit into a run; use :func:`begin` to make one."""
 
-    def __init__(self, run: ActiveRun, owned: bool, settings: Settings) -> None:
+    def __init__(self, run: ActiveRun | RemoteRun, owned: bool, settings: Settings) -> None:
         self.run = run
         self.owned = owned
         self.settings = settings
@@ -119,10 +123,18 @@ class Recorder:
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         self.run.set_tags({clean_name(k): param_value(v) for k, v in tags.items()})
 
+    def _workspace(self, what: str) -> Workspace:
+        if not isinstance(self.run, ActiveRun):
+            raise ConfigError(
+                f"{what} goes into the workspace's own stores, which remote mode "
+                "(LOOPML_URI) cannot write yet; params and metrics were sent"
+            )
+        return self.run.workspace
+
     def log_model(self, model: Any, X_sample: Any) -> None:
         from loopml.registry.artifact import save_model
 
-        ws = self.run.workspace
+        ws = self._workspace("the model")
         saved = save_model(ws.artifacts, model, X_sample)
         record = ws.lineage.add_artifact(
             saved.digest,
@@ -139,8 +151,14 @@ class Recorder:
         ws.lineage.link(self.run.id, record.id, "output", role="model")
         self.run.set_tags({"autolog.model_artifact_id": record.id})
 
-    def log_training_data(self, X: Any, y: Any) -> None:
+    def log_training_data(self, X: Any, y: Any, role: str = "training_data") -> None:
+        """Link the data's digest as an input of the run in ``role``: ``training_data``,
+        or the name of an evaluation set (``validation_0``, ...)."""
+        role = clean_name(role)
         d = data.digest(X, y)
+        self.run.set_tags({f"autolog.{role}_digest": d.digest})
+        if not isinstance(self.run, ActiveRun):
+            return  # the digest is in the tag; the lineage graph is the server's own
         description = {
             "format": TRAINING_DATA_FORMAT,
             "content_digest": d.digest,
@@ -165,6 +183,7 @@ class Recorder:
                         events.c.execution_id == self.run.id,
                         events.c.artifact_id == found,
                         events.c.type == "input",
+                        events.c.role == role,
                     )
                 ).first()
                 is not None
@@ -174,12 +193,11 @@ class Recorder:
                 blob.digest,
                 TRAINING_DATA_KIND,
                 blob.size,
-                name=f"training data {d.digest[:15]}",
+                name=f"data {d.digest[:15]}",
                 properties={"content_digest": d.digest, "rows": d.rows, "source": "autolog"},
             ).id
         if not linked:
-            ws.lineage.link(self.run.id, str(found), "input", role="training_data")
-        self.run.set_tags({"autolog.training_data_digest": d.digest})
+            ws.lineage.link(self.run.id, str(found), "input", role=role)
 
     def finish(self, exc: BaseException | None = None) -> None:
         if not self.owned:
@@ -197,14 +215,9 @@ def begin(settings: Settings, tags: Mapping[str, Any]) -> Recorder | None:
         run = fluent.active_run()
         owned = run is None
         if run is None:
-            # Autologging saves models into the workspace's stores, so in remote mode it
-            # refuses before starting a run (the fit goes on unlogged, with a warning).
-            if fluent.remote_tracker() is not None:
-                raise ConfigError("autologging needs the workspace's stores; LOOPML_URI is set")
-            started = fluent.start_run(settings.experiment)
-            if not isinstance(started, ActiveRun):  # the configuration changed meanwhile
-                raise ConfigError("autologging needs the workspace's stores")
-            run = started
+            # Named for what was fitted, so `loopml runs ls` tells the runs apart.
+            estimator = str(tags.get("autolog.estimator", "fit")).rsplit(".", 1)[-1]
+            run = fluent.start_run(settings.experiment, name=clean_name(estimator))
         recorder = Recorder(run, owned, settings)
     except Exception as exc:
         warn(f"autolog could not start a run; the fit is not logged: {type(exc).__name__}: {exc}")

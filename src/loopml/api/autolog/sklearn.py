@@ -91,6 +91,8 @@ def around_fit(settings: SettingsGetter) -> Callable[..., Any]:
 
         def after(rec: Recorder, _: Any) -> None:
             log_fitted(rec, estimator, X, y, kwargs.get("sample_weight"))
+            if rec.settings.log_datasets:
+                rec.attempt("log the evaluation data", lambda: _eval_sets(rec, estimator, kwargs))
 
         return record_fit(current, tags, lambda: original(*args, **kwargs), before, after)
 
@@ -177,3 +179,13 @@ def _iterations(rec: Recorder, estimator: Any) -> None:
         best = getattr(estimator, "best_iteration_", None)
         if best:
             rec.log_metric("best_iteration", best)
+
+
+def _eval_sets(rec: Recorder, estimator: Any, kwargs: dict[str, Any]) -> None:
+    """The boosters' ``eval_set`` pairs, named as their per-iteration metrics are."""
+    eval_set = kwargs.get("eval_set") or []
+    names = kwargs.get("eval_names") or []
+    default = "validation_{}" if library_of(estimator) == "xgboost" else "valid_{}"
+    for i, pair in enumerate(eval_set):
+        name = names[i] if i < len(names) else default.format(i)
+        rec.log_training_data(pair[0], pair[1], role=str(name))

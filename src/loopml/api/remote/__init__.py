@@ -8,5 +8,7 @@ metric logged in the background has no request to fail).
 
 from loopml.api.remote.connection import Connection as Connection
 from loopml.api.remote.connection import RemoteAccessError as RemoteAccessError
+from loopml.api.remote.datasets import RemoteCatalog as RemoteCatalog
+from loopml.api.remote.registry import RemoteRegistry as RemoteRegistry
 from loopml.api.remote.tracking import RemoteRun as RemoteRun
 from loopml.api.remote.tracking import RemoteTracker as RemoteTracker

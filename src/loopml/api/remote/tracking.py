@@ -30,6 +30,7 @@ from loopml.core.errors import ConfigError, ConflictError, InvalidInputError, St
 from loopml.tracking import validation
 from loopml.tracking.records import MetricHistory, Run, RunList
 from loopml.tracking.store import END_STATUSES, FAILED, FINISHED
+from loopml.tracking.system_metrics import SystemMetricsSampler, check_interval
 from loopml.tracking.tracker import DEFAULT_EXPERIMENT, MAX_SEARCH_LIMIT, downsample
 
 log = logging.getLogger(__name__)
@@ -148,11 +149,16 @@ class RemoteTracker:
         name: str | None = None,
         params: Mapping[str, Any] | None = None,
         tags: Mapping[str, Any] | None = None,
+        system_metrics_interval: float | None = None,
     ) -> RemoteRun:
-        """Start a run on the server; use it as a context manager."""
+        """Start a run on the server; use it as a context manager. With
+        ``system_metrics_interval`` (seconds) it samples ``system/...`` metrics of this
+        machine that often, sent with its other points, until it ends."""
         for what, given in (("params", params), ("tags", tags)):
             if given is not None and not isinstance(given, Mapping):
                 raise InvalidInputError(f"{what} must be a mapping of names to values")
+        if system_metrics_interval is not None:
+            system_metrics_interval = check_interval(system_metrics_interval)
         body = {
             "experiment": experiment,
             "name": name,
@@ -162,7 +168,10 @@ class RemoteTracker:
         made = self.connection.post_json("/runs", body)
         run_id = str(made["id"])
         run = self.get_run(run_id)
-        return RemoteRun(self, run.id, run.experiment, run.name)
+        remote_run = RemoteRun(self, run.id, run.experiment, run.name)
+        if system_metrics_interval is not None:
+            remote_run.start_system_metrics(system_metrics_interval)
+        return remote_run
 
     # reading ------------------------------------------------------------------
     def get_run(self, run_id: str) -> Run:
@@ -239,6 +248,11 @@ class RemoteTracker:
     # sending ------------------------------------------------------------------
     def append(self, point: Point) -> None:
         self._pending.append(point)
+        if self._thread is None:
+            self._start()
+
+    def extend(self, points: list[Point]) -> None:
+        self._pending.extend(points)
         if self._thread is None:
             self._start()
 
@@ -352,6 +366,7 @@ class RemoteRun:
         self._next_step: dict[str, int] = {}
         self._known_keys: set[str] = set()
         self._lock = threading.Lock()
+        self._sampler: SystemMetricsSampler | None = None
         tracker.keep_alive(self)
 
     def __repr__(self) -> str:
@@ -426,6 +441,21 @@ class RemoteRun:
         )
 
     # lifecycle ----------------------------------------------------------------
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    def start_system_metrics(self, interval: float) -> None:
+        """Sample this machine's CPU, memory, disk, network (and GPUs) every ``interval``
+        seconds as ``system/...`` metrics until the run ends."""
+        interval = check_interval(interval)
+        with self._lock:
+            if self._ended:
+                self._refuse_ended()
+            if self._sampler is not None:
+                raise ConflictError(f"run {self.id} already samples system metrics")
+            self._sampler = SystemMetricsSampler(self._tracker, self.id, interval).start()
+
     def end(self, status: str = FINISHED, error: str | None = None) -> None:
         """Send the queued points, then end the run as ``finished`` or ``failed``."""
         if status not in END_STATUSES:
@@ -434,6 +464,9 @@ class RemoteRun:
             if self._ended:
                 return
             self._ended = True
+            sampler = self._sampler
+        if sampler is not None:
+            sampler.stop()
         self._tracker.let_go(self)
         try:
             self._tracker.flush()

@@ -119,6 +119,16 @@ def of_run(ws: Workspace, run_id: str, name: str) -> list[dict[str, Any]]:
     return [r for r in _all(ws) if r.get("source_run_id") == run_id and r["name"] == name]
 
 
+def outputs_of(ws: Workspace, run_id: str) -> list[dict[str, Any]]:
+    """MLflow's ``model_outputs`` of a run: each model it logged, at the step it gave."""
+    found = []
+    for r in _all(ws):
+        steps = r.get("outputs") or {}
+        if run_id in steps:
+            found.append({"model_id": r["model_id"], "step": steps[run_id]})
+    return found
+
+
 def _all(ws: Workspace) -> list[dict[str, Any]]:
     with ws.engine.connect() as conn:
         rows = conn.execute(

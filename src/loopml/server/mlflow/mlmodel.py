@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import json
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +28,17 @@ from loopml.registry.signature import ANY, ColumnSpec, InputFormat, OutputSpec, 
 from loopml.registry.table import array_column_names
 
 MLMODEL = "MLmodel"
+SAFE_FORMATS = ("skops", "onnx")
+# The estimator types MLflow itself trusts when it reads its LightGBM and XGBoost skops files.
+SKOPS_TRUSTED = frozenset(
+    {
+        "collections.OrderedDict",
+        "lightgbm.basic.Booster",
+        "lightgbm.sklearn.LGBMClassifier",
+        "lightgbm.sklearn.LGBMRegressor",
+        "lightgbm.sklearn.LGBMRanker",
+    }
+)
 NOT_SERVABLE_TAG = "loopml.not_servable"
 MAX_COLUMNS = 100_000
 
@@ -55,15 +65,31 @@ _TENSOR_TYPES = {
 class Conversion:
     """The loopml manifest for an MLflow model; ``reason`` is set when it cannot be served.
 
-    ``skops_file`` names a scikit-learn model in skops' format (MLflow 3's default): skops
-    loads only types it trusts, without running the file's code, so the server reads it and
-    registers the estimator itself (task, classes and probabilities then known)."""
+    ``safe_file`` names a model file in a format that reading cannot make run code: skops
+    (MLflow 3's default for scikit-learn and LightGBM estimators; it loads only types it
+    trusts) or ONNX (a protobuf). The server reads those and registers the model itself,
+    so its task, classes and probabilities are known."""
 
     metadata: ModelMetadata
     flavor: str
     reason: str | None
-    skops_file: str | None = None
+    safe_file: str | None = None
     has_signature: bool = True
+
+
+def _skops(data: bytes) -> Any:
+    import skops.io as sio
+
+    untrusted = set(sio.get_untrusted_types(data=data))
+    # Only the server's own list widens skops' defaults: an MLmodel's skops_trusted_types
+    # is the uploader's word, and trusting a type lets the file construct it.
+    refused = sorted(untrusted - SKOPS_TRUSTED)
+    if refused:
+        return (
+            "its skops file holds types skops does not trust by default "
+            f"({', '.join(refused[:5])}); register it with lm.models.register instead"
+        )
+    return sio.load(io.BytesIO(data), trusted=sorted(untrusted))
 
 
 def parse_mlmodel(raw: bytes) -> dict[str, Any]:
@@ -83,8 +109,9 @@ def convert(mlmodel: Mapping[str, Any], files: set[str]) -> Conversion:
     plan = _plan(flavors, files)
     flavor, info, packages, reason = plan
     signature, why_not = _signature(mlmodel.get("signature"))
-    skops_file = info.get("file") if info.get("format") == "skops" and reason is None else None
-    if reason is None and why_not is not None and skops_file is None:
+    safe = info.get("format") in SAFE_FORMATS and reason is None
+    safe_file = info["file"] if safe else None
+    if reason is None and why_not is not None and safe_file is None:
         reason = why_not
     versions = {"python": python} if python else {}
     versions.update(packages)
@@ -99,37 +126,29 @@ def convert(mlmodel: Mapping[str, Any], files: set[str]) -> Conversion:
         has_proba=False,
         created_at=clock.now(),
     )
-    return Conversion(metadata, flavor, reason, skops_file, why_not is None)
+    return Conversion(metadata, flavor, reason, safe_file, why_not is None)
 
 
-def from_skops(data: bytes, conversion: Conversion) -> LoadedModel | str:
-    """The estimator in skops bytes behind loopml's sklearn flavor, or why it cannot be."""
+def read_safely(data: bytes, conversion: Conversion) -> LoadedModel | str:
+    """The model in ``conversion.safe_file``'s bytes behind its loopml flavor, or why not."""
+    fmt = conversion.metadata.flavor_info.get("format")
     try:
-        import skops.io as sio
-    except ModuleNotFoundError:
-        return (
-            "it is saved in skops' format and the server has no skops; install "
-            "loopml[mlflow] on the server and register it again"
-        )
-    try:
-        untrusted = sio.get_untrusted_types(data=data)
-        if untrusted:
-            return (
-                "its skops file holds types skops does not trust by default "
-                f"({', '.join(untrusted[:5])}); register it with lm.models.register instead"
-            )
-        native = sio.load(io.BytesIO(data))
-        loaded = wrap(native, None, flavor="sklearn")
-    except (
-        InvalidInputError,
-        ValueError,
-        TypeError,
-        KeyError,
-        AttributeError,
-        OSError,
-        zipfile.BadZipFile,
-    ) as exc:
-        return f"its skops file cannot be read: {str(exc)[:300]}"
+        if fmt == "onnx":
+            import onnx
+
+            # The graph declares its inputs, more exactly than MLflow's signature does.
+            return wrap(onnx.load_model_from_string(data), None, flavor="onnx")
+        native = _skops(data)
+        if isinstance(native, str):
+            return native
+        loaded = wrap(native, None)
+    except ModuleNotFoundError as exc:
+        return f"reading it needs {exc.name}, which the server lacks; install loopml[mlflow]"
+    # A file that does not decode is the uploader's problem, whatever the library raises
+    # (protobuf, zip, skops and estimator errors share no base class): it is stored
+    # unservable with the reason, never a server error.
+    except Exception as exc:
+        return f"its {fmt} file cannot be read: {type(exc).__name__}: {str(exc)[:300]}"
     m = loaded.metadata
     signature = m.signature
     if conversion.has_signature:
@@ -181,6 +200,8 @@ def _plan(
         conf = flavors["lightgbm"]
         file = _text(_get(flavors, "lightgbm", "data"))
         versions = _version("lightgbm", conf, "lgb_version")
+        if file.endswith(".skops"):
+            return _with_file("sklearn", file, files, versions, {"format": "skops"})
         if file.endswith(".pkl"):
             # MLflow pickles LightGBM's scikit-learn estimators; they predict like any other.
             return _with_file("sklearn", file, files, versions, {"class": "mlflow.lightgbm"})
@@ -188,7 +209,7 @@ def _plan(
     if "onnx" in flavors:
         file = _text(_get(flavors, "onnx", "data"))
         versions = _version("onnx", flavors["onnx"], "onnx_version")
-        return _with_file("onnx", file, files, versions, {})
+        return _with_file("onnx", file, files, versions, {"format": "onnx"})
     if "pytorch" in flavors:
         versions = _version("torch", flavors["pytorch"], "pytorch_version")
         return _unservable(

@@ -28,8 +28,8 @@ from loopml.server.mlflow.mlmodel import (
     MLMODEL,
     NOT_SERVABLE_TAG,
     convert,
-    from_skops,
     parse_mlmodel,
+    read_safely,
 )
 from loopml.server.mlflow.protocol import (
     PREFIX,
@@ -339,8 +339,8 @@ async def create_version(s: St, request: Request) -> dict[str, Any]:
             rel: store.get_bytes(digest, what=f"{folder}/{rel}") for rel, digest in files.items()
         }
         reason = converted.reason
-        if converted.skops_file is not None:
-            loaded = from_skops(contents[converted.skops_file], converted)
+        if converted.safe_file is not None:
+            loaded = read_safely(contents[converted.safe_file], converted)
             if isinstance(loaded, str):
                 reason = loaded
                 info = {**converted.metadata.flavor_info, NOT_SERVABLE: reason}

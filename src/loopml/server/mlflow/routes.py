@@ -55,7 +55,10 @@ def _run(s: ServerState, run_id: str) -> tuple[Run, str]:
 
 def _run_answer(s: ServerState, run_id: str) -> dict[str, Any]:
     run, exp_id = _run(s, run_id)
-    return {"run": run_json(run, exp_id)}
+    answer = run_json(run, exp_id)
+    # MLflow's client picks among a run's logged models of one name by these steps.
+    answer["outputs"] = {"model_outputs": logged_models.outputs_of(s.workspace, run_id)}
+    return {"run": answer}
 
 
 # --- experiments ---------------------------------------------------------------------------

@@ -1,6 +1,29 @@
 // Chart helpers shared by the pages; each page's own script passes its embedded data here.
 "use strict";
+// Plotly's bundle is large: it is fetched once the page has loaded, so that the first
+// paint (tables, and charts the server drew) does not wait for it.
+const PLOTLY_URL = document.currentScript.dataset.plotly;
+const plotlyWaiting = [];
+let plotlyRequested = false;
+
+function requestPlotly() {
+  const script = document.createElement("script");
+  script.src = PLOTLY_URL;
+  script.onload = () => plotlyWaiting.splice(0).forEach((draw) => draw());
+  script.onerror = () => console.error("could not load Plotly from " + PLOTLY_URL);
+  document.head.appendChild(script);
+}
+
 const loopml = {
+  // Run draw() once Plotly is there.
+  withPlotly(draw) {
+    if (window.Plotly) return draw();
+    plotlyWaiting.push(draw);
+    if (plotlyRequested) return;
+    plotlyRequested = true;
+    if (document.readyState === "complete") setTimeout(requestPlotly, 0);
+    else window.addEventListener("load", () => setTimeout(requestPlotly, 0));
+  },
   layout(title) {
     return { title: { text: title, font: { size: 13 } }, margin: { l: 50, r: 10, t: 32, b: 36 },
              showlegend: true, legend: { orientation: "h", y: -0.2 } };
@@ -20,8 +43,13 @@ const loopml = {
     out.push({ x: series.steps, y: series.values, mode: "lines", name: label || series.key });
     return out;
   },
-  plot(el, traces, title) {
-    return Plotly.newPlot(el, traces, loopml.layout(title), { displaylogo: false, responsive: true });
+  // Replace el's content (a server-drawn sketch, if any) with an interactive chart.
+  plot(el, traces, title, extraLayout) {
+    loopml.withPlotly(() => {
+      el.replaceChildren();
+      Plotly.newPlot(el, traces, Object.assign(loopml.layout(title), extraLayout || {}),
+                     { displaylogo: false, responsive: true });
+    });
   },
   // A profile column as bars: a numeric histogram or the value counts of a category.
   columnTrace(col, name) {

@@ -7,5 +7,5 @@
 (loopml.data("drift-data") || []).forEach((c, i) => {
   const el = document.getElementById("drift-" + (i + 1));
   const traces = [loopml.columnTrace(c.base, "base"), loopml.columnTrace(c.other, "other")].filter(Boolean);
-  if (el && traces.length) Plotly.newPlot(el, traces, Object.assign(loopml.layout(c.column), { barmode: "overlay" }), { displaylogo: false });
+  if (el && traces.length) loopml.plot(el, traces, c.column, { barmode: "overlay" });
 });

@@ -227,6 +227,8 @@ registered_models = Table(
     Column("created_at", Float, nullable=False),
     # The gate every promotion of this model must pass (a Gate as a mapping), or none.
     Column("policy", JSON, nullable=True),
+    # The highest version number it ever had: a deleted version's number is not reused.
+    Column("last_version", Integer, nullable=True),
 )
 
 model_versions = Table(

@@ -1,0 +1,250 @@
+"""MLflow's own client against ``mlflow server`` and against ``loopml server``, one command.
+
+    python bench/tracking/client_vs_server.py              # 10,000 runs to search
+    python bench/tracking/client_vs_server.py --runs 1000 --repeats 3 --no-doc   # smoke run
+
+The same script (``client_script.py``, run under MLflow's Python) is timed against each
+server in turn, never both at once: 1,000 ``mlflow.log_metric`` calls, one ``log_batch``
+of 10,000 points, and ``mlflow.search_runs`` with a filter over 10,000 runs. The runs to
+search are put into each side's store beforehand through that store (loopml's Tracker;
+MLflow's tables), untimed. Both servers use SQLite in a temporary directory and one worker
+process. The load average is recorded around each side, since the machine may be shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from run import DEFAULT_VENV, cpu_model, find_mlflow_python, memory_gb  # noqa: E402
+from workload import SEARCH_EXPERIMENT, Spec, make_runs  # noqa: E402
+
+REPO = HERE.parent.parent
+DOC = REPO / "docs" / "benchmarks-tracking-client.md"
+TARGET = 5.0
+
+
+def say(message: str) -> None:
+    print(f"[client-vs-server] {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(cmd: list[str], env: dict[str, str], ready: str, cwd: Path) -> subprocess.Popen[bytes]:
+    # Its own session, so stopping it stops the workers it spawns too.
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"{cmd[0]} exited with {proc.returncode} before answering {ready}")
+        try:
+            if httpx.get(ready, timeout=2).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    stop(proc)
+    sys.exit(f"no answer from {ready} within 180 s")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 20)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def fill_loopml(home: Path, spec: Spec) -> None:
+    from loopml.store.workspace import Workspace
+    from loopml.tracking.tracker import Tracker
+
+    ws = Workspace(f"sqlite:///{home / 'loopml.db'}", str(home / "artifacts"))
+    tr = Tracker(ws)
+    for r in spec.runs:
+        run = tr.start_run(
+            SEARCH_EXPERIMENT, name=r.name, params=r.params, capture_environment=False
+        )
+        run.log_metrics(r.metrics, step=0)
+        run.end()
+    tr.close()
+    ws.close()
+
+
+def run_client(python: str, url: str, spec_path: Path, out: Path, repeats: int) -> dict[str, Any]:
+    load_before = os.getloadavg()
+    done = subprocess.run(
+        [python, str(HERE / "client_script.py"), str(spec_path), str(out), str(repeats)],
+        env={**os.environ, "MLFLOW_TRACKING_URI": url, "PYTHONUNBUFFERED": "1"},
+        cwd=out.parent,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0 or not out.exists():
+        sys.exit(f"the client script failed against {url}:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(out.read_text())
+    result["load"] = (load_before, os.getloadavg())
+    return result
+
+
+def fmt(seconds: float) -> str:
+    return f"{seconds * 1000:,.0f} ms" if seconds < 10 else f"{seconds:,.1f} s"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--runs", type=int, default=10_000, help="runs to search over")
+    ap.add_argument("--repeats", type=int, default=5, help="timed searches per side (median)")
+    ap.add_argument("--mlflow-python", help="a Python that can import mlflow (with its server)")
+    ap.add_argument("--no-doc", action="store_true", help="print only, write no file")
+    args = ap.parse_args(argv)
+    # The full MLflow (with its server's dependencies) in its own venv, as run.py makes it;
+    # the mlflow-skinny of loopml's test extra has the client only.
+    venv = DEFAULT_VENV / "bin" / "python"
+    requested = args.mlflow_python or (str(venv) if venv.exists() else None)
+    ml_python = find_mlflow_python(requested, install=True)
+    work = Path(tempfile.mkdtemp(prefix="loopml-bench-client-"))
+    spec = Spec(str(work), 0, 0, 0, 0, runs=make_runs(args.runs))
+    spec_path = work / "spec.json"
+    spec.dump(spec_path)
+
+    say(f"filling loopml with {args.runs:,} runs (untimed)")
+    home = work / "loopml"
+    fill_loopml(home, spec)
+    say(f"filling MLflow with {args.runs:,} runs (untimed)")
+    mlflow_db = work / "mlflow" / "mlflow.db"
+    mlflow_db.parent.mkdir()
+    subprocess.run(
+        [ml_python, str(HERE / "mlflow_populate.py"), str(spec_path), str(mlflow_db)],
+        check=True,
+        capture_output=True,
+    )
+
+    env = {k: v for k, v in os.environ.items() if k not in ("LOOPML_DB", "LOOPML_ARTIFACTS")}
+    env["LOOPML_HOME"] = str(home)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    say(f"loopml server on {url}")
+    cmd = [sys.executable, "-m", "loopml.cli", "server", "--port", str(port), "--workers", "1"]
+    proc = start(cmd, env, f"{url}/api/v1/openapi.json", work)
+    try:
+        lm = run_client(ml_python, url, spec_path, work / "loopml.json", args.repeats)
+    finally:
+        stop(proc)
+
+    port = free_port()
+    murl = f"http://127.0.0.1:{port}"
+    say(f"mlflow server on {murl}")
+    mlflow_bin = str(Path(ml_python).parent / "mlflow")
+    cmd = [
+        mlflow_bin,
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{mlflow_db}",
+        "--artifacts-destination",
+        str(work / "mlflow" / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    proc = start(cmd, {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}, f"{murl}/health", work)
+    try:
+        ml = run_client(ml_python, murl, spec_path, work / "mlflow.json", args.repeats)
+    finally:
+        stop(proc)
+    subprocess.run(["rm", "-rf", str(work)], check=False)
+
+    def total(r: dict[str, Any]) -> float:
+        return float(r["log_metric_s"] + r["log_batch_s"] + r["search_pandas_s"])
+
+    rows = [
+        ("1,000 `mlflow.log_metric` calls", "log_metric_s"),
+        ("one `log_batch` of 10,000 points (10 requests of 1,000)", "log_batch_s"),
+        (
+            f"`mlflow.search_runs` `{lm['matches']:,}` of {args.runs:,} runs, list "
+            f"(median of {args.repeats})",
+            "search_list_s",
+        ),
+        ("the same search, MLflow's default pandas DataFrame", "search_pandas_s"),
+    ]
+    lines = [
+        "| through MLflow's client | loopml server | mlflow server | ratio |",
+        "|---|---:|---:|---:|",
+    ]
+    for label, key in rows:
+        lines.append(f"| {label} | {fmt(lm[key])} | {fmt(ml[key])} | {ml[key] / lm[key]:.1f}x |")
+    ratio = total(ml) / total(lm)
+    lines.append(
+        f"| **end to end** (the three parts, search as pandas) | **{fmt(total(lm))}** | "
+        f"**{fmt(total(ml))}** | **{ratio:.1f}x** (target ≥ {TARGET:.0f}x: "
+        f"{'met' if ratio >= TARGET else 'NOT met'}) |"
+    )
+    table = "\n".join(lines)
+    loads = (
+        f"load average (1/5/15 min) before → after each side: loopml "
+        f"{'/'.join(f'{x:.1f}' for x in lm['load'][0])} → "
+        f"{'/'.join(f'{x:.1f}' for x in lm['load'][1])}; MLflow "
+        f"{'/'.join(f'{x:.1f}' for x in ml['load'][0])} → "
+        f"{'/'.join(f'{x:.1f}' for x in ml['load'][1])}"
+    )
+    command = shlex.join(["python", "bench/tracking/client_vs_server.py", *sys.argv[1:]])
+    facts = (
+        f"MLflow {ml['mlflow']} client and server ({ml_python}); loopml server on "
+        f"{sys.executable}; {os.cpu_count()} CPUs ({cpu_model()}), {memory_gb()}, "
+        f"Python {platform.python_version()}; "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    )
+    print(table)
+    print(loads)
+    print(facts)
+    if not args.no_doc:
+        DOC.write_text(
+            "# MLflow's client: `loopml server` vs `mlflow server`\n\n"
+            f"Re-run from the repository root: `{command}`\n\n{table}\n\n- {loads}\n- {facts}\n"
+            "- Both servers: SQLite in a temporary directory, one worker, on loopback; the "
+            "same client script (`bench/tracking/client_script.py`) under MLflow's Python, "
+            "against one server at a time. The runs searched were put in through each "
+            "side's store before timing; every write is read back and every search answer "
+            "checked.\n"
+        )
+        say(f"wrote {DOC}")
+    return 0 if ratio >= TARGET else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

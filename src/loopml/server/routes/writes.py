@@ -1,0 +1,195 @@
+"""What remote clients write besides runs: content-addressed blobs, model registrations
+and promotions. Each is recorded as made by the request's token (``anonymous`` without).
+
+A client uploads a model as the files of its tree plus the tree's manifest, each to
+``PUT /blobs/{digest}`` (the server hashes what it receives and refuses a mismatch), then
+registers the tree's digest; the server checks the tree as a load would before any row
+points at it. Promotions run their gate on the server, which loads the candidate model:
+with tokens in use a gate needs an ``admin`` token, since a write token alone must not
+make the server run code someone uploaded.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Annotated
+
+import anyio.to_thread
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import FileResponse
+
+from loopml.core import hashing, names
+from loopml.core.errors import InvalidInputError
+from loopml.data.catalog import Catalog, ContentAlreadyStoredWarning
+from loopml.registry.gates import Gate
+from loopml.registry.promotion import promote
+from loopml.server import tokens
+from loopml.server.auth import bearer
+from loopml.server.routes.common import ERRORS, WRITE_ERRORS, who
+from loopml.server.state import ServerState, state
+from loopml.server.wire import (
+    AddDatasetIn,
+    AliasEventOut,
+    BlobOut,
+    BlobsIn,
+    BlobsOut,
+    DatasetVersionOut,
+    ModelVersionOut,
+    PromoteIn,
+    PromotionOut,
+    RegisterIn,
+)
+
+router = APIRouter(responses=ERRORS)
+St = Annotated[ServerState, Depends(state)]
+# One upload is held in memory while it is hashed; larger files are refused.
+MAX_BLOB_BYTES = 2 * 1024**3
+
+
+@router.post("/missing-blobs", response_model=BlobsOut, tags=["blobs"])
+def missing_blobs(s: St, body: BlobsIn) -> BlobsOut:
+    """Which of ``digests`` the artifact store lacks: what a client still has to upload."""
+    store = s.workspace.artifacts
+    return BlobsOut(
+        missing=[
+            d for d in dict.fromkeys(body.digests) if not store.exists(hashing.check_digest(d))
+        ]
+    )
+
+
+@router.put(
+    "/blobs/{digest}",
+    response_model=BlobOut,
+    responses={**WRITE_ERRORS, 413: ERRORS[400]},
+    tags=["blobs"],
+    openapi_extra={"requestBody": {"content": {"application/octet-stream": {}}, "required": True}},
+)
+async def put_blob(s: St, digest: str, request: Request) -> BlobOut:
+    """Store the request body under ``digest`` after checking that it hashes to it."""
+    hashing.check_digest(digest)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BLOB_BYTES:
+        raise InvalidInputError(f"a blob is at most {MAX_BLOB_BYTES} bytes")
+    data = await request.body()
+    actual = await anyio.to_thread.run_sync(hashing.digest_bytes, data)
+    if actual != digest:
+        raise InvalidInputError(
+            f"the uploaded bytes hash to {actual}, not {digest}: the upload was corrupted "
+            "or the digest is wrong; nothing was stored"
+        )
+    blob = await anyio.to_thread.run_sync(s.workspace.artifacts.put_bytes, data)
+    return BlobOut(digest=blob.digest, size=blob.size)
+
+
+@router.get(
+    "/blobs/{digest}",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+    tags=["blobs"],
+)
+def get_blob(s: St, digest: str) -> FileResponse:
+    """The bytes stored under ``digest``, verified against it first."""
+    local = s.workspace.artifacts.local_path(hashing.check_digest(digest))
+    return FileResponse(local, media_type="application/octet-stream")
+
+
+@router.post(
+    "/models/{name}/versions",
+    response_model=ModelVersionOut,
+    responses=WRITE_ERRORS,
+    tags=["registry"],
+    summary="Register an uploaded model",
+)
+def register(s: St, name: str, body: RegisterIn, request: Request) -> ModelVersionOut:
+    """Record the uploaded model tree ``digest`` as the next version of ``name``."""
+    mv = s.registry.register_stored(
+        names.check_name(name, what="model name"),
+        hashing.check_digest(body.digest),
+        run_id=body.run_id,
+        dataset_ids=body.dataset_ids,
+        code_version=body.code_version,
+        description=body.description,
+        tags=body.tags,
+        created_by=who(request),
+    )
+    return ModelVersionOut.of(mv)
+
+
+@router.post(
+    "/datasets/{name}/versions",
+    response_model=DatasetVersionOut,
+    responses=WRITE_ERRORS,
+    tags=["datasets"],
+    summary="Add an uploaded table",
+)
+def add_dataset(s: St, name: str, body: AddDatasetIn, request: Request) -> DatasetVersionOut:
+    """Add the uploaded Parquet file ``digest`` as the next version of ``name``; identical
+    content answers the existing version."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    names.check_name(name, what="dataset name")
+    local = s.workspace.artifacts.local_path(hashing.check_digest(body.digest))
+    try:
+        table = pq.read_table(local)
+    except (OSError, pa.ArrowException) as exc:
+        raise InvalidInputError(f"the upload {body.digest} is not a Parquet file: {exc}") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ContentAlreadyStoredWarning)
+        ds = Catalog(s.workspace).add(
+            name,
+            table,
+            description=body.description,
+            owner=body.owner,
+            tags=body.tags,
+            created_by=who(request),
+        )
+    return DatasetVersionOut.of(ds)
+
+
+@router.post(
+    "/models/{name}/aliases/{alias}",
+    response_model=PromotionOut,
+    responses=WRITE_ERRORS,
+    tags=["registry"],
+    summary="Promote a version",
+)
+def promote_version(
+    s: St, name: str, alias: str, body: PromoteIn, request: Request
+) -> PromotionOut:
+    """Move ``name@alias`` to ``version`` if the gate passes; the attempt is recorded
+    either way (a refusal is a 200 with ``allowed: false``)."""
+    names.check_name(name, what="model name")
+    names.check_alias(alias)
+    gate = None if body.gate is None else Gate.from_dict(body.gate)
+    if gate is not None:
+        info = tokens.authenticate(s.workspace, bearer(request))
+        if info is not None and not tokens.allows(info.scope, "admin"):
+            raise tokens.ForbiddenError(
+                f"token {info.name!r} has scope {info.scope!r}; a gate runs the uploaded "
+                "model on the server, which needs an 'admin' token"
+            )
+    data, dataset_ids = None, []
+    if body.data is not None:
+        if gate is None:
+            raise InvalidInputError("data is the gate's evaluation data: pass a gate with it")
+        ds = Catalog(s.workspace).get(body.data)
+        data, dataset_ids = ds.to_polars(), [ds.artifact_id]
+    result = promote(
+        s.workspace,
+        name,
+        body.version,
+        alias,
+        gate=gate,
+        data=data,
+        reason=body.reason,
+        dataset_ids=dataset_ids,
+        force=body.force,
+        created_by=who(request),
+    )
+    return PromotionOut(
+        allowed=result.allowed,
+        reason=result.reason,
+        from_version=result.from_version,
+        event=AliasEventOut.of(result.event),
+    )
