@@ -82,13 +82,17 @@ def run(
 
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        done = 0
-        while not stop.is_set():
-            show_tick(loop.tick())
-            done += 1
-            if ticks and done >= ticks:
-                break
-            stop.wait(seconds)
+        # One process ticks a loop at a time: another one holding it is named, and this
+        # one stops before acting.
+        with loop.hold():
+            out.print(f"loop {loop.name}: ticking as {loop.holder}")
+            done = 0
+            while not stop.is_set():
+                show_tick(loop.tick())
+                done += 1
+                if ticks and done >= ticks:
+                    break
+                stop.wait(seconds)
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
@@ -114,6 +118,9 @@ def status(
         summary.add_column(col)
     for rec in loops:
         state = rec.state
+        lease = store.lease(rec.name)
+        if lease is not None:
+            out.print(f"loop {rec.name} is being ticked by {lease[0]}")
         aliases = ", ".join(f"{a} -> {v}" for a, v in registry.aliases(rec.model).items())
         summary.add_row(
             rec.name,

@@ -27,7 +27,10 @@ def serve(
     canary: Annotated[
         str | None,
         typer.Option(
-            "--canary", help="send a share to another ref, e.g. delay-model@challenger:10"
+            "--canary",
+            help="send a share to another ref, e.g. delay-model@challenger:10; "
+            "delay-model@challenger alone takes the share of the retraining loop that moves "
+            "that alias (and follows it when the loop's canary changes)",
         ),
     ] = None,
     shadow: Annotated[

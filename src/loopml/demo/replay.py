@@ -8,7 +8,6 @@ are sent later, as ground truth arrives in production: after the month is over.
 from __future__ import annotations
 
 import http.client
-import json
 import re
 import threading
 import time
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import polars as pl
 
 from loopml.core.errors import LoopmlError
@@ -120,7 +120,7 @@ class Replayer:
                     for c in FEATURES
                 ],
             }
-            answer: dict[str, Any] = json.loads(self._call("POST", path, json.dumps(body).encode()))
+            answer: dict[str, Any] = orjson.loads(self._call("POST", path, orjson.dumps(body)))
             return answer
 
         with ThreadPoolExecutor(self.concurrency) as pool:
@@ -135,7 +135,7 @@ class Replayer:
             for i, v in enumerate(r.rows[TARGET].to_list())
         ]
         for start in range(0, len(labels), 50_000):
-            body = json.dumps({"labels": labels[start : start + 50_000]}).encode()
+            body = orjson.dumps({"labels": labels[start : start + 50_000]})
             self._call("POST", "/v2/feedback", body)
 
     def served_versions(self) -> dict[str, int]:

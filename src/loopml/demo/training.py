@@ -38,8 +38,10 @@ def to_pandas_features(df: pl.DataFrame) -> Any:
 def train_delay_model(df: pl.DataFrame, **params: Any) -> TrainedModel:
     from sklearn.ensemble import HistGradientBoostingClassifier
 
+    # Early stopping on the loss, which the booster keeps up to date as it goes; scoring
+    # ROC AUC instead re-ranks both samples at every iteration, half of each fit's time.
     model = HistGradientBoostingClassifier(
-        categorical_features="from_dtype", scoring="roc_auc", **{**DEFAULT_PARAMS, **params}
+        categorical_features="from_dtype", scoring="loss", **{**DEFAULT_PARAMS, **params}
     )
     model.fit(to_pandas_features(df), df[TARGET].to_numpy())
     return TrainedModel(model, np.asarray(model.train_score_), np.asarray(model.validation_score_))

@@ -20,9 +20,15 @@ the requests' event time, so a replay decides by the time of the data, not the w
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -45,6 +51,8 @@ from loopml.retraining.durations import parse_duration
 from loopml.retraining.records import Decision, LoopStore
 from loopml.retraining.triggers import Evidence, Trigger, Verdict
 from loopml.store.workspace import Workspace
+
+log = logging.getLogger("loopml.retraining")
 
 STEADY, CANARY, WATCH = "steady", "canary", "watch"
 LABEL = "label"
@@ -101,6 +109,7 @@ class Loop:
         challenger: str = "challenger",
         name: str | None = None,
         clock: Callable[[], float | datetime] | None = None,
+        lease_ttl: float = 60.0,
     ) -> None:
         check_model_name(model)
         if not isinstance(pipeline, Pipeline):
@@ -130,6 +139,10 @@ class Loop:
             raise InvalidInputError("min_live_labels must be a whole number >= 1")
         if alias == challenger:
             raise InvalidInputError("the champion and challenger aliases must differ")
+        if isinstance(lease_ttl, bool) or not isinstance(lease_ttl, int | float):
+            raise InvalidInputError("lease_ttl must be a number of seconds > 0")
+        if not (lease_ttl > 0 and math.isfinite(lease_ttl)):
+            raise InvalidInputError("lease_ttl must be a number of seconds > 0")
         self.workspace = workspace
         self.model = model
         self.name = name or model
@@ -153,6 +166,10 @@ class Loop:
         self.store = LoopStore(workspace)
         self.traffic = tr.Traffic(workspace, model)
         self.monitor = monitor_of(workspace)
+        self.lease_ttl = float(lease_ttl)
+        self.holder = f"pid {os.getpid()} on {socket.gethostname()} ({uuid.uuid4().hex[:8]})"
+        self._holding = 0
+        self._hold_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Loop({self.name!r}, model={self.model!r})"
@@ -184,7 +201,56 @@ class Loop:
                 f"model {self.model!r} has no {self.alias!r}; promote a first version before "
                 "the loop can look after it"
             )
+        with self.hold():
+            return self._tick(at, champion)
+
+    def declare(self) -> None:
+        """Store this loop's spec (its canary share among it) so that servers and
+        ``loopml loop status`` see it before its first tick; ticking does it too."""
         self.store.ensure(self.name, self.model, self.spec(), _initial_state())
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Hold the loop's lease while the block runs, so no other process ticks it;
+        renewed in the background every third of ``lease_ttl``. Raises
+        :class:`~loopml.retraining.records.LoopBusyError` naming the holder if another
+        process has it. Re-entrant: ``loopml loop run`` holds it across its ticks."""
+        with self._hold_lock:
+            first = self._holding == 0
+            if first:
+                self.declare()
+                self.store.acquire(self.name, self.holder, self.lease_ttl)
+            self._holding += 1
+        stop = threading.Event()
+        renewer = None
+        if first:
+            renewer = threading.Thread(
+                target=self._renew, args=(stop,), name=f"lease-{self.name}", daemon=True
+            )
+            renewer.start()
+        try:
+            yield
+        finally:
+            with self._hold_lock:
+                self._holding -= 1
+                last = self._holding == 0
+            if renewer is not None:
+                stop.set()
+                renewer.join()
+            if last:
+                self.store.release(self.name, self.holder)
+
+    def _renew(self, stop: threading.Event) -> None:
+        while not stop.wait(self.lease_ttl / 3):
+            try:
+                self.store.acquire(self.name, self.holder, self.lease_ttl)
+            except LoopmlError as exc:
+                # The state's revision check still keeps a tick from overwriting another's.
+                log.warning("loop %s: could not renew its lease: %s", self.name, exc)
+            except Exception:
+                log.exception("loop %s: renewing its lease failed; will retry", self.name)
+
+    def _tick(self, at: float, champion: int) -> TickResult:
         record = self.store.get(self.name)
         state = {**_initial_state(), **record.state}
         state["tick"] += 1
@@ -450,8 +516,8 @@ class Loop:
                 "started",
                 [
                     f"{self.model}@{self.challenger} -> {candidate.version}: it answers "
-                    f"{self.canary:.0%} of requests where the server runs with --canary "
-                    f"{self.model}@{self.challenger}:{self.canary * 100:g}"
+                    f"{self.canary:.0%} of requests on servers started with --canary "
+                    f"{self.model}@{self.challenger} (which take this loop's share)"
                 ],
                 from_version=champion,
                 to_version=candidate.version,
@@ -482,13 +548,16 @@ class Loop:
         live = tr.score(self.metric, rows, classes)
         loaded = self.registry.load(f"{self.model}:{other}")
         inputs = tr.features(rows)
-        proba = loaded.predict_proba(inputs) if loaded.has_proba else None
-        rescored = rows.with_columns(
-            pl.Series("prediction", loaded.predict(inputs)),
-            pl.Series("proba", [list(map(float, p)) for p in proba])
-            if proba is not None
-            else pl.lit(None, pl.List(pl.Float64)).alias("proba"),
-        )
+        # Score only what the metric reads: a second pass through the model costs as much
+        # as the first.
+        if self.metric in tr.PROBA_METRICS:
+            rescored = rows.with_columns(
+                tr.proba_column(loaded.predict_proba(inputs))
+                if loaded.has_proba
+                else pl.lit(None, pl.List(pl.Float64)).alias("proba")
+            )
+        else:
+            rescored = rows.with_columns(pl.Series("prediction", loaded.predict(inputs)))
         reference = tr.score(self.metric, rescored, loaded.classes)
         if live is None or reference is None:
             return None

@@ -2,6 +2,9 @@
 
 The state row carries a revision: a tick saves its new state only if nobody else saved
 one since it read, so two ``loopml loop run`` processes never act twice on one state.
+Beyond that, the row carries a lease: one process at a time ticks a loop, and the others
+are told who holds it. A holder renews its lease while it runs; the lease of one that
+died runs out after its time to live.
 Each decision is also an execution in the lineage graph (kind ``loop_<kind>``), linked to
 the model versions it concerned.
 """
@@ -12,10 +15,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from loopml.core import clock
-from loopml.core.errors import ConflictError, NotFoundError
+from loopml.core.errors import ConflictError, InvalidInputError, NotFoundError
+from loopml.core.names import parse_ref
 from loopml.store.metadata.tables import loop_decisions, loops
 from loopml.store.workspace import Workspace
 
@@ -55,6 +60,10 @@ class LoopRecord:
     updated_at: float
 
 
+class LoopBusyError(ConflictError):
+    """Another process holds the loop's lease."""
+
+
 class LoopStore:
     def __init__(self, workspace: Workspace) -> None:
         self.ws = workspace
@@ -62,6 +71,15 @@ class LoopStore:
     def ensure(self, name: str, model: str, spec: dict[str, Any], state: dict[str, Any]) -> None:
         """Create the loop's row if it does not exist; refresh its spec if it does."""
         now = clock.now()
+        try:
+            self._ensure(name, model, spec, state, now)
+        except IntegrityError:
+            # Another process created the row between our look and our insert.
+            self._ensure(name, model, spec, state, now)
+
+    def _ensure(
+        self, name: str, model: str, spec: dict[str, Any], state: dict[str, Any], now: float
+    ) -> None:
         with self.ws.write_engine.begin() as conn:
             row = conn.execute(select(loops.c.model).where(loops.c.name == name)).first()
             if row is None:
@@ -83,6 +101,56 @@ class LoopStore:
                 )
             else:
                 conn.execute(update(loops).where(loops.c.name == name).values(spec=spec))
+
+    def acquire(self, name: str, holder: str, ttl: float) -> float:
+        """Take or renew the lease of loop ``name`` for ``ttl`` seconds; returns when it
+        expires. Raises :class:`LoopBusyError` naming the holder when another process
+        holds a lease that has not run out."""
+        now = clock.now()
+        with self.ws.write_engine.begin() as conn:
+            done = conn.execute(
+                update(loops)
+                .where(
+                    loops.c.name == name,
+                    or_(
+                        loops.c.lease_holder.is_(None),
+                        loops.c.lease_holder == holder,
+                        loops.c.lease_expires < now,
+                    ),
+                )
+                .values(lease_holder=holder, lease_expires=now + ttl)
+            )
+            if done.rowcount == 1:
+                return now + ttl
+            row = conn.execute(
+                select(loops.c.lease_holder, loops.c.lease_expires).where(loops.c.name == name)
+            ).first()
+        if row is None:
+            raise NotFoundError(f"no loop named {name!r}; `loopml loop status` lists them")
+        raise LoopBusyError(
+            f"loop {name!r} is being ticked by {row.lease_holder}; its lease runs until "
+            f"{clock.format_ts(row.lease_expires)} UTC and is renewed while that process "
+            "runs. Stop it, or wait: a holder that died loses the lease when it runs out"
+        )
+
+    def release(self, name: str, holder: str) -> None:
+        """Give the lease up, if ``holder`` still has it."""
+        with self.ws.write_engine.begin() as conn:
+            conn.execute(
+                update(loops)
+                .where(loops.c.name == name, loops.c.lease_holder == holder)
+                .values(lease_holder=None, lease_expires=None)
+            )
+
+    def lease(self, name: str) -> tuple[str, float] | None:
+        """(holder, expires) of a lease that has not run out, or None."""
+        with self.ws.engine.connect() as conn:
+            row = conn.execute(
+                select(loops.c.lease_holder, loops.c.lease_expires).where(loops.c.name == name)
+            ).first()
+        if row is None or row.lease_holder is None or row.lease_expires < clock.now():
+            return None
+        return str(row.lease_holder), float(row.lease_expires)
 
     def get(self, name: str) -> LoopRecord:
         with self.ws.engine.connect() as conn:
@@ -213,3 +281,32 @@ def _decision(r: Any) -> Decision:
         dict(r.details),
         r.execution_id,
     )
+
+
+def canary_share(ws: Workspace, ref: str) -> tuple[str, float] | None:
+    """(loop name, percent of requests) of the loop whose challenger alias ``ref``
+    (``name@alias``) names, or None when no loop moves that alias. The loop is where a
+    canary's share is set; a server given ``--canary name@alias`` reads it from here."""
+    parsed = parse_ref(ref)
+    name, alias = parsed.name, parsed.alias
+    if alias is None:
+        return None
+    with ws.engine.connect() as conn:
+        rows = conn.execute(
+            select(loops.c.name, loops.c.spec).where(loops.c.model == name).order_by(loops.c.name)
+        ).all()
+    found: dict[str, float] = {
+        str(r.name): round(float(r.spec.get("canary", 0.0)) * 100, 9)
+        for r in rows
+        if (r.spec or {}).get("challenger") == alias
+    }
+    if len(set(found.values())) > 1:
+        shares = ", ".join(f"loop {n!r} {p:g}%" for n, p in found.items())
+        raise InvalidInputError(
+            f"the loops that move {ref} disagree on its canary share ({shares}); give one "
+            f"share with --canary {ref}:<percent> or make the loops agree"
+        )
+    if not found:
+        return None
+    loop_name, percent = next(iter(found.items()))
+    return loop_name, percent

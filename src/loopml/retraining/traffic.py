@@ -21,6 +21,9 @@ from loopml.monitor.logs import FEEDBACK_KIND, LOG_KIND
 from loopml.store.metadata.tables import artifacts
 from loopml.store.workspace import Workspace
 
+# The metrics read from class probabilities; the others from the predicted value.
+PROBA_METRICS = ("roc_auc", "log_loss")
+
 
 class Traffic:
     """Prediction log + feedback of every deployment serving ``model``."""
@@ -113,6 +116,13 @@ def features(rows: pl.DataFrame) -> pl.DataFrame:
     return rows.select(pl.col("inputs")).unnest("inputs")
 
 
+def proba_column(proba: Any) -> pl.Series:
+    """Class probabilities (rows x classes) as the log's ``proba`` column, built from the
+    array at once rather than from a Python list per row."""
+    values = np.ascontiguousarray(proba, dtype=np.float64)
+    return pl.Series("proba", values).cast(pl.List(pl.Float64))
+
+
 def score(metric: str, rows: pl.DataFrame, classes: Sequence[Any] | None) -> float | None:
     """``metric`` of the logged answers in ``rows`` against their labels (None if undefined:
     no rows, a single class, no probabilities for a probability metric)."""
@@ -130,7 +140,7 @@ def score(metric: str, rows: pl.DataFrame, classes: Sequence[Any] | None) -> flo
         return float(m.r2_score(y, pred)) if len(y) > 1 else None
     if metric == "accuracy":
         return float(m.accuracy_score(y.astype(str), rows["prediction"].to_numpy().astype(str)))
-    if metric not in ("roc_auc", "log_loss"):
+    if metric not in PROBA_METRICS:
         raise InvalidInputError(
             f"the loop compares live models by roc_auc, log_loss, accuracy, mae, rmse or r2, "
             f"not {metric!r}"

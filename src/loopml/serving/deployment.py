@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass
 from functools import partial
 
+from loopml.core.errors import InvalidInputError
 from loopml.serving.batching import MicroBatcher
 from loopml.serving.errors import ModelNotServedError
 from loopml.serving.metrics import ServingMetrics
@@ -47,12 +48,15 @@ class Deployment:
         self.options = options
         self.metrics = metrics
         self.slots: dict[str, Slot] = {}
-        self.canary_percent = options.canary.percent if options.canary else 0.0
+        spec = options.canary
+        self.canary_percent = spec.percent if spec and spec.percent is not None else 0.0
         self._watcher: asyncio.Task[None] | None = None
         self._retired: set[asyncio.Task[None]] = set()
         self.switches = 0
 
     async def start(self) -> None:
+        if self.options.canary:
+            await asyncio.to_thread(self._canary_share)
         refs = [(PRIMARY, self.options.ref)]
         if self.options.canary:
             refs.append((CANARY, self.options.canary.ref))
@@ -138,6 +142,35 @@ class Deployment:
             for r in self.routes()
         )
 
+    def _canary_share(self) -> None:
+        """The canary's share: the retraining loop's when ``--canary name@alias`` gives
+        none; a share given that differs from the loop's is refused, naming both."""
+        spec = self.options.canary
+        assert spec is not None
+        found = self.source.loop_canary(spec.ref)
+        if spec.percent is None:
+            if found is None:
+                raise InvalidInputError(
+                    f"--canary {spec.ref} takes its share from the retraining loop that "
+                    f"moves {spec.ref}, and there is none in this workspace yet: declare or "
+                    f"tick the loop first, or give a share, e.g. --canary {spec.ref}:10"
+                )
+            if found[1] != self.canary_percent:
+                log.warning(
+                    "canary %s: %g%% of requests, the share of loop %r",
+                    spec.ref,
+                    found[1],
+                    found[0],
+                )
+            self.canary_percent = found[1]
+        elif found is not None and found[1] != spec.percent:
+            raise InvalidInputError(
+                f"--canary {spec.ref}:{spec.percent:g} sends {spec.percent:g}% of requests to "
+                f"the canary, but loop {found[0]!r} that moves {spec.ref} has canary="
+                f"{found[1] / 100:g} ({found[1]:g}%); give --canary {spec.ref} to take the "
+                "loop's share, or change the loop's"
+            )
+
     # hot switch ------------------------------------------------------------------------
     async def _watch(self) -> None:
         while True:
@@ -151,7 +184,10 @@ class Deployment:
                 log.exception("checking the registry for alias moves failed; will retry")
 
     async def refresh(self) -> list[str]:
-        """Switch every slot whose reference now points to another version."""
+        """Switch every slot whose reference now points to another version, and follow
+        the loop's canary share."""
+        if self.options.canary and self.options.canary.follows_loop:
+            await asyncio.to_thread(self._canary_share)
         switched = []
         for slot in list(self.slots.values()):
             name, version = await asyncio.to_thread(self.source.resolve_version, slot.ref)

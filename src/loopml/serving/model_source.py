@@ -153,6 +153,13 @@ class ModelSource:
         mv = self._registry.resolve(ref)
         return mv.name, mv.version
 
+    def loop_canary(self, ref: str) -> tuple[str, float] | None:
+        """(loop, percent) of the retraining loop that moves ``ref``'s alias, or None."""
+        # Imported here: a server without a canary never needs the loop's records.
+        from loopml.retraining.records import canary_share
+
+        return canary_share(self.workspace, ref)
+
     def load(self, ref: str) -> ServedModel:
         """Load the version ``ref`` points to, from verified bytes."""
         name, version = self.resolve_version(ref)

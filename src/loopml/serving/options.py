@@ -5,18 +5,32 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from loopml.core.errors import InvalidInputError
+from loopml.core.names import parse_ref
 from loopml.serving.model_source import ModelRef
 
 
 @dataclass(frozen=True)
 class CanarySpec:
-    """``name@challenger:10``: send 10% of the traffic to what ``name@challenger`` names."""
+    """``name@challenger:10``: send 10% of the traffic to what ``name@challenger`` names.
+
+    ``name@challenger`` alone (``percent`` None): the share is the ``canary`` of the
+    retraining loop that moves that alias, read from the workspace and followed when the
+    loop's spec changes, so the loop is the one place the share is set."""
 
     ref: str
-    percent: float
+    percent: float | None
+
+    @property
+    def follows_loop(self) -> bool:
+        return self.percent is None
 
     @classmethod
     def parse(cls, text: str) -> CanarySpec:
+        _, at, alias = text.partition("@")
+        if at and alias and ":" not in alias:
+            parse_ref(text, "canary reference")
+            ModelRef.parse(text)
+            return cls(text, None)
         ref, sep, pct = text.rpartition(":")
         try:
             percent = float(pct) if sep else -1.0
@@ -25,7 +39,8 @@ class CanarySpec:
         if not ref or not 0 < percent < 100:
             raise InvalidInputError(
                 f"canary {text!r} must be '<model ref>:<percent>' with a percentage between "
-                "0 and 100, e.g. 'delay-model@challenger:10'"
+                "0 and 100, e.g. 'delay-model@challenger:10', or 'name@alias' for the share "
+                "of the retraining loop that moves that alias"
             )
         ModelRef.parse(ref)
         return cls(ref, percent)

@@ -524,6 +524,10 @@ loops = Table(
     Column("revision", Integer, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # Who ticks the loop now ("pid 123 on host (token)") and until when (wall clock): a
+    # holder renews it while it runs, and a dead holder's lease runs out.
+    Column("lease_holder", String(250), nullable=True),
+    Column("lease_expires", Float, nullable=True),
 )
 
 # Every decision a loop took (trigger, retrain, gate, canary verdict, promotion, rollback,
