@@ -1,7 +1,7 @@
 """loop lease: one process at a time ticks a loop; the lease expires if its holder dies
 
 Revision ID: 0024
-Revises: 0021
+Revises: 0023
 """
 
 from __future__ import annotations
