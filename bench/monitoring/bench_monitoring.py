@@ -195,7 +195,7 @@ def main() -> None:
             max_iter=50, categorical_features="from_dtype", random_state=0
         ).fit(pandas_features(train), train[TARGET].to_numpy())
         reg = Registry(ws)
-        reg.register("delay", model, pandas_features(train), dataset_ids=[ds.artifact_id])
+        reg.register("delay", model, pandas_features(train), dataset_artifact_ids=[ds.artifact_id])
         promote(ws, "delay", 1, "champion")
         loaded = reg.load("delay:1")
 

@@ -84,7 +84,7 @@ def test_lineage_links_run_datasets_and_code_version(
             hgb_model,
             flights.X,
             run_id=run.id,
-            dataset_ids=[dataset_id],
+            dataset_artifact_ids=[dataset_id],
             code_version=code_version,
         )
     (tmp_path / "repo" / "train.py").write_text("print('changed')\n")
@@ -92,7 +92,7 @@ def test_lineage_links_run_datasets_and_code_version(
         assert tracker.code_version(dirty.id) == f"{commit}+dirty"
     tracker.close()
     assert code_version == commit
-    assert mv.run_id == run.id and mv.dataset_ids == (dataset_id,)
+    assert mv.run_id == run.id and mv.dataset_artifact_ids == (dataset_id,)
     assert registry.get_version("delay", 1).code_version == commit
     upstream = workspace.lineage.graph(mv.artifact_id, "upstream")
     assert run.id in upstream.executions and dataset_id in upstream.artifacts
@@ -107,7 +107,7 @@ def test_unknown_run_or_dataset_registers_nothing(
     with pytest.raises(NotFoundError, match="no run with id 'r0'"):
         registry.register("delay", hgb_model, flights.X, run_id="r0")
     with pytest.raises(NotFoundError, match="no dataset artifact"):
-        registry.register("delay", hgb_model, flights.X, dataset_ids=["d0"])
+        registry.register("delay", hgb_model, flights.X, dataset_artifact_ids=["d0"])
     assert registry.models() == []
 
 

@@ -119,7 +119,7 @@ def make_workspace(
         ).fit(features(train), train[TARGET].to_numpy())
     tracker.close()
     Registry(ws).register(
-        "delay", model, features(train), run_id=run.id, dataset_ids=[ds.artifact_id]
+        "delay", model, features(train), run_id=run.id, dataset_artifact_ids=[ds.artifact_id]
     )
     promote(ws, "delay", 1, "champion")
     return ws, run.id, ds.digest

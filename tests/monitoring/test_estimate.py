@@ -49,7 +49,7 @@ def test_estimate_calibrated_on_a_reference_period_tracks_realised_auc(tmp_path:
     model = HistGradientBoostingClassifier(
         max_iter=60, categorical_features="from_dtype", random_state=0
     ).fit(features(train), train[TARGET].to_numpy())
-    Registry(ws).register("delay", model, features(train), dataset_ids=[ds.artifact_id])
+    Registry(ws).register("delay", model, features(train), dataset_artifact_ids=[ds.artifact_id])
     promote(ws, "delay", 1, "champion")
     loaded = Registry(ws).load("delay:1")
 

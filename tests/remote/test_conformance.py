@@ -160,7 +160,7 @@ def test_models_and_datasets_round_trip(api: Target) -> None:
         run.log_metric("acc", 0.9)
     mv = lm.models.register(name, model, table.select("x"), run=run, datasets=[ds])
     assert (mv.version, mv.run_id, mv.created_by) == (1, run.id, me)
-    assert mv.dataset_ids == (ds.artifact_id,)
+    assert mv.dataset_artifact_ids == (ds.artifact_id,)
     result = lm.models.promote(name, 1, "champion", reason="first")
     assert result.allowed and result.event.created_by == me
     got = lm.models.get(f"{name}@champion")

@@ -46,7 +46,9 @@ def ws(tmp_path: Path, january: tuple[pl.DataFrame, Any]) -> Iterator[Workspace]
     ws = Workspace(f"sqlite:///{tmp_path / 'loopml.db'}", str(tmp_path / "artifacts"))
     train, model = january
     ds = Catalog(ws).add("flights-jan", train)
-    Registry(ws).register(MODEL, model, flows.features(train), dataset_ids=[ds.artifact_id])
+    Registry(ws).register(
+        MODEL, model, flows.features(train), dataset_artifact_ids=[ds.artifact_id]
+    )
     promote(ws, MODEL, 1, "champion")
     promote(ws, MODEL, 1, "challenger")
     yield ws

@@ -61,7 +61,7 @@ def test_drift_and_new_labels_retrain_then_the_canary_is_rejected_and_cooldown_h
         assert "temp" in drifted  # July is warmer than January
         assert registry.aliases(MODEL) == {"champion": 1, "challenger": 2}
         # The candidate's registration links the data the pipeline trained it on.
-        assert registry.get_version(MODEL, 2).dataset_ids
+        assert registry.get_version(MODEL, 2).dataset_artifact_ids
         client.wait_serving("canary", 2)
 
         answers = client.replay(july.slice(1000, 1500))

@@ -83,7 +83,7 @@ def populate(home: Path) -> Populated:
             trained.model,
             jan.head(200),
             run_id=run.id,
-            dataset_ids=[v1.artifact_id],
+            dataset_artifact_ids=[v1.artifact_id],
         )
         run_ids.append(run.id)
         names.append(name)

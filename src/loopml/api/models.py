@@ -78,7 +78,7 @@ def _run_id(run: Any) -> str | None:
     return run_id
 
 
-def _dataset_ids(datasets: Iterable[Any] | None) -> list[str]:
+def _dataset_artifact_ids(datasets: Iterable[Any] | None) -> list[str]:
     out = []
     for ds in datasets or ():
         artifact_id = ds if isinstance(ds, str) else getattr(ds, "artifact_id", None)
@@ -117,7 +117,7 @@ def register(
             X,
             flavor=flavor,
             run_id=run_id,
-            dataset_ids=_dataset_ids(datasets),
+            dataset_artifact_ids=_dataset_artifact_ids(datasets),
             code_version=code_version,
             description=description,
             tags=tags,
@@ -130,7 +130,7 @@ def register(
         X,
         flavor=flavor,
         run_id=run_id,
-        dataset_ids=_dataset_ids(datasets),
+        dataset_artifact_ids=_dataset_artifact_ids(datasets),
         code_version=code_version,
         description=description,
         tags=tags,
@@ -205,7 +205,7 @@ def promote(
         gate=gate,
         data=data,
         reason=reason,
-        dataset_ids=_dataset_ids(datasets),
+        dataset_artifact_ids=_dataset_artifact_ids(datasets),
         force=force,
     )
     if not result.allowed and raise_on_refusal:
@@ -258,7 +258,7 @@ def evaluate(
         ws,
         result,
         model_artifact_id=model_artifact_id,
-        dataset_ids=_dataset_ids(datasets),
+        dataset_artifact_ids=_dataset_artifact_ids(datasets),
         run_id=_run_id(run),
     )
     if run is not None and not isinstance(run, str):

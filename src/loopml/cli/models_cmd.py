@@ -104,7 +104,7 @@ def show(ref: Annotated[str, typer.Argument(help=REF_HELP)]) -> None:
     out.print(
         lit(
             f"digest: {mv.digest}\nrun: {mv.run_id or '-'}  code: {mv.code_version or '-'}  "
-            f"datasets: {', '.join(mv.dataset_ids) or '-'}"
+            f"datasets: {', '.join(mv.dataset_artifact_ids) or '-'}"
         )
     )
     if mv.description:

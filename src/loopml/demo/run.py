@@ -274,7 +274,7 @@ def _first_champion(ws: Workspace, console: Console, registry: Registry, gate: G
         output["model"],
         training.to_pandas_features(data),
         run_id=run.id,
-        dataset_ids=[ds.artifact_id],
+        dataset_artifact_ids=[ds.artifact_id],
         description="Gradient-boosted trees: will a flight arrive more than 15 min late?",
         tags={"source": "loopml demo"},
     )

@@ -82,7 +82,7 @@ class References:
 
     def _build(self, model: str, version: int) -> Reference:
         mv = self.registry.get_version(model, version)
-        found = _datasets(self.ws, mv.dataset_ids)
+        found = _datasets(self.ws, mv.dataset_artifact_ids)
         columns = mv.signature.columns
         usable = [d for d in found if all(c in d.profile.columns for c in columns)]
         inputs = None

@@ -74,7 +74,7 @@ def render_card(ws: Workspace, name: str, version: int) -> str:
         [
             ["run", mv.run_id or "-"],
             ["code version", mv.code_version or "-"],
-            *[["dataset", d] for d in mv.dataset_ids],
+            *[["dataset", d] for d in mv.dataset_artifact_ids],
         ],
     )
     out += ["## Data (input signature)", ""]

@@ -403,7 +403,7 @@ def save_evaluation(
     result: EvaluationResult,
     *,
     model_artifact_id: str | None = None,
-    dataset_ids: Sequence[str] = (),
+    dataset_artifact_ids: Sequence[str] = (),
     run_id: str | None = None,
 ) -> tuple[EvaluationResult, str]:
     """Store the result as a JSON artifact with its lineage; return it with its digest and
@@ -414,7 +414,7 @@ def save_evaluation(
         lineage = ws.lineage
         if run_id is not None:
             lineage.require_execution(conn, run_id, "run")
-        lineage.require_artifacts(conn, dataset_ids, "dataset")
+        lineage.require_artifacts(conn, dataset_artifact_ids, "dataset")
         name = f"evaluation of {result.model or 'a model'}"
         props = {
             "model": result.model,
@@ -430,7 +430,7 @@ def save_evaluation(
         ).id
         if model_artifact_id is not None:
             lineage.link(execution_id, model_artifact_id, "input", "model", conn=conn)
-        for dataset_id in dataset_ids:
+        for dataset_id in dataset_artifact_ids:
             lineage.link(execution_id, dataset_id, "input", "data", conn=conn)
         lineage.link(execution_id, artifact_id, "output", "evaluation", conn=conn)
         if run_id is not None:

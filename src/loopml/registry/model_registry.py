@@ -69,7 +69,7 @@ class ModelVersion(Summarized):
     flavor: str
     signature: Signature
     run_id: str | None
-    dataset_ids: tuple[str, ...]
+    dataset_artifact_ids: tuple[str, ...]
     code_version: str | None
     description: str
     tags: dict[str, str]
@@ -144,7 +144,7 @@ class Registry:
         *,
         flavor: str | None = None,
         run_id: str | None = None,
-        dataset_ids: Sequence[str] = (),
+        dataset_artifact_ids: Sequence[str] = (),
         code_version: str | None = None,
         description: str = "",
         tags: Mapping[str, Any] | None = None,
@@ -153,19 +153,19 @@ class Registry:
         """Save ``model`` and record it as the next version of ``name``.
 
         ``X`` is the training data (or a sample): it gives the signature and the input
-        example. ``run_id`` and ``dataset_ids`` link the version into the lineage graph;
+        example. ``run_id`` and ``dataset_artifact_ids`` link the version into the lineage graph;
         ``code_version`` is the code's version (the fluent API passes the run's git commit);
         ``created_by`` who registers it (the workspace's actor by default).
         """
         # Checked before saving, so a bad argument stores nothing; the artifact is
         # complete before any row points at it.
-        self._check_new(name, run_id, dataset_ids, description, tags)
+        self._check_new(name, run_id, dataset_artifact_ids, description, tags)
         saved = save_model(self.ws.artifacts, model, X, flavor=flavor)
         return self.register_saved(
             name,
             saved,
             run_id=run_id,
-            dataset_ids=dataset_ids,
+            dataset_artifact_ids=dataset_artifact_ids,
             code_version=code_version,
             description=description,
             tags=tags,
@@ -178,7 +178,7 @@ class Registry:
         digest: str,
         *,
         run_id: str | None = None,
-        dataset_ids: Sequence[str] = (),
+        dataset_artifact_ids: Sequence[str] = (),
         code_version: str | None = None,
         description: str = "",
         tags: Mapping[str, Any] | None = None,
@@ -191,7 +191,7 @@ class Registry:
             name,
             saved,
             run_id=run_id,
-            dataset_ids=dataset_ids,
+            dataset_artifact_ids=dataset_artifact_ids,
             code_version=code_version,
             description=description,
             tags=tags,
@@ -204,7 +204,7 @@ class Registry:
         saved: SavedModel,
         *,
         run_id: str | None = None,
-        dataset_ids: Sequence[str] = (),
+        dataset_artifact_ids: Sequence[str] = (),
         code_version: str | None = None,
         description: str = "",
         tags: Mapping[str, Any] | None = None,
@@ -212,7 +212,7 @@ class Registry:
     ) -> ModelVersion:
         """Record a model tree already in the store and checked (see :func:`save_model`,
         :func:`save_files`, :func:`check_stored`) as the next version of ``name``."""
-        tag_map, datasets = self._check_new(name, run_id, dataset_ids, description, tags)
+        tag_map, datasets = self._check_new(name, run_id, dataset_artifact_ids, description, tags)
         return self._add_version(
             name,
             saved,
@@ -228,13 +228,13 @@ class Registry:
         self,
         name: str,
         run_id: str | None,
-        dataset_ids: Sequence[str],
+        dataset_artifact_ids: Sequence[str],
         description: object,
         tags: Mapping[str, Any] | None,
     ) -> tuple[dict[str, str], list[str]]:
         check_model_name(name)
         tag_map = _check_tags(tags)
-        datasets = [str(d) for d in dataset_ids]
+        datasets = [str(d) for d in dataset_artifact_ids]
         if not isinstance(description, str):
             raise InvalidInputError("description must be a string")
         with self.ws.engine.connect() as conn:
@@ -317,7 +317,7 @@ class Registry:
             "version": version,
             "flavor": metadata.flavor,
             "run_id": run_id,
-            "dataset_ids": datasets,
+            "dataset_artifact_ids": datasets,
             "code_version": code_version,
         }
         lineage = self.ws.lineage
@@ -651,7 +651,10 @@ class Registry:
                     flavor=r.flavor,
                     signature=Signature.from_dict(r.signature),
                     run_id=r.run_id,
-                    dataset_ids=tuple(lineage.get("dataset_ids") or ()),
+                    # Versions registered before the key said what it holds wrote "dataset_ids".
+                    dataset_artifact_ids=tuple(
+                        lineage.get("dataset_artifact_ids") or lineage.get("dataset_ids") or ()
+                    ),
                     code_version=lineage.get("code_version"),
                     description=r.description,
                     tags=dict(r.tags),

@@ -65,14 +65,14 @@ def promote(
     gate: Gate | None = None,
     data: Any = None,
     reason: str = "",
-    dataset_ids: Sequence[str] = (),
+    dataset_artifact_ids: Sequence[str] = (),
     force: bool = False,
     created_by: str | None = None,
 ) -> PromotionResult:
     """Move ``name@alias`` to ``version`` if ``gate`` passes; record the attempt either way.
 
     ``data`` is the labelled evaluation table the gate's metric checks score both the
-    candidate and the current champion on; ``dataset_ids`` name it in the lineage. When
+    candidate and the current champion on; ``dataset_artifact_ids`` name it in the lineage. When
     the model has a policy, ``gate`` must be the policy's gate, or ``force=True``.
     ``created_by`` says who asked (the workspace's actor by default).
     """
@@ -134,7 +134,7 @@ def promote(
         assert gate is not None and gate.target is not None
         result = evaluate(model, data, gate.target, slice_by=gate.slice_by)
         stored, artifact_id = save_evaluation(
-            ws, result, model_artifact_id=mv.artifact_id, dataset_ids=dataset_ids
+            ws, result, model_artifact_id=mv.artifact_id, dataset_artifact_ids=dataset_artifact_ids
         )
         evaluation_ids.append(artifact_id)
         return stored

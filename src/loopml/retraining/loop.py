@@ -419,7 +419,7 @@ class Loop:
                 )
             output, data = output["model"], output.get("data")
         current = self.registry.get_version(self.model, champion)
-        dataset_ids: list[str] = []
+        dataset_artifact_ids: list[str] = []
         example = None
         if isinstance(data, pl.DataFrame) and not data.is_empty():
             ds = Catalog(self.workspace).add(
@@ -429,14 +429,14 @@ class Loop:
                 f"{self.name}",
                 tags=["loop"],
             )
-            dataset_ids.append(ds.artifact_id)
+            dataset_artifact_ids.append(ds.artifact_id)
             example = _example(data, current)
         return self.registry.register(
             self.model,
             output,
             example,
             run_id=run.id,
-            dataset_ids=dataset_ids,
+            dataset_artifact_ids=dataset_artifact_ids,
             description=f"retrained by loop {self.name}: {'; '.join(v.trigger for v in fired)}",
             tags={"loop": self.name},
         )

@@ -322,7 +322,7 @@ class ModelVersionOut(BaseModel):
     flavor: str
     signature: dict[str, Any]
     run_id: str | None
-    dataset_ids: list[str]
+    dataset_artifact_ids: list[str]
     code_version: str | None
     description: str
     tags: dict[str, str]
@@ -343,7 +343,7 @@ class ModelVersionOut(BaseModel):
             flavor=v.flavor,
             signature=json_safe(v.signature.to_dict()),
             run_id=v.run_id,
-            dataset_ids=list(v.dataset_ids),
+            dataset_artifact_ids=list(v.dataset_artifact_ids),
             code_version=v.code_version,
             description=v.description,
             tags=v.tags,
@@ -395,7 +395,7 @@ class RegisterIn(BaseModel):
 
     digest: str = Field(description="the model tree's digest (b3:...)", max_length=67)
     run_id: str | None = Field(default=None, max_length=64)
-    dataset_ids: list[str] = Field(default_factory=list, max_length=1000)
+    dataset_artifact_ids: list[str] = Field(default_factory=list, max_length=1000)
     code_version: str | None = Field(default=None, max_length=100)
     description: str = Field(default="", max_length=20_000)
     tags: dict[str, str] = Field(default_factory=dict, max_length=1000)

@@ -1,10 +1,11 @@
 """Asynchronous, batched metric writes.
 
 ``append`` only puts a tuple on a deque, so logging a metric costs about a microsecond.
-A background thread writes what accumulated in one transaction per batch, as one packed
-chunk per (run, metric); ``flush`` does the same synchronously. A failed write puts its
-points back, so a transient error (a busy database, a network blip) delays points instead
-of losing them.
+A background thread hands what accumulated to the writer's ``Sink`` in batches: the
+metadata store (``StoreSink``: one transaction per batch, one packed chunk per (run,
+metric)) or, in remote mode, a team server. ``flush`` does the same synchronously. A
+transient failure (a busy database, a network blip) puts the unwritten points back, so it
+delays points instead of losing them; points the sink refuses are dropped and reported.
 
 The same thread beats for the runs of this process that are still open (every
 ``HEARTBEAT_INTERVAL_S``), so readers can tell a run whose process died from a live one.
@@ -20,7 +21,7 @@ import threading
 import time
 import weakref
 from collections import defaultdict
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
@@ -58,15 +59,65 @@ def _register(writer: MetricWriter) -> None:
             _exit_hook_registered = True
 
 
+class UnsentPoints(StoreError):
+    """A write that failed for a reason that may pass; ``points`` were not written and go
+    back in the queue for the next attempt."""
+
+    def __init__(self, message: str, points: list[Point]) -> None:
+        super().__init__(message)
+        self.points = points
+
+
+class Sink(Protocol):
+    """Where a writer's points go."""
+
+    thread_name: str
+
+    def write(self, batch: list[Point]) -> None:
+        """Write every point of ``batch``, or raise ``UnsentPoints`` with those that may be
+        written later; any other exception means the points were refused for good."""
+        ...
+
+    def beat(self, run_ids: list[str]) -> None:
+        """Mark these runs alive now; a failure is logged and retried at the next beat."""
+        ...
+
+
+class StoreSink:
+    """Points into the metadata store, one transaction a batch."""
+
+    thread_name = "loopml-metric-writer"
+
+    def __init__(self, store: RunStore) -> None:
+        self.store = store
+
+    def write(self, batch: list[Point]) -> None:
+        series: dict[tuple[str, str], list[Point]] = defaultdict(list)
+        for point in batch:
+            series[(point[0], point[1])].append(point)
+        chunks = [pack(run_id, key, points) for (run_id, key), points in series.items()]
+        latest = [_latest_of(run_id, key, points) for (run_id, key), points in series.items()]
+        try:
+            self.store.write_metrics(chunks, latest)
+        except SQLAlchemyError as exc:
+            raise UnsentPoints(f"could not write {len(batch)} metric points: {exc}", batch) from exc
+
+    def beat(self, run_ids: list[str]) -> None:
+        try:
+            self.store.beat(run_ids)
+        except SQLAlchemyError as exc:
+            log.warning("run heartbeat failed, will retry: %s", exc)
+
+
 class MetricWriter:
     def __init__(
         self,
-        store: RunStore,
+        sink: Sink,
         *,
         flush_interval: float = FLUSH_INTERVAL_S,
         heartbeat_interval: float = HEARTBEAT_INTERVAL_S,
     ) -> None:
-        self._store = store
+        self.sink = sink
         self._interval = flush_interval
         self._heartbeat_interval = heartbeat_interval
         # Held weakly: a run whose handle is gone (a request-scoped handle in the server,
@@ -118,7 +169,7 @@ class MetricWriter:
         with self._start_lock:
             if self._thread is None and not self._closed:
                 self._thread = threading.Thread(
-                    target=self._loop, name="loopml-metric-writer", daemon=True
+                    target=self._loop, name=self.sink.thread_name, daemon=True
                 )
                 self._thread.start()
 
@@ -130,6 +181,8 @@ class MetricWriter:
                 self.flush()
             except StoreError as exc:
                 log.warning("metric flush failed, will retry: %s", exc)
+            except Exception as exc:  # refused points are dropped; the thread must live on
+                log.error("metric points were refused: %s", exc)
             if len(self._live) and time.monotonic() - self._last_beat >= self._heartbeat_interval:
                 self.beat()
 
@@ -138,13 +191,13 @@ class MetricWriter:
         self._last_beat = time.monotonic()
         with self._live_lock:
             live = sorted({run.id for run in self._live})
-        try:
-            self._store.beat(live)
-        except SQLAlchemyError as exc:
-            log.warning("run heartbeat failed, will retry: %s", exc)
+        self.sink.beat(live)
 
     def flush(self) -> None:
-        """Write every point appended so far; raise StoreError if the database refuses."""
+        """Write every point appended so far. A failure that may pass keeps the unwritten
+        points and raises StoreError; points the sink refuses are dropped, and the first
+        such error is raised once the rest are written."""
+        refused: Exception | None = None
         with self._flush_lock:
             while self._pending:
                 batch: list[Point] = []
@@ -155,23 +208,15 @@ class MetricWriter:
                 except IndexError:
                     pass
                 try:
-                    self._write(batch)
-                except SQLAlchemyError as exc:
-                    self._pending.extendleft(reversed(batch))
+                    self.sink.write(batch)
+                except UnsentPoints as exc:
+                    self._pending.extendleft(reversed(exc.points))
                     self.last_error = exc
-                    raise StoreError(f"could not write {len(batch)} metric points: {exc}") from exc
-
-    def _write(self, batch: list[Point]) -> None:
-        series: dict[tuple[str, str], list[Point]] = defaultdict(list)
-        for point in batch:
-            series[(point[0], point[1])].append(point)
-        chunks: list[dict[str, Any]] = []
-        latest: list[dict[str, Any]] = []
-        for (run_id, key), points in series.items():
-            chunk = pack(run_id, key, points)
-            chunks.append(chunk)
-            latest.append(_latest_of(run_id, key, points))
-        self._store.write_metrics(chunks, latest)
+                    raise
+                except Exception as exc:
+                    self.last_error = refused = refused or exc
+        if refused is not None:
+            raise refused
 
     def close(self) -> None:
         """Stop the thread and write what is left. Safe to call more than once."""
@@ -183,7 +228,7 @@ class MetricWriter:
             thread.join(timeout=30)
         try:
             self.flush()
-        except StoreError as exc:
+        except Exception as exc:
             log.error("metric points could not be written at shutdown: %s", exc)
 
 

@@ -16,7 +16,7 @@ from loopml.store.metadata.tables import executions, experiments
 from loopml.store.workspace import Workspace
 from loopml.tracking import environment, search, validation
 from loopml.tracking.active_run import ActiveRun
-from loopml.tracking.metric_writer import HEARTBEAT_INTERVAL_S, MetricWriter
+from loopml.tracking.metric_writer import HEARTBEAT_INTERVAL_S, MetricWriter, StoreSink
 from loopml.tracking.records import MetricHistory, Run, RunList, RunPage
 from loopml.tracking.store import (
     KILLED,
@@ -55,7 +55,7 @@ class Tracker:
             )
         self.workspace = workspace
         self.store = RunStore(workspace.engine, workspace.write_engine, stale_after=stale_after)
-        self.writer = MetricWriter(self.store, heartbeat_interval=heartbeat_interval)
+        self.writer = MetricWriter(StoreSink(self.store), heartbeat_interval=heartbeat_interval)
 
     def close(self) -> None:
         self.writer.close()

@@ -1,17 +1,17 @@
 """Tracking through a team server: ``start_run`` / ``get_run`` / ``search_runs`` /
 ``metric_history`` with the behaviour of :class:`loopml.tracking.tracker.Tracker`.
 
-``log_metric`` only queues a point, as in local mode; one background thread per tracker
-sends what accumulated as one ``POST /runs/{id}/batch`` per run, and beats for the runs
-still open so the server can tell a client that died (its run reads as killed). A send
-that fails for the network or a server error keeps its points for the next attempt;
-reads flush first, so a run reads back what was logged to it.
+``log_metric`` only queues a point: the queue, its background thread and the heartbeats
+are the local ``MetricWriter``'s, with the server as its sink (``ServerSink``: one
+``POST /runs/{id}/batch`` per run; a beat is an empty batch), so the server can tell a
+client that died (its run reads as killed). A send that fails for the network or a server
+error keeps its points for the next attempt; reads flush first, so a run reads back what
+was logged to it.
 """
 
 from __future__ import annotations
 
 import atexit
-import collections
 import logging
 import os
 import threading
@@ -29,6 +29,13 @@ import numpy as np
 from loopml.api.remote.connection import Connection
 from loopml.core.errors import ConfigError, ConflictError, InvalidInputError, StoreError
 from loopml.tracking import environment, validation
+from loopml.tracking.metric_writer import (
+    FLUSH_INTERVAL_S,
+    HEARTBEAT_INTERVAL_S,
+    MetricWriter,
+    Point,
+    UnsentPoints,
+)
 from loopml.tracking.records import MetricHistory, Run, RunList
 from loopml.tracking.store import END_STATUSES, FAILED, FINISHED
 from loopml.tracking.system_metrics import SystemMetricsSampler, check_interval
@@ -36,13 +43,6 @@ from loopml.tracking.tracker import DEFAULT_EXPERIMENT, MAX_SEARCH_LIMIT, downsa
 
 log = logging.getLogger(__name__)
 
-# (run_id, key, step, timestamp, value), as the local metric writer queues them.
-Point = tuple[str, str, int, float, float]
-
-FLUSH_INTERVAL_S = 0.25
-HEARTBEAT_INTERVAL_S = 30.0
-# Points per request: well under the server's limit, a few MB of JSON.
-BATCH_SIZE = 50_000
 # The server answers pages of at most this many runs and histories of at most this many
 # bucketed points; larger asks are paged, or downsampled here from the full series.
 PAGE = 1000
@@ -125,19 +125,11 @@ class RemoteTracker:
         heartbeat_interval: float = HEARTBEAT_INTERVAL_S,
     ) -> None:
         self.connection = connection
-        self._interval = flush_interval
-        self._heartbeat_interval = heartbeat_interval
-        self._pending: collections.deque[Point] = collections.deque()
-        self._flush_lock = threading.Lock()
-        self._wake = threading.Event()
-        self._closed = False
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
-        # Held weakly, as the local writer does: a dropped, unended run stops beating.
-        self._live: weakref.WeakSet[RemoteRun] = weakref.WeakSet()
-        self._live_lock = threading.Lock()
-        self._last_beat = time.monotonic()
-        self.last_error: Exception | None = None
+        self.writer = MetricWriter(
+            ServerSink(connection),
+            flush_interval=flush_interval,
+            heartbeat_interval=heartbeat_interval,
+        )
         _register(self)
 
     def __repr__(self) -> str:
@@ -257,109 +249,76 @@ class RemoteTracker:
             return downsample(history, max_points)
         return history
 
-    # sending ------------------------------------------------------------------
+    # sending: the local writer's queue and thread, with the server as its sink --------
     def append(self, point: Point) -> None:
-        self._pending.append(point)
-        if self._thread is None:
-            self._start()
+        self.writer.append(point)
 
     def extend(self, points: list[Point]) -> None:
-        self._pending.extend(points)
-        if self._thread is None:
-            self._start()
+        self.writer.extend(points)
 
     @property
     def pending(self) -> int:
-        return len(self._pending)
+        return self.writer.pending
+
+    @property
+    def last_error(self) -> Exception | None:
+        return self.writer.last_error
 
     def keep_alive(self, run: RemoteRun) -> None:
-        with self._live_lock:
-            self._live.add(run)
-        if self._thread is None:
-            self._start()
+        self.writer.keep_alive(run)
 
     def let_go(self, run: RemoteRun) -> None:
-        with self._live_lock:
-            self._live.discard(run)
-
-    def _start(self) -> None:
-        with self._start_lock:
-            if self._thread is None and not self._closed:
-                self._thread = threading.Thread(
-                    target=self._loop, name="loopml-remote-writer", daemon=True
-                )
-                self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._closed:
-            self._wake.wait(self._interval)
-            self._wake.clear()
-            try:
-                self.flush()
-            except StoreError as exc:
-                log.warning("sending metrics to the server failed, will retry: %s", exc)
-            except Exception as exc:  # refused points are dropped; the thread must live on
-                log.error("the server refused metric points: %s", exc)
-            if time.monotonic() - self._last_beat >= self._heartbeat_interval:
-                self.beat()
+        self.writer.let_go(run)
 
     def beat(self) -> None:
-        """Tell the server this process's open runs are alive (an empty batch each)."""
-        self._last_beat = time.monotonic()
-        with self._live_lock:
-            live = sorted({run.id for run in self._live})
-        for run_id in live:
-            try:
-                self.connection.post_json(f"{_run_path(run_id)}/batch", {})
-            except Exception as exc:  # a missed beat is retried at the next one
-                log.warning("heartbeat for run %s failed: %s", run_id, exc)
+        self.writer.beat()
 
     def flush(self) -> None:
         """Send every point queued so far. A network or server failure keeps the points
         and raises StoreError; points the server refuses (4xx) are dropped and the first
         such error is raised after the rest were sent."""
-        refused: Exception | None = None
-        with self._flush_lock:
-            while self._pending:
-                batch: list[Point] = []
-                pop = self._pending.popleft
-                try:
-                    for _ in range(BATCH_SIZE):
-                        batch.append(pop())
-                except IndexError:
-                    pass
-                by_run: dict[str, list[Point]] = defaultdict(list)
-                for point in batch:
-                    by_run[point[0]].append(point)
-                for n, (run_id, points) in enumerate(by_run.items()):
-                    try:
-                        self._send(run_id, points)
-                    except StoreError as exc:
-                        unsent = [p for later in list(by_run.values())[n:] for p in later]
-                        self._pending.extendleft(reversed(unsent))
-                        self.last_error = exc
-                        raise
-                    except Exception as exc:
-                        self.last_error = refused = refused or exc
-        if refused is not None:
-            raise refused
-
-    def _send(self, run_id: str, points: list[Point]) -> None:
-        metrics = [{"key": k, "value": v, "step": s, "timestamp": ts} for _, k, s, ts, v in points]
-        self.connection.post_json(f"{_run_path(run_id)}/batch", {"metrics": metrics})
+        self.writer.flush()
 
     def close(self) -> None:
         """Stop the thread and send what is left. Safe to call more than once."""
-        self._closed = True
         _open.discard(self)
-        self._wake.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=30)
-        try:
-            self.flush()
-        except Exception as exc:
-            log.error("metric points could not be sent at shutdown: %s", exc)
+        self.writer.close()
+
+
+class ServerSink:
+    """Points sent as one ``POST /runs/{id}/batch`` a run; a beat is an empty batch."""
+
+    thread_name = "loopml-remote-writer"
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def write(self, batch: list[Point]) -> None:
+        by_run: dict[str, list[Point]] = defaultdict(list)
+        for point in batch:
+            by_run[point[0]].append(point)
+        refused: Exception | None = None
+        runs = list(by_run.items())
+        for n, (run_id, points) in enumerate(runs):
+            metrics = [
+                {"key": k, "value": v, "step": st, "timestamp": ts} for _, k, st, ts, v in points
+            ]
+            try:
+                self.connection.post_json(f"{_run_path(run_id)}/batch", {"metrics": metrics})
+            except StoreError as exc:  # the network or the server: the rest waits
+                unsent = [p for _, later in runs[n:] for p in later]
+                raise UnsentPoints(str(exc), unsent) from exc
+            except Exception as exc:  # refused (4xx): these points are dropped
+                refused = refused or exc
+        if refused is not None:
+            raise refused
+
+    def beat(self, run_ids: list[str]) -> None:
+        for run_id in run_ids:
+            try:
+                self.connection.post_json(f"{_run_path(run_id)}/batch", {})
+            except Exception as exc:  # a missed beat is retried at the next one
+                log.warning("heartbeat for run %s failed: %s", run_id, exc)
 
 
 class RemoteRun:

@@ -106,7 +106,7 @@ def register(s: St, name: str, body: RegisterIn, request: Request) -> ModelVersi
         names.check_name(name, what="model name"),
         hashing.check_digest(body.digest),
         run_id=body.run_id,
-        dataset_ids=body.dataset_ids,
+        dataset_artifact_ids=body.dataset_artifact_ids,
         code_version=body.code_version,
         description=body.description,
         tags=body.tags,
@@ -169,12 +169,12 @@ def promote_version(
                 f"token {info.name!r} has scope {info.scope!r}; a gate runs the uploaded "
                 "model on the server, which needs an 'admin' token"
             )
-    data, dataset_ids = None, []
+    data, dataset_artifact_ids = None, []
     if body.data is not None:
         if gate is None:
             raise InvalidInputError("data is the gate's evaluation data: pass a gate with it")
         ds = Catalog(s.workspace).get(body.data)
-        data, dataset_ids = ds.to_polars(), [ds.artifact_id]
+        data, dataset_artifact_ids = ds.to_polars(), [ds.artifact_id]
     result = promote(
         s.workspace,
         name,
@@ -183,7 +183,7 @@ def promote_version(
         gate=gate,
         data=data,
         reason=body.reason,
-        dataset_ids=dataset_ids,
+        dataset_artifact_ids=dataset_artifact_ids,
         force=body.force,
         created_by=who(request),
     )
