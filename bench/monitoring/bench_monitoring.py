@@ -1,6 +1,6 @@
 """Monitoring one window of 100,000 logged predictions x 25 features, side by side.
 
-Run: python bench/monitoring/bench_monitoring.py [rows]
+Run: python bench/monitoring/bench_monitoring.py [rows] [--serving-seconds=20]
 Competitors run from their own virtual environments (their pins clash with loopml's):
     python -m venv bench/monitoring/.venv-evidently
     bench/monitoring/.venv-evidently/bin/pip install evidently 'pandas<3' pyarrow
@@ -17,6 +17,9 @@ predictions on the training data) is built before timing, as it is once per vers
 Evidently gets the same rows already in memory (pandas), scipy likewise.
 CBPE: loopml's estimator and NannyML's, both calibrated on the same labelled reference
 (April flights), estimating ROC AUC and accuracy on the 100,000 logged rows.
+Ingest is put next to the server's 100-row request rate, measured just before it on the
+same machine (serving_rate.py: bench/serving/run.py's model, payloads and load;
+``--serving-seconds=0`` skips it); the load average is printed with both.
 """
 
 from __future__ import annotations
@@ -108,7 +111,8 @@ print(json.dumps({"seconds": best, "roc_auc": auc, "accuracy": acc}))
 def run_in(name: str, code: str, *args: str) -> dict[str, Any]:
     python = HERE / f".venv-{name}" / "bin" / "python"
     if not python.exists() or "--loopml-only" in sys.argv:
-        print(f"{name}: skipped (no venv at {python.parent.parent}; see this file's docstring)")
+        why = "--loopml-only" if python.exists() else f"no venv at {python.parent.parent}"
+        print(f"{name}: skipped ({why}; see this file's docstring)")
         return {"seconds": float("nan"), "flagged": [], "roc_auc": float("nan"),
                 "accuracy": float("nan")}  # fmt: skip
     done = subprocess.run(
@@ -147,6 +151,20 @@ def timed(fn: Callable[[], Any], repeat: int, before: Callable[[], Any] | None =
     return best
 
 
+def loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def option(name: str, default: float) -> float:
+    for a in sys.argv[1:]:
+        if a.startswith(f"--{name}="):
+            return float(a.split("=", 1)[1])
+    return default
+
+
 def row(*cells: object) -> None:
     print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
 
@@ -156,6 +174,15 @@ def main() -> None:
 
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     n = int(args[0]) if args else 100_000
+    serving_seconds = option("serving-seconds", 20.0)
+    serving_rate, serving_load = float("nan"), "not measured"
+    if serving_seconds > 0:
+        from serving_rate import serving_rows_per_second
+
+        serving_load = loadavg()
+        serving_rate, errors = serving_rows_per_second(serving_seconds)
+        print(f"loopml serve, 100-row requests: {serving_rate:,.0f} rows/s, {errors} errors "
+              f"(load average {serving_load})")  # fmt: skip
     data = flights()
     train = data.filter(pl.col("month") <= 2)
     april = data.filter(pl.col("month") == 4)
@@ -203,6 +230,7 @@ def main() -> None:
             m = Monitor(ws)
             holder["w"] = m.check(DEPLOYMENT)
 
+        ingest_load = loadavg()
         t_ingest = timed(ingest, 3, before=forget)
         t_window = timed(window, 3, before=forget)
         w = holder["w"]
@@ -265,7 +293,9 @@ def main() -> None:
     row("what", "seconds", "result", "ratio")
     row("---", "---:", "---", "---")
     row("loopml ingest: read + profile + validate the log", f"{t_ingest:.3f}",
-        f"{n / t_ingest:,.0f} rows/s", "")  # fmt: skip
+        f"{n / t_ingest:,.0f} rows/s (load {ingest_load})",
+        f"{n / t_ingest / serving_rate:.1f}x the server's {serving_rate:,.0f} rows/s "
+        f"in 100-row requests (load {serving_load})")  # fmt: skip
     row("loopml window check, log reading included", f"{t_window:.3f}",
         f"drifted {loopml_flagged}", "")  # fmt: skip
     row("Evidently DataDriftPreset, data in memory", f"{ev['seconds']:.3f}",
@@ -279,7 +309,7 @@ def main() -> None:
         f"loopml {nm['seconds'] / t_cbpe:.0f}x faster; "
         f"|ΔAUC| {abs(nm['roc_auc'] - ours['roc_auc']):.4f}")  # fmt: skip
     print(f"\nrealised AUC on those rows: {realised:.4f}; loopml's own window estimate "
-          f"(calibrated on the training data): {w.estimated_performance}")  # fmt: skip
+          f"(calibrated on {w.estimate_reference}): {w.estimated_performance}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -76,10 +76,28 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    # CPU seconds the server's processes used per request during the timed load: unlike
+    # req/s, it changes little when other work shares the machine.
+    cpu_ms: float = float("nan")
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds
+
+
+def server_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a server process and its workers so far."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def free_port() -> int:
@@ -265,6 +283,7 @@ def run_server(
         for rows, (bodies, answers) in scenarios.items():
             asyncio.run(load(url, bodies, answers, 2, concurrency))  # warm-up
             wrong = asyncio.run(verify(url, bodies, answers, concurrency))
+            cpu_before = server_cpu_seconds(proc.pid)
             if use_wrk:
                 done, elapsed, p50, p99, errors = wrk_load(url, bodies, seconds, concurrency)
             else:
@@ -272,12 +291,14 @@ def run_server(
                 ms = np.array(lat) * 1000
                 elapsed = seconds
                 p50, p99 = float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+            cpu_ms = 1000 * (server_cpu_seconds(proc.pid) - cpu_before) / max(done, 1)
             wrong += asyncio.run(verify(url, bodies, answers, concurrency))
-            results.append(Result(name, rows, done, elapsed, p50, p99, errors + wrong))
+            results.append(Result(name, rows, done, elapsed, p50, p99, errors + wrong, cpu_ms))
             print(
                 f"  {name:7s} {rows:>3}-row: {results[-1].rps:8.1f} req/s  "
                 f"p50 {results[-1].p50_ms:7.1f} ms  p99 {results[-1].p99_ms:7.1f} ms  "
-                f"errors {errors}",
+                f"server CPU {cpu_ms:.3f} ms/request  errors {errors}  "
+                f"load {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
     finally:
@@ -419,6 +440,7 @@ def main() -> int:
             use_wrk,
         )
 
+    load_start = os.getloadavg()[0]
     modes = ["fast", "strict"] if args.durability == "both" else [args.durability]
     runs = {mode: run_loopml(mode) for mode in modes}
     loopml = runs[modes[0]]
@@ -450,32 +472,33 @@ def main() -> int:
         use_wrk,
     )
     lines = [
-        "| request | server | req/s | rows/s | p50 ms | p99 ms | errors |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| request | server | req/s | rows/s | p50 ms | p99 ms | server CPU ms/req | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     ratios = []
     for a, b in zip(loopml, mlflow_results, strict=True):
         for r in (a, b):
             lines.append(
                 f"| {r.rows}-row | {r.server} | {r.rps:,.0f} | {r.rps * r.rows:,.0f} | "
-                f"{r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.errors} |"
+                f"{r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.cpu_ms:.3f} | {r.errors} |"
             )
         ratios.append(
             f"| {a.rows}-row | {a.rps / b.rps:.1f}x | {b.p50_ms / a.p50_ms:.1f}x | "
-            f"{b.p99_ms / a.p99_ms:.1f}x |"
+            f"{b.p99_ms / a.p99_ms:.1f}x | {b.cpu_ms / a.cpu_ms:.1f}x |"
         )
     table = "\n".join(lines)
     ratio_table = "\n".join(
         [
-            "| request | throughput loopml/mlflow | p50 mlflow/loopml | p99 mlflow/loopml |",
-            "|---|---:|---:|---:|",
+            "| request | throughput loopml/mlflow | p50 mlflow/loopml | p99 mlflow/loopml "
+            "| server CPU per request mlflow/loopml |",
+            "|---|---:|---:|---:|---:|",
             *ratios,
         ]
     )
     if "strict" in runs and len(runs) == 2:
         lines.extend(
             f"| {r.rows}-row | loopml strict | {r.rps:,.0f} | {r.rps * r.rows:,.0f} | "
-            f"{r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.errors} |"
+            f"{r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.cpu_ms:.3f} | {r.errors} |"
             for r in runs["strict"]
         )
         table = "\n".join(lines)
@@ -494,7 +517,9 @@ def main() -> int:
         LIGHT_DOC.write_text(
             "# Serving benchmark, light model: loopml vs `mlflow models serve`\n\n"
             f"Run {dt.date.today()} on {platform.machine()}, {os.cpu_count()} cores, "
-            f"load average {os.getloadavg()[0]:.1f} when the run ended (a shared machine). A "
+            f"load average {load_start:.1f} at the start and {os.getloadavg()[0]:.1f} when "
+            "the run ended (a shared machine; server CPU per request is the figure least "
+            "moved by other work). A "
             "LogisticRegression on 6 float features, 1-row `dataframe_split` payloads, "
             f"{args.workers} workers each, {args.concurrency} connections from "
             f"{LOAD_TEXT[args.load]}, {args.seconds:.0f} s per run; loopml with its "

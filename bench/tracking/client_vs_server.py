@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         ("1,000 `mlflow.log_metric` calls", "log_metric_s"),
         ("one `log_batch` of 10,000 points (10 requests of 1,000)", "log_batch_s"),
         (
-            f"`mlflow.search_runs` `{lm['matches']:,}` of {args.runs:,} runs, list "
+            f"`mlflow.search_runs`, {lm['matches']:,} of {args.runs:,} runs, list "
             f"(median of {args.repeats})",
             "search_list_s",
         ),

@@ -275,3 +275,29 @@ def test_sketch_treats_signed_zeros_and_nans_alike() -> None:
     a = profile(pl.DataFrame({"x": [*base, 0.0, float("nan")]}))["x"].hll
     b = profile(pl.DataFrame({"x": [*base, -0.0, -float("nan")]}))["x"].hll
     assert a is not None and a == b
+
+
+def test_profile_without_distinct_counts_is_otherwise_identical(flights: pl.DataFrame) -> None:
+    # Monitoring profiles served traffic without distinct counts (their costliest part):
+    # everything drift, quality and latency read must be what the full profile holds.
+    part = flights.head(50_000).with_columns(
+        late=pl.col("arr_delay") > 0, when=pl.datetime(2013, pl.col("month"), pl.col("day"))
+    )
+    full, light = profile(part), profile(part, distinct=False)
+    assert light.num_rows == full.num_rows and list(light.columns) == list(full.columns)
+    for name, f in full.columns.items():
+        c = light[name]
+        assert (c.dtype, c.kind, c.count, c.null_count) == (f.dtype, f.kind, f.count, f.null_count)
+        assert c.numeric == f.numeric and c.frequencies == f.frequencies, name
+        assert c.lengths == f.lengths and c.temporal == f.temporal, name
+        assert c.hll is None
+        if f.kind == "categorical" and f.frequencies is not None and f.frequencies.complete:
+            assert (c.distinct, c.distinct_exact) == (f.distinct, True), name
+        elif f.kind in ("numeric", "temporal"):
+            assert c.distinct is None and f.distinct is not None, name
+    numeric = [c for c in full.columns.values() if c.kind == "numeric"]
+    assert numeric and all(c.hll is not None for c in numeric)  # the full one sketched them
+    # Two light profiles still merge into the light profile of the union.
+    a, b = part.head(20_000), part.tail(30_000)
+    merged = merge_profiles(profile(a, distinct=False), profile(b, distinct=False))
+    assert merged.columns["distance"].numeric == light.columns["distance"].numeric

@@ -22,9 +22,12 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
-from loopml.core.errors import LoopmlError
+from loopml.core.errors import LoopmlError, StoreError
+from loopml.importers import import_mlflow
+from loopml.importers.mlflow_sqlite import SqlSource
 from loopml.registry.model_registry import Registry
 from loopml.store.metadata import tables as t
+from loopml.store.workspace import Workspace
 from loopml.tracking.tracker import Tracker
 from tests import needs
 from tests.importers.cli_run import assert_refused, cli, counts, open_ws
@@ -291,3 +294,33 @@ def test_a_corrupt_run_stops_the_import_and_leaves_only_whole_runs(
     again = cli(home, "import", "mlflow", "--from", f"sqlite:///{db}")
     assert again.returncode == 0, again.stderr
     assert counts(home)["runs"] == 3
+
+
+@pytest.mark.postgres
+def test_a_run_the_workspace_refuses_leaves_nothing_and_names_it(
+    store: Store, tmp_path: Path, postgres_url: str
+) -> None:
+    # PostgreSQL enforces the 250-character experiment name that SQLite does not: the
+    # run's transaction fails inside, after its params and tags were sent.
+    db = tmp_path / "long-name.db"
+    shutil.copy(store.folder / "mlflow.db", db)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE experiments SET name = ? WHERE name = 'flights-b'", ("b" * 255,))
+    ws = Workspace(postgres_url, str(tmp_path / "artifacts"))
+    source = SqlSource(f"sqlite:///{db}")
+    try:
+        with pytest.raises(StoreError, match="could not be written") as refused:
+            import_mlflow(ws, source)
+        child = next(r for r, v in store.expected["runs"].items() if v["name"] == "child")
+        assert f"MLflow run {child}" in str(refused.value)
+        with ws.engine.connect() as conn:
+            for table, column in (
+                (t.executions, t.executions.c.id),
+                (t.params, t.params.c.run_id),
+                (t.tags, t.tags.c.run_id),
+                (t.metric_chunks, t.metric_chunks.c.run_id),
+            ):
+                assert conn.execute(select(table).where(column == child)).first() is None
+    finally:
+        source.close()
+        ws.close()

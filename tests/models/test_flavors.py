@@ -7,9 +7,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sklearn.linear_model import LogisticRegression
 
 from loopml.core.errors import InvalidInputError
-from loopml.demo.flights import FEATURES, NUMERIC_FEATURES
+from loopml.demo.flights import FEATURES, NUMERIC_FEATURES, TARGET
 from loopml.registry.artifact import load_model, save_model
 from loopml.registry.conformance import check_flavor
 from loopml.registry.onnx_export import export_onnx
@@ -176,3 +177,37 @@ def test_torch(workspace: Workspace, flights: Flights) -> None:
     done = check_flavor(workspace.artifacts, net, X, atol=1e-6)
     assert "predicts identically after loading" in done
     assert "tampered artifact refused on load" in done
+
+
+class _Renamed(LogisticRegression):
+    """Defined outside scikit-learn: it may read its input by name, so no array path."""
+
+
+def test_sklearn_numeric_estimator_takes_the_array_path_with_identical_answers(
+    workspace: Workspace, flights: Flights
+) -> None:
+    """An estimator fitted on a numeric DataFrame is called with the float matrix (its
+    column checks through pandas cost most of a small call), after its first answers
+    matched; the answers equal scikit-learn's on the DataFrame, batch after batch."""
+    import pandas as pd
+
+    from loopml.registry.flavors import sklearn as flavor
+
+    X = flights.train.select(NUMERIC_FEATURES).fill_null(0).to_pandas().astype(float)
+    y = flights.train[TARGET].to_numpy()
+    rows = flights.eval.select(NUMERIC_FEATURES).fill_null(0).to_pandas().astype(float)
+    for cls, used in ((LogisticRegression, True), (_Renamed, False)):
+        model = cls(max_iter=300).fit(X, y)
+        loaded = load_model(workspace.artifacts, save_model(workspace.artifacts, model, X).digest)
+        for start in range(0, 40, 10):  # the first batch decides, the rest use the decision
+            batch = rows.iloc[start : start + 1 + start // 10]
+            # scikit-learn on a DataFrame of separate columns, as loopml builds one (a
+            # frame sliced from one block can differ in a score's last bit: BLAS order).
+            frame = pd.DataFrame({c: batch[c].to_numpy(copy=True) for c in batch.columns})
+            np.testing.assert_array_equal(loaded.predict(batch), model.predict(frame))
+            np.testing.assert_array_equal(loaded.predict_proba(batch), model.predict_proba(frame))
+        twin = flavor._array_twins.get(loaded.native)
+        assert (twin is not None and twin is not flavor._UNSET) is used, (cls, twin)
+    # Missing values take the regular path: scikit-learn's own refusal.
+    with pytest.raises(ValueError, match="NaN"):
+        loaded.predict(rows.iloc[:2].assign(distance=[None, 1.0]))

@@ -31,10 +31,18 @@ class Target:
     db_url: str
     artifacts: str
     tokens: dict[str, str] = field(default_factory=dict)
+    # A local folder for the artifact store of workspace() when the real one is a bucket.
+    artifacts_dir: str = ""
 
     @property
     def remote(self) -> bool:
         return "LOOPML_URI" in self.env
+
+    def workspace(self) -> Workspace:
+        """The target's metadata, opened directly for assertions (an S3 bucket is left to
+        the server: this process has no credentials for it)."""
+        local = "://" not in self.artifacts
+        return Workspace(self.db_url, self.artifacts if local else self.artifacts_dir)
 
 
 def start_loopml_server(
@@ -132,6 +140,7 @@ def target(
             db_url,
             artifacts,
             made,
+            artifacts_dir=str(base / "tokens-only"),
         )
     finally:
         stop(proc)

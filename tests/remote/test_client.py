@@ -23,6 +23,12 @@ from tests.servers import free_port
 http = httpx.Client(timeout=120)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _close_http() -> Iterator[None]:
+    yield
+    http.close()
+
+
 class Remote:
     def __init__(self, url: str, writer: str, reader: str):
         self.url, self.writer, self.reader = url, writer, reader

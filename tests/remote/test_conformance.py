@@ -13,6 +13,7 @@ from sklearn.linear_model import LogisticRegression
 
 import loopml as lm
 from loopml.api import config
+from loopml.tracking import environment
 from tests.remote.conftest import Target
 
 
@@ -39,6 +40,9 @@ def test_a_run_reads_back_what_was_logged(api: Target) -> None:
     assert got.end_time is not None and got.end_time >= got.start_time
     # Who started it: the token's name through the server, the OS user locally.
     assert got.created_by == ("ci" if api.remote else config.os_user())
+    # What the run ran on is captured on the machine that runs it, in both modes.
+    assert got.environment_digest == environment.python_environment().digest
+    assert got.git_commit is None  # the test runs outside any git checkout
     history = lm.metric_history(run.id, "loss")
     assert len(history) == history.total_points == 12_000
     assert history.steps.tolist() == list(range(12_000))

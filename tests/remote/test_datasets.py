@@ -24,6 +24,12 @@ pytestmark = pytest.mark.slow
 http = httpx.Client(timeout=120)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _close_http() -> Iterator[None]:
+    yield
+    http.close()
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, str]]:
     base = tmp_path_factory.mktemp("datasets")

@@ -30,6 +30,12 @@ pytestmark = pytest.mark.slow
 http = httpx.Client(timeout=120)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _close_http() -> Iterator[None]:
+    yield
+    http.close()
+
+
 class Remote:
     def __init__(self, url: str, made: dict[str, str]):
         self.url, self.tokens = url, made

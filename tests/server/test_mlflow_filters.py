@@ -1,7 +1,7 @@
 import pytest
 
 from loopml.core.errors import InvalidInputError
-from loopml.server.mlflow.filters import translate_filter, translate_order_by
+from loopml.server.mlflow.filters import conditions, matches, translate_filter, translate_order_by
 
 
 @pytest.mark.parametrize(
@@ -51,3 +51,18 @@ def test_a_status_filter_counts_without_error(workspace) -> None:  # type: ignor
         assert page.total == 1 and len(page.runs) == 1
     finally:
         tracker.close()
+
+
+def test_registry_filters_match_as_mlflow_does():
+    found = conditions("name LIKE 'delay%' AND tag.`mlflow.prompt.is_prompt` != 'true'", ["name"])
+    assert found == [("name", "like", "delay%"), ("tags.mlflow.prompt.is_prompt", "!=", "true")]
+    assert matches({"name": "delays"}, found)  # no such tag: not equal to 'true'
+    assert not matches({"name": "delays", "tags.mlflow.prompt.is_prompt": "true"}, found)
+    assert not matches({"name": "Delays"}, found)
+    assert matches({"name": "Delays"}, conditions("name ILIKE 'delay_'", ["name"]))
+    assert not matches({"name": "delays!"}, conditions("name ILIKE 'delay_'", ["name"]))
+    # Many wildcards against a long name: answered (by dynamic programming, not a regex).
+    assert not matches({"name": "a" * 250}, conditions(f"name LIKE '{'%a' * 100}b'", ["name"]))
+    for bad in ("name = ", "name = 'a' OR name = 'b'", "size = '1'", "name > 'a'", "x" * 5000):
+        with pytest.raises(InvalidInputError):
+            conditions(bad, ["name"])

@@ -119,3 +119,35 @@ def _batch_stats(server: ServerThread) -> tuple[float, float]:
         if line.startswith('loopml_batch_requests_sum{model="delay:1",role="primary"}'):
             total = float(line.split()[-1])
     return count, total
+
+
+def test_quick_models_run_on_the_event_loop_and_slow_ones_in_their_thread() -> None:
+    """Handing a call to a thread and back costs more than a quick model's call: once a
+    model's small calls are measured quick they run on the loop; a slow call sends the
+    model back to its thread. Answers are the same either way."""
+
+    def run(delay: float, inline_seconds: float) -> list[tuple[str, list[int]]]:
+        seen: list[tuple[str, list[int]]] = []
+
+        def predict(table: pa.Table) -> Prediction:
+            if delay:
+                threading.Event().wait(delay)
+            x = table.column("x").to_numpy()
+            seen.append((threading.current_thread().name, x.tolist()))
+            return Prediction(x * 2, None)
+
+        async def main() -> None:
+            batcher = MicroBatcher(predict, name="model", inline_seconds=inline_seconds)
+            for i in range(5):
+                assert (await batcher.submit(_table([i]))).labels.tolist() == [2 * i]
+            await batcher.close()
+
+        asyncio.run(main())
+        return seen
+
+    quick = run(0.0, inline_seconds=60)  # far above any call's time, however busy
+    assert quick[0][0].startswith("model")  # measured first, in the model's thread
+    assert [name for name, _ in quick[1:]] == ["MainThread"] * 4
+    assert [x for _, x in quick] == [[0], [1], [2], [3], [4]]
+    slow = run(0.05, inline_seconds=0.005)  # each call waits ten times the limit
+    assert all(name.startswith("model") for name, _ in slow)

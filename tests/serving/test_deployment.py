@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import Counter
 
 import httpx
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from loopml.registry.promotion import promote
+from loopml.serving import edge
 from loopml.serving.log_reader import read_predictions
+from loopml.serving.model_source import ServedModel
 from loopml.serving.options import CanarySpec, ServeOptions
+from loopml.serving.runtime import InferResult, ServingRuntime
 from loopml.serving.server import ServerThread
 from loopml.store.workspace import Workspace
 from tests.serving.conftest import Data, expected, json_inputs
@@ -111,3 +116,43 @@ def test_alias_move_switches_version_under_load_without_failures(
     assert seen[0] == "1" and seen[-1] == "2"
     log = read_predictions(fresh_ws, "switch")
     assert log is not None and log.num_rows == 3 * len(seen)
+
+
+def test_a_request_routed_before_a_hot_switch_is_rebuilt_for_the_new_model(
+    fresh_ws: Workspace, data: Data
+) -> None:
+    """The edge builds a request's table for the model its route names. If that model
+    is replaced before the request is queued, the request is routed again and its table
+    rebuilt for the new model, which answers it."""
+    rows = data.rows.head(3)
+    built_for: list[int] = []
+
+    async def main() -> InferResult:
+        loop = asyncio.get_running_loop()
+        runtime = ServingRuntime(fresh_ws, ServeOptions("delay@champion", poll_interval=3600))
+        await runtime.start()
+        old = runtime.deployment.primary.batcher
+
+        async def switch() -> None:
+            promote(fresh_ws, "delay", 2, "champion")
+            assert await runtime.deployment.refresh()
+            deadline = loop.time() + 30
+            while not old._closed:  # the retired batcher refuses new work from here on
+                assert loop.time() < deadline
+                await asyncio.sleep(0.01)
+
+        def build(model: ServedModel) -> pa.Table:
+            built_for.append(model.version)
+            if len(built_for) == 1:  # routed to version 1; it is replaced meanwhile
+                asyncio.run_coroutine_threadsafe(switch(), loop).result(60)
+            return pa.Table.from_pandas(data.features(rows), preserve_index=False)
+
+        try:
+            return await edge.infer(runtime, build, request_id="r1", offload=True)
+        finally:
+            await runtime.close()
+
+    result = asyncio.run(main())
+    assert built_for == [1, 2]
+    assert result.model.version == 2
+    assert result.prediction.labels.tolist() == expected(fresh_ws, "delay:2", rows)[0].tolist()

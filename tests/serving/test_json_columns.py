@@ -10,10 +10,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from loopml.core.errors import InvalidInputError
+from loopml.registry.conform import plain_schema
 from loopml.registry.signature import ColumnSpec, OutputSpec, Signature
 from loopml.serving import invocations
 from loopml.serving.json_columns import RowReader
-from loopml.serving.model_source import plain_schema
 
 TYPES = ["int64", "int8", "uint8", "float64", "float32", "bool", "string", "category"]
 VALUES: dict[str, st.SearchStrategy[Any]] = {

@@ -75,7 +75,7 @@ class Histogram:
     @classmethod
     def from_indices(cls, exponent: int, offset: int, indices: np.ndarray, n: int) -> Histogram:
         counts = np.bincount(indices, minlength=n) if len(indices) else np.zeros(n, np.int64)
-        return cls(exponent, offset, tuple(int(c) for c in counts))
+        return cls(exponent, offset, tuple(counts.tolist()))  # Python ints
 
     def coarsen(self, exponent: int) -> Histogram:
         """The same counts on a grid ``2**(exponent - self.exponent)`` times coarser."""

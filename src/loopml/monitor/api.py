@@ -92,6 +92,8 @@ def window_row(w: WindowReport) -> dict[str, Any]:
         "latency_p50": w.latency_ms.get("p50"),
         "latency_p95": w.latency_ms.get("p95"),
         "latency_p99": w.latency_ms.get("p99"),
+        "errors": sum(w.errors.values()),
+        "error_rate": w.error_rate,
     }
     for k, v in (w.performance or {}).items():
         row[f"perf_{k}"] = v

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 from collections import OrderedDict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
@@ -20,6 +21,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 
 from loopml.core import clock
+from loopml.core.errors import StoreError
 from loopml.monitor.logs import FEEDBACK_KIND, read_file
 from loopml.monitor.reference import label_keys
 from loopml.monitor.scores import frame_bytes
@@ -99,6 +101,25 @@ def ingest_labels(ws: Workspace, new_segments: list[str], blobs: Blobs) -> None:
         _join_file(ws, ArtifactRecord(**m), blobs, only=set(new_segments), matched_before=matched)
 
 
+class Conflict(Exception):
+    """A segment's labels changed between reading and writing them (another monitor)."""
+
+
+JOIN_ATTEMPTS = 20
+
+
+@dataclass(frozen=True)
+class Join:
+    """One feedback file joined against the segments as read: what to write."""
+
+    record: ArtifactRecord
+    deployment: str
+    rows: int
+    matched_before: int | None
+    matched: int
+    updates: tuple[tuple[str, int, str, int], ...]  # segment, revision read, labels blob, rows
+
+
 def _join_file(
     ws: Workspace,
     record: ArtifactRecord,
@@ -107,15 +128,48 @@ def _join_file(
     only: set[str] | None,
     matched_before: int | None,
 ) -> None:
+    """Join one file and write the result; when another monitor changed one of the same
+    segments meanwhile (its revision moved), join again on what it wrote."""
+    for _ in range(JOIN_ATTEMPTS):
+        try:
+            write_join(ws, plan_join(ws, record, blobs, only=only, matched_before=matched_before))
+            return
+        except Conflict:
+            if matched_before is not None:
+                matched_before = _matched(ws, record.id)
+    raise StoreError(
+        f"labels of {record.name or record.id} could not be joined: the segments they "
+        f"label changed {JOIN_ATTEMPTS} times while joining; run the check again"
+    )
+
+
+def _matched(ws: Workspace, artifact_id: str) -> int:
+    with ws.engine.connect() as conn:
+        q = select(monitor_sources.c.matched).where(monitor_sources.c.artifact_id == artifact_id)
+        return int(conn.execute(q).scalar_one())
+
+
+def plan_join(
+    ws: Workspace,
+    record: ArtifactRecord,
+    blobs: Blobs,
+    *,
+    only: set[str] | None,
+    matched_before: int | None,
+) -> Join:
+    """Join a feedback file against its deployment's segments as they are now."""
     deployment = str((record.properties or {}).get("deployment") or "")
     labels = normalise(read_file(ws, record))
     q = select(
-        monitor_segments.c.id, monitor_segments.c.scores_digest, monitor_segments.c.labels_digest
+        monitor_segments.c.id,
+        monitor_segments.c.scores_digest,
+        monitor_segments.c.labels_digest,
+        monitor_segments.c.revision,
     ).where(monitor_segments.c.deployment == deployment)
     with ws.engine.connect() as conn:
         segs = [s for s in conn.execute(q).all() if only is None or s.id in only]
     matched = 0
-    updates: list[tuple[str, str, int]] = []
+    updates: list[tuple[str, int, str, int]] = []
     for seg in segs:
         keys = blobs.read(seg.scores_digest, "monitor scores").select(KEY)
         hit = labels.join(keys, on=KEY, how="semi")
@@ -128,19 +182,25 @@ def _join_file(
                 KEY, keep="last", maintain_order=True
             )
         blob = ws.artifacts.put_bytes(frame_bytes(hit))
-        updates.append((seg.id, blob.digest, hit.height))
-    total = matched if matched_before is None else matched_before + matched
-    done = total >= labels.height
+        updates.append((seg.id, int(seg.revision), blob.digest, hit.height))
+    return Join(record, deployment, labels.height, matched_before, matched, tuple(updates))
+
+
+def write_join(ws: Workspace, join: Join) -> None:
+    """Record the file as joined and swap each segment's labels, only where the segment
+    is still at the revision the join read (else ``Conflict``, and nothing is written)."""
+    total = join.matched if join.matched_before is None else join.matched_before + join.matched
+    done = total >= join.rows
     now = clock.now()
     try:
         with ws.write_engine.begin() as conn:
-            if matched_before is None:
+            if join.matched_before is None:
                 conn.execute(
                     insert(monitor_sources).values(
-                        artifact_id=record.id,
+                        artifact_id=join.record.id,
                         kind="feedback",
-                        deployment=deployment,
-                        rows=labels.height,
+                        deployment=join.deployment,
+                        rows=join.rows,
                         matched=total,
                         pending=not done,
                         processed_at=now,
@@ -149,22 +209,26 @@ def _join_file(
             else:
                 conn.execute(
                     update(monitor_sources)
-                    .where(monitor_sources.c.artifact_id == record.id)
+                    .where(monitor_sources.c.artifact_id == join.record.id)
                     .values(matched=total, pending=not done, processed_at=now)
                 )
-            _apply(conn, updates)
+            _apply(conn, join.updates)
     except SQLIntegrityError:
         return  # another monitor joined this file at the same time
 
 
-def _apply(conn: Any, updates: Iterable[tuple[str, str, int]]) -> None:
-    for seg_id, digest, n in updates:
-        conn.execute(
+def _apply(conn: Any, updates: Iterable[tuple[str, int, str, int]]) -> None:
+    for seg_id, revision, digest, n in updates:
+        # Compare-and-swap on the revision: on PostgreSQL a concurrent committed update
+        # makes the WHERE fail on the row's new version; SQLite runs one writer at a time.
+        done = conn.execute(
             update(monitor_segments)
-            .where(monitor_segments.c.id == seg_id)
+            .where(monitor_segments.c.id == seg_id, monitor_segments.c.revision == revision)
             .values(
                 labels_digest=digest,
                 labelled_rows=n,
                 revision=monitor_segments.c.revision + 1,
             )
         )
+        if done.rowcount != 1:
+            raise Conflict(seg_id)

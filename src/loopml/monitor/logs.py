@@ -22,6 +22,7 @@ from loopml.store.workspace import Workspace
 
 LOG_KIND = "prediction_log"
 FEEDBACK_KIND = "prediction_feedback"
+ERROR_KIND = "prediction_errors"  # requests answered with an error, one row each
 EVENT_TIME = "event_time"
 
 

@@ -4,8 +4,9 @@ A version's registration links the dataset versions it was trained on. Their sto
 profiles, restricted to the model's input columns, are the drift reference; their schema
 (or one inferred from the profile) judges the quality of served inputs. The model's own
 predictions on that data are the reference for prediction drift and, with the training
-target, the calibration set for estimated performance. Those predictions are computed once
-per model artifact and stored as an artifact of kind ``monitor_reference``.
+target, the calibration set for estimated performance until labelled served traffic can
+take its place (``Monitor.reference_period``). Those predictions are computed once per
+model artifact and stored as an artifact of kind ``monitor_reference``.
 """
 
 from __future__ import annotations

@@ -8,10 +8,11 @@ read back instead of recomputed, so a history over months only recomputes the da
 new logs or late labels touched.
 
 ``drift_score`` is the share of input columns whose distribution drifted from the training
-data (0 to 1), by loopml's drift defaults (``lm.drift``). ``errors`` counts failed requests
-by status where the log records them; the prediction log holds answered requests only, so
-it is empty today and the server's error rate is watched through its ``/metrics`` counters
-(the shipped ``LoopmlServingErrorRate`` rule).
+data (0 to 1), by loopml's drift defaults (``lm.drift``). ``errors`` counts the requests
+answered with an error, by HTTP status, from the server's error files (see
+``errors.py``); ``error_rate`` is failed / (failed + answered rows). A request that
+failed before the server read it as an inference request (unparseable JSON, a bad request
+id) is not in those files; the server's ``/metrics`` counters see it.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from loopml.data.drift import ColumnDrift, DriftReport, drift
 from loopml.data.profile import Profile, merge_all
 from loopml.data.validate import Anomaly, ValidationReport
 from loopml.monitor import performance as perf
+from loopml.monitor.errors import error_counts, ingest_errors
 from loopml.monitor.labels import KEY, Blobs, ingest_labels
 from loopml.monitor.reference import Reference, References, class_keys
 from loopml.monitor.scores import proba_matrix
@@ -66,6 +68,8 @@ class WindowReport:
     performance: dict[str, float] | None
     estimated_performance: dict[str, float] | None
     reference: tuple[str, ...] = ()
+    # What CBPE was calibrated on (see ``Monitor.reference_period``); None without estimate.
+    estimate_reference: str | None = None
     by_version: dict[int, WindowReport] = field(default_factory=dict)
     id: str | None = None
     computed_at: float = 0.0
@@ -105,6 +109,7 @@ class WindowReport:
             "performance": _clean(self.performance),
             "estimated_performance": _clean(self.estimated_performance),
             "reference": list(self.reference),
+            "estimate_reference": self.estimate_reference,
             "by_version": {str(v): w.figures() for v, w in self.by_version.items()},
         }
 
@@ -130,6 +135,7 @@ class WindowReport:
             performance=d["performance"],
             estimated_performance=d["estimated_performance"],
             reference=tuple(d.get("reference", ())),
+            estimate_reference=d.get("estimate_reference"),
             by_version={
                 int(v): cls.from_figures(name, w, id, computed_at)
                 for v, w in d["by_version"].items()
@@ -193,6 +199,35 @@ class _Segment:
     revision: int
 
 
+def _segment_of(r: Any) -> _Segment:
+    return _Segment(
+        r.id,
+        r.deployment,
+        r.model,
+        int(r.version),
+        float(r.bucket),
+        int(r.rows),
+        r.summary_digest,
+        r.scores_digest,
+        r.labels_digest,
+        int(r.labelled_rows),
+        int(r.revision),
+    )
+
+
+@dataclass(frozen=True)
+class _Calibration:
+    """Labelled rows CBPE calibrates on: positive-class scores, outcomes, and where from."""
+
+    scores: np.ndarray
+    positive: np.ndarray
+    source: str
+
+
+REFERENCE_LABELS = 5_000  # labelled rows in a reference period (whole days, earliest first)
+MIN_REFERENCE_LABELS = 200  # fewer: calibrate on the training data instead
+TRAINING_REFERENCE = "training data (in sample: optimistic)"
+
 OnResult = Callable[[WindowReport], None]
 
 
@@ -209,6 +244,7 @@ class Monitor:
         """Read new prediction-log and feedback files (each only once, ever)."""
         new = ingest_logs(self.ws, self.references)
         ingest_labels(self.ws, new, self.blobs)
+        ingest_errors(self.ws)
 
     # resolving names ---------------------------------------------------------------------
     def resolve(self, name: str) -> tuple[str, str]:
@@ -242,22 +278,7 @@ class Monitor:
             q = q.where(monitor_segments.c.bucket < hi)
         with self.ws.engine.connect() as conn:
             rows = conn.execute(q).all()
-        return [
-            _Segment(
-                r.id,
-                r.deployment,
-                r.model,
-                int(r.version),
-                float(r.bucket),
-                int(r.rows),
-                r.summary_digest,
-                r.scores_digest,
-                r.labels_digest,
-                int(r.labelled_rows),
-                int(r.revision),
-            )
-            for r in rows
-        ]
+        return [_segment_of(r) for r in rows]
 
     # checking -----------------------------------------------------------------------------
     def check(
@@ -318,16 +339,20 @@ class Monitor:
         end: float,
         on_result: OnResult | None,
     ) -> WindowReport:
-        fingerprint = digest_bytes(
-            json.dumps(
-                [FIGURES_FORMAT, sorted((s.id, s.revision) for s in segs)],
-                separators=(",", ":"),
-            ).encode()
-        )
+        errors, error_ids = error_counts(self.ws, self.resolve(name)[0], name, start, end)
+        periods = {
+            key: self.reference_period(*key, start) for key in {(s.model, s.version) for s in segs}
+        }
+        basis: list[Any] = [FIGURES_FORMAT, sorted((s.id, s.revision) for s in segs)]
+        # Late labels in a reference period, or new error counts, make the window stale too.
+        basis.append(sorted((s.id, s.revision) for p in periods.values() for s in p))
+        if error_ids:
+            basis.append(error_ids)
+        fingerprint = digest_bytes(json.dumps(basis, separators=(",", ":")).encode())
         stored = self._stored(name, start, end, fingerprint)
         if stored is not None:
             return stored
-        report = self.compute(name, segs, start, end)
+        report = replace(self.compute(name, segs, start, end, periods), errors=errors)
         self.recomputed += 1
         report = self._store(report, fingerprint)
         if on_result is not None:
@@ -387,7 +412,41 @@ class Monitor:
         return replace(report, id=result_id, computed_at=now)
 
     # computing ----------------------------------------------------------------------------
-    def compute(self, name: str, segs: list[_Segment], start: float, end: float) -> WindowReport:
+    def reference_period(self, model: str, version: int, before: float) -> list[_Segment]:
+        """The labelled served traffic CBPE calibrates on, as NannyML's reference period:
+        the earliest days of this version with labels, before ``before``, until they hold
+        ``REFERENCE_LABELS`` labelled rows. The model never trained on them, so calibrating
+        there is not optimistic the way in-sample training predictions are. Empty when
+        fewer than ``MIN_REFERENCE_LABELS`` labelled rows exist yet: the estimate then
+        falls back to the training data, and the report says so."""
+        q = (
+            select(monitor_segments)
+            .where(
+                monitor_segments.c.model == model,
+                monitor_segments.c.version == version,
+                monitor_segments.c.labelled_rows > 0,
+                monitor_segments.c.bucket < before,
+            )
+            .order_by(monitor_segments.c.bucket, monitor_segments.c.id)
+        )
+        out: list[_Segment] = []
+        labelled = 0
+        with self.ws.engine.connect() as conn:
+            for r in conn.execute(q):
+                if labelled >= REFERENCE_LABELS and r.bucket != out[-1].bucket:
+                    break  # whole days only
+                out.append(_segment_of(r))
+                labelled += int(r.labelled_rows)
+        return out if labelled >= MIN_REFERENCE_LABELS else []
+
+    def compute(
+        self,
+        name: str,
+        segs: list[_Segment],
+        start: float,
+        end: float,
+        periods: dict[tuple[str, int], list[_Segment]] | None = None,
+    ) -> WindowReport:
         versions = sorted({(s.model, s.version) for s in segs})
         deployments = sorted({s.deployment for s in segs})
         by_version: dict[int, WindowReport] = {}
@@ -395,6 +454,9 @@ class Monitor:
         for model, version in versions:
             mine = [s for s in segs if (s.model, s.version) == (model, version)]
             part = self._part(model, version, mine)
+            period = (periods or {}).get((model, version))
+            if period:
+                part.calibration = self._calibration(part.reference, period)
             parts[(model, version)] = part
             by_version[version] = part.report(name, deployments, start, end)
         if len(parts) == 1:
@@ -427,6 +489,31 @@ class Monitor:
         labels = pl.concat(labelled, how="vertical_relaxed") if labelled else None
         return _Part(model, version, ref, summaries, scores, labels)
 
+    def _calibration(self, ref: Reference, period: list[_Segment]) -> _Calibration | None:
+        """(positive-class score, labelled positive) of the period's labelled rows."""
+        classes = ref.classes
+        if ref.task != "classification" or classes is None or len(classes) != 2:
+            return None
+        scores = pl.concat(
+            [self.blobs.read(s.scores_digest, "monitor scores") for s in period],
+            how="vertical_relaxed",
+        )
+        labels = pl.concat(
+            [self.blobs.read(s.labels_digest, "monitor labels") for s in period if s.labels_digest],
+            how="vertical_relaxed",
+        )
+        joined = scores.join(labels, on=KEY, how="inner")
+        proba = proba_matrix(joined)
+        if proba is None or proba.shape[1] != 2:
+            return None
+        positive = (joined["label"] == class_keys(classes)[1]).to_numpy()
+        first, last = period[0].bucket, period[-1].bucket + DAY
+        where = (
+            f"served traffic {to_datetime(first).date()} to {to_datetime(last).date()} "
+            f"({joined.height:,} labelled rows)"
+        )
+        return _Calibration(proba[:, 1], positive, where)
+
 
 @dataclass
 class _Part:
@@ -440,6 +527,8 @@ class _Part:
     labels: pl.DataFrame | None
     versions: tuple[int, ...] = ()
     calibrated: np.ndarray | None = None
+    calibration: _Calibration | None = None  # a reference period; None: the training data
+    estimate_sources: tuple[str, ...] = ()  # set when parts are combined
 
     @property
     def rows(self) -> int:
@@ -451,8 +540,13 @@ class _Part:
         labelled = [p.labels for p in parts if p.labels is not None]
         calibrated = [p.estimated_inputs() for p in parts]
         joined: np.ndarray | None = None
+        sources: tuple[str, ...] = ()
         if all(c is not None for c in calibrated):
             joined = np.concatenate([c for c in calibrated if c is not None])
+            found = [p.estimate_source() for p in parts]
+            sources = tuple(
+                dict.fromkeys(f"v{p.version}: {f}" for p, f in zip(parts, found, strict=True))
+            )
         out = cls(
             reference.version.name,
             None,
@@ -462,6 +556,7 @@ class _Part:
             pl.concat(labelled, how="vertical_relaxed") if labelled else None,
             tuple(sorted({v for p in parts for v in (p.versions or (p.version,)) if v})),
             joined,
+            estimate_sources=sources,
         )
         return out
 
@@ -473,19 +568,33 @@ class _Part:
         classes = ref.classes
         if ref.task != "classification" or classes is None or len(classes) != 2:
             return None
-        if ref.scored is None or "label" not in ref.scored.columns:
-            return None
-        ref_proba = proba_matrix(ref.scored)
-        proba = proba_matrix(self.scores)
-        if ref_proba is None or proba is None or ref_proba.shape[1] != 2 or proba.shape[1] != 2:
-            return None
         keys = class_keys(classes)
-        positive = (ref.scored["label"] == keys[1]).to_numpy()
-        calibrator = perf.Calibrator.fit(ref_proba[:, 1], positive)
+        proba = proba_matrix(self.scores)
+        if proba is None or proba.shape[1] != 2:
+            return None
+        calibrator = None
+        if self.calibration is not None:
+            c = self.calibration
+            calibrator = perf.Calibrator.fit(c.scores, c.positive)
+        if calibrator is None:
+            self.calibration = None
+            if ref.scored is None or "label" not in ref.scored.columns:
+                return None
+            ref_proba = proba_matrix(ref.scored)
+            if ref_proba is None or ref_proba.shape[1] != 2:
+                return None
+            positive = (ref.scored["label"] == keys[1]).to_numpy()
+            calibrator = perf.Calibrator.fit(ref_proba[:, 1], positive)
         if calibrator is None:
             return None
         predicted = self.scores["prediction"].cast(pl.String).to_numpy() == keys[1]
         return np.column_stack([calibrator(proba[:, 1]), predicted.astype(np.float64)])
+
+    def estimate_source(self) -> str | None:
+        """Where the estimate's calibration came from (call after ``estimated_inputs``)."""
+        if self.estimate_sources:
+            return "; ".join(self.estimate_sources)
+        return TRAINING_REFERENCE if self.calibration is None else self.calibration.source
 
     def report(self, name: str, deployments: list[str], start: float, end: float) -> WindowReport:
         ref = self.reference
@@ -531,6 +640,7 @@ class _Part:
             performance=realised,
             estimated_performance=estimated,
             reference=tuple(d.ref for d in ref.datasets),
+            estimate_reference=None if estimated is None else self.estimate_source(),
         )
 
     def _realised(self) -> tuple[dict[str, float] | None, int]:

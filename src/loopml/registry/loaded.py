@@ -10,6 +10,13 @@ import numpy as np
 import pyarrow as pa
 
 from loopml.core.errors import InvalidInputError
+from loopml.registry.conform import (
+    MAX_PLANS,
+    ConformPlan,
+    ValueChecks,
+    labels_are_argmax,
+    plain_schema,
+)
 from loopml.registry.flavors import Flavor
 from loopml.registry.flavors.base import ModelInput
 from loopml.registry.signature import Signature
@@ -83,6 +90,11 @@ class LoadedModel:
         self.digest = digest
         self.ref = ref
         self.input_example = input_example
+        # For conform/predict_conformed: the server's request path.
+        self.input_schema = plain_schema(metadata.signature)
+        self._plans: dict[pa.Schema, ConformPlan] = {}
+        self._value_checks = ValueChecks(metadata.signature)
+        self._labels_from_proba = labels_are_argmax(self)
 
     def __repr__(self) -> str:
         where = self.ref or self.digest or "unsaved"
@@ -128,3 +140,57 @@ class LoadedModel:
 
     def predict_proba_prepared(self, prepared: ModelInput) -> np.ndarray | None:
         return self.flavor.predict_proba(self.native, prepared, self.metadata.flavor_info)
+
+    # The request path of a server: each request conformed once, then batches of
+    # conformed requests predicted, labels and probabilities together.
+    def conform(self, table: pa.Table, *, model: str | None = None) -> pa.Table:
+        """``table`` conformed to the signature; refuses missing, extra or mistyped
+        columns, no rows, infinities, and missing values (null, NaN) in a column trained
+        without them -- each named with its column and row."""
+        conformed = self._conform(table, model or self.ref or "the model")
+        self._value_checks.apply(conformed)
+        return conformed
+
+    def _conform(self, table: pa.Table, model: str) -> pa.Table:
+        schema = self.input_schema
+        if schema is not None and table.num_rows and table.schema.equals(schema):
+            return table  # already the signature's columns and types: prepare would keep it
+        columns = self.signature.columns
+        expected = set(columns)
+        extra = [c for c in table.column_names if c not in expected]
+        if extra:
+            shown = ", ".join(repr(c[:80]) for c in extra[:10])
+            raise InvalidInputError(
+                f"input has column(s) the model does not take: {shown}; "
+                f"model {model} takes {columns}"
+            )
+        if table.num_rows == 0:
+            raise InvalidInputError("input has no rows; send at least one row")
+        plan = self._plans.get(table.schema)
+        if plan is not None:
+            conformed = plan.apply(table)
+            if conformed is not None:
+                return conformed
+        conformed = self.signature.prepare(table, what="input")
+        if plan is None and len(self._plans) < MAX_PLANS:
+            derived = ConformPlan.derive(table.schema, conformed.schema)
+            if derived is not None:
+                self._plans[table.schema] = derived
+        return conformed
+
+    def predict_conformed(self, table: pa.Table) -> tuple[np.ndarray, np.ndarray | None]:
+        """Labels (or values) and, for a model with them, probabilities of a table
+        :meth:`conform` returned (or several, concatenated)."""
+        data = ModelInput(table, self.signature)
+        if self._labels_from_proba:
+            # One model call instead of two: for these estimators predict() is exactly
+            # classes_[argmax(predict_proba())], and each call has a large fixed cost.
+            scores = np.asarray(self.predict_proba_prepared(data))
+            classes = np.asarray(self.classes)
+            return classes[np.argmax(scores, axis=1)], scores
+        labels = np.asarray(self.predict_prepared(data))
+        proba = None
+        if self.has_proba:
+            raw = self.predict_proba_prepared(data)
+            proba = None if raw is None else np.asarray(raw)
+        return labels, proba

@@ -24,7 +24,7 @@ from loopml.data import catalog
 from loopml.data.drift import drift
 from loopml.pipelines import records
 from loopml.registry.card import render_card
-from loopml.server import assets, queries, sketch, tokens
+from loopml.server import assets, sketch, tokens
 from loopml.server.auth import COOKIE, require_access
 from loopml.server.graph_layout import GraphNode, Layout, layout
 from loopml.server.routes.common import version_number
@@ -427,7 +427,7 @@ def monitoring_page(
     request: Request, s: St, name: Annotated[str | None, Query(max_length=250)] = None
 ) -> HTMLResponse:
     available = monitoring_module() is not None
-    events = queries.executions_with_prefix(s.workspace.engine, EVENT_KINDS)
+    events = s.workspace.lineage.latest_executions(EVENT_KINDS)
     rows: list[dict[str, Any]] = []
     error = None
     if available and name:

@@ -170,11 +170,22 @@ class WriteOut(BaseModel):
     id: str | None = None
 
 
+class EnvironmentIn(BaseModel):
+    """What the client's process runs on; the server names it by the digest of this."""
+
+    python_version: str = Field(max_length=100)
+    platform: str = Field(max_length=500)
+    packages: dict[str, str] = Field(default_factory=dict, max_length=20_000)
+
+
 class StartRunIn(BaseModel):
     experiment: str = "default"
     name: str | None = None
     params: dict[str, str] = Field(default_factory=dict)
     tags: dict[str, str] = Field(default_factory=dict)
+    git_commit: str | None = Field(default=None, max_length=64)
+    git_dirty: bool | None = Field(default=None, strict=True)
+    environment: EnvironmentIn | None = None
 
 
 class MetricPointIn(BaseModel):
@@ -411,7 +422,7 @@ class PromoteIn(BaseModel):
         max_length=300,
         description="the labelled evaluation data: a dataset of the catalog, e.g. flights:3",
     )
-    force: bool = False
+    force: bool = Field(default=False, strict=True)
 
 
 class PromotionOut(BaseModel):

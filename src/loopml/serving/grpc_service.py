@@ -19,7 +19,7 @@ import numpy as np
 from google.protobuf.message import Message
 
 from loopml.core.errors import LoopmlError, NotFoundError, error_codes
-from loopml.serving import tensors
+from loopml.serving import edge, tensors
 from loopml.serving.errors import RequestTimeoutError
 from loopml.serving.event_time import EVENT_TIME, parse_event_time
 from loopml.serving.info import EXTENSIONS, SERVER_NAME, server_version
@@ -122,7 +122,8 @@ class InferenceServicer:
         def build(model: ServedModel) -> Any:
             return tensors.to_table(inputs, model, max_rows=max_rows)
 
-        result = await self.runtime.infer(
+        result = await edge.infer(
+            self.runtime,
             build,
             request_id=rid,
             model_name=request.model_name,

@@ -46,6 +46,14 @@ proba          list<float64> (nullable)      ``predict_proba``, in the model's c
 Version 1 files lack ``event_time`` (and their artifacts the ``model_digest`` property and
 the lineage edge); readers treat the column as all null.
 
+Failed requests (a bad input, a model error, an overloaded or draining server) are not
+in that log: each flush writes them, if any, to one more Parquet file per UTC hour,
+recorded as an artifact of kind ``prediction_errors`` (properties ``deployment``,
+``partition``, ``start``/``end``, ``rows``), one row per failed request: request_id,
+timestamp, event_time, model and model_version (null where the request failed before a
+model was chosen), status (the HTTP status the edges answer, from ``error_codes``),
+error (the error's class name) and latency_ms. The monitor counts them by status.
+
 Shadow rows carry the primary's request id, so both answers to a request can be joined.
 Several worker processes each write their own files; request ids are unique across them.
 """
@@ -60,7 +68,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow as pa
@@ -68,6 +76,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from loopml.core.errors import StoreError
+from loopml.monitor.logs import ERROR_KIND as ERROR_KIND
 from loopml.monitor.logs import LOG_KIND as LOG_KIND
 from loopml.serving.model_source import Prediction
 from loopml.store.workspace import Workspace
@@ -96,6 +105,20 @@ class LogRecord:
     @property
     def partition(self) -> str:
         return time.strftime("%Y-%m-%dT%H", time.gmtime(self.time))
+
+
+@dataclass(frozen=True)
+class ErrorRecord:
+    """A request that got an error answer instead of a prediction."""
+
+    request_id: str
+    time: float
+    status: int
+    error: str
+    latency_ms: float
+    model: str | None = None
+    version: int | None = None
+    event_time: float | None = None
 
 
 # (UTC hour, model, version, model digest, model artifact id): the records of one log file.
@@ -145,6 +168,7 @@ class PredictionLog:
         # Strict mode: one future per pending record, resolved once its file is written.
         self._waiters: list[Future[None]] = []
         self._compacted_waiters: list[Future[None]] = []
+        self._errors: list[ErrorRecord] = []  # failed requests, written at each flush
 
     @property
     def pending_rows(self) -> int:
@@ -168,6 +192,19 @@ class PredictionLog:
         if full or waiter is not None:
             self._wake.set()
         return waiter
+
+    def append_error(self, record: ErrorRecord) -> None:
+        """Queue a failed request; written with the next flush (never waited for)."""
+        # What a failed request named is the client's text: make it writable (no lone
+        # surrogates) and bounded, so one hostile request cannot stall the writer.
+        record = replace(
+            record,
+            request_id=_text(record.request_id, 200),
+            model=None if record.model is None else _text(record.model, 250),
+            error=_text(record.error, 100),
+        )
+        with self._lock:
+            self._errors.append(record)
 
     def close(self) -> None:
         """Stop the background thread and write everything still pending."""
@@ -255,7 +292,62 @@ class PredictionLog:
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+        self._write_errors()
         return written
+
+    def _write_errors(self) -> None:
+        with self._lock:
+            errors, self._errors = self._errors, []
+        by_hour: dict[str, list[ErrorRecord]] = defaultdict(list)
+        for e in errors:
+            by_hour[time.strftime("%Y-%m-%dT%H", time.gmtime(e.time))].append(e)
+        try:
+            while by_hour:
+                partition, group = next(iter(by_hour.items()))
+                self._write_error_file(partition, group)
+                del by_hour[partition]
+        except BaseException:
+            with self._lock:  # keep what was not written for the next attempt
+                self._errors = [e for g in by_hour.values() for e in g] + self._errors
+            raise
+
+    def _write_error_file(self, partition: str, errors: list[ErrorRecord]) -> None:
+        def micros(t: float | None) -> int | None:
+            return None if t is None else round(t * 1e6)
+
+        stamp = pa.timestamp("us", tz="UTC")
+        table = pa.table(
+            {
+                "request_id": pa.array([e.request_id for e in errors], pa.string()),
+                "timestamp": pa.array([micros(e.time) for e in errors], pa.int64()).cast(stamp),
+                "event_time": pa.array([micros(e.event_time) for e in errors], pa.int64()).cast(
+                    stamp
+                ),
+                "model": pa.array([e.model for e in errors], pa.string()),
+                "model_version": pa.array([e.version for e in errors], pa.int64()),
+                "status": pa.array([e.status for e in errors], pa.int32()),
+                "error": pa.array([e.error for e in errors], pa.string()),
+                "latency_ms": pa.array([e.latency_ms for e in errors], pa.float64()),
+            }
+        )
+        sink = io.BytesIO()
+        pq.write_table(table, sink, compression="zstd", compression_level=1)
+        blob = self.workspace.artifacts.put_bytes(sink.getvalue())
+        properties = {
+            "format": LOG_FORMAT,
+            "deployment": self.deployment,
+            "partition": partition,
+            "start": min(e.time for e in errors),
+            "end": max(e.time for e in errors),
+            "rows": len(errors),
+        }
+        self.workspace.lineage.add_artifact(
+            blob.digest,
+            ERROR_KIND,
+            blob.size,
+            name=f"{self.deployment}/{partition}/errors",
+            properties=properties,
+        )
 
     def _fail_waiters(self, exc: BaseException) -> None:
         """Answer the requests waiting for a failed write: their records stay queued and
@@ -328,6 +420,10 @@ class PredictionLog:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+
+def _text(value: str, limit: int) -> str:
+    return value[:limit].encode("utf-8", "replace").decode("utf-8")
 
 
 def build_table(records: list[LogRecord]) -> pa.Table:

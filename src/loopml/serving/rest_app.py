@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from loopml.core.errors import LoopmlError
-from loopml.serving import invocations, tensors
+from loopml.serving import edge, invocations, tensors
 from loopml.serving.deployment import Route
 from loopml.serving.errors import NotReadyError
 from loopml.serving.event_time import EVENT_TIME, parse_event_time
@@ -209,7 +209,8 @@ def create_app(runtime: ServingRuntime) -> ASGIApp:
         def build(model: ServedModel) -> Any:
             return tensors.to_table(inputs, model, max_rows=opts.max_request_rows)
 
-        result = await runtime.infer(
+        result = await edge.infer(
+            runtime,
             build,
             request_id=rid,
             model_name=name,
@@ -248,7 +249,8 @@ def create_app(runtime: ServingRuntime) -> ASGIApp:
             def build(model: ServedModel) -> Any:
                 return invocations.to_table(payload, model, opts.max_request_rows)
 
-        result = await runtime.infer(
+        result = await edge.infer(
+            runtime,
             build,
             request_id=request.state.request_id,
             started=request.state.started,

@@ -8,13 +8,13 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
 import pyarrow as pa
 
-from loopml.core.errors import LoopmlError
+from loopml.core.errors import InvalidInputError, LoopmlError, error_codes
+from loopml.core.names import parse_positive_int
 from loopml.monitor.prometheus import MonitorCollector
 from loopml.serving.deployment import SHADOW, Deployment, Route
 from loopml.serving.errors import (
@@ -28,11 +28,10 @@ from loopml.serving.feedback import Label, store_labels
 from loopml.serving.metrics import ServingMetrics
 from loopml.serving.model_source import ModelRef, ModelSource, Prediction, ServedModel
 from loopml.serving.options import ServeOptions
-from loopml.serving.prediction_log import LogRecord, PredictionLog
+from loopml.serving.prediction_log import ErrorRecord, LogRecord, PredictionLog
 from loopml.store.workspace import Workspace
 
 log = logging.getLogger("loopml.serving")
-TableBuilder = Callable[[ServedModel], pa.Table]
 MAX_REQUEST_ID = 200
 
 
@@ -47,6 +46,16 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
+def _version_number(text: str | None) -> int | None:
+    """The version a failed request asked for, when it named a valid one."""
+    if text is None:
+        return None
+    try:
+        return parse_positive_int(text, "version")
+    except InvalidInputError:
+        return None
+
+
 def check_request_id(value: object) -> str:
     """A client-supplied id, if usable; ids end up in logs and headers, so keep them tame."""
     if not isinstance(value, str) or not 0 < len(value) <= MAX_REQUEST_ID:
@@ -56,8 +65,8 @@ def check_request_id(value: object) -> str:
     return value
 
 
-def _checked_table(build: TableBuilder, model: ServedModel) -> pa.Table:
-    return model.check(build(model))
+class RouteReplaced(NotReadyError):
+    """The model a request was routed to was replaced before the request was queued."""
 
 
 class ServingRuntime:
@@ -114,21 +123,8 @@ class ServingRuntime:
         await asyncio.to_thread(self.log.close)
         self.metrics.log_pending.set(0)
 
-    async def infer(
-        self,
-        build: TableBuilder,
-        *,
-        request_id: str,
-        model_name: str | None = None,
-        version: str | None = None,
-        started: float | None = None,
-        event_time: float | None = None,
-        offload: bool = False,
-    ) -> InferResult:
-        """Check, batch, predict and log one request; raise a serving error for bad input.
-
-        ``offload`` builds and checks the table in a thread (a large request), so the event
-        loop keeps answering health checks and small requests meanwhile."""
+    def admit(self) -> None:
+        """Refuse a request before any work is spent on it: not serving, or overloaded."""
         if self.draining or not self.started:
             raise NotReadyError("the server is not ready (starting or shutting down); retry")
         if self._inflight >= self.options.max_queued_requests:
@@ -136,30 +132,72 @@ class ServingRuntime:
             raise OverloadedError(
                 f"{self._inflight} requests are already waiting for the model; retry shortly"
             )
+
+    def record_failure(
+        self,
+        exc: Exception,
+        request_id: str,
+        model_name: str | None,
+        version: str | None,
+        started: float,
+        event_time: float | None,
+    ) -> None:
+        """Log a request answered with an error beside the prediction log (monitoring
+        counts them by status)."""
+        self.log.append_error(
+            ErrorRecord(
+                request_id,
+                time.time(),
+                error_codes(exc).http_status,
+                type(exc).__name__,
+                (time.perf_counter() - started) * 1000,
+                model_name or ModelRef.parse(self.options.ref).name,
+                _version_number(version),
+                event_time,
+            )
+        )
+
+    def route(self, model_name: str | None, version: str | None, request_id: str) -> Route:
+        """The route this request takes (canary bucketing by its id)."""
+        return self.deployment.select(model_name, version, request_id)
+
+    async def infer(
+        self,
+        route: Route,
+        table: pa.Table,
+        *,
+        request_id: str,
+        started: float | None = None,
+        event_time: float | None = None,
+        offload: bool = False,
+    ) -> InferResult:
+        """Check, batch, predict and log one request's table, built for ``route.model``.
+
+        Raises a serving error for bad input, and :class:`RouteReplaced` when the route's
+        model was replaced between routing and queueing: the edge then routes again and
+        builds the table for the new model (:func:`loopml.serving.edge.infer`).
+        ``offload`` checks the table in a thread (a large request), so the event loop
+        keeps answering health checks and small requests meanwhile."""
+        self.admit()
         started = time.perf_counter() if started is None else started
         self._inflight += 1
         self._idle.clear()
         try:
-            for _ in range(3):
-                route = self.deployment.select(model_name, version, request_id)
-                if offload:
-                    table = await asyncio.to_thread(_checked_table, build, route.model)
-                else:
-                    table = _checked_table(build, route.model)
-                try:
-                    prediction = await route.batcher.submit(table)
-                    break
-                except NotReadyError:
-                    # The alias moved between routing and queueing: take the new route.
-                    if self.draining:
-                        raise
-                except LoopmlError:
-                    raise
-                except Exception as exc:
-                    log.warning("model %s failed on request %s: %r", route.model, request_id, exc)
-                    raise model_failure(f"{route.model.name}:{route.model.version}", exc) from None
+            if offload:
+                table = await asyncio.to_thread(route.model.check, table)
             else:
-                raise NotReadyError("the model is being replaced; retry")
+                table = route.model.check(table)
+            try:
+                prediction = await route.batcher.submit(table)
+            except NotReadyError:
+                if self.draining:
+                    raise
+                raise RouteReplaced(f"{route.model} was replaced; route again") from None
+            except LoopmlError:
+                raise
+            except Exception as exc:
+                log.warning("model %s failed on request %s: %r", route.model, request_id, exc)
+                raise model_failure(f"{route.model.name}:{route.model.version}", exc) from None
         finally:
             self._inflight -= 1
             if self._inflight == 0:

@@ -164,6 +164,9 @@ async def serve(
             lifespan="off",
             timeout_graceful_shutdown=int(options.drain_timeout),
             timeout_keep_alive=30,
+            # Nothing here reads the client's address, and rewriting it from forwarded
+            # headers is a middleware layer around every request.
+            proxy_headers=False,
             http=guarded_protocol(options.connection_limit(), options.header_timeout),
         )
         http = _Uvicorn(config)

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, insert, literal, select, union_all
+from sqlalchemy import Connection, Engine, insert, literal, or_, select, union_all
 
 from loopml.core import clock
 from loopml.core.errors import InvalidInputError, NotFoundError
@@ -170,6 +170,17 @@ class Lineage:
         if row is None:
             raise NotFoundError(f"no execution {execution_id!r}")
         return ExecutionRecord(**row._mapping)
+
+    def latest_executions(self, kinds: Iterable[str], *, limit: int = 200) -> list[ExecutionRecord]:
+        """The latest executions whose kind starts with one of ``kinds``, newest first."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(executions)
+                .where(or_(*(executions.c.kind.startswith(k) for k in kinds)))
+                .order_by(executions.c.start_time.desc())
+                .limit(limit)
+            ).all()
+        return [ExecutionRecord(**r._mapping) for r in rows]
 
     def artifacts_of(self, execution_id: str, type: EventType) -> list[tuple[str, ArtifactRecord]]:
         """(role, artifact) pairs an execution read (``input``) or wrote (``output``)."""

@@ -35,11 +35,22 @@ def python_environment() -> Environment:
         name = dist.metadata["Name"]
         if name:
             packages[name.lower()] = dist.version
+    return environment_of(sys.version.split()[0], platform.platform(), packages)
+
+
+def environment_of(
+    python_version: str, platform_name: str, packages: dict[str, str]
+) -> Environment:
+    """An environment named by the digest of its content (so one a client reports is
+    named as the same environment captured here would be)."""
     ordered = dict(sorted(packages.items()))
-    py = sys.version.split()[0]
-    plat = platform.platform()
-    payload = json.dumps({"python": py, "platform": plat, "packages": ordered}, sort_keys=True)
-    return Environment(hashing.digest_bytes(payload.encode()), py, plat, ordered)
+    payload = json.dumps(
+        {"python": python_version, "platform": platform_name, "packages": ordered},
+        sort_keys=True,
+    )
+    return Environment(
+        hashing.digest_bytes(payload.encode()), python_version, platform_name, ordered
+    )
 
 
 def git_state(cwd: str | None = None) -> GitState:

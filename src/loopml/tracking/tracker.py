@@ -73,12 +73,16 @@ class Tracker:
         cwd: str | None = None,
         created_by: str | None = None,
         system_metrics_interval: float | None = None,
+        environment_info: environment.Environment | None = None,
+        git: environment.GitState | None = None,
     ) -> ActiveRun:
         """Start a run. ``environment_of`` names a run whose git state and packages this
         one shares (a pipeline's steps share the pipeline run's) instead of capturing
         them again, which costs two git subprocesses. ``created_by`` says who started it
         (the workspace's actor by default). With ``system_metrics_interval`` (seconds) the
-        run samples ``system/...`` metrics that often until it ends."""
+        run samples ``system/...`` metrics that often until it ends. ``environment_info``
+        and ``git`` are what a client of the server captured on its own machine, recorded
+        as given."""
         validation.check_name(experiment, "experiment")
         if system_metrics_interval is not None:
             system_metrics_interval = check_interval(system_metrics_interval)
@@ -100,8 +104,8 @@ class Tracker:
             name=run_name,
             params=param_rows,
             tags=tag_rows,
-            env=environment.python_environment() if capture else None,
-            git=environment.git_state(cwd or os.getcwd()) if capture else None,
+            env=environment_info or (environment.python_environment() if capture else None),
+            git=git or (environment.git_state(cwd or os.getcwd()) if capture else None),
             environment_of=environment_of,
             created_by=self.workspace.actor if created_by is None else created_by,
         )

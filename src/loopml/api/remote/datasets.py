@@ -26,8 +26,11 @@ from loopml.store.workspace import Workspace
 
 @functools.cache
 def _cache_workspace(root: str) -> Workspace:
-    # Only its artifact store is read (the cache); the SQLite file satisfies the type.
-    return Workspace(f"sqlite:///{os.path.join(root, 'cache.db')}", os.path.join(root))
+    # Only its artifact store (the cache) is read; the database is never opened, so no
+    # file is made and no schema version is stamped on a folder that every loopml shares.
+    return Workspace(
+        f"sqlite:///{os.path.join(root, 'unused.db')}", os.path.join(root), auto_migrate=False
+    )
 
 
 def version_of(body: Mapping[str, Any], workspace: Workspace) -> DatasetVersion:

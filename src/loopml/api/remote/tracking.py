@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import collections
 import logging
+import os
 import threading
 import time
 import traceback
@@ -27,7 +28,7 @@ import numpy as np
 
 from loopml.api.remote.connection import Connection
 from loopml.core.errors import ConfigError, ConflictError, InvalidInputError, StoreError
-from loopml.tracking import validation
+from loopml.tracking import environment, validation
 from loopml.tracking.records import MetricHistory, Run, RunList
 from loopml.tracking.store import END_STATUSES, FAILED, FINISHED
 from loopml.tracking.system_metrics import SystemMetricsSampler, check_interval
@@ -56,6 +57,7 @@ _hook_registered = False
 def _close_open() -> None:
     for tracker in list(_open):
         tracker.close()
+        tracker.connection.close()  # at exit only: registries may share the connection
 
 
 def _register(tracker: RemoteTracker) -> None:
@@ -159,11 +161,21 @@ class RemoteTracker:
                 raise InvalidInputError(f"{what} must be a mapping of names to values")
         if system_metrics_interval is not None:
             system_metrics_interval = check_interval(system_metrics_interval)
+        env = environment.python_environment()
+        git = environment.git_state(os.getcwd())
         body = {
             "experiment": experiment,
             "name": name,
             "params": {k: _text(v) for k, v in (params or {}).items()},
             "tags": {k: _text(v) for k, v in (tags or {}).items()},
+            # What this machine runs on, captured here as a local run captures it.
+            "git_commit": git.commit,
+            "git_dirty": git.dirty,
+            "environment": {
+                "python_version": env.python_version,
+                "platform": env.platform,
+                "packages": env.packages,
+            },
         }
         made = self.connection.post_json("/runs", body)
         run_id = str(made["id"])

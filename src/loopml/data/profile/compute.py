@@ -58,6 +58,7 @@ class _Column:
     bin_indices: np.ndarray | None = None
     hll_codes: np.ndarray | None = None
     hll_min_rank: int = 1
+    sketch: bool = True  # count distinct values (exactly, or with a HyperLogLog sketch)
 
     @property
     def key(self) -> str:
@@ -69,6 +70,8 @@ class _Column:
 
     @property
     def needs_hll(self) -> bool:
+        if not self.sketch:
+            return False
         if self.has_values:
             return bool(self.stats["count"])
         if self.kind == "categorical":
@@ -76,11 +79,16 @@ class _Column:
         return False
 
 
-def profile(table: TableLike) -> Profile:
-    """Profile a polars/pandas/Arrow table."""
+def profile(table: TableLike, *, distinct: bool = True) -> Profile:
+    """Profile a polars/pandas/Arrow table.
+
+    ``distinct=False`` leaves out distinct counts and their sketches (numeric and
+    temporal columns, and categorical ones beyond ``MAX_CATEGORIES`` values), the costliest
+    part, for callers that only compare distributions (drift, monitoring); everything
+    else is the same as with them."""
     df = to_polars(table)
     cols = [
-        _Column(i, name, dtype, column_kind(dtype))
+        _Column(i, name, dtype, column_kind(dtype), sketch=distinct)
         for i, (name, dtype) in enumerate(df.schema.items())
     ]
     _first_pass(df, cols)
@@ -132,9 +140,9 @@ def _statistics(c: _Column, height: int) -> list[pl.Expr]:
                 physical.min().alias("pmin"),
                 physical.max().alias("pmax"),
             ]
-        if height >= hll.FILTER_ROWS:
+        if c.sketch and height >= hll.FILTER_ROWS:
             exprs.append(col.approx_n_unique().alias("approx"))
-        if height <= EXACT_DISTINCT_ROWS and c.dtype.is_integer():
+        if c.sketch and height <= EXACT_DISTINCT_ROWS and c.dtype.is_integer():
             # Exact counts matter for spotting ID columns; floats get HyperLogLog only.
             exprs.append(col.drop_nulls().n_unique().alias("distinct"))
     elif c.kind == "categorical":

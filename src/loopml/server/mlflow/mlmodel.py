@@ -15,17 +15,18 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import yaml
 
 from loopml.core import clock
 from loopml.core.errors import InvalidInputError
-from loopml.registry.artifact import NOT_SERVABLE, wrap
+from loopml.registry.artifact import NOT_SERVABLE, SavedModel, save_files, save_model, wrap
 from loopml.registry.loaded import LoadedModel, ModelMetadata
 from loopml.registry.signature import ANY, ColumnSpec, InputFormat, OutputSpec, Signature
 from loopml.registry.table import array_column_names
+from loopml.store.artifacts import ArtifactStore
 
 MLMODEL = "MLmodel"
 SAFE_FORMATS = ("skops", "onnx")
@@ -310,3 +311,18 @@ def _text(value: Any) -> str:
 def _version(package: str, conf: Any, key: str) -> dict[str, str]:
     value = conf.get(key) if isinstance(conf, Mapping) else None
     return {package: value} if isinstance(value, str) and value else {}
+
+
+def store_model(
+    store: ArtifactStore, mlmodel: Mapping[str, Any], contents: Mapping[str, bytes]
+) -> tuple[SavedModel, str | None]:
+    """An MLflow model folder (``contents``: relative path -> bytes, its MLmodel parsed as
+    ``mlmodel``) stored as a loopml model tree; the reason it cannot be served, if any."""
+    converted = convert(mlmodel, set(contents))
+    if converted.safe_file is None:
+        return save_files(store, contents, converted.metadata), converted.reason
+    loaded = read_safely(contents[converted.safe_file], converted)
+    if isinstance(loaded, str):
+        info = {**converted.metadata.flavor_info, NOT_SERVABLE: loaded}
+        return save_files(store, contents, replace(converted.metadata, flavor_info=info)), loaded
+    return save_model(store, loaded), None

@@ -9,7 +9,6 @@ answers MLflow's error shape saying so.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -18,7 +17,6 @@ from starlette.concurrency import run_in_threadpool
 
 from loopml.core import names
 from loopml.core.errors import ConflictError, InvalidInputError, NotFoundError
-from loopml.registry.artifact import NOT_SERVABLE, save_files, save_model
 from loopml.registry.model_registry import ModelVersion, RegisteredModel, Registry
 from loopml.server.mlflow import experiments, logged_models
 from loopml.server.mlflow.artifacts import KIND as FILE_KIND
@@ -27,9 +25,8 @@ from loopml.server.mlflow.filters import conditions, matches
 from loopml.server.mlflow.mlmodel import (
     MLMODEL,
     NOT_SERVABLE_TAG,
-    convert,
     parse_mlmodel,
-    read_safely,
+    store_model,
 )
 from loopml.server.mlflow.protocol import (
     PREFIX,
@@ -49,6 +46,7 @@ St = Annotated[ServerState, Depends(state)]
 router = APIRouter(prefix=PREFIX)
 MAX_RESULTS = 1000
 MAX_MODEL_FILES = 10_000
+MAX_MODEL_BYTES = 2 * 1024**3
 # Version tags loopml keeps for MLflow's fields; they are not shown as the version's tags.
 SOURCE_TAG = "mlflow.loopml.source"
 MODEL_ID_TAG = "mlflow.loopml.model_id"
@@ -334,21 +332,10 @@ async def create_version(s: St, request: Request) -> dict[str, Any]:
             )
         store = s.workspace.artifacts
         mlmodel = parse_mlmodel(store.get_bytes(files[MLMODEL], what=f"{folder}/{MLMODEL}"))
-        converted = convert(mlmodel, set(files))
         contents = {
             rel: store.get_bytes(digest, what=f"{folder}/{rel}") for rel, digest in files.items()
         }
-        reason = converted.reason
-        if converted.safe_file is not None:
-            loaded = read_safely(contents[converted.safe_file], converted)
-            if isinstance(loaded, str):
-                reason = loaded
-                info = {**converted.metadata.flavor_info, NOT_SERVABLE: reason}
-                saved = save_files(store, contents, replace(converted.metadata, flavor_info=info))
-            else:
-                saved = save_model(store, loaded)
-        else:
-            saved = save_files(store, contents, converted.metadata)
+        saved, reason = store_model(store, mlmodel, contents)
         all_tags = {**tags, SOURCE_TAG: source}
         if logged is not None:
             all_tags[MODEL_ID_TAG] = logged["model_id"]
@@ -420,14 +407,21 @@ def _folder_files(s: ServerState, folder: str) -> dict[str, str]:
     escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     with s.workspace.engine.connect() as conn:
         rows = conn.execute(
-            select(artifacts.c.name, artifacts.c.digest)
+            select(artifacts.c.name, artifacts.c.digest, artifacts.c.size)
             .where(artifacts.c.kind == FILE_KIND, artifacts.c.name.like(escaped + "%", "\\"))
             .order_by(artifacts.c.created_at)
             .limit(MAX_MODEL_FILES + 1)
         ).all()
     if len(rows) > MAX_MODEL_FILES:
         raise InvalidInputError(f"a model folder may hold at most {MAX_MODEL_FILES} files")
-    return {name[len(prefix) :]: digest for name, digest in rows}
+    newest = {name[len(prefix) :]: (digest, size) for name, digest, size in rows}
+    # Registration reads the folder into memory to build the loopml model from it.
+    if sum(size for _, size in newest.values()) > MAX_MODEL_BYTES:
+        raise InvalidInputError(
+            f"a model registered through MLflow's API may be at most {MAX_MODEL_BYTES} bytes; "
+            "register a larger one with lm.models.register"
+        )
+    return {rel: digest for rel, (digest, _) in newest.items()}
 
 
 @router.get("/model-versions/get")

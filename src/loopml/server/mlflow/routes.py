@@ -16,7 +16,6 @@ from sqlalchemy import update
 from starlette.concurrency import run_in_threadpool
 
 from loopml.core.errors import InvalidInputError, NotFoundError
-from loopml.server import queries
 from loopml.server.auth import require_access
 from loopml.server.mlflow import artifacts, experiments, logged_models, registry
 from loopml.server.mlflow.filters import translate_filter, translate_order_by
@@ -37,6 +36,7 @@ from loopml.server.state import ServerState, state
 from loopml.store.metadata.tables import executions
 from loopml.tracking import validation
 from loopml.tracking.records import Run
+from loopml.tracking.tracker import MAX_PAGE
 
 St = Annotated[ServerState, Depends(state)]
 router = APIRouter(dependencies=[Depends(require_access)], include_in_schema=False)
@@ -190,7 +190,7 @@ async def search_runs(s: St, request: Request) -> dict[str, Any]:
     if not 0 < limit <= MAX_RESULTS:
         raise InvalidInputError(f"max_results must be from 1 to {MAX_RESULTS}")
     # Longer pages come back in several: the answer's next_page_token continues.
-    limit = min(limit, queries.MAX_PAGE)
+    limit = min(limit, MAX_PAGE)
     offset = _offset(optional(data, "page_token", str, ""))
     flt = translate_filter(optional(data, "filter", str, None))
     order = translate_order_by(optional(data, "order_by", list, []))
@@ -198,8 +198,7 @@ async def search_runs(s: St, request: Request) -> dict[str, Any]:
     def search() -> dict[str, Any]:
         exps = [experiments.by_id(s.workspace, str(i)) for i in ids]
         by_name = {e.name: e.id for e in exps}
-        page = queries.runs_page(
-            s.tracker,
+        page = s.tracker.runs_page(
             experiment=list(by_name) if exps else None,
             filter=flt,
             order_by=", ".join(order) or None,

@@ -13,7 +13,6 @@ from fastapi import APIRouter, Depends, Query
 
 from loopml.core import names
 from loopml.core.errors import NotFoundError
-from loopml.server import queries
 from loopml.server.routes.common import ERRORS
 from loopml.server.state import ServerState, monitoring_module, state
 from loopml.server.wire import MonitoringHistoryOut, MonitoringStatusOut, json_safe, nodes_of
@@ -28,7 +27,7 @@ NOT_YET = "no monitoring yet: this loopml has no loopml.monitor package"
 @router.get("", response_model=MonitoringStatusOut, summary="Status, alerts and decisions")
 def status(s: St) -> MonitoringStatusOut:
     available = monitoring_module() is not None
-    events = queries.executions_with_prefix(s.workspace.engine, EVENT_KINDS)
+    events = s.workspace.lineage.latest_executions(EVENT_KINDS)
     detail = "monitoring is available" if available else NOT_YET
     return MonitoringStatusOut(
         available=available, detail=detail, events=nodes_of(events), alerts=alerts(s)

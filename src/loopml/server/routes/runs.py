@@ -21,7 +21,7 @@ from loopml.server.wire import (
     StartRunIn,
     WriteOut,
 )
-from loopml.tracking import validation
+from loopml.tracking import environment, validation
 from loopml.tracking.active_run import ActiveRun
 from loopml.tracking.tracker import MAX_PAGE
 
@@ -116,6 +116,14 @@ def start_run(s: St, body: StartRunIn, request: Request) -> WriteOut:
         tags=body.tags,
         capture_environment=False,
         created_by=who(request),
+        environment_info=None
+        if body.environment is None
+        else environment.environment_of(
+            body.environment.python_version, body.environment.platform, body.environment.packages
+        ),
+        git=None
+        if body.git_commit is None
+        else environment.GitState(body.git_commit, body.git_dirty),
     )
     return WriteOut(id=run.id)
 

@@ -424,6 +424,23 @@ monitor_segments = Table(
     Index("ix_monitor_segments_model_bucket", "model", "bucket"),
 )
 
+# Requests answered with an error, counted per error file, deployment, model (null when
+# the request failed before a model was chosen), UTC day, status and error class.
+monitor_errors = Table(
+    "monitor_errors",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source_id", ID, ForeignKey("artifacts.id"), nullable=False),
+    Column("deployment", String(250), nullable=False),
+    Column("model", String(250), nullable=True),
+    Column("bucket", Float, nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("error", String(100), nullable=False),
+    Column("count", BigInteger, nullable=False),
+    Index("ix_monitor_errors_deployment_bucket", "deployment", "bucket"),
+    Index("ix_monitor_errors_model_bucket", "model", "bucket"),
+)
+
 # One computed window (a check, or a row of a history): its figures and a fingerprint of
 # the segments (and their label revisions) it was computed from, so an unchanged window
 # is read back instead of recomputed.
