@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
 from loopml.cli.app import EXIT_USER_ERROR, main
+from loopml.retraining.records import LoopStore
 from loopml.store.workspace import Workspace
 
 LOOP_MODULE = """
@@ -77,3 +79,22 @@ def test_mistakes_are_one_clear_line(
     assert main(args) == code
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_status_names_the_process_that_ticks_a_loop(
+    project: Path,
+    ws: Workspace,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The loop module binds its workspace when imported: import it afresh for this one.
+    monkeypatch.delitem(sys.modules, "myloop", raising=False)
+    assert main(["loop", "run", "myloop:loop", "--ticks", "1"]) == 0
+    assert "ticking as pid" in capsys.readouterr().out
+    LoopStore(ws).acquire("nightly", "pid 9 on elsewhere (abc)", ttl=60)
+    assert main(["loop", "status"]) == 0
+    assert "loop nightly is being ticked by pid 9 on elsewhere" in capsys.readouterr().out
+    # Meanwhile this process may not tick it: it names the holder and does nothing.
+    assert main(["loop", "run", "myloop:loop", "--ticks", "1"]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "is being ticked by pid 9 on elsewhere (abc)" in err and "Traceback" not in err
