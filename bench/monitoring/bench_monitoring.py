@@ -38,7 +38,7 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
-from loopml.data import catalog
+from loopml.data.catalog import Catalog
 from loopml.demo.flights import load_flights, load_weather
 from loopml.monitor import Monitor
 from loopml.monitor import performance as perf
@@ -190,7 +190,7 @@ def main() -> None:
     print(f"{n:,} logged rows x {len(FEATURES)} features; reference {train.height:,} rows")
     with tempfile.TemporaryDirectory() as tmp:
         ws = Workspace(f"sqlite:///{tmp}/loopml.db", f"{tmp}/artifacts")
-        ds = catalog.add(ws, "flights-train", train)
+        ds = Catalog(ws).add("flights-train", train)
         model = HistGradientBoostingClassifier(
             max_iter=50, categorical_features="from_dtype", random_state=0
         ).fit(pandas_features(train), train[TARGET].to_numpy())

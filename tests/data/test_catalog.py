@@ -332,16 +332,13 @@ def test_append_recomputes_a_profile_made_with_an_older_hash(
     assert grown.profile["temp"].distinct == whole["temp"].distinct
 
 
-def test_catalog_functions_on_a_workspace_and_the_fluent_api(
-    workspace: Workspace, jan_feb: pl.DataFrame
-) -> None:
+def test_the_fluent_api_binds_the_catalog(workspace: Workspace, jan_feb: pl.DataFrame) -> None:
     import inspect
 
     from loopml.api import datasets as api
-    from loopml.data import catalog
 
-    ds = catalog.add(workspace, "flights", jan_feb.head(10))
-    assert catalog.get(workspace, "flights:1") == ds == Catalog(workspace).get("flights")
+    ds = Catalog(workspace).add("flights", jan_feb.head(10))
+    assert Catalog(workspace).get("flights:1") == ds == Catalog(workspace).get("flights")
     # The fluent API binds Catalog's methods: same parameters, same docs.
     assert (
         list(inspect.signature(api.add).parameters)

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from loopml.cli.data_cmd import app
 from loopml.core.errors import InvalidInputError, NotFoundError
-from loopml.data import catalog
+from loopml.data.catalog import Catalog
 from loopml.data.drift import drift
 from loopml.data.profile import profile
 from loopml.data.validate import validate
@@ -104,7 +104,7 @@ def test_flights_validate_each_month_and_drift_where_the_weather_moved(
     against its schema, and July drifts in temperature and dew point, not in carrier or
     hour. (Was the old demo's data stage, on the library calls it made.)"""
     train = flights.filter(pl.col("month").is_in([1, 2]))
-    ds = catalog.add(workspace, "flights", train)
+    ds = Catalog(workspace).add("flights", train)
     assert ds.ref == "flights:1" and ds.schema is not None
     for month in range(3, 13):
         assert validate(flights.filter(pl.col("month") == month), ds.schema).ok, month

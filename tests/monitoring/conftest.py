@@ -18,7 +18,7 @@ import httpx
 import polars as pl
 import pytest
 
-from loopml.data import catalog
+from loopml.data.catalog import Catalog
 from loopml.demo.flights import CATEGORICAL_FEATURES, FEATURES, TARGET, flights_with_weather
 from loopml.registry.model_registry import Registry
 from loopml.registry.promotion import promote
@@ -111,7 +111,7 @@ def make_workspace(
     ws = Workspace(db_url or f"sqlite:///{root / 'loopml.db'}", str(root / "artifacts"))
     jan = flights.filter(pl.col("month") == 1)
     train = jan.sample(2000, seed=1).select([*FEATURES, TARGET])
-    ds = catalog.add(ws, "flights-jan", train, description="2,000 January flights")
+    ds = Catalog(ws).add("flights-jan", train, description="2,000 January flights")
     tracker = Tracker(ws)
     with tracker.start_run("delay", params={"max_iter": 20}) as run:
         model = HistGradientBoostingClassifier(

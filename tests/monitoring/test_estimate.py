@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from loopml.data import catalog
+from loopml.data.catalog import Catalog
 from loopml.demo.flights import FEATURES, TARGET, flights_with_weather
 from loopml.monitor import Monitor
 from loopml.monitor import performance as perf
@@ -45,7 +45,7 @@ def test_estimate_calibrated_on_a_reference_period_tracks_realised_auc(tmp_path:
     flights = flights_with_weather(months=[1, 2, 3, 7, 9])
     ws = Workspace(f"sqlite:///{tmp_path / 'loopml.db'}", str(tmp_path / "artifacts"))
     train = flights.filter(pl.col("month") <= 2).sample(20_000, seed=1).select([*FEATURES, TARGET])
-    ds = catalog.add(ws, "flights-jan-feb", train)
+    ds = Catalog(ws).add("flights-jan-feb", train)
     model = HistGradientBoostingClassifier(
         max_iter=60, categorical_features="from_dtype", random_state=0
     ).fit(features(train), train[TARGET].to_numpy())

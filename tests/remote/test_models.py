@@ -18,7 +18,7 @@ import loopml as lm
 from loopml.api.remote import RemoteAccessError
 from loopml.api.remote.artifacts import cache_store
 from loopml.core import hashing
-from loopml.data import catalog
+from loopml.data.catalog import Catalog
 from loopml.server import tokens
 from loopml.store.workspace import Workspace
 from tests.remote.conftest import CLIENT_VARS, start_loopml_server
@@ -62,7 +62,7 @@ def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
             for name, scope in (("ci", "write"), ("boss", "admin"), ("dash", "read"))
         }
         # The holdout the server-side gate scores on: a dataset of the server's catalog.
-        catalog.add(ws, "holdout", table().tail(100))
+        Catalog(ws).add("holdout", table().tail(100))
     finally:
         ws.close()
     proc, url = start_loopml_server(db, artifacts, base)

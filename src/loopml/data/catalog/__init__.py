@@ -7,9 +7,7 @@ description, owner, tags). ``Catalog`` stacks them and adds editing and verifyin
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Mapping
-from typing import Concatenate, ParamSpec, TypeVar
+from collections.abc import Mapping
 
 from loopml.core import clock
 from loopml.core.progress import Progress, silent
@@ -23,7 +21,6 @@ from loopml.data.catalog.versions import CatalogVersions
 from loopml.data.catalog.versions import ContentAlreadyStoredWarning as ContentAlreadyStoredWarning
 from loopml.data.dataset import DatasetInfo
 from loopml.store.verify import Verifier, VerifyReport, verify_store
-from loopml.store.workspace import Workspace
 
 
 class Catalog(CatalogVersions):
@@ -97,55 +94,12 @@ class Catalog(CatalogVersions):
         return verifier.report(sum(len(dss) for _, dss, _ in found))
 
 
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-def _on_workspace(
-    method: Callable[Concatenate[Catalog, _P], _R],
-) -> Callable[Concatenate[Workspace, _P], _R]:
-    """``method`` as a function of a workspace, for callers that hold one."""
-
-    @functools.wraps(method)
-    def call(ws: Workspace, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        return method(Catalog(ws), *args, **kwargs)
-
-    return call
-
-
-# Workspace-first functions (``catalog.get(ws, "flights")``) for code written before the
-# catalog was a class; new code uses ``Catalog(ws)``.
-add = _on_workspace(Catalog.add)
-append = _on_workspace(Catalog.append)
-get = _on_workspace(Catalog.get)
-versions = _on_workspace(Catalog.versions)
-list_datasets = _on_workspace(Catalog.list_datasets)
-info = _on_workspace(Catalog.info)
-search = _on_workspace(Catalog.search)
-update = _on_workspace(Catalog.update)
-save_schema = _on_workspace(Catalog.save_schema)
-get_schema = _on_workspace(Catalog.get_schema)
-schema_versions = _on_workspace(Catalog.schema_versions)
-verify = _on_workspace(Catalog.verify)
-
 __all__ = [
     "ARTIFACT_KIND",
     "Catalog",
     "ContentAlreadyStoredWarning",
     "SchemaVersion",
     "VerifyReport",
-    "add",
-    "append",
     "check_name",
-    "get",
-    "get_schema",
-    "info",
-    "list_datasets",
     "parse_ref",
-    "save_schema",
-    "schema_versions",
-    "search",
-    "update",
-    "verify",
-    "versions",
 ]

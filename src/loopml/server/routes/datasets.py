@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 
 from loopml.core.errors import NotFoundError
-from loopml.data import catalog
+from loopml.data.catalog import Catalog
 from loopml.data.dataset import Dataset
 from loopml.data.drift import drift
 from loopml.data.validate import validate
@@ -27,24 +27,24 @@ def list_datasets(
     tag: Annotated[str | None, Query(max_length=250)] = None,
     column: Annotated[str | None, Query(max_length=250)] = None,
 ) -> list[DatasetInfoOut]:
-    found = catalog.search(s.workspace, q or None, tag=tag, column=column)
+    found = Catalog(s.workspace).search(q or None, tag=tag, column=column)
     return [DatasetInfoOut.of(d) for d in found]
 
 
 @router.get("/{name}", response_model=DatasetInfoOut, summary="A catalog entry")
 def dataset_info(s: St, name: str) -> DatasetInfoOut:
-    return DatasetInfoOut.of(catalog.info(s.workspace, name))
+    return DatasetInfoOut.of(Catalog(s.workspace).info(name))
 
 
 @router.get("/{name}/versions", response_model=list[DatasetVersionOut])
 def dataset_versions(s: St, name: str) -> list[DatasetVersionOut]:
-    return [DatasetVersionOut.of(d) for d in catalog.versions(s.workspace, name)]
+    return [DatasetVersionOut.of(d) for d in Catalog(s.workspace).versions(name)]
 
 
 def version_of(ws: Workspace, name: str, version: str) -> Dataset:
     if version == "latest":
-        return catalog.get(ws, name)
-    return catalog.get(ws, name, version_number(version))
+        return Catalog(ws).get(name)
+    return Catalog(ws).get(name, version_number(version))
 
 
 @router.get("/{name}/versions/{version}", response_model=DatasetVersionOut)
