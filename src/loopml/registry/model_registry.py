@@ -22,7 +22,7 @@ from loopml.core import clock, names
 from loopml.core.display import Summarized, Summary
 from loopml.core.errors import ConflictError, InvalidInputError, NotFoundError, StoreError
 from loopml.core.ids import new_id
-from loopml.registry.artifact import SavedModel, check_stored, load_model, read_metadata, save_model
+from loopml.registry.artifact import SavedModel, load_model, read_metadata, save_model
 from loopml.registry.loaded import LoadedModel, ModelMetadata
 from loopml.registry.signature import Signature
 from loopml.store.metadata.tables import (
@@ -172,32 +172,6 @@ class Registry:
             created_by=created_by,
         )
 
-    def register_stored(
-        self,
-        name: str,
-        digest: str,
-        *,
-        run_id: str | None = None,
-        dataset_artifact_ids: Sequence[str] = (),
-        code_version: str | None = None,
-        description: str = "",
-        tags: Mapping[str, Any] | None = None,
-        created_by: str | None = None,
-    ) -> ModelVersion:
-        """Record a model tree already in the artifact store (uploaded by a remote client)
-        as the next version of ``name``, after checking it as a load would."""
-        saved = check_stored(self.ws.artifacts, digest, what=f"the model uploaded as {name!r}")
-        return self.register_saved(
-            name,
-            saved,
-            run_id=run_id,
-            dataset_artifact_ids=dataset_artifact_ids,
-            code_version=code_version,
-            description=description,
-            tags=tags,
-            created_by=created_by,
-        )
-
     def register_saved(
         self,
         name: str,
@@ -210,8 +184,9 @@ class Registry:
         tags: Mapping[str, Any] | None = None,
         created_by: str | None = None,
     ) -> ModelVersion:
-        """Record a model tree already in the store and checked (see :func:`save_model`,
-        :func:`save_files`, :func:`check_stored`) as the next version of ``name``."""
+        """Record a model tree already in the store, and checked, as the next version of
+        ``name``: one :func:`save_model` or :func:`save_files` wrote, or a client uploaded
+        and :func:`check_stored` checked."""
         tag_map, datasets = self._check_new(name, run_id, dataset_artifact_ids, description, tags)
         return self._add_version(
             name,

@@ -21,6 +21,7 @@ from fastapi.responses import FileResponse
 from loopml.core import hashing, names
 from loopml.core.errors import InvalidInputError
 from loopml.data.catalog import Catalog, ContentAlreadyStoredWarning
+from loopml.registry.artifact import check_stored
 from loopml.registry.gates import Gate
 from loopml.registry.promotion import promote
 from loopml.server import tokens
@@ -102,9 +103,16 @@ def get_blob(s: St, digest: str) -> FileResponse:
 )
 def register(s: St, name: str, body: RegisterIn, request: Request) -> ModelVersionOut:
     """Record the uploaded model tree ``digest`` as the next version of ``name``."""
-    mv = s.registry.register_stored(
-        names.check_name(name, what="model name"),
+    model = names.check_name(name, what="model name")
+    # A tree a client uploaded is checked as a load would check it before any row names it.
+    saved = check_stored(
+        s.workspace.artifacts,
         hashing.check_digest(body.digest),
+        what=f"the model uploaded as {model!r}",
+    )
+    mv = s.registry.register_saved(
+        model,
+        saved,
         run_id=body.run_id,
         dataset_artifact_ids=body.dataset_artifact_ids,
         code_version=body.code_version,
