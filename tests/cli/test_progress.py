@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from loopml.core.progress import Progress
 from loopml.data.catalog import Catalog
 from loopml.pipelines.runner import run_pipeline
 from loopml.store.workspace import Workspace
@@ -22,7 +23,7 @@ from tests.pipelines import flows
 Calls = list[tuple[str, int, int]]
 
 
-def recorder() -> tuple[Calls, object]:
+def recorder() -> tuple[Calls, Progress]:
     calls: Calls = []
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -56,18 +57,18 @@ def test_add_append_and_verify_report_up_to_their_totals(
 ) -> None:
     catalog = Catalog(workspace)
     calls, progress = recorder()
-    ds = catalog.add("t", table_files, progress=progress)  # type: ignore[arg-type]
+    ds = catalog.add("t", table_files, progress=progress)
     assert last(calls, "profiling rows") == (7_500, 7_500)
     assert last(calls, "storing files") == (3, 3)
     assert ds.num_rows == 7_500
 
     calls, progress = recorder()
-    catalog.append("t", pl.DataFrame({"x": [0.5], "k": [1]}), progress=progress)  # type: ignore[arg-type]
+    catalog.append("t", pl.DataFrame({"x": [0.5], "k": [1]}), progress=progress)
     assert last(calls, "profiling rows") == (1, 1)
     assert last(calls, "storing files") == (1, 1)
 
     calls, progress = recorder()
-    report = catalog.verify(progress=progress)  # type: ignore[arg-type]
+    report = catalog.verify(progress=progress)
     done, total = last(calls, "re-hashing dataset blobs")
     assert done == total > 0
     done_other, total_other = last(calls, "re-hashing other blobs")
@@ -85,7 +86,7 @@ def test_pipeline_progress_counts_executed_and_cached_steps(loopml_home: Path) -
             flows.training,
             {"depth": 2},
             tracker=fluent.tracker(),
-            progress=progress,  # type: ignore[arg-type]
+            progress=progress,
         )
         assert last(calls, "steps") == (3, 3), expected_status
         assert {s.status for s in result.steps.values()} == {expected_status}
