@@ -136,9 +136,10 @@ def test_a_request_routed_before_a_hot_switch_is_rebuilt_for_the_new_model(
         async def switch() -> None:
             promote(fresh_ws, "delay", 2, "champion")
             assert await runtime.deployment.refresh()
-            deadline = loop.time() + 30
+            await asyncio.wait_for(retired(), 30)
+
+        async def retired() -> None:
             while not old._closed:  # the retired batcher refuses new work from here on
-                assert loop.time() < deadline
                 await asyncio.sleep(0.01)
 
         def build(model: ServedModel) -> pa.Table:
