@@ -15,20 +15,17 @@ import atexit
 import logging
 import os
 import threading
-import time
-import traceback
 import weakref
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
 import numpy as np
 
 from loopml.api.remote.connection import Connection
-from loopml.core.errors import ConfigError, ConflictError, InvalidInputError, StoreError
-from loopml.tracking import environment, validation
+from loopml.core.errors import ConfigError, InvalidInputError, StoreError
+from loopml.tracking import environment
 from loopml.tracking.metric_writer import (
     FLUSH_INTERVAL_S,
     HEARTBEAT_INTERVAL_S,
@@ -37,8 +34,8 @@ from loopml.tracking.metric_writer import (
     UnsentPoints,
 )
 from loopml.tracking.records import MetricHistory, Run, RunList
-from loopml.tracking.store import END_STATUSES, FAILED, FINISHED
-from loopml.tracking.system_metrics import SystemMetricsSampler, check_interval
+from loopml.tracking.run_handle import RunHandle
+from loopml.tracking.system_metrics import check_interval
 from loopml.tracking.tracker import DEFAULT_EXPERIMENT, MAX_SEARCH_LIMIT, downsample
 
 log = logging.getLogger(__name__)
@@ -47,7 +44,6 @@ log = logging.getLogger(__name__)
 # bucketed points; larger asks are paged, or downsampled here from the full series.
 PAGE = 1000
 MAX_SERVER_POINTS = 10_000
-_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
 
 _open: weakref.WeakSet[RemoteTracker] = weakref.WeakSet()
 _hook_lock = threading.Lock()
@@ -321,64 +317,13 @@ class ServerSink:
                 log.warning("heartbeat for run %s failed: %s", run_id, exc)
 
 
-class RemoteRun:
-    """A run being recorded on the server; the same methods as a local run.
-
-    An exception inside the ``with`` block marks the run failed with its traceback, keeps
-    everything logged so far, and propagates.
-    """
+class RemoteRun(RunHandle):
+    """A run being recorded on the server; the same methods as a local run. Metric points
+    are checked here, as locally: a point sent later has no caller left to tell."""
 
     def __init__(self, tracker: RemoteTracker, run_id: str, experiment: str, name: str):
         self._tracker = tracker
-        self.id = run_id
-        self.experiment = experiment
-        self.name = name
-        self._ended = False
-        self._next_step: dict[str, int] = {}
-        self._known_keys: set[str] = set()
-        self._lock = threading.Lock()
-        self._sampler: SystemMetricsSampler | None = None
-        tracker.keep_alive(self)
-
-    def __repr__(self) -> str:
-        return f"RemoteRun(id={self.id!r}, experiment={self.experiment!r}, name={self.name!r})"
-
-    # metrics ------------------------------------------------------------------
-    def log_metric(
-        self, key: str, value: float, step: int | None = None, timestamp: float | None = None
-    ) -> None:
-        """Queue one point; sent in the background. Steps default to 0, 1, 2, ...
-
-        Checked here, as locally: a point sent later has no caller left to tell."""
-        if self._ended:
-            self._refuse_ended()
-        if key not in self._known_keys:
-            validation.check_name(key, "metric")
-            self._known_keys.add(key)
-        if type(value) is float and value - value == 0.0:
-            v = value
-        else:
-            v = validation.check_metric_value(key, value)
-        if step is None:
-            s = self._next_step.get(key, 0)
-        else:
-            s = (
-                step
-                if type(step) is int and _I64_MIN <= step <= _I64_MAX
-                else validation.check_step(key, step)
-            )
-        self._next_step[key] = s + 1
-        if timestamp is None:
-            ts = time.time()
-        else:
-            ts = validation.check_metric_value("timestamp", timestamp)
-        self._tracker.append((self.id, key, s, ts, v))
-
-    def log_metrics(self, values: Mapping[str, float], step: int | None = None) -> None:
-        if not isinstance(values, Mapping):
-            raise InvalidInputError("log_metrics takes a mapping of metric names to numbers")
-        for key, value in values.items():
-            self.log_metric(key, value, step=step)
+        super().__init__(tracker.writer, run_id, experiment, name)
 
     # params and tags ----------------------------------------------------------
     def log_param(self, key: str, value: Any) -> None:
@@ -412,55 +357,11 @@ class RemoteRun:
         )
 
     # lifecycle ----------------------------------------------------------------
-    @property
-    def ended(self) -> bool:
-        return self._ended
-
-    def start_system_metrics(self, interval: float) -> None:
-        """Sample this machine's CPU, memory, disk, network (and GPUs) every ``interval``
-        seconds as ``system/...`` metrics until the run ends."""
-        interval = check_interval(interval)
-        with self._lock:
-            if self._ended:
-                self._refuse_ended()
-            if self._sampler is not None:
-                raise ConflictError(f"run {self.id} already samples system metrics")
-            self._sampler = SystemMetricsSampler(self._tracker, self.id, interval).start()
-
-    def end(self, status: str = FINISHED, error: str | None = None) -> None:
-        """Send the queued points, then end the run as ``finished`` or ``failed``."""
-        if status not in END_STATUSES:
-            raise InvalidInputError(f"a run ends as one of {END_STATUSES}, not {status!r}")
-        with self._lock:
-            if self._ended:
-                return
-            self._ended = True
-            sampler = self._sampler
-        if sampler is not None:
-            sampler.stop()
-        self._tracker.let_go(self)
+    def _finish(self, status: str, error: str | None) -> None:
         try:
-            self._tracker.flush()
+            self._writer.flush()
         finally:
             body: dict[str, Any] = {"status": status}
             if error is not None:
                 body["error"] = error
             self._tracker.connection.post_json(f"{_run_path(self.id)}/end", body)
-
-    def __enter__(self) -> RemoteRun:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            self.end(FINISHED)
-        else:
-            detail = "".join(traceback.format_exception(exc_type, exc, tb))[-20_000:]
-            self.end(FAILED, error=detail)
-
-    def _refuse_ended(self) -> None:
-        raise ConflictError(f"run {self.id} has ended; start a new run to log more")
