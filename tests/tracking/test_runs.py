@@ -190,6 +190,17 @@ def test_bad_steps_are_refused(tracker: Tracker) -> None:
             run.log_metric("loss", 1.0, step=2**70)
 
 
+def test_bad_timestamps_are_refused_before_they_are_queued(tracker: Tracker) -> None:
+    # Refused when logged: a point the writer thread cannot pack has no caller to tell.
+    with tracker.start_run() as run:
+        for bad in ("yesterday", float("nan"), float("inf")):
+            with pytest.raises(InvalidInputError, match="timestamp"):
+                run.log_metric("loss", 1.0, timestamp=bad)  # type: ignore[arg-type]
+        run.log_metric("loss", 1.0, timestamp=1_700_000_000.0)
+    history = tracker.metric_history(run.id, "loss")
+    assert history.timestamps.tolist() == [1_700_000_000.0]
+
+
 def test_oversized_param_is_refused_and_no_run_is_left_behind(tracker: Tracker) -> None:
     with pytest.raises(InvalidInputError, match="limit is 6000"):
         tracker.start_run("x", params={"blob": "x" * 10_000})
