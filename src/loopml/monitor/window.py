@@ -36,7 +36,7 @@ from loopml.data.drift import ColumnDrift, DriftReport, drift
 from loopml.data.validate import Anomaly, ValidationReport
 from loopml.monitor import performance as perf
 from loopml.monitor.errors import error_counts, ingest_errors
-from loopml.monitor.labels import KEY, Blobs, ingest_labels
+from loopml.monitor.labels import KEY, LABEL_COLUMNS, Blobs, ingest_labels
 from loopml.monitor.reference import Reference, References, class_keys
 from loopml.monitor.scores import proba_matrix
 from loopml.monitor.segments import DAY, Summary, ingest_logs
@@ -242,8 +242,8 @@ class Monitor:
 
     def refresh(self) -> None:
         """Read new prediction-log and feedback files (each only once, ever)."""
-        new = ingest_logs(self.ws, self.references)
-        ingest_labels(self.ws, new, self.blobs)
+        ingest_logs(self.ws, self.references)
+        ingest_labels(self.ws, self.blobs)
         ingest_errors(self.ws)
 
     # resolving names ---------------------------------------------------------------------
@@ -483,11 +483,12 @@ class Monitor:
             [self.blobs.read(s.scores_digest, "monitor scores") for s in segs],
             how="vertical_relaxed",
         )
-        labelled = [
-            self.blobs.read(s.labels_digest, "monitor labels") for s in segs if s.labels_digest
-        ]
+        labelled = [self._labels(s.labels_digest) for s in segs if s.labels_digest]
         labels = pl.concat(labelled, how="vertical_relaxed") if labelled else None
         return _Part(model, version, ref, summaries, scores, labels)
+
+    def _labels(self, digest: str) -> pl.DataFrame:
+        return self.blobs.read(digest, "monitor labels").select(LABEL_COLUMNS)
 
     def _calibration(self, ref: Reference, period: list[_Segment]) -> _Calibration | None:
         """(positive-class score, labelled positive) of the period's labelled rows."""
@@ -499,7 +500,7 @@ class Monitor:
             how="vertical_relaxed",
         )
         labels = pl.concat(
-            [self.blobs.read(s.labels_digest, "monitor labels") for s in period if s.labels_digest],
+            [self._labels(s.labels_digest) for s in period if s.labels_digest],
             how="vertical_relaxed",
         )
         joined = scores.join(labels, on=KEY, how="inner")
