@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -13,6 +14,7 @@ from sklearn.linear_model import LogisticRegression
 
 import loopml as lm
 from loopml.api import config
+from loopml.core import hashing
 from loopml.tracking import environment
 from tests.remote.conftest import Target
 
@@ -232,3 +234,25 @@ def test_bad_dataset_calls_are_clear_errors_that_change_nothing(api: Target) -> 
         lm.datasets.update(name, tags="not-a-list")
     assert [v.version for v in lm.datasets.versions(name)] == [1]
     assert lm.datasets.info(name).column_descriptions == {}
+
+
+def test_artifacts_are_logged_alike(api: Target, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(b"auc went up\n\x00\xff")
+    folder = tmp_path / "plots"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "roc.svg").write_text("<svg/>")
+    (folder / "sub" / "pr.svg").write_text("<svg></svg>")
+    with lm.start_run(experiment()) as run:
+        a = run.log_artifact(notes)
+        b = run.log_artifact(folder, name="figures/plots")
+        for bad in ("../notes.txt", "/notes.txt", "a/./b", "loopml.notes"):
+            with pytest.raises(lm.InvalidInputError):
+                run.log_artifact(notes, name=bad)
+        with pytest.raises(lm.NotFoundError, match="nothing at"):
+            run.log_artifact(tmp_path / "absent.txt")
+    assert (a.name, a.kind, a.size) == ("notes.txt", "file", 14)
+    assert a.digest == hashing.digest_file(str(notes))[0]
+    assert (b.name, b.kind, b.size) == ("figures/plots", "tree", 17)
+    with pytest.raises(lm.ConflictError, match="has ended"):
+        run.log_artifact(notes)

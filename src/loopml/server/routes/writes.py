@@ -28,6 +28,7 @@ from loopml.server.routes.common import ERRORS, WRITE_ERRORS, require_admin, who
 from loopml.server.state import ServerState, state
 from loopml.server.wire import (
     AliasEventOut,
+    ArtifactOut,
     BlobOut,
     BlobsIn,
     BlobsOut,
@@ -35,6 +36,7 @@ from loopml.server.wire import (
     PromoteIn,
     PromotionOut,
     RegisterIn,
+    RunArtifactIn,
 )
 
 router = APIRouter(responses=ERRORS)
@@ -88,6 +90,23 @@ def get_blob(s: St, digest: str) -> FileResponse:
     """The bytes stored under ``digest``, verified against it first."""
     local = s.workspace.artifacts.local_path(hashing.check_digest(digest))
     return FileResponse(local, media_type="application/octet-stream")
+
+
+@router.post(
+    "/runs/{run_id}/artifacts",
+    response_model=ArtifactOut,
+    responses=WRITE_ERRORS,
+    tags=["runs"],
+    summary="Attach an uploaded file or folder to a run",
+)
+def log_artifact(s: St, run_id: str, body: RunArtifactIn) -> ArtifactOut:
+    """Record the uploaded blob (``kind: file``) or tree manifest (``kind: tree``) as an
+    output of the running run ``run_id``, named ``name``; a tree's files must all be
+    uploaded and its paths plain relative paths. It is then listed and downloaded with the
+    run's artifacts like one logged locally."""
+    run = s.tracker.attach(run_id)
+    record = run.log_stored_artifact(hashing.check_digest(body.digest), body.kind, body.name)
+    return ArtifactOut.of(record, record.name)
 
 
 @router.post(
