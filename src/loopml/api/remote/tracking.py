@@ -36,8 +36,9 @@ from loopml.tracking.metric_writer import (
 )
 from loopml.tracking.records import MetricHistory, Run, RunList
 from loopml.tracking.run_handle import RunHandle
+from loopml.tracking.search import check_max_points, check_search_limit, order_by_text
 from loopml.tracking.system_metrics import check_interval
-from loopml.tracking.tracker import DEFAULT_EXPERIMENT, MAX_SEARCH_LIMIT, downsample
+from loopml.tracking.tracker import DEFAULT_EXPERIMENT, downsample
 
 log = logging.getLogger(__name__)
 
@@ -189,25 +190,15 @@ class RemoteTracker:
         limit: int = 1000,
     ) -> RunList:
         """Runs matching ``filter``, as :meth:`Tracker.search_runs`; paged from the server."""
-        if (
-            isinstance(limit, bool)
-            or not isinstance(limit, int)
-            or not 0 < limit <= MAX_SEARCH_LIMIT
-        ):
-            raise InvalidInputError(f"limit must be an integer from 1 to {MAX_SEARCH_LIMIT}")
-        if order_by is not None and not isinstance(order_by, str):
-            if not isinstance(order_by, Sequence) or not all(isinstance(i, str) for i in order_by):
-                raise InvalidInputError(
-                    "order_by is a string such as 'metrics.auc desc', or a list"
-                )
-            order_by = ", ".join(order_by)
+        check_search_limit(limit)
+        order = order_by_text(order_by)
         params: dict[str, Any] = {}
         if experiment is not None:
             params["experiment"] = [experiment] if isinstance(experiment, str) else list(experiment)
         if filter is not None:
             params["filter"] = filter
-        if order_by:
-            params["order_by"] = order_by
+        if order:
+            params["order_by"] = order
         self.flush()
         found = RunList()
         seen: set[str] = set()
@@ -231,10 +222,7 @@ class RemoteTracker:
         self, run_id: str, key: str, *, max_points: int | None = None
     ) -> MetricHistory:
         """A metric's series in step order; with ``max_points``, bucketed for a chart."""
-        if max_points is not None and (
-            isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 2
-        ):
-            raise InvalidInputError("max_points must be an integer of at least 2")
+        check_max_points(max_points)
         self.flush()
         params: dict[str, Any] = {"key": key}
         if max_points is not None and max_points <= MAX_SERVER_POINTS:
