@@ -41,6 +41,7 @@ class Patch:
 
 _patches: list[Patch] = []
 _hooks: list[_ImportHook] = []
+_at_undo: list[Callable[[], None]] = []
 _lock = threading.RLock()
 
 
@@ -155,9 +156,18 @@ def when_imported(module: str, then: Callable[[types.ModuleType], None]) -> None
         _hooks.append(hook)
 
 
+def at_undo(callback: Callable[[], None]) -> None:
+    """``callback()`` before every :func:`undo_all` (ending what the patches began)."""
+    with _lock:
+        if callback not in _at_undo:
+            _at_undo.append(callback)
+
+
 def undo_all() -> int:
     """Remove the import hooks and restore every patch, newest first; the number undone."""
     with _lock:
+        for callback in list(_at_undo):
+            callback()
         while _hooks:
             hook = _hooks.pop()
             if hook in sys.meta_path:
