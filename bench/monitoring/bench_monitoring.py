@@ -157,14 +157,22 @@ def pandas_features(df: pl.DataFrame) -> Any:
 
 
 def timed(fn: Callable[[], Any], repeat: int, before: Callable[[], Any] | None = None) -> float:
-    best = float("inf")
+    return timed_cpu(fn, repeat, before)[0]
+
+
+def timed_cpu(
+    fn: Callable[[], Any], repeat: int, before: Callable[[], Any] | None = None
+) -> tuple[float, float]:
+    """(best wall seconds, best CPU seconds of this process, all its threads)."""
+    best, best_cpu = float("inf"), float("inf")
     for _ in range(repeat):
         if before is not None:
             before()
-        t = time.perf_counter()
+        c, t = time.process_time(), time.perf_counter()
         fn()
         best = min(best, time.perf_counter() - t)
-    return best
+        best_cpu = min(best_cpu, time.process_time() - c)
+    return best, best_cpu
 
 
 def loadavg() -> str:
@@ -294,7 +302,7 @@ def main() -> None:
             holder["w"] = m.check(DEPLOYMENT)
 
         ingest_load = loadavg()
-        t_ingest = timed(ingest, 5, before=forget)
+        t_ingest, cpu_ingest = timed_cpu(ingest, 5, before=forget)
         t_cold = timed(cold_ingest, 3, before=forget)
         ingest_load = f"{ingest_load} -> {loadavg()}"
         together: tuple[float, Rate, str] | None = None
@@ -373,6 +381,15 @@ def main() -> None:
         f"{rate:,.0f} rows/s (load {ingest_load})", vs)  # fmt: skip
     row("the same ingest by a new monitor process (cold caches)", f"{t_cold:.3f}",
         f"{n / t_cold:,.0f} rows/s", "")  # fmt: skip
+    if serving is not None:
+        # CPU per row does not depend on what else the machine runs: the server's rate on
+        # 2 cores of its own is at most 2 / its CPU per row, and so is ingest's.
+        serve_us = 1000 * serving.cpu_ms_per_request / serving.rows
+        ingest_us = 1e6 * cpu_ingest / n
+        row("CPU per row: ingest vs the server (its workers' CPU per answered row)",
+            f"{cpu_ingest:.3f} CPU s",
+            f"{ingest_us:.2f} µs/row vs {serve_us:.1f} µs/row ({serving.rows}-row requests)",
+            f"{serve_us / ingest_us:.1f}x the rows per CPU-second")  # fmt: skip
     if together is not None:
         t_during, during, load_during = together
         row("the same ingest while the server is under load", f"{t_during:.3f}",

@@ -2,6 +2,8 @@
 with this tree's code and with a baseline tree's (one without the summaries), in turns.
 
     git archive <commit-before-summaries> src | tar -x -C /tmp/base
+    cp src/loopml/store/metadata/migrations/versions/*.py \
+       /tmp/base/src/loopml/store/metadata/migrations/versions/  # the same schema
     python bench/monitoring/writer_cost.py /tmp/base/src [seconds] [rounds]
 
 Two cases, as bench/serving/run.py builds them: ``light`` (a LogisticRegression on 6 float
