@@ -24,8 +24,9 @@ from urllib.parse import quote
 import numpy as np
 
 from loopml.api.remote.connection import Connection
-from loopml.core.errors import ConfigError, InvalidInputError, StoreError
-from loopml.tracking import environment
+from loopml.core.errors import InvalidInputError, NotFoundError, StoreError
+from loopml.store.lineage import ArtifactRecord
+from loopml.tracking import environment, validation
 from loopml.tracking.metric_writer import (
     FLUSH_INTERVAL_S,
     HEARTBEAT_INTERVAL_S,
@@ -338,10 +339,28 @@ class RemoteRun(RunHandle):
     def _batch(self, body: dict[str, Any]) -> None:
         self._tracker.connection.post_json(f"{_run_path(self.id)}/batch", body)
 
-    def log_artifact(self, path: str, name: str | None = None) -> Any:
-        raise ConfigError(
-            "log_artifact is not available in remote mode yet (LOOPML_URI is set); log "
-            "the file from a machine with the workspace's stores, or unset LOOPML_URI"
+    def log_artifact(self, path: str | os.PathLike[str], name: str | None = None) -> ArtifactRecord:
+        """Upload a file or folder (what the server lacks of it) and record it on the
+        server as an output of this run."""
+        from loopml.api.remote.artifacts import upload_path
+
+        if self._ended:
+            self._refuse_ended()
+        src = os.fspath(path)
+        if not os.path.exists(src):
+            raise NotFoundError(f"cannot log artifact: nothing at {src!r}")
+        label = validation.check_artifact_name(name or os.path.basename(os.path.abspath(src)))
+        digest, kind, _ = upload_path(self._tracker.connection, src)
+        body = {"digest": digest, "kind": kind, "name": label}
+        found = self._tracker.connection.post_json(f"{_run_path(self.id)}/artifacts", body)
+        return ArtifactRecord(
+            id=found["id"],
+            digest=found["digest"],
+            kind=found["kind"],
+            name=found["name"],
+            size=int(found["size"]),
+            created_at=float(found["created_at"]),
+            properties=dict(found.get("properties") or {}),
         )
 
     # lifecycle ----------------------------------------------------------------
