@@ -17,6 +17,7 @@ from loopml.server import assets, errors, pages
 from loopml.server import mlflow as mlflow_api
 from loopml.server.auth import WriteLog, require_access
 from loopml.server.routes import datasets, lineage, models, monitoring, pipelines, runs, writes
+from loopml.server.routes import model_writes as registry_writes
 from loopml.server.state import ServerState
 from loopml.store.workspace import Workspace
 
@@ -27,6 +28,7 @@ def api_router() -> APIRouter:
     api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_access)])
     for module in (runs, datasets, models, lineage, pipelines, monitoring, writes):
         api.include_router(module.router)
+    api.include_router(registry_writes.router)
     return api
 
 
