@@ -116,7 +116,7 @@ def test_what_needs_the_stores_says_so(remote: Remote, client_env: pytest.Monkey
     with pytest.raises(lm.ConfigError, match="LOOPML_URI names a server"):
         lm.workspace()
     client_env.setenv("LOOPML_TOKEN", remote.writer)
-    with lm.start_run("artifacts") as run, pytest.raises(lm.ConfigError, match="remote mode"):
+    with lm.start_run("artifacts") as run, pytest.raises(lm.NotFoundError, match="nothing at"):
         run.log_artifact("somewhere.txt")
 
 
