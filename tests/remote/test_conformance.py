@@ -280,6 +280,8 @@ def test_rollback_policy_evaluation_and_card(api: Target, monkeypatch: pytest.Mo
     assert (event.created_by, event.reason) == (me, "version 2 misbehaves")
     assert lm.models.get(f"{name}@champion").version == 1
     assert lm.models.history(name)[-1].action == "rollback"
+    (listed,) = [m for m in lm.models.list_models() if m.name == name]
+    assert (listed.latest_version, listed.aliases) == (2, {"champion": 1})
     with pytest.raises(lm.ConflictError, match="no earlier version"):
         lm.models.rollback(name)
     with pytest.raises(lm.NotFoundError, match="no alias 'nobody'"):
