@@ -329,6 +329,7 @@ def test_the_models_commands_work_through_the_server(
         (["models", "rollback", "cli-model@champion"], 1, "no earlier version"),
         (["models", "history", "cli-model:3"], 2, "not a version"),
         (["models", "promote", "cli-model:1"], 1, "already points to version 1"),
+        (["models", "promote", "cli-model:2", "--data", str(gate), "--gate", str(gate)], 2, "file"),
         (
             ["models", "promote", "cli-model:2", "--data", "nothing", "--gate", str(gate)],
             1,

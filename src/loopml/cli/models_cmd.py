@@ -245,7 +245,14 @@ def promote(
     policy = Gate.load(gate) if gate is not None else None
     evaluation: Any = None
     if data is not None:
-        evaluation = data if fluent.remote_registry() is not None else _read_table(Path(data))
+        remote = fluent.remote_registry() is not None
+        if remote and Path(data).is_file():
+            raise InvalidInputError(
+                f"with LOOPML_URI the gate runs on the server, so --data names a dataset of "
+                f"its catalog (e.g. holdout:2), not the local file {data!r}; add the table "
+                "there first with lm.datasets.add"
+            )
+        evaluation = data if remote else _read_table(Path(data))
     result = api_models.promote(
         name,
         number,
