@@ -78,7 +78,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from loopml.core.errors import StoreError
+from loopml.core.errors import LoopmlError, StoreError
 from loopml.data.schema import Schema
 from loopml.monitor.logs import ERROR_KIND as ERROR_KIND
 from loopml.monitor.logs import LOG_KIND as LOG_KIND
@@ -437,6 +437,12 @@ class PredictionLog:
             assert isinstance(df, pl.DataFrame)
             raw = summarise_file(df, self._schema_of)
             return self.workspace.artifacts.put_bytes(raw).digest
+        except LoopmlError as exc:
+            # The log's workspace does not know the served version (a model fetched from a
+            # team server in remote mode): the monitor reading this log summarises its rows.
+            self.summaries = False
+            log.info("prediction log files are written without summaries: %s", exc)
+            return None
         except Exception:
             log.warning("could not summarise a prediction log file", exc_info=True)
             return None
