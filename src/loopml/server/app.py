@@ -21,6 +21,7 @@ from loopml.server.routes import (
     dataset_writes,
     datasets,
     lineage,
+    model_writes,
     models,
     monitoring,
     pipelines,
@@ -37,7 +38,17 @@ def api_router() -> APIRouter:
     api = APIRouter(
         prefix=API_PREFIX, dependencies=[Depends(require_access), Depends(single_valued_query)]
     )
-    for module in (runs, datasets, models, lineage, pipelines, monitoring, writes, dataset_writes):
+    for module in (
+        runs,
+        datasets,
+        models,
+        lineage,
+        pipelines,
+        monitoring,
+        writes,
+        dataset_writes,
+        model_writes,
+    ):
         api.include_router(module.router)
     return api
 
