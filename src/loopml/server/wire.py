@@ -482,6 +482,9 @@ class BlobsIn(BaseModel):
 
 class BlobsOut(BaseModel):
     missing: list[str]
+    max_bytes: int | None = Field(
+        default=None, description="the largest blob this server takes in one upload"
+    )
 
 
 class BlobOut(BaseModel):
