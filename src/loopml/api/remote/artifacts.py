@@ -113,10 +113,13 @@ def ensure_blob(connection: Connection, store: ArtifactStore, digest: str) -> No
 
 
 def _fetch(connection: Connection, store: ArtifactStore, digest: str) -> None:
-    data = connection.request("GET", _blob(digest)).content
-    got = store.put_bytes(data).digest
-    if got != digest:
-        store.delete(got)
-        raise IntegrityError(
-            f"the server sent bytes hashing to {got} for {digest}; nothing was kept"
-        )
+    # Streamed into the cache while hashed: nothing is kept unless it matches.
+    upload = store.receive(digest)
+    try:
+        connection.download(_blob(digest), upload.write)
+        try:
+            upload.commit()
+        except InvalidInputError as exc:
+            raise IntegrityError(f"the server sent other bytes than {digest}: {exc}") from None
+    finally:
+        upload.abort()

@@ -11,16 +11,16 @@ there and asks the server for what only its database holds (schema, lineage).
 from __future__ import annotations
 
 import functools
-import io
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from loopml.api.remote.artifacts import cache_store, download_tree, ensure_blob, upload_blobs
+from loopml.api.remote.artifacts import cache_store, download_tree, ensure_blob, upload_files
 from loopml.api.remote.connection import Connection
-from loopml.core import names
+from loopml.core import hashing, names
 from loopml.core.errors import ConfigError, InvalidInputError, NotFoundError
 from loopml.data.catalog import SchemaVersion
 from loopml.data.catalog.entries import check_tags
@@ -207,18 +207,21 @@ class RemoteCatalog:
         return int(self.connection.post_json(_path(name, "schemas"), body)["version"])
 
     def _upload(self, source: Any) -> str:
+        """Send ``source`` as one Parquet file, written to a temp file and streamed from
+        there; its digest."""
         import pyarrow.parquet as pq
 
         from loopml.data.sources import read_table
 
         if isinstance(source, str | os.PathLike):
             source = read_table(source)
-        buffer = io.BytesIO()
-        pq.write_table(_arrow(source), buffer)
-        store = cache_store()
-        blob = store.put_bytes(buffer.getvalue())
-        upload_blobs(self.connection, store, [blob.digest])
-        return blob.digest
+        table = _arrow(source)
+        with tempfile.TemporaryDirectory(prefix="loopml-upload-") as tmp:
+            path = os.path.join(tmp, "table.parquet")
+            pq.write_table(table, path)
+            digest, _ = hashing.digest_file(path)
+            upload_files(self.connection, [(digest, path)])
+        return digest
 
     # reading ----------------------------------------------------------------
     def get(self, name: str, version: int | None = None) -> DatasetVersion:
