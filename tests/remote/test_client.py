@@ -196,5 +196,5 @@ def test_the_runs_commands_read_through_the_server(
     assert run.id in shown and "depth" in shown
     assert main(["runs", "show", "nosuchrun"]) == 1
     # What needs the stores says so, with a usage exit code.
-    assert main(["serve", "some-model@champion"]) == 2
+    assert main(["build", "some-model@champion"]) == 2
     assert "LOOPML_URI names a server" in capsys.readouterr().err

@@ -85,5 +85,7 @@ def create_app(
     app.include_router(mlflow_api.router)
     app.include_router(pages.router)
     app.include_router(assets.router)
-    app.add_middleware(WriteLog, workspace=workspace)
+    # Outside in: the audit of writes, then MLflow's hot tracking endpoints.
+    app.add_middleware(mlflow_api.HotPaths, endpoints=mlflow_api.hot, on_error=errors.respond)
+    app.add_middleware(WriteLog, audit=server_state.audit)
     return app
