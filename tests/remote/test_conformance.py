@@ -330,3 +330,21 @@ def test_rollback_policy_evaluation_and_card(api: Target, monkeypatch: pytest.Mo
     assert "On 100 rows, target `y`." in card and "### Slices by `g`" in card
     with pytest.raises(lm.NotFoundError):
         lm.models.card(f"{name}:9")
+
+
+def test_add_takes_the_same_options_in_both_modes(api: Target, tmp_path: Path) -> None:
+    name = experiment()
+    csv = tmp_path / "jan.csv"
+    csv.write_text("delay;carrier\n1.5;UA\n-2.0;AA\n")
+    v1 = lm.datasets.add(
+        name, csv, csv_options={"separator": ";"}, column_descriptions={"delay": "minutes"}
+    )
+    assert v1.num_rows == 2 and v1.to_polars()["carrier"].to_list() == ["UA", "AA"]
+    assert lm.datasets.info(name).column_descriptions == {"delay": "minutes"}
+    assert v1.schema is not None
+    curated = v1.schema.with_column("delay", max=600.0)
+    v2 = lm.datasets.add(name, pl.DataFrame({"delay": [3.0], "carrier": ["B6"]}), schema=curated)
+    assert v2.schema == curated
+    with pytest.raises(lm.InvalidInputError, match="column_descriptions"):
+        lm.datasets.add(name, csv, csv_options={"separator": ";"}, column_descriptions={"x": "?"})
+    assert [v.version for v in lm.datasets.versions(name)] == [1, 2]

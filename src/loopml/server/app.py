@@ -28,7 +28,7 @@ from loopml.server.routes import (
     runs,
     writes,
 )
-from loopml.server.state import ServerState
+from loopml.server.state import MAX_UPLOAD_BYTES, ServerState
 from loopml.store.workspace import Workspace
 
 API_PREFIX = "/api/v1"
@@ -61,9 +61,15 @@ def _warm_imports() -> None:
     import scipy.stats  # noqa: F401
 
 
-def create_app(workspace: Workspace, *, close_workspace: bool = False) -> FastAPI:
-    """The server for ``workspace``; with ``close_workspace`` it is closed on shutdown."""
-    server_state = ServerState(workspace)
+def create_app(
+    workspace: Workspace,
+    *,
+    close_workspace: bool = False,
+    max_upload_bytes: int = MAX_UPLOAD_BYTES,
+) -> FastAPI:
+    """The server for ``workspace``; with ``close_workspace`` it is closed on shutdown.
+    ``max_upload_bytes`` caps one uploaded blob."""
+    server_state = ServerState(workspace, max_upload_bytes)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -409,6 +409,10 @@ class AddDatasetIn(BaseModel):
     description: str | None = Field(default=None, max_length=20_000)
     owner: str | None = Field(default=None, max_length=250)
     tags: list[str] | dict[str, str] | None = Field(default=None, max_length=1000)
+    column_descriptions: dict[str, str] | None = Field(default=None, max_length=10_000)
+    schema_yaml: str | None = Field(
+        default=None, max_length=5_000_000, description="a curated schema, as its YAML file"
+    )
 
 
 class AppendDatasetIn(BaseModel):
@@ -515,6 +519,9 @@ class BlobsIn(BaseModel):
 
 class BlobsOut(BaseModel):
     missing: list[str]
+    max_bytes: int | None = Field(
+        default=None, description="the largest blob this server takes in one upload"
+    )
 
 
 class BlobOut(BaseModel):
