@@ -220,10 +220,12 @@ class Tracker:
         # A form's empty sort box means the default order. Parsed before counting, so a bad
         # order_by is refused whether or not anything matched.
         q = _ordered(base_query().where(*where), order_by or None).offset(offset).limit(limit)
-        total = self.store.count(count_query().where(*where))
-        if total <= offset:
-            return RunPage([], total, offset, limit)
-        return RunPage(list(self.store.load(q)), total, offset, limit)
+        found = list(self.store.load(q))
+        # A page short of its limit is the last one, which says the total; only a full or
+        # empty page needs the filter run again to count.
+        if 0 < len(found) < limit:
+            return RunPage(found, offset + len(found), offset, limit)
+        return RunPage(found, self.store.count(count_query().where(*where)), offset, limit)
 
     def environment(self, digest: str) -> dict[str, Any]:
         return self.store.environment(digest)
