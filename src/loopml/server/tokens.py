@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import exists, insert, select, update
+from sqlalchemy import bindparam, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 
 from loopml.core import clock, names
@@ -118,6 +118,11 @@ def any_active(ws: Workspace) -> bool:
         )
 
 
+# Built once: SQLAlchemy then reuses their compiled form without recomputing its cache key.
+_ANY_ACTIVE = select(exists().where(api_tokens.c.revoked_at.is_(None)))
+_BY_HASH = select(api_tokens).where(api_tokens.c.token_hash == bindparam("token_hash"))
+
+
 def authenticate(ws: Workspace, token: str | None) -> TokenInfo | None:
     """The token's record when tokens are required, None when the server has none.
 
@@ -129,13 +134,9 @@ def authenticate(ws: Workspace, token: str | None) -> TokenInfo | None:
     row = None
     with ws.engine.connect() as conn:
         if token:
-            row = conn.execute(
-                select(api_tokens).where(api_tokens.c.token_hash == hash_token(token))
-            ).first()
-        if row is None or row.revoked_at is not None:
-            required = conn.execute(select(exists().where(api_tokens.c.revoked_at.is_(None))))
-            if not required.scalar():
-                return None
+            row = conn.execute(_BY_HASH, {"token_hash": hash_token(token)}).first()
+        if (row is None or row.revoked_at is not None) and not conn.execute(_ANY_ACTIVE).scalar():
+            return None
     if not token:
         raise UnauthorizedError(
             "this server requires a token: send 'Authorization: Bearer <token>' "
