@@ -247,11 +247,12 @@ def test_disable_restores_every_original_by_identity(
 ) -> None:
     X, y, _ = flights
     before = _fits()
-    assert lm.autolog() == ["sklearn", "xgboost", "lightgbm"]
+    assert lm.autolog() == ["sklearn", "xgboost", "lightgbm", "lightning"]
     during = _fits()
     for name, original in before.items():
         assert during[name] is not original, name
-    assert lm.autolog() == ["sklearn", "xgboost", "lightgbm"]  # again: no double wrapping
+    # Again: no double wrapping.
+    assert lm.autolog() == ["sklearn", "xgboost", "lightgbm", "lightning"]
     assert not patches.is_patched(getattr(vars(LogisticRegression)["fit"], "__wrapped__", None))
     assert lm.autolog(disable=True) == []
     after = _fits()

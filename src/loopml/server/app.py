@@ -16,7 +16,17 @@ from fastapi import APIRouter, Depends, FastAPI
 from loopml.server import assets, errors, pages
 from loopml.server import mlflow as mlflow_api
 from loopml.server.auth import WriteLog, require_access
-from loopml.server.routes import datasets, lineage, models, monitoring, pipelines, runs, writes
+from loopml.server.query_checks import single_valued_query
+from loopml.server.routes import (
+    dataset_writes,
+    datasets,
+    lineage,
+    models,
+    monitoring,
+    pipelines,
+    runs,
+    writes,
+)
 from loopml.server.state import ServerState
 from loopml.store.workspace import Workspace
 
@@ -24,8 +34,10 @@ API_PREFIX = "/api/v1"
 
 
 def api_router() -> APIRouter:
-    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_access)])
-    for module in (runs, datasets, models, lineage, pipelines, monitoring, writes):
+    api = APIRouter(
+        prefix=API_PREFIX, dependencies=[Depends(require_access), Depends(single_valued_query)]
+    )
+    for module in (runs, datasets, models, lineage, pipelines, monitoring, writes, dataset_writes):
         api.include_router(module.router)
     return api
 

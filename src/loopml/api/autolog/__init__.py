@@ -1,4 +1,5 @@
-"""``lm.autolog()``: every ``fit`` of scikit-learn, XGBoost and LightGBM logs itself.
+"""``lm.autolog()``: every ``fit`` of scikit-learn, XGBoost, LightGBM and PyTorch Lightning
+logs itself.
 
 lm.autolog()
 model = RandomForestClassifier().fit(X, y)   # a run with params, metrics, the model
@@ -26,7 +27,10 @@ from loopml.core.errors import InvalidInputError
 from loopml.tracking.tracker import DEFAULT_EXPERIMENT
 from loopml.tracking.validation import check_name
 
-LIBRARIES = ("sklearn", "xgboost", "lightgbm")
+LIBRARIES = ("sklearn", "xgboost", "lightgbm", "lightning")
+# What pip installs each from, and the modules any of which provide it.
+_DISTRIBUTIONS = {"sklearn": "scikit-learn", "lightning": "lightning"}
+_MODULES = {"lightning": ("lightning", "pytorch_lightning")}
 
 _settings: Settings | None = None
 _lock = threading.Lock()
@@ -47,7 +51,8 @@ def autolog(
 ) -> list[str]:
     """Turn autologging on (again, with these settings) or, with ``disable=True``, off.
 
-    ``libraries`` limits it to some of ``sklearn``, ``xgboost``, ``lightgbm``; by default
+    ``libraries`` limits it to some of ``sklearn``, ``xgboost``, ``lightgbm`` and
+    ``lightning`` (PyTorch Lightning: ``lightning.pytorch`` or ``pytorch_lightning``); by default
     every one that is installed. ``experiment`` is where fits outside a run are recorded.
     Returns the libraries now autologged.
     """
@@ -80,9 +85,13 @@ def autolog(
         return chosen
 
 
+def _installed(library: str) -> bool:
+    return any(importlib.util.find_spec(m) is not None for m in _MODULES.get(library, (library,)))
+
+
 def _choose(libraries: Sequence[str] | None) -> list[str]:
     if libraries is None:
-        return [name for name in LIBRARIES if importlib.util.find_spec(name) is not None]
+        return [name for name in LIBRARIES if _installed(name)]
     if isinstance(libraries, str) or not all(isinstance(x, str) for x in libraries):
         raise InvalidInputError(
             f"autolog: libraries= takes a list of names from {', '.join(LIBRARIES)}"
@@ -93,11 +102,11 @@ def _choose(libraries: Sequence[str] | None) -> list[str]:
             f"autolog does not know {', '.join(map(repr, unknown))}; it covers "
             f"{', '.join(LIBRARIES)}"
         )
-    missing = [name for name in libraries if importlib.util.find_spec(name) is None]
+    missing = [name for name in libraries if not _installed(name)]
     if missing:
         raise InvalidInputError(
             f"autolog: {', '.join(missing)} is not installed "
-            f"(pip install {' '.join('scikit-learn' if m == 'sklearn' else m for m in missing)})"
+            f"(pip install {' '.join(_DISTRIBUTIONS.get(m, m) for m in missing)})"
         )
     return [name for name in LIBRARIES if name in libraries]
 
@@ -140,4 +149,15 @@ def _patch_sklearn_classes(library: str) -> None:
             patches.patch_function(cls, "fit", sklearn.around_fit(_current))
 
 
-_PATCHERS = {"sklearn": _patch_sklearn, "xgboost": _patch_xgboost, "lightgbm": _patch_lightgbm}
+def _patch_lightning() -> None:
+    from loopml.api.autolog import lightning
+
+    lightning.patch(_current)
+
+
+_PATCHERS = {
+    "sklearn": _patch_sklearn,
+    "xgboost": _patch_xgboost,
+    "lightgbm": _patch_lightgbm,
+    "lightning": _patch_lightning,
+}

@@ -1,4 +1,5 @@
-"""Autologging of the native training functions ``xgboost.train`` and ``lightgbm.train``.
+"""Autologging of the native training functions ``xgboost.train``, ``xgboost.cv`` and
+``lightgbm.train``.
 
 Per-iteration results come from the libraries' own recorders: the ``evals_result`` dict
 XGBoost fills (one is passed in when the caller gave none) and LightGBM's
@@ -24,6 +25,7 @@ def patch_xgboost(settings: SettingsGetter) -> None:
     import xgboost
 
     patches.patch_function(xgboost, "train", _xgboost_around(settings))
+    patches.patch_function(xgboost, "cv", _xgboost_cv_around(settings))
 
 
 def patch_lightgbm(settings: SettingsGetter) -> None:
@@ -83,6 +85,75 @@ def _xgboost_around(settings: SettingsGetter) -> Callable[..., Any]:
         )
 
     return around
+
+
+_CV_SETTINGS = (
+    "num_boost_round",
+    "nfold",
+    "stratified",
+    "early_stopping_rounds",
+    "seed",
+    "shuffle",
+)
+
+
+def _xgboost_cv_around(settings: SettingsGetter) -> Callable[..., Any]:
+    """Cross-validation: the params, and each round's mean and standard deviation across
+    the folds for every train and test metric (``test-logloss-mean`` at step 0, 1, ...).
+    No model: ``xgboost.cv`` keeps none."""
+
+    def around(original: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        current = settings()
+        bound = _bind(original, args, kwargs)
+        if current is None or bound is None:
+            return original(*args, **kwargs)
+        arguments = bound.arguments
+        signature = inspect.signature(original)
+
+        def before(rec: Recorder) -> None:
+            raw = arguments.get("params") or {}
+            # XGBoost also takes the params as a list of pairs (a metric may repeat).
+            params = dict(raw) if isinstance(raw, dict) else _pairs(raw)
+            for name in _CV_SETTINGS:
+                value = arguments.get(name, signature.parameters[name].default)
+                if value is not None:
+                    params[name] = value
+            if arguments.get("metrics"):
+                params["metrics"] = list(arguments["metrics"])
+            rec.attempt("log params", lambda: rec.log_params(params))
+
+        def after(rec: Recorder, history: Any) -> None:
+            stops_early = arguments.get("early_stopping_rounds") is not None
+            rec.attempt("log per-round metrics", lambda: _cv_history(rec, history, stops_early))
+            X, y, _ = _dmatrix_data(arguments.get("dtrain"))
+            if rec.settings.log_datasets and X is not None:
+                rec.attempt("log the training data", lambda: rec.log_training_data(X, y))
+
+        tags = {"autolog.library": "xgboost", "autolog.estimator": "xgboost.cv"}
+        return record_fit(
+            current, tags, lambda: original(*bound.args, **bound.kwargs), before, after
+        )
+
+    return around
+
+
+def _pairs(raw: Any) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for key, value in raw:
+        params[key] = value if key not in params else f"{params[key]},{value}"
+    return params
+
+
+def _cv_history(rec: Recorder, history: Any, stops_early: bool) -> None:
+    """``{column: [round 0, round 1, ...]}`` from the DataFrame or the dict ``cv`` returns;
+    with early stopping, XGBoost cuts the history after the best round."""
+    columns = history.to_dict("list") if hasattr(history, "to_dict") else dict(history)
+    for key, values in columns.items():
+        for step, value in enumerate(values):
+            rec.log_metric(str(key), value, step=step)
+    rounds = max((len(v) for v in columns.values()), default=0)
+    if stops_early and rounds:
+        rec.log_metric("best_iteration", rounds - 1)
 
 
 def _log_dmatrix(rec: Recorder, dmatrix: Any, name: str) -> Callable[[], None]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from loopml.api.autolog import data, patches
+from loopml.api.autolog import data, incremental, patches
 from loopml.api.autolog.recording import Recorder, Settings, record_fit
 
 SettingsGetter = Callable[[], Settings | None]
@@ -37,9 +37,10 @@ def patch(settings: SettingsGetter) -> None:
     from sklearn.base import BaseEstimator
 
     def patch_class(cls: type) -> None:
-        fit = vars(cls).get("fit")
-        if inspect.isfunction(fit):
+        if inspect.isfunction(vars(cls).get("fit")):
             patches.patch_function(cls, "fit", around_fit(settings))
+        if inspect.isfunction(vars(cls).get("partial_fit")):
+            patches.patch_function(cls, "partial_fit", around_partial_fit(settings))
 
     for cls in subclasses(BaseEstimator):
         patch_class(cls)
@@ -80,6 +81,7 @@ def around_fit(settings: SettingsGetter) -> Callable[..., Any]:
         if current is None or not args or library_of(args[0]) not in current.libraries:
             return original(*args, **kwargs)
         estimator = args[0]
+        incremental.close(estimator)  # a fit from scratch ends its partial_fit stream
         X, y = fit_arguments(original, args, kwargs)
         tags = {
             "autolog.library": library_of(estimator),
@@ -99,6 +101,31 @@ def around_fit(settings: SettingsGetter) -> Callable[..., Any]:
     return around
 
 
+def around_partial_fit(settings: SettingsGetter) -> Callable[..., Any]:
+    def around(original: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        current = settings()
+        if current is None or not args or library_of(args[0]) not in current.libraries:
+            return original(*args, **kwargs)
+        estimator = args[0]
+        X, y = fit_arguments(original, args, kwargs)
+        tags = {
+            "autolog.library": library_of(estimator),
+            "autolog.estimator": f"{type(estimator).__module__}.{type(estimator).__qualname__}",
+            "autolog.method": "partial_fit",
+        }
+        stream = incremental.stream_for(current, estimator, tags)
+        try:
+            result = original(*args, **kwargs)
+        except BaseException as exc:
+            incremental.fail(estimator, exc)
+            raise
+        if stream is not None:
+            incremental.record_batch(stream, X, y, kwargs.get("sample_weight"))
+        return result
+
+    return around
+
+
 def _params(estimator: Any) -> dict[str, Any]:
     params: dict[str, Any] = estimator.get_params(deep=True)
     return params
@@ -108,7 +135,7 @@ def log_fitted(rec: Recorder, estimator: Any, X: Any, y: Any, sample_weight: Any
     s = rec.settings
     if s.log_training_metrics and y is not None:
         rec.attempt(
-            "log training metrics", lambda: _training_metrics(rec, estimator, X, y, sample_weight)
+            "log training metrics", lambda: training_metrics(rec, estimator, X, y, sample_weight)
         )
     if hasattr(estimator, "best_params_"):
         rec.attempt("log the search's best params", lambda: _search_results(rec, estimator))
@@ -119,26 +146,28 @@ def log_fitted(rec: Recorder, estimator: Any, X: Any, y: Any, sample_weight: Any
         rec.attempt("log the training data", lambda: rec.log_training_data(X, y))
 
 
-def _training_metrics(rec: Recorder, estimator: Any, X: Any, y: Any, sample_weight: Any) -> None:
+def training_metrics(
+    rec: Recorder, estimator: Any, X: Any, y: Any, sample_weight: Any, step: int | None = None
+) -> None:
     from sklearn import metrics
     from sklearn.base import is_classifier, is_regressor
 
     if not (is_classifier(estimator) or is_regressor(estimator)):
         return
     kw = {} if sample_weight is None else {"sample_weight": sample_weight}
-    rec.log_metric("training_score", estimator.score(X, y, **kw))
+    rec.log_metric("training_score", estimator.score(X, y, **kw), step)
     y_true = np.asarray(y)
     y_pred = estimator.predict(X)
     if is_regressor(estimator):
         mse = metrics.mean_squared_error(y_true, y_pred, **kw)
-        rec.log_metric("training_mean_squared_error", mse)
-        rec.log_metric("training_root_mean_squared_error", float(np.sqrt(mse)))
+        rec.log_metric("training_mean_squared_error", mse, step)
+        rec.log_metric("training_root_mean_squared_error", float(np.sqrt(mse)), step)
         rec.log_metric(
-            "training_mean_absolute_error", metrics.mean_absolute_error(y_true, y_pred, **kw)
+            "training_mean_absolute_error", metrics.mean_absolute_error(y_true, y_pred, **kw), step
         )
-        rec.log_metric("training_r2_score", metrics.r2_score(y_true, y_pred, **kw))
+        rec.log_metric("training_r2_score", metrics.r2_score(y_true, y_pred, **kw), step)
         return
-    rec.log_metric("training_accuracy_score", metrics.accuracy_score(y_true, y_pred, **kw))
+    rec.log_metric("training_accuracy_score", metrics.accuracy_score(y_true, y_pred, **kw), step)
     for name, fn in (
         ("precision", metrics.precision_score),
         ("recall", metrics.recall_score),
@@ -147,13 +176,17 @@ def _training_metrics(rec: Recorder, estimator: Any, X: Any, y: Any, sample_weig
         rec.log_metric(
             f"training_{name}_score",
             fn(y_true, y_pred, average="weighted", zero_division=0, **kw),
+            step,
         )
     if hasattr(estimator, "predict_proba"):
         proba = estimator.predict_proba(X)
         labels = getattr(estimator, "classes_", None)
-        rec.log_metric("training_log_loss", metrics.log_loss(y_true, proba, labels=labels, **kw))
-        if proba.ndim == 2 and proba.shape[1] == 2:
-            rec.log_metric("training_roc_auc", metrics.roc_auc_score(y_true, proba[:, 1], **kw))
+        loss = metrics.log_loss(y_true, proba, labels=labels, **kw)
+        rec.log_metric("training_log_loss", loss, step)
+        # A batch of partial_fit may hold one class only: no ROC curve there.
+        if proba.ndim == 2 and proba.shape[1] == 2 and len(np.unique(y_true)) == 2:
+            auc = metrics.roc_auc_score(y_true, proba[:, 1], **kw)
+            rec.log_metric("training_roc_auc", auc, step)
 
 
 def _search_results(rec: Recorder, search: Any) -> None:
