@@ -16,7 +16,16 @@ from fastapi import APIRouter, Depends, FastAPI
 from loopml.server import assets, errors, pages
 from loopml.server import mlflow as mlflow_api
 from loopml.server.auth import WriteLog, require_access
-from loopml.server.routes import datasets, lineage, models, monitoring, pipelines, runs, writes
+from loopml.server.routes import (
+    datasets,
+    lineage,
+    models,
+    monitoring,
+    pipelines,
+    run_models,
+    runs,
+    writes,
+)
 from loopml.server.state import ServerState
 from loopml.store.workspace import Workspace
 
@@ -25,7 +34,7 @@ API_PREFIX = "/api/v1"
 
 def api_router() -> APIRouter:
     api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_access)])
-    for module in (runs, datasets, models, lineage, pipelines, monitoring, writes):
+    for module in (runs, datasets, models, lineage, pipelines, monitoring, writes, run_models):
         api.include_router(module.router)
     return api
 
