@@ -116,7 +116,7 @@ def test_what_needs_the_stores_says_so(remote: Remote, client_env: pytest.Monkey
     with pytest.raises(lm.ConfigError, match="LOOPML_URI names a server"):
         lm.workspace()
     client_env.setenv("LOOPML_TOKEN", remote.writer)
-    with lm.start_run("artifacts") as run, pytest.raises(lm.ConfigError, match="remote mode"):
+    with lm.start_run("artifacts") as run, pytest.raises(lm.NotFoundError, match="nothing at"):
         run.log_artifact("somewhere.txt")
 
 
@@ -196,5 +196,5 @@ def test_the_runs_commands_read_through_the_server(
     assert run.id in shown and "depth" in shown
     assert main(["runs", "show", "nosuchrun"]) == 1
     # What needs the stores says so, with a usage exit code.
-    assert main(["serve", "some-model@champion"]) == 2
+    assert main(["build", "some-model@champion"]) == 2
     assert "LOOPML_URI names a server" in capsys.readouterr().err

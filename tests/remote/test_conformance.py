@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -13,6 +14,7 @@ from sklearn.linear_model import LogisticRegression
 
 import loopml as lm
 from loopml.api import config
+from loopml.core import hashing
 from loopml.tracking import environment
 from tests.remote.conftest import Target
 
@@ -173,3 +175,84 @@ def test_models_and_datasets_round_trip(api: Target) -> None:
         lm.models.load(f"{name}@nobody")
     with pytest.raises(lm.ConflictError):
         lm.models.promote(name, 1, "champion")
+
+
+def test_dataset_catalog_calls_behave_alike(api: Target) -> None:
+    me = "ci" if api.remote else config.os_user()
+    name = experiment()
+    jan = pl.DataFrame({"delay": [1.0, -3.0, 12.5], "carrier": ["UA", "AA", "UA"]})
+    feb = pl.DataFrame({"delay": [4.0, 7.5], "carrier": ["B6", "UA"]})
+    v1 = lm.datasets.add(name, jan, description="January", tags={"team": "ops"})
+    v2 = lm.datasets.append(name, feb, description="plus February")
+    assert (v2.version, v2.num_rows, v2.created_by, v2.description) == (2, 5, me, "plus February")
+    assert v2.to_polars().equals(pl.concat([jan, feb]))
+    assert v2.profile.num_rows == 5 and v2.verify() > 0
+    # What the server's database holds: the schema, and the append in the lineage graph.
+    assert v1.schema is not None and [c.name for c in v1.schema.columns] == ["delay", "carrier"]
+    assert v1.artifact_id in v2.lineage("upstream").artifacts
+    assert v2.artifact_id in v1.lineage().artifacts
+    assert [v.version for v in lm.datasets.versions(name)] == [1, 2]
+    assert [v.digest for v in lm.datasets.versions(name)] == [v1.digest, v2.digest]
+    entry = lm.datasets.info(name)
+    assert (entry.latest_version, entry.num_versions, entry.tags) == (2, 2, {"team": "ops"})
+    assert name in [d.name for d in lm.datasets.list_datasets()]
+    assert [d.name for d in lm.datasets.search(name.upper(), tag="team")] == [name]
+    assert [d.name for d in lm.datasets.search(name, column="carrier")] == [name]
+    assert lm.datasets.search(name, column="nothing") == []
+    edited = lm.datasets.update(name, owner="ml", column_descriptions={"delay": "minutes"})
+    assert (edited.owner, edited.column_descriptions) == ("ml", {"delay": "minutes"})
+    schema = lm.datasets.schema(name)
+    assert schema == v2.schema
+    curated = schema.with_column("delay", description="minutes late", max=600.0)
+    number = lm.datasets.save_schema(name, curated, note="curated")
+    assert lm.datasets.schema(name) == curated == lm.datasets.schema(name, number)
+    assert lm.datasets.schema_versions(name)[-1].note == "curated"
+    report = lm.datasets.verify(name)
+    assert report.ok and report.versions == 2 and report.blobs > 0
+    assert lm.validate(feb, f"{name}:2").ok
+
+
+def test_bad_dataset_calls_are_clear_errors_that_change_nothing(api: Target) -> None:
+    name = experiment()
+    table = pl.DataFrame({"delay": [1.0, 2.0]})
+    lm.datasets.add(name, table)
+    with pytest.raises(lm.InvalidInputError, match="cannot append"):
+        lm.datasets.append(name, pl.DataFrame({"delay": ["late"]}))
+    with pytest.raises(lm.InvalidInputError, match="no rows"):
+        lm.datasets.append(name, table.clear())
+    with pytest.raises(lm.NotFoundError, match="no dataset"):
+        lm.datasets.append(experiment(), table)
+    with pytest.raises(lm.InvalidInputError, match="dataset name"):
+        lm.datasets.append("bad/name", table)
+    with pytest.raises(lm.NotFoundError, match="no dataset"):
+        lm.datasets.info(experiment())
+    with pytest.raises(lm.NotFoundError, match="schema version 9"):
+        lm.datasets.schema(name, 9)
+    with pytest.raises(lm.InvalidInputError, match="column_descriptions"):
+        lm.datasets.update(name, column_descriptions={"nothing": "x"})
+    with pytest.raises(lm.InvalidInputError, match="tags"):
+        lm.datasets.update(name, tags="not-a-list")
+    assert [v.version for v in lm.datasets.versions(name)] == [1]
+    assert lm.datasets.info(name).column_descriptions == {}
+
+
+def test_artifacts_are_logged_alike(api: Target, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(b"auc went up\n\x00\xff")
+    folder = tmp_path / "plots"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "roc.svg").write_text("<svg/>")
+    (folder / "sub" / "pr.svg").write_text("<svg></svg>")
+    with lm.start_run(experiment()) as run:
+        a = run.log_artifact(notes)
+        b = run.log_artifact(folder, name="figures/plots")
+        for bad in ("../notes.txt", "/notes.txt", "a/./b", "loopml.notes"):
+            with pytest.raises(lm.InvalidInputError):
+                run.log_artifact(notes, name=bad)
+        with pytest.raises(lm.NotFoundError, match="nothing at"):
+            run.log_artifact(tmp_path / "absent.txt")
+    assert (a.name, a.kind, a.size) == ("notes.txt", "file", 14)
+    assert a.digest == hashing.digest_file(str(notes))[0]
+    assert (b.name, b.kind, b.size) == ("figures/plots", "tree", 17)
+    with pytest.raises(lm.ConflictError, match="has ended"):
+        run.log_artifact(notes)

@@ -1,19 +1,27 @@
-"""``lm.datasets.add / get`` through a team server: the server profiles and stores the
-version, records the token's name, and the client reads the parts back verified."""
+"""``lm.datasets`` through a team server: the server profiles and stores the version,
+records the token's name, and the client reads the parts back verified; a fetched version
+offers every attribute and method a local one does."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import httpx
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 from polars.testing import assert_frame_equal
+from sqlalchemy import func, select
 
 import loopml as lm
+from loopml.api.remote import RemoteAccessError
 from loopml.core import hashing
+from loopml.data.catalog import Catalog
+from loopml.data.profile import Profile
 from loopml.server import tokens
+from loopml.store.metadata.tables import api_writes
 from loopml.store.workspace import Workspace
 from tests.remote.conftest import CLIENT_VARS, start_loopml_server
 from tests.server.conftest import stop
@@ -30,36 +38,47 @@ def _close_http() -> Iterator[None]:
     http.close()
 
 
+@dataclass(frozen=True)
+class Server:
+    url: str
+    token: str  # write scope, named ci
+    read_token: str
+    db: str
+    artifacts: str
+
+    def workspace(self) -> Workspace:
+        return Workspace(self.db, self.artifacts)
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, str]]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     base = tmp_path_factory.mktemp("datasets")
     db, artifacts = f"sqlite:///{base / 'loopml.db'}", str(base / "artifacts")
     ws = Workspace(db, artifacts)
     try:
         token = tokens.create(ws, "ci", "write")
+        read_token = tokens.create(ws, "dash", "read")
     finally:
         ws.close()
     proc, url = start_loopml_server(db, artifacts, base)
     try:
-        yield url, token, db
+        yield Server(url, token, read_token, db, artifacts)
     finally:
         stop(proc)
 
 
 @pytest.fixture
-def as_ci(
-    server: tuple[str, str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> tuple[str, str, str]:
+def as_ci(server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Server:
     for var in CLIENT_VARS:
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("LOOPML_URI", server[0])
-    monkeypatch.setenv("LOOPML_TOKEN", server[1])
+    monkeypatch.setenv("LOOPML_URI", server.url)
+    monkeypatch.setenv("LOOPML_TOKEN", server.token)
     monkeypatch.chdir(tmp_path)
     return server
 
 
-def test_add_and_get_through_the_server(as_ci: tuple[str, str, str], tmp_path: Path) -> None:
-    url, token, _ = as_ci
+def test_add_and_get_through_the_server(as_ci: Server, tmp_path: Path) -> None:
+    url, token = as_ci.url, as_ci.token
     jan = pl.DataFrame({"dep_delay": [1.0, -3.0, 12.5], "carrier": ["UA", "AA", "UA"]})
     v1 = lm.datasets.add("flights", jan, description="January", owner="ops", tags=["raw"])
     assert (v1.name, v1.version, v1.num_rows, v1.created_by) == ("flights", 1, 3, "ci")
@@ -82,8 +101,8 @@ def test_add_and_get_through_the_server(as_ci: tuple[str, str, str], tmp_path: P
     assert page.text.count('class="who">ci<') == 2
 
 
-def test_bad_dataset_input_is_a_clear_error(as_ci: tuple[str, str, str]) -> None:
-    url, token, _ = as_ci
+def test_bad_dataset_input_is_a_clear_error(as_ci: Server) -> None:
+    url, token = as_ci.url, as_ci.token
     with pytest.raises(lm.NotFoundError):
         lm.datasets.get("nothing-here")
     with pytest.raises(lm.InvalidInputError):
@@ -100,3 +119,162 @@ def test_bad_dataset_input_is_a_clear_error(as_ci: tuple[str, str, str]) -> None
     assert r.status_code == 400 and "not a Parquet file" in r.json()["error"]
     r = http.post(f"{url}/api/v1/datasets/x/versions", json={"digest": "b3:00"}, headers=h)
     assert r.status_code == 400
+
+
+# Every public attribute of a dataset version; a new one must be added to the test below,
+# which checks that a fetched version answers it as the server's own copy does.
+SURFACE = {
+    "name",
+    "version",
+    "digest",
+    "num_rows",
+    "num_columns",
+    "created_at",
+    "artifact_id",
+    "profile_digest",
+    "schema_version",
+    "description",
+    "properties",
+    "created_by",
+    "workspace",
+    "ref",
+    "files",
+    "profile",
+    "schema",
+    "paths",
+    "to_polars",
+    "scan",
+    "to_arrow",
+    "to_pandas",
+    "verify",
+    "lineage",
+}
+
+
+def test_a_fetched_version_answers_as_the_servers_own(as_ci: Server) -> None:
+    public = {n for n in dir(lm.DatasetVersion) if not n.startswith("_")}
+    assert public | {f.name for f in fields(lm.DatasetVersion)} == SURFACE
+    jan = pl.DataFrame({"delay": [1.0, None, 12.5], "carrier": ["UA", "AA", "UA"]})
+    feb = pl.DataFrame({"delay": [4.0, 7.5], "carrier": ["B6", "UA"]})
+    lm.datasets.add("surface", jan)
+    lm.datasets.append("surface", feb)
+    remote = lm.datasets.get("surface:2")
+    ws = as_ci.workspace()
+    try:
+        local = Catalog(ws).get("surface", 2)
+        for field in sorted(SURFACE - {"workspace", "properties", "paths", "lineage"}):
+            mine, theirs = getattr(remote, field), getattr(local, field)
+            if callable(mine):
+                mine, theirs = mine(), theirs()
+            if isinstance(mine, pl.LazyFrame):
+                mine, theirs = mine.collect(), theirs.collect()
+            if isinstance(mine, Profile):
+                mine, theirs = mine.to_dict(), theirs.to_dict()
+            if hasattr(mine, "equals"):  # frames and tables
+                assert mine.equals(theirs), field
+            else:
+                assert mine == theirs, field
+        assert remote.properties["columns"] == local.properties["columns"]
+        assert len(remote.paths()) == len(local.paths()) == 2
+        for direction in ("upstream", "downstream"):
+            assert remote.lineage(direction) == local.lineage(direction)  # type: ignore[arg-type]
+        assert remote.schema is not None and remote.schema.column("delay").nullable
+        assert repr(remote) == repr(local)
+    finally:
+        ws.close()
+    # A table validates against a fetched version's schema, as against a local one.
+    assert lm.validate(feb, remote).ok
+    with pytest.raises(lm.InvalidInputError, match="direction"):
+        remote.lineage("sideways")  # type: ignore[arg-type]
+    # The version's workspace is only the local cache: its database says so, not SQL.
+    with pytest.raises(lm.ConfigError, match="LOOPML_URI"):
+        remote.workspace.lineage.get_artifact(remote.artifact_id)
+
+
+def test_append_uploads_only_the_batch_and_records_who(as_ci: Server) -> None:
+    base = pl.DataFrame({"x": list(range(2000)), "y": [f"row {i}" for i in range(2000)]})
+    lm.datasets.add("appended", base)
+    ws = as_ci.workspace()
+    try:
+        with ws.engine.connect() as conn:
+            before = conn.execute(select(func.max(api_writes.c.id))).scalar_one()
+        batch = pl.DataFrame({"x": [-1, -2], "y": ["new", "newer"]})
+        v2 = lm.datasets.append("appended", batch, description="two more")
+        with ws.engine.connect() as conn:
+            rows = conn.execute(
+                select(api_writes.c.method, api_writes.c.path).where(api_writes.c.id > before)
+            ).all()
+        puts = [path for method, path in rows if method == "PUT"]
+        assert len(puts) == 1  # the batch, as one Parquet file; the base is not sent again
+        uploaded = ws.artifacts.local_path(puts[0].rsplit("/", 1)[1])
+        assert pq.read_metadata(uploaded).num_rows == 2
+        stored = Catalog(ws).get("appended", 2)
+        assert (stored.created_by, stored.num_rows, stored.description) == ("ci", 2002, "two more")
+        # The server shares the base version's part rather than storing it again.
+        assert stored.files[0] == Catalog(ws).get("appended", 1).files[0]
+    finally:
+        ws.close()
+    assert v2.to_polars().equals(pl.concat([base, batch]))
+
+
+def test_reads_need_a_read_token_and_writes_a_write_token(
+    server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for var in CLIENT_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("LOOPML_URI", server.url)
+    monkeypatch.setenv("LOOPML_TOKEN", server.token)
+    monkeypatch.chdir(tmp_path)
+    lm.datasets.add("scoped", pl.DataFrame({"a": [1, 2]}))
+    with pytest.raises(RemoteAccessError, match="admin"):
+        lm.datasets.verify()  # every blob of the store: an admin's call
+    assert lm.datasets.verify(all_artifacts=False).ok
+    monkeypatch.setenv("LOOPML_TOKEN", server.read_token)
+    assert [d.name for d in lm.datasets.search("scoped")] == ["scoped"]
+    assert lm.datasets.schema("scoped").column("a").dtype
+    assert lm.datasets.verify("scoped").ok
+    assert [v.version for v in lm.datasets.versions("scoped")] == [1]
+    for refused in (
+        lambda: lm.datasets.append("scoped", pl.DataFrame({"a": [3]})),
+        lambda: lm.datasets.update("scoped", owner="me"),
+        lambda: lm.datasets.save_schema("scoped", lm.datasets.schema("scoped")),
+    ):
+        with pytest.raises(RemoteAccessError, match="needs 'write'"):
+            refused()
+    monkeypatch.delenv("LOOPML_TOKEN")
+    with pytest.raises(RemoteAccessError, match="LOOPML_TOKEN"):
+        lm.datasets.list_datasets()
+    assert [v.version for v in Catalog(server.workspace()).versions("scoped")] == [1]
+
+
+def test_malformed_dataset_writes_are_4xx_and_change_nothing(as_ci: Server) -> None:
+    url, h = f"{as_ci.url}/api/v1", {"Authorization": f"Bearer {as_ci.token}"}
+    lm.datasets.add("guarded", pl.DataFrame({"a": [1, 2]}))
+    missing = hashing.digest_bytes(b"never uploaded")
+    cases = [
+        ("POST", "/datasets/guarded/append", {"digest": missing}, 404),
+        ("POST", "/datasets/guarded/append", {"digest": "b3:zz"}, 400),
+        ("POST", "/datasets/guarded/append", {}, 400),
+        ("POST", "/datasets/guarded/append", [1, 2], 400),
+        ("POST", "/datasets/..%2Fx/append", {"digest": missing}, 404),
+        ("POST", "/datasets/bad%20name/append", {"digest": missing}, 400),
+        ("PATCH", "/datasets/guarded", {"tags": 7}, 400),
+        ("PATCH", "/datasets/guarded", {"column_descriptions": {"zz": "?"}}, 400),
+        ("PATCH", "/datasets/nothing-here", {"owner": "x"}, 404),
+        ("POST", "/datasets/guarded/schemas", {"yaml": "columns: [1"}, 400),
+        ("POST", "/datasets/guarded/schemas", {"yaml": "format: nonsense"}, 400),
+        ("GET", "/datasets/nothing-here/schemas", None, 404),
+        ("GET", "/datasets/nothing-here/verification", None, 404),
+        ("GET", "/verification?all_artifacts=perhaps", None, 400),
+    ]
+    for method, path, body, status in cases:
+        r = http.request(method, url + path, json=body, headers=h)
+        assert r.status_code == status, (method, path, r.text)
+        assert r.json()["error"]
+    ws = as_ci.workspace()
+    try:
+        assert [v.version for v in Catalog(ws).versions("guarded")] == [1]
+        assert len(Catalog(ws).schema_versions("guarded")) == 1
+        assert Catalog(ws).info("guarded").owner is None
+    finally:
+        ws.close()

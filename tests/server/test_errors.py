@@ -33,6 +33,8 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
         ("/api/v1/artifacts/x/download?path=a", 404, "NotFoundError"),
         ("/api/v1/pipelines/runs?limit=-1", 400, "InvalidInputError"),
         ("/api/v1/nothing-here", 404, "NotFoundError"),
+        ("/api/v1/runs?order_by=start_time&order_by=run_id", 400, "InvalidInputError"),
+        ("/api/v1/runs?limit=5&limit=6", 400, "InvalidInputError"),
     ],
 )
 def test_api_errors_are_json_with_their_codes(
@@ -41,6 +43,12 @@ def test_api_errors_are_json_with_their_codes(
     r = client.get(path)
     assert r.status_code == status, r.text
     assert r.json()["type"] == kind and r.json()["error"]
+
+
+def test_a_list_parameter_may_repeat(client: TestClient) -> None:
+    r = client.get("/api/v1/runs?experiment=a&experiment=b&limit=5")
+    assert r.status_code == 200, r.text
+    assert r.json()["limit"] == 5
 
 
 def test_malformed_writes_are_400_and_lose_nothing(client: TestClient) -> None:

@@ -80,21 +80,24 @@ def _or_remote(local: Callable[_P, _R], method: str, allowed: set[str]) -> Calla
 
 
 add = _or_remote(_bind(Catalog.add), "add", _REMOTE_ADD)
-append = _bind(Catalog.append)
+append = _or_remote(_bind(Catalog.append), "append", {"description"})
 get = _or_remote(_bind(Catalog.get), "get", set())
-versions = _bind(Catalog.versions)
-list_datasets = _bind(Catalog.list_datasets)
-info = _bind(Catalog.info)
-search = _bind(Catalog.search)
-update = _bind(Catalog.update)
-schema = _bind(Catalog.get_schema)
-schema_versions = _bind(Catalog.schema_versions)
-verify = _bind(Catalog.verify)
+versions = _or_remote(_bind(Catalog.versions), "versions", set())
+list_datasets = _or_remote(_bind(Catalog.list_datasets), "list_datasets", set())
+info = _or_remote(_bind(Catalog.info), "info", set())
+search = _or_remote(_bind(Catalog.search), "search", {"tag", "column"})
+update = _or_remote(_bind(Catalog.update), "update", _REMOTE_ADD | {"column_descriptions"})
+schema = _or_remote(_bind(Catalog.get_schema), "get_schema", set())
+schema_versions = _or_remote(_bind(Catalog.schema_versions), "schema_versions", set())
+verify = _or_remote(_bind(Catalog.verify), "verify", {"all_artifacts"})
 
 
 def save_schema(name: str, schema: Schema | str, *, note: str | None = None) -> int:
     """Store an edited schema (a Schema, YAML text or a YAML file path) as the next
     schema version of ``name``."""
+    remote = remote_catalog()
+    if remote is not None:
+        return remote.save_schema(name, _schema(schema), note=note)
     return Catalog(workspace()).save_schema(name, _schema(schema), note=note)
 
 
@@ -152,7 +155,7 @@ def as_table(x: Any) -> Any:
         if os.sep in text or os.path.splitext(text)[1] in _TABLE_SUFFIXES:
             # Dataset names have no slashes or file suffixes: this was meant as a path.
             raise NotFoundError(f"no file or folder at {text!r}")
-        return Catalog(workspace()).get(text).to_polars()
+        return get(text).to_polars()
     return x
 
 
@@ -162,7 +165,7 @@ def _as_profile(x: Any) -> Profile:
     if isinstance(x, DatasetVersion):
         return x.profile
     if isinstance(x, str):
-        return Catalog(workspace()).get(x).profile
+        return get(x).profile
     return _profile(x)
 
 
@@ -183,8 +186,7 @@ def _schema(x: Schema | DatasetVersion | str) -> Schema:
                     return Schema.from_yaml(f.read())
             except OSError as exc:
                 raise InvalidInputError(f"cannot read schema file {x!r}: {exc}") from None
-        ds = Catalog(workspace()).get(x)
-        return _schema(ds)
+        return _schema(get(x))
     raise InvalidInputError(
         f"schema must be a Schema, a dataset, a dataset reference or a YAML path, not "
         f"{type(x).__name__}"

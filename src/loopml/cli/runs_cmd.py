@@ -18,7 +18,7 @@ from loopml.core import clock
 from loopml.core.errors import InvalidInputError
 from loopml.tracking import search
 from loopml.tracking.records import Run
-from loopml.tracking.tracker import MAX_SEARCH_LIMIT
+from loopml.tracking.search import MAX_SEARCH_LIMIT
 
 app = typer.Typer(help="Browse and compare tracked runs.", no_args_is_help=True)
 

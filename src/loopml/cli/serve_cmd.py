@@ -6,15 +6,24 @@
 from __future__ import annotations
 
 import json
+import os
+from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
+from urllib.parse import urlsplit
 
 import typer
 
+from loopml.api import config
 from loopml.api.fluent import workspace
 from loopml.cli.console import err, esc, out, plural
 from loopml.core.errors import InvalidInputError, NotFoundError
 from loopml.store.workspace import Workspace
+
+if TYPE_CHECKING:
+    from loopml.api.remote.model_source import RemoteModelSource
+    from loopml.serving.options import ServeOptions
+    from loopml.serving.supervisor import WorkspaceSpec
 
 
 def serve(
@@ -75,8 +84,23 @@ def serve(
     body_timeout: Annotated[
         float, typer.Option("--body-timeout", help="seconds for a request's body")
     ] = 30.0,
+    log_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--log-dir",
+            help="remote mode (LOOPML_URI) only: the local workspace folder that keeps the "
+            "prediction log and labels (default: $XDG_CACHE_HOME/loopml/serve/HOST-PORT, "
+            "HOST-PORT of the server); read it with LOOPML_HOME=DIR and LOOPML_URI unset. "
+            "Locally the log goes to the workspace itself",
+        ),
+    ] = None,
 ) -> None:
-    """Serve a registered model over the Open Inference Protocol (REST + gRPC) and /invocations."""
+    """Serve a registered model over the Open Inference Protocol (REST + gRPC) and /invocations.
+
+    With LOOPML_URI set, the model comes from that loopml server: the server resolves the
+    reference, the version's files are fetched into the local cache (hash-checked), and
+    an alias moved on the server is followed within --poll-interval seconds. The
+    prediction log stays on this machine, in --log-dir."""
     from loopml.serving.options import CanarySpec, ServeOptions
 
     options = ServeOptions(
@@ -96,25 +120,89 @@ def serve(
         header_timeout=header_timeout,
         body_timeout=body_timeout,
     )
-    ws = workspace()
-    # Resolve now, so a wrong reference is one clean error before anything listens.
     from loopml.serving.model_source import ModelSource
+    from loopml.serving.supervisor import WorkspaceSpec
 
-    source = ModelSource(ws)
-    for r in [ref, options.shadow, options.canary.ref if options.canary else None]:
-        if r is not None:
-            source.resolve_version(r)
+    settings = config.resolve()
+    refs = [ref, options.shadow, options.canary.ref if options.canary else None]
+    source: ModelSource | None = None
+    if settings.remote:
+        assert settings.uri is not None
+        source = remote = _remote_source(settings.uri, settings.token, options)
+        # Resolve now (a pinned version too), so a wrong reference is one clean error
+        # before anything is made.
+        for r in refs:
+            if r is not None:
+                remote.registry.resolve(r)
+        ws, spec = _log_workspace(settings.uri, settings.token, log_dir)
+    else:
+        if log_dir is not None:
+            raise InvalidInputError(
+                "--log-dir is for remote mode (LOOPML_URI); locally the prediction log is "
+                "kept in the workspace, where monitoring reads it"
+            )
+        ws = workspace()
+        spec = WorkspaceSpec(ws.db_url, ws.artifacts_url)
+        local = ModelSource(ws)
+        for r in refs:
+            if r is not None:
+                local.resolve_version(r)
     if workers == 1:
         from loopml.serving.server import run
 
-        run(ws, options)
+        run(ws, options, source=source)
         return
-    from loopml.serving.supervisor import WorkspaceSpec, run_workers
+    from loopml.serving.supervisor import run_workers
 
-    spec = WorkspaceSpec(ws.db_url, ws.artifacts_url)
     code = run_workers(spec, options)
     if code:
         raise typer.Exit(code)
+
+
+def _remote_source(uri: str, token: str | None, options: ServeOptions) -> RemoteModelSource:
+    """The team server's registry as where the served models come from."""
+    from loopml.api.remote.model_source import remote_model_source
+
+    if options.canary is not None and options.canary.follows_loop:
+        raise InvalidInputError(
+            f"in remote mode give the canary's share: --canary {options.canary.ref}:10 "
+            "(the retraining loop whose share it would follow lives on the server)"
+        )
+    return remote_model_source(uri, token)
+
+
+def _log_workspace(
+    uri: str, token: str | None, log_dir: Path | None
+) -> tuple[Workspace, WorkspaceSpec]:
+    """The local workspace that keeps the prediction log in remote mode, and what
+    ``--workers`` processes need to open it and reach the server themselves."""
+    from loopml.api.remote.model_source import remote_model_source
+    from loopml.serving.supervisor import WorkspaceSpec
+
+    folder = (log_dir or default_log_dir(uri)).expanduser().absolute()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInputError(
+            f"cannot use {folder} for the prediction log: {exc.strerror or exc}; "
+            "pick another folder with --log-dir"
+        ) from None
+    db_url, artifacts = f"sqlite:///{folder / 'loopml.db'}", str(folder / "artifacts")
+    ws = Workspace(db_url, artifacts, actor=config.os_user())
+    err.print(
+        f"prediction log: {esc(folder)} (read it with LOOPML_HOME={esc(folder)})", soft_wrap=True
+    )
+    spec = WorkspaceSpec(db_url, artifacts, model_source=partial(remote_model_source, uri, token))
+    return ws, spec
+
+
+def default_log_dir(uri: str) -> Path:
+    """``$XDG_CACHE_HOME/loopml/serve/HOST-PORT`` (``~/.cache`` without it): one folder
+    per server, so serving models of two servers never mixes their logs."""
+    parts = urlsplit(uri)
+    where = f"{parts.hostname}-{parts.port or (443 if parts.scheme == 'https' else 80)}"
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "loopml" / "serve" / where.replace(":", "_")
 
 
 def predict(

@@ -73,24 +73,44 @@ class References:
         self.ws = workspace
         self.registry = Registry(workspace)
         self._cache: dict[tuple[str, int], Reference] = {}
+        self._inputs: dict[tuple[str, int], Reference] = {}  # without predictions
 
     def get(self, model: str, version: int) -> Reference:
+        """The version's reference, with the model's predictions on its training data (made
+        and stored once per model artifact)."""
         key = (model, version)
         if key not in self._cache:
-            self._cache[key] = self._build(model, version)
+            self._cache[key] = self._with_scores(self.inputs(model, version))
         return self._cache[key]
+
+    def inputs(self, model: str, version: int) -> Reference:
+        """The version's reference without predictions: the training inputs' profile and
+        schema (what a log writer needs to summarise what it writes)."""
+        key = (model, version)
+        if key in self._cache:
+            return self._cache[key]
+        if key not in self._inputs:
+            self._inputs[key] = self._build(model, version)
+        return self._inputs[key]
 
     def _build(self, model: str, version: int) -> Reference:
         mv = self.registry.get_version(model, version)
         found = _datasets(self.ws, mv.dataset_artifact_ids)
         columns = mv.signature.columns
-        usable = [d for d in found if all(c in d.profile.columns for c in columns)]
         inputs = None
+        usable = self._usable(found, columns)
         if usable:
             merged = merge_all(d.profile for d in usable)
             inputs = Profile(merged.num_rows, {c: merged.columns[c] for c in columns})
-        schema = _schema(usable, inputs, columns)
-        ref = Reference(mv, tuple(found), inputs, schema)
+        return Reference(mv, tuple(found), inputs, _schema(usable, inputs, columns))
+
+    @staticmethod
+    def _usable(found: tuple[Dataset, ...] | list[Dataset], columns: list[str]) -> list[Dataset]:
+        return [d for d in found if all(c in d.profile.columns for c in columns)]
+
+    def _with_scores(self, ref: Reference) -> Reference:
+        mv = ref.version
+        usable = self._usable(ref.datasets, mv.signature.columns)
         if not usable:
             return ref
         try:
@@ -98,7 +118,7 @@ class References:
         except LoopmlError as exc:
             log.warning("no prediction reference for %s: %s", mv.ref, exc)
             return ref
-        return Reference(mv, tuple(found), inputs, schema, target, scored)
+        return Reference(mv, ref.datasets, ref.inputs, ref.schema, target, scored)
 
     def _scored(self, mv: ModelVersion, usable: list[Dataset]) -> tuple[pl.DataFrame, str | None]:
         stored = _stored_reference(self.ws, mv)

@@ -44,7 +44,7 @@ def score_of(proba: np.ndarray | None) -> np.ndarray | None:
     return proba.max(axis=1)
 
 
-def output_table(df: pl.DataFrame, classes: list[Any] | None) -> pl.DataFrame:
+def output_table(df: pl.DataFrame, classes: list[Any] | None = None) -> pl.DataFrame:
     """prediction (and score) of each row, the columns an output profile is made of."""
     cols: dict[str, Any] = {"prediction": df["prediction"]}
     score = score_of(proba_matrix(df))

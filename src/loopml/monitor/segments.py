@@ -1,72 +1,52 @@
 """Turning new prediction-log files into stored day segments, once.
 
-Each new log file is read, its rows (shadow answers aside: no client saw them) split by
-model version and UTC day of their event time (the answer time where no event time was
-sent), and each part summarised: mergeable profiles of the inputs and outputs, the
-validation counts of the inputs against the training schema, and a compact blob of what
-labels are joined against. The file is then recorded as read and never opened again;
-longer windows merge the stored summaries.
+Each new log file's rows (shadow answers aside: no client saw them) are split by model
+version and UTC day of their event time (the answer time where no event time was sent).
+Each part is summarised (``summary.py``): mergeable profiles of the inputs and outputs and
+the validation counts of the inputs against the training schema. The server's writer
+stores that summary beside each file as it writes it, so ingest reads only the columns
+labels are joined against (never the inputs) and merges the files' summaries; a file
+without a usable summary is summarised from its rows here. The file is then recorded as
+read and never opened again; longer windows merge the stored summaries.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import logging
-from dataclasses import dataclass
+from collections import defaultdict
 from typing import Any
 
 import polars as pl
+import pyarrow.parquet as pq
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 
 from loopml.core import clock
 from loopml.core.ids import new_id
-from loopml.data.profile import Profile, profile
-from loopml.data.validate import Anomaly, validate
-from loopml.monitor.logs import EVENT_TIME, LOG_KIND
+from loopml.data.schema import Schema
+from loopml.monitor.logs import LOG_KIND
 from loopml.monitor.reference import References
-from loopml.monitor.scores import frame_bytes, output_table
+from loopml.monitor.scores import frame_bytes
+from loopml.monitor.summary import DAY as DAY
+from loopml.monitor.summary import (
+    SUMMARY_PROPERTY,
+    PartKey,
+    groups,
+    read_file_summary,
+    rows_of,
+    summarise,
+)
+from loopml.monitor.summary import Summary as Summary
 from loopml.store.lineage import ArtifactRecord
 from loopml.store.metadata.tables import artifacts, monitor_segments, monitor_sources
 from loopml.store.workspace import Workspace
 
-DAY = 86_400.0
-SUMMARY_FORMAT = "loopml.monitor_segment/1"
 log = logging.getLogger("loopml.monitor")
-
-
-@dataclass(frozen=True)
-class Summary:
-    """What a segment (or a merge of segments) knows without its rows."""
-
-    rows: int
-    inputs: Profile
-    outputs: Profile
-    anomalies: tuple[Anomaly, ...]
-
-    def to_json(self) -> bytes:
-        return json.dumps(
-            {
-                "format": SUMMARY_FORMAT,
-                "rows": self.rows,
-                "inputs": self.inputs.to_dict(),
-                "outputs": self.outputs.to_dict(),
-                "anomalies": [a.to_dict() for a in self.anomalies],
-            },
-            allow_nan=False,
-            separators=(",", ":"),
-        ).encode()
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> Summary:
-        d = json.loads(raw)
-        return cls(
-            int(d["rows"]),
-            Profile.from_dict(d["inputs"]),
-            Profile.from_dict(d["outputs"]),
-            tuple(Anomaly.from_dict(a) for a in d["anomalies"]),
-        )
+# What segments keep of each row: what labels join on and what performance is made of.
+SCORE_COLUMNS = ("request_id", "row", "t", "prediction", "proba", "source")
+# What is read of a log file whose summary is stored (everything but the inputs).
+KEY_COLUMNS = ("request_id", "row", "timestamp", "event_time", "model", "model_version", "role")
 
 
 def new_log_files(ws: Workspace) -> list[ArtifactRecord]:
@@ -104,59 +84,73 @@ def ingest_logs(ws: Workspace, references: References) -> list[str]:
     return new
 
 
-def rows_of(df: pl.DataFrame) -> pl.DataFrame:
-    """Log rows with ``t``, the event time (else answer time) in epoch seconds, and its day."""
-    answered = pl.col("timestamp").dt.epoch("us").cast(pl.Float64) / 1e6
-    if EVENT_TIME in df.columns:
-        t = pl.coalesce(pl.col(EVENT_TIME).dt.epoch("us").cast(pl.Float64) / 1e6, answered)
-    else:
-        t = answered
-    if "role" in df.columns:
-        df = df.filter(pl.col("role") != "shadow")
-    return df.with_columns(t=t, bucket=(t / DAY).floor() * DAY)
-
-
 def _deployment(record: ArtifactRecord) -> str:
     props = record.properties or {}
     return str(props.get("deployment") or props.get("model") or "")
 
 
+def _schema_of(references: References) -> Any:
+    def schema_of(model: str, version: int) -> Schema | None:
+        return references.get(model, version).schema
+
+    return schema_of
+
+
+def _read(
+    ws: Workspace, references: References, record: ArtifactRecord
+) -> tuple[pl.DataFrame, dict[PartKey, Summary]]:
+    """One log file's rows (as ``rows_of`` gives them; without inputs when its stored
+    summary is used) and its summaries by (model, version, day)."""
+    schema_of = _schema_of(references)
+    digest = (record.properties or {}).get(SUMMARY_PROPERTY)
+    stored = None
+    if isinstance(digest, str):
+        raw = ws.artifacts.get_bytes(digest, what=f"summary of prediction log {record.name}")
+        stored = read_file_summary(raw, schema_of)
+    data = io.BytesIO(ws.artifacts.get_bytes(record.digest, what=f"prediction log {record.name}"))
+    if stored is not None:
+        names = pq.read_schema(data).names
+        wanted = [c for c in (*KEY_COLUMNS, "prediction", "proba") if c in names]
+        data.seek(0)
+        rows = rows_of(pl.read_parquet(data, columns=wanted))
+        if sum(s.rows for s in stored.values()) == rows.height:
+            return rows, stored
+        log.warning("the summary of %s does not cover its rows; summarising them", record.name)
+        data.seek(0)
+    rows = rows_of(pl.read_parquet(data))
+    made = {
+        (str(m), int(v), float(b)): summarise(part, schema_of(str(m), int(v)))
+        for (m, v, b), part in groups(rows, ["model", "model_version", "bucket"])
+    }
+    return rows, made
+
+
 def ingest_files(ws: Workspace, references: References, records: list[ArtifactRecord]) -> list[str]:
     frames = []
+    summaries: dict[tuple[str, str, int, float], list[Summary]] = defaultdict(list)
     for record in records:
-        raw = ws.artifacts.get_bytes(record.digest, what=f"prediction log {record.name}")
+        rows, parts = _read(ws, references, record)
+        deployment = _deployment(record)
+        keep = [c for c in SCORE_COLUMNS if c in rows.columns]
         frames.append(
-            pl.read_parquet(io.BytesIO(raw)).with_columns(
-                source=pl.lit(record.id), deployment=pl.lit(_deployment(record))
+            rows.select(*keep, "model", "model_version", "bucket").with_columns(
+                source=pl.lit(record.id), deployment=pl.lit(deployment)
             )
         )
-    df = rows_of(pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0])
+        for (model, version, bucket), summary in parts.items():
+            summaries[(deployment, model, version, bucket)].append(summary)
+    df = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
     now = clock.now()
     first: dict[str, str] = {}
     for record in records:
         first.setdefault(_deployment(record), record.id)
     segments: list[dict[str, Any]] = []
-    keys = ["deployment", "model", "model_version", "bucket"]
-    groups: Any
-    if df.height and len(first) == 1 and _one_group(df):
-        # The usual case (one deployment, version and day): no regrouping copy.
-        first_row = df.row(0, named=True)
-        groups = [(tuple(first_row[k] for k in keys), df)]
-    else:
-        groups = df.group_by(keys, maintain_order=True)
-    for (deployment, model, version, bucket), part in groups:
-        segments.append(
-            _segment(
-                ws,
-                references,
-                first[str(deployment)],
-                str(deployment),
-                model,
-                version,
-                bucket,
-                part,
-            )
-        )
+    for (deployment, model, version, bucket), part in groups(
+        df, ["deployment", "model", "model_version", "bucket"]
+    ):
+        key = (str(deployment), str(model), int(version), float(bucket))
+        summary = Summary.merge(summaries[key])
+        segments.append(_segment(ws, first[key[0]], key, part, summary))
     sources = [
         {
             "artifact_id": r.id,
@@ -179,51 +173,24 @@ def ingest_files(ws: Workspace, references: References, records: list[ArtifactRe
     return [s["id"] for s in segments]
 
 
-def _one_group(df: pl.DataFrame) -> bool:
-    """Whether every row has the same model, version and day (cheaper than ``n_unique``
-    over the keys: one min/max pass)."""
-    spans = df.select(
-        pl.col("model").min().alias("m0"),
-        pl.col("model").max().alias("m1"),
-        pl.col("model_version").min().alias("v0"),
-        pl.col("model_version").max().alias("v1"),
-        pl.col("bucket").min().alias("b0"),
-        pl.col("bucket").max().alias("b1"),
-    ).row(0)
-    return spans[0] == spans[1] and spans[2] == spans[3] and spans[4] == spans[5]
-
-
 def _segment(
     ws: Workspace,
-    references: References,
     source_id: str,
-    deployment: str,
-    model: Any,
-    version: Any,
-    bucket: Any,
+    key: tuple[str, str, int, float],
     part: pl.DataFrame,
+    summary: Summary,
 ) -> dict[str, Any]:
-    inputs = part.select(pl.col("inputs").struct.unnest())
-    ref = references.get(str(model), int(version))
-    outputs = output_table(part, ref.classes).with_columns(part["latency_ms"])
-    anomalies: tuple[Anomaly, ...] = ()
-    if ref.schema is not None:
-        anomalies = validate(inputs, ref.schema).anomalies
-    summary = Summary(
-        part.height, profile(inputs, distinct=False), profile(outputs, distinct=False), anomalies
-    )
-    keep = [
-        c for c in ("request_id", "row", "t", "prediction", "proba", "source") if c in part.columns
-    ]
+    deployment, model, version, bucket = key
+    keep = [c for c in SCORE_COLUMNS if c in part.columns]
     scores = ws.artifacts.put_bytes(frame_bytes(part.select(keep)))
     summary_blob = ws.artifacts.put_bytes(summary.to_json())
     return {
         "id": new_id(),
         "source_id": source_id,
         "deployment": deployment,
-        "model": str(model),
-        "version": int(version),
-        "bucket": float(bucket),
+        "model": model,
+        "version": version,
+        "bucket": bucket,
         "rows": part.height,
         "requests": part["request_id"].n_unique(),
         "first_time": float(part["t"].min()),  # type: ignore[arg-type]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -33,14 +33,14 @@ from loopml.core.errors import InvalidInputError, NotFoundError
 from loopml.core.hashing import digest_bytes
 from loopml.core.ids import new_id
 from loopml.data.drift import ColumnDrift, DriftReport, drift
-from loopml.data.profile import Profile, merge_all
 from loopml.data.validate import Anomaly, ValidationReport
 from loopml.monitor import performance as perf
 from loopml.monitor.errors import error_counts, ingest_errors
-from loopml.monitor.labels import KEY, Blobs, ingest_labels
+from loopml.monitor.labels import KEY, LABEL_COLUMNS, Blobs, ingest_labels
 from loopml.monitor.reference import Reference, References, class_keys
 from loopml.monitor.scores import proba_matrix
 from loopml.monitor.segments import DAY, Summary, ingest_logs
+from loopml.monitor.summary import merge_anomalies, merge_profiles
 from loopml.monitor.times import epoch, to_datetime, window_seconds
 from loopml.registry.model_registry import Registry
 from loopml.store.metadata.tables import monitor_results, monitor_segments, monitor_sources
@@ -242,8 +242,8 @@ class Monitor:
 
     def refresh(self) -> None:
         """Read new prediction-log and feedback files (each only once, ever)."""
-        new = ingest_logs(self.ws, self.references)
-        ingest_labels(self.ws, new, self.blobs)
+        ingest_logs(self.ws, self.references)
+        ingest_labels(self.ws, self.blobs)
         ingest_errors(self.ws)
 
     # resolving names ---------------------------------------------------------------------
@@ -483,11 +483,12 @@ class Monitor:
             [self.blobs.read(s.scores_digest, "monitor scores") for s in segs],
             how="vertical_relaxed",
         )
-        labelled = [
-            self.blobs.read(s.labels_digest, "monitor labels") for s in segs if s.labels_digest
-        ]
+        labelled = [self._labels(s.labels_digest) for s in segs if s.labels_digest]
         labels = pl.concat(labelled, how="vertical_relaxed") if labelled else None
         return _Part(model, version, ref, summaries, scores, labels)
+
+    def _labels(self, digest: str) -> pl.DataFrame:
+        return self.blobs.read(digest, "monitor labels").select(LABEL_COLUMNS)
 
     def _calibration(self, ref: Reference, period: list[_Segment]) -> _Calibration | None:
         """(positive-class score, labelled positive) of the period's labelled rows."""
@@ -499,7 +500,7 @@ class Monitor:
             how="vertical_relaxed",
         )
         labels = pl.concat(
-            [self.blobs.read(s.labels_digest, "monitor labels") for s in period if s.labels_digest],
+            [self._labels(s.labels_digest) for s in period if s.labels_digest],
             how="vertical_relaxed",
         )
         joined = scores.join(labels, on=KEY, how="inner")
@@ -598,8 +599,8 @@ class _Part:
 
     def report(self, name: str, deployments: list[str], start: float, end: float) -> WindowReport:
         ref = self.reference
-        inputs = _merge([s.inputs for s in self.summaries])
-        outputs = _merge([s.outputs for s in self.summaries])
+        inputs = merge_profiles([s.inputs for s in self.summaries])
+        outputs = merge_profiles([s.outputs for s in self.summaries])
         drift_report = None
         if ref.inputs is not None and inputs is not None:
             cols = [c for c in ref.inputs.columns if c in inputs.columns]
@@ -618,7 +619,7 @@ class _Part:
             if stats is not None:
                 q = stats.quantiles()
                 latency = {k: q[k] for k in ("p50", "p95", "p99") if k in q}
-        quality = ValidationReport(self.rows, _merge_anomalies(self.summaries))
+        quality = ValidationReport(self.rows, merge_anomalies(self.summaries))
         realised, labelled = self._realised()
         est_in = self.estimated_inputs()
         estimated = None if est_in is None else perf.estimate(est_in[:, 0], est_in[:, 1] > 0.5)
@@ -667,42 +668,6 @@ class _Part:
             proba,
         )
         return metrics, joined.height
-
-
-def _merge(profiles: Sequence[Profile]) -> Profile | None:
-    if not profiles:
-        return None
-    common = [c for c in profiles[0].columns if all(c in p.columns for p in profiles)]
-    trimmed = [Profile(p.num_rows, {c: p.columns[c] for c in common}, p.hash_id) for p in profiles]
-    return merge_all(trimmed)
-
-
-def _merge_anomalies(summaries: list[Summary]) -> tuple[Anomaly, ...]:
-    merged: dict[tuple[str, str | None, str], Anomaly] = {}
-    for s in summaries:
-        for a in s.anomalies:
-            key = (a.kind, a.column, a.severity)
-            prev = merged.get(key)
-            if prev is None:
-                merged[key] = a
-                continue
-            count = (
-                None
-                if prev.count is None and a.count is None
-                else (prev.count or 0) + (a.count or 0)
-            )
-            examples = tuple(dict.fromkeys(prev.examples + a.examples))[:5]
-            merged[key] = Anomaly(
-                a.kind,
-                a.severity,
-                a.column,
-                f"{a.kind} in column {a.column!r}: {count} row(s) in the window"
-                if a.column
-                else prev.message,
-                count,
-                examples,
-            )
-    return tuple(merged.values())
 
 
 def _empty(name: str, model: str, deployments: list[str], start: float, end: float) -> WindowReport:

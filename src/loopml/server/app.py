@@ -16,7 +16,9 @@ from fastapi import APIRouter, Depends, FastAPI
 from loopml.server import assets, errors, pages
 from loopml.server import mlflow as mlflow_api
 from loopml.server.auth import WriteLog, require_access
+from loopml.server.query_checks import single_valued_query
 from loopml.server.routes import (
+    dataset_writes,
     datasets,
     lineage,
     models,
@@ -33,8 +35,20 @@ API_PREFIX = "/api/v1"
 
 
 def api_router() -> APIRouter:
-    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_access)])
-    for module in (runs, datasets, models, lineage, pipelines, monitoring, writes, run_models):
+    api = APIRouter(
+        prefix=API_PREFIX, dependencies=[Depends(require_access), Depends(single_valued_query)]
+    )
+    for module in (
+        runs,
+        datasets,
+        models,
+        lineage,
+        pipelines,
+        monitoring,
+        writes,
+        dataset_writes,
+        run_models,
+    ):
         api.include_router(module.router)
     return api
 
@@ -76,5 +90,7 @@ def create_app(workspace: Workspace, *, close_workspace: bool = False) -> FastAP
     app.include_router(mlflow_api.router)
     app.include_router(pages.router)
     app.include_router(assets.router)
-    app.add_middleware(WriteLog, workspace=workspace)
+    # Outside in: the audit of writes, then MLflow's hot tracking endpoints.
+    app.add_middleware(mlflow_api.HotPaths, endpoints=mlflow_api.hot, on_error=errors.respond)
+    app.add_middleware(WriteLog, audit=server_state.audit)
     return app

@@ -7,16 +7,12 @@ also accept the token from the ``loopml_token`` cookie that the sign-in form set
 
 from __future__ import annotations
 
-import anyio.to_thread
 from fastapi import Request
-from sqlalchemy import insert
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from loopml.core import clock
 from loopml.server import tokens
+from loopml.server.audit import AuditLog
 from loopml.server.state import state
-from loopml.store.metadata.tables import api_writes
-from loopml.store.workspace import Workspace
 
 COOKIE = "loopml_token"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -46,11 +42,12 @@ def require_access(request: Request) -> None:
 
 
 class WriteLog:
-    """ASGI middleware: every write under /api/ is recorded with its token's name and status."""
+    """ASGI middleware: every write under /api/ is recorded with its token's name and status
+    (queued to ``audit``, which writes in batches)."""
 
-    def __init__(self, app: ASGIApp, workspace: Workspace) -> None:
+    def __init__(self, app: ASGIApp, audit: AuditLog) -> None:
         self.app = app
-        self.workspace = workspace
+        self.audit = audit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -73,18 +70,4 @@ class WriteLog:
         finally:
             # Requests refused before a token was checked (401) name no one; still recorded.
             name = scope.get("state", {}).get("token_name")
-            await anyio.to_thread.run_sync(
-                self._record, name, scope["method"], scope["path"], status
-            )
-
-    def _record(self, name: str | None, method: str, path: str, status: int) -> None:
-        with self.workspace.write_engine.begin() as conn:
-            conn.execute(
-                insert(api_writes).values(
-                    token_name=name,
-                    method=method,
-                    path=path[:1000],
-                    status=status,
-                    created_at=clock.now(),
-                )
-            )
+            self.audit.record(name, scope["method"], scope["path"], status)

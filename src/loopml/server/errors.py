@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -22,6 +22,7 @@ from loopml.server.mlflow import protocol as mlflow_protocol
 
 log = logging.getLogger("loopml.server")
 API_PREFIXES = ("/api/",)
+Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 
 def _wants_json(request: Request) -> bool:
@@ -75,40 +76,59 @@ def _allowed(request: Request, fallback: str | None) -> str | None:
     return ", ".join(sorted(methods)) if methods else fallback
 
 
+async def loopml_error(request: Request, exc: Exception) -> Response:
+    codes = error_codes(exc)
+    if codes.http_status >= 500:
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+    return answer(request, codes.http_status, str(exc), type(exc).__name__, exc=exc)
+
+
+async def validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    bad = InvalidInputError(_describe(exc.errors()))
+    return answer(request, error_codes(bad).http_status, str(bad), type(bad).__name__)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    kind = "NotFoundError" if exc.status_code == 404 else "HTTPError"
+    detail = str(exc.detail)
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"nothing at {request.url.path}; the API is described at /api/v1/openapi.json"
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        allow = _allowed(request, headers.get("Allow"))
+        if allow:
+            headers["Allow"] = allow
+    return answer(request, exc.status_code, detail, kind, headers)
+
+
+async def database_error(request: Request, exc: Exception) -> Response:
+    # The metadata database is down or locked past its timeout: the store's problem,
+    # answered as StoreError is, not a bug.
+    assert isinstance(exc, OperationalError)
+    down = StoreError(f"the metadata database failed: {exc.orig}")
+    log.warning("%s %s: %s", request.method, request.url.path, down)
+    return answer(request, error_codes(down).http_status, str(down), type(down).__name__)
+
+
+HANDLERS: tuple[tuple[type[Exception], Handler], ...] = (
+    (LoopmlError, loopml_error),
+    (OperationalError, database_error),
+    (RequestValidationError, validation_error),
+    (StarletteHTTPException, http_error),
+)
+
+
+async def respond(request: Request, exc: Exception) -> Response | None:
+    """The answer the app's handlers give ``exc``, for code that answers outside FastAPI's
+    routing (``loopml.server.mlflow.hot``); None for an exception they do not handle."""
+    for kind, handler in HANDLERS:
+        if isinstance(exc, kind):
+            return await handler(request, exc)
+    return None
+
+
 def install(app: FastAPI) -> None:
-    async def loopml_error(request: Request, exc: Exception) -> Response:
-        codes = error_codes(exc)
-        if codes.http_status >= 500:
-            log.warning("%s %s: %s", request.method, request.url.path, exc)
-        return answer(request, codes.http_status, str(exc), type(exc).__name__, exc=exc)
-
-    async def validation_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RequestValidationError)
-        bad = InvalidInputError(_describe(exc.errors()))
-        return answer(request, error_codes(bad).http_status, str(bad), type(bad).__name__)
-
-    async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, StarletteHTTPException)
-        kind = "NotFoundError" if exc.status_code == 404 else "HTTPError"
-        detail = str(exc.detail)
-        if exc.status_code == 404 and detail == "Not Found":
-            detail = f"nothing at {request.url.path}; the API is described at /api/v1/openapi.json"
-        headers = dict(exc.headers or {})
-        if exc.status_code == 405:
-            allow = _allowed(request, headers.get("Allow"))
-            if allow:
-                headers["Allow"] = allow
-        return answer(request, exc.status_code, detail, kind, headers)
-
-    async def database_error(request: Request, exc: Exception) -> Response:
-        # The metadata database is down or locked past its timeout: the store's problem,
-        # answered as StoreError is, not a bug.
-        assert isinstance(exc, OperationalError)
-        down = StoreError(f"the metadata database failed: {exc.orig}")
-        log.warning("%s %s: %s", request.method, request.url.path, down)
-        return answer(request, error_codes(down).http_status, str(down), type(down).__name__)
-
-    app.add_exception_handler(LoopmlError, loopml_error)
-    app.add_exception_handler(OperationalError, database_error)
-    app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(StarletteHTTPException, http_error)
+    for kind, handler in HANDLERS:
+        app.add_exception_handler(kind, handler)

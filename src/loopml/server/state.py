@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from fastapi import Request
 
 from loopml.registry.model_registry import Registry
+from loopml.server.audit import AuditLog
 from loopml.store.workspace import Workspace
 from loopml.tracking.tracker import Tracker
 
@@ -17,13 +18,16 @@ class ServerState:
     workspace: Workspace
     tracker: Tracker = field(init=False)
     registry: Registry = field(init=False)
+    audit: AuditLog = field(init=False)
 
     def __post_init__(self) -> None:
         self.tracker = Tracker(self.workspace)
         self.registry = Registry(self.workspace)
+        self.audit = AuditLog(self.workspace)
 
     def close(self) -> None:
         self.tracker.close()
+        self.audit.close()
 
 
 def state(request: Request) -> ServerState:

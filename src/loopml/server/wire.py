@@ -408,7 +408,51 @@ class AddDatasetIn(BaseModel):
     digest: str = Field(description="the Parquet file's digest (b3:...)", max_length=67)
     description: str | None = Field(default=None, max_length=20_000)
     owner: str | None = Field(default=None, max_length=250)
-    tags: list[str] | None = Field(default=None, max_length=1000)
+    tags: list[str] | dict[str, str] | None = Field(default=None, max_length=1000)
+
+
+class AppendDatasetIn(BaseModel):
+    """A batch the client uploaded as one Parquet blob, appended to the latest version."""
+
+    digest: str = Field(description="the Parquet file's digest (b3:...)", max_length=67)
+    description: str | None = Field(default=None, max_length=20_000)
+
+
+class UpdateDatasetIn(BaseModel):
+    """Edits to a catalog entry; what is left out stays as it is."""
+
+    description: str | None = Field(default=None, max_length=20_000)
+    owner: str | None = Field(default=None, max_length=250)
+    tags: list[str] | dict[str, str] | None = Field(default=None, max_length=1000)
+    column_descriptions: dict[str, str] | None = Field(default=None, max_length=10_000)
+
+
+class SaveSchemaIn(BaseModel):
+    yaml: str = Field(description="the schema as its YAML file holds it", max_length=5_000_000)
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class SchemaVersionOut(BaseModel):
+    version: int
+    digest: str = Field(description="the YAML document's digest, downloadable at /blobs/")
+    created_at: float
+    note: str | None
+
+
+class VerifyReportOut(BaseModel):
+    versions: int = Field(description="dataset versions walked")
+    blobs: int
+    bytes: int
+    problems: list[str]
+    ok: bool
+
+
+class RunArtifactIn(BaseModel):
+    """An uploaded file (a blob) or folder (a tree manifest) recorded as a run's output."""
+
+    digest: str = Field(max_length=67)
+    kind: Literal["file", "tree"]
+    name: str = Field(max_length=250, description="the artifact's name, e.g. notes.txt")
 
 
 class PromoteIn(BaseModel):
@@ -460,6 +504,11 @@ class NodeOut(BaseModel):
     status: str | None = None
     digest: str | None = None
     time: float
+    # The rest of the node's record, so that a client can rebuild the graph it came from.
+    size: int | None = None
+    end_time: float | None = None
+    error: str | None = None
+    properties: dict[str, Any] = Field(default_factory=dict)
 
 
 class EdgeOut(BaseModel):
@@ -485,6 +534,8 @@ class LineageOut(BaseModel):
                 name=a.name,
                 digest=a.digest,
                 time=a.created_at,
+                size=a.size,
+                properties=json_safe(a.properties),
             )
             for a in g.artifacts.values()
         ] + [execution_node(e) for e in g.executions.values()]
@@ -501,7 +552,15 @@ class LineageOut(BaseModel):
 
 def execution_node(e: ExecutionRecord) -> NodeOut:
     return NodeOut(
-        id=e.id, node="execution", kind=e.kind, name=e.name, status=e.status, time=e.start_time
+        id=e.id,
+        node="execution",
+        kind=e.kind,
+        name=e.name,
+        status=e.status,
+        time=e.start_time,
+        end_time=e.end_time,
+        error=e.error,
+        properties=json_safe(e.properties),
     )
 
 

@@ -21,7 +21,10 @@ Format (``loopml.prediction_log/2``): each flush writes one Parquet file per (ho
 version), stored as a content-addressed blob and recorded as an artifact of kind
 ``prediction_log`` whose properties say ``deployment``, ``model``, ``version``,
 ``model_digest`` (the model version's artifact digest), ``partition`` (UTC hour,
-``YYYY-MM-DDTHH``), ``start``/``end`` (epoch seconds), ``rows`` and ``requests``. The same
+``YYYY-MM-DDTHH``), ``start``/``end`` (epoch seconds), ``rows``, ``requests`` and, where
+the writer could make it, ``summary_digest``: the file's monitoring summary (profiles and
+validation counts by model version and day, ``loopml.monitor.summary``), which the monitor
+merges instead of re-reading the inputs. The same
 transaction records a ``prediction_logging`` execution with the model version's artifact
 as input (role ``model``) and the log file as output (role ``prediction_log``), so every
 logged prediction traces back to the exact model bytes. One Parquet row per predicted row:
@@ -75,9 +78,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from loopml.core.errors import StoreError
+from loopml.core.errors import LoopmlError, StoreError
+from loopml.data.schema import Schema
 from loopml.monitor.logs import ERROR_KIND as ERROR_KIND
 from loopml.monitor.logs import LOG_KIND as LOG_KIND
+from loopml.monitor.reference import References
+from loopml.monitor.summary import SUMMARY_PROPERTY, summarise_file
 from loopml.serving.model_source import Prediction
 from loopml.store.workspace import Workspace
 
@@ -144,6 +150,7 @@ class PredictionLog:
         compact_interval: float = 0.1,
         on_written: Callable[[int], None] | None = None,
         strict: bool = False,
+        summaries: bool = True,
     ) -> None:
         self.workspace = workspace
         self.deployment = deployment
@@ -169,6 +176,9 @@ class PredictionLog:
         self._waiters: list[Future[None]] = []
         self._compacted_waiters: list[Future[None]] = []
         self._errors: list[ErrorRecord] = []  # failed requests, written at each flush
+        # Summarise each file for the monitor as it is written (see monitor/summary.py).
+        self.summaries = summaries
+        self._references: References | None = None
 
     @property
     def pending_rows(self) -> int:
@@ -372,6 +382,7 @@ class PredictionLog:
         blob = self.workspace.artifacts.put_bytes(sink.getvalue())
         if self.strict:
             self._sync(blob.digest)
+        summary = self._summary(table)
         micros = pc.min_max(table.column("timestamp").cast(pa.int64()))
         properties = {
             "format": LOG_FORMAT,
@@ -385,6 +396,8 @@ class PredictionLog:
             "rows": table.num_rows,
             "requests": pc.count_distinct(table.column("request_id")).as_py(),
         }
+        if summary is not None:
+            properties[SUMMARY_PROPERTY] = summary
         lineage = self.workspace.lineage
         # One transaction: a log file is never recorded without its link to the model.
         with self.workspace.write_engine.begin() as conn:
@@ -411,6 +424,33 @@ class PredictionLog:
         if self._on_written is not None:
             self._on_written(table.num_rows)
         return int(table.num_rows)
+
+    def _summary(self, table: pa.Table) -> str | None:
+        """The digest of the file's summary blob, or None (the monitor then summarises the
+        file's rows itself: slower, same result). Never fails the write."""
+        if not self.summaries or table.num_rows == 0:
+            return None
+        import polars as pl
+
+        try:
+            df = pl.from_arrow(table)
+            assert isinstance(df, pl.DataFrame)
+            raw = summarise_file(df, self._schema_of)
+            return self.workspace.artifacts.put_bytes(raw).digest
+        except LoopmlError as exc:
+            # The log's workspace does not know the served version (a model fetched from a
+            # team server in remote mode): the monitor reading this log summarises its rows.
+            self.summaries = False
+            log.info("prediction log files are written without summaries: %s", exc)
+            return None
+        except Exception:
+            log.warning("could not summarise a prediction log file", exc_info=True)
+            return None
+
+    def _schema_of(self, model: str, version: int) -> Schema | None:
+        if self._references is None:
+            self._references = References(self.workspace)
+        return self._references.inputs(model, version).schema
 
     def _sync(self, digest: str) -> None:
         store = self.workspace.artifacts

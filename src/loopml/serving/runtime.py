@@ -76,7 +76,10 @@ class ServingRuntime:
         options: ServeOptions,
         *,
         multiprocess_dir: str | None = None,
+        source: ModelSource | None = None,
     ) -> None:
+        # ``source`` replaces the workspace's registry as where models come from (a team
+        # server's, in remote mode); the workspace still holds the prediction log.
         self.workspace = workspace
         self.options = options
         self.metrics = ServingMetrics(multiprocess_dir)
@@ -84,7 +87,7 @@ class ServingRuntime:
         self.metrics.add_collector(
             MonitorCollector(workspace, (options.deployment_name, ModelRef.parse(options.ref).name))
         )
-        self.source = ModelSource(workspace)
+        self.source = ModelSource(workspace) if source is None else source
         self.deployment = Deployment(self.source, options, self.metrics)
         self.log = PredictionLog(
             workspace,

@@ -25,6 +25,7 @@ from loopml.serving.connections import Receiver
 from loopml.serving.grpc_service import start_grpc
 from loopml.serving.http_protocol import guarded_protocol
 from loopml.serving.listener import HANDSHAKE_GRACE, accept_queued, refuse_new_handshakes
+from loopml.serving.model_source import ModelSource
 from loopml.serving.options import ServeOptions
 from loopml.serving.rest_app import create_app
 from loopml.serving.runtime import ServingRuntime
@@ -130,12 +131,13 @@ async def serve(
     multiprocess_dir: str | None = None,
     on_ready: asyncio.Future[BoundPorts] | None = None,
     connections: socket.socket | None = None,
+    source: ModelSource | None = None,
 ) -> None:
     """Serve until ``stop`` is set, then shut down gracefully.
 
     With ``connections`` (a worker under the supervisor), HTTP connections arrive over that
     channel instead of from a listening socket of this process's own."""
-    runtime = ServingRuntime(workspace, options, multiprocess_dir=multiprocess_dir)
+    runtime = ServingRuntime(workspace, options, multiprocess_dir=multiprocess_dir, source=source)
     sock = (
         None
         if connections is not None
@@ -234,6 +236,7 @@ def run(
     multiprocess_dir: str | None = None,
     announce: bool = True,
     connections: socket.socket | None = None,
+    source: ModelSource | None = None,
 ) -> None:
     """Serve in this process until SIGTERM or SIGINT."""
     raise_fd_limit()
@@ -255,6 +258,7 @@ def run(
             multiprocess_dir=multiprocess_dir,
             on_ready=ready,
             connections=connections,
+            source=source,
         )
 
     asyncio.run(main())

@@ -27,25 +27,33 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loopml.core.errors import LoopmlError
 from loopml.serving.connections import Dispatcher, channel_pair
 from loopml.serving.options import ServeOptions
 from loopml.serving.server import bind_http, check_port_free
 
+if TYPE_CHECKING:
+    from loopml.serving.model_source import ModelSource
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 @dataclass(frozen=True)
 class WorkspaceSpec:
-    """What a worker needs to open the same workspace (a Workspace is not picklable)."""
+    """What a worker needs to open the same workspace (a Workspace is not picklable).
+
+    ``model_source``, when given, makes each worker's model source (a picklable callable,
+    e.g. a team server's registry in remote mode); the workspace then holds the log only."""
 
     db_url: str
     artifacts_url: str
     storage_options: dict[str, Any] = field(default_factory=dict)
+    model_source: Callable[[], ModelSource] | None = None
 
 
 def _worker(
@@ -63,6 +71,7 @@ def _worker(
             multiprocess_dir=metrics_dir,
             announce=False,
             connections=connections,
+            source=None if spec.model_source is None else spec.model_source(),
         )
     finally:
         ws.close()

@@ -6,7 +6,8 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from loopml.core.errors import InvalidInputError, NotFoundError
+from loopml.core import names
+from loopml.core.errors import IntegrityError, InvalidInputError, NotFoundError
 from loopml.store.lineage import ArtifactRecord
 from loopml.tracking import validation
 from loopml.tracking.run_handle import RunHandle
@@ -17,6 +18,7 @@ from loopml.tracking.store import RUNNING as RUNNING
 from loopml.tracking.store import RunStore
 
 if TYPE_CHECKING:
+    from loopml.store.artifacts import ArtifactStore
     from loopml.store.workspace import Workspace
     from loopml.tracking.metric_writer import MetricWriter
 
@@ -81,17 +83,36 @@ class ActiveRun(RunHandle):
         if not os.path.exists(src):
             raise NotFoundError(f"cannot log artifact: nothing at {src!r}")
         store = self._workspace.artifacts
-        label = name or os.path.basename(os.path.abspath(src))
-        validation.check_name(label, "artifact")
+        label = validation.check_artifact_name(name or os.path.basename(os.path.abspath(src)))
         if os.path.isdir(src):
             tree = store.put_tree(src)
             digest, size, kind = tree.digest, tree.size, "tree"
         else:
             blob = store.put_file(src)
             digest, size, kind = blob.digest, blob.size, "file"
+        return self._record_output(digest, kind, size, label)
+
+    def log_stored_artifact(self, digest: str, kind: str, name: str) -> ArtifactRecord:
+        """Record a file (``kind="file"``) or folder (``"tree"``) that is already in the
+        artifact store, such as one a client uploaded to the server, as an output of this
+        run. It is checked first: the blob (and every file of a tree) present and intact,
+        and a tree's paths plain relative paths, so a download cannot write outside its
+        folder."""
+        label = validation.check_artifact_name(name)
+        store = self._workspace.artifacts
+        if kind == "file":
+            size = store.verify(digest, what=f"artifact {label!r}")
+        elif kind == "tree":
+            size = _checked_tree_size(store, digest, label)
+        else:
+            raise InvalidInputError(f"an artifact is a 'file' or a 'tree', not {kind!r}")
+        return self._record_output(digest, kind, size, label)
+
+    def _record_output(self, digest: str, kind: str, size: int, label: str) -> ArtifactRecord:
         lineage = self._workspace.lineage
-        record = lineage.add_artifact(digest, kind, size, name=label)
-        lineage.link(self.id, record.id, "output", role=label)
+        with self._workspace.write_engine.begin() as conn:
+            record = lineage.add_artifact(digest, kind, size, name=label, conn=conn)
+            lineage.link(self.id, record.id, "output", role=label, conn=conn)
         return record
 
     @property
@@ -103,3 +124,24 @@ class ActiveRun(RunHandle):
     def _finish(self, status: str, error: str | None) -> None:
         self._writer.flush()
         self._store.end_run(self.id, status, error)
+
+
+def _checked_tree_size(store: ArtifactStore, digest: str, label: str) -> int:
+    what = f"artifact {label!r}"
+    tree = store.get_tree(digest, what=what)
+    seen: set[str] = set()
+    for entry in tree.entries:
+        names.check_relative_path(entry.path, f"{what}: file")
+        if entry.path in seen:
+            raise InvalidInputError(f"{what} lists the file {entry.path!r} twice")
+        seen.add(entry.path)
+        try:
+            size = store.verify(entry.digest, what=f"{what}: file {entry.path!r}")
+        except IntegrityError as exc:
+            raise InvalidInputError(str(exc)) from None
+        if size != entry.size:
+            raise InvalidInputError(
+                f"{what}: file {entry.path!r} is {size} bytes, not the {entry.size} its "
+                "manifest says"
+            )
+    return tree.size

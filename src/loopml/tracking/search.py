@@ -297,6 +297,31 @@ def attribute_column(key: str) -> Any:
     return _ATTRIBUTES[key]
 
 
+MAX_SEARCH_LIMIT = 100_000
+
+
+def check_search_limit(limit: object) -> int:
+    """A search's ``limit``: an integer from 1 to :data:`MAX_SEARCH_LIMIT`."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= MAX_SEARCH_LIMIT:
+        raise InvalidInputError(f"limit must be an integer from 1 to {MAX_SEARCH_LIMIT}")
+    return limit
+
+
+def check_max_points(max_points: object) -> None:
+    """A chart's ``max_points``: None, or an integer of at least 2."""
+    if max_points is not None and (
+        isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 2
+    ):
+        raise InvalidInputError("max_points must be an integer of at least 2")
+
+
+def order_by_text(spec: str | Sequence[str] | None) -> str | None:
+    """``order_by`` checked here and joined into the one string a server parses again."""
+    if not parse_order_by(spec):
+        return None
+    return spec if isinstance(spec, str) else ", ".join(spec or ())
+
+
 def parse_order_by(spec: str | Sequence[str] | None) -> list[OrderKey]:
     """``"metrics.auc desc, params.depth"`` (or a list of such items) as sort keys."""
     if spec is None:

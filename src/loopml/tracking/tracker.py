@@ -33,7 +33,6 @@ DEFAULT_EXPERIMENT = "default"
 # attach skips the heartbeat write when the run beat this recently; far below any staleness
 # limit, so a run written to stays alive.
 ATTACH_BEAT_S = 5.0
-MAX_SEARCH_LIMIT = 100_000
 # A page is what a person or a paging client reads at once; larger answers come in pages.
 MAX_PAGE = 1000
 
@@ -158,12 +157,7 @@ class Tracker:
         limit: int = 1000,
     ) -> RunList:
         """Runs matching ``filter`` (see :mod:`loopml.tracking.search`), newest first by default."""
-        if (
-            isinstance(limit, bool)
-            or not isinstance(limit, int)
-            or not 0 < limit <= MAX_SEARCH_LIMIT
-        ):
-            raise InvalidInputError(f"limit must be an integer from 1 to {MAX_SEARCH_LIMIT}")
+        search.check_search_limit(limit)
         where = _where(experiment, filter)
         return self.store.load(_ordered(base_query().where(*where), order_by).limit(limit))
 
@@ -198,10 +192,7 @@ class Tracker:
         self, run_id: str, key: str, *, max_points: int | None = None
     ) -> MetricHistory:
         """A metric's series in step order; with ``max_points``, bucketed for a chart."""
-        if max_points is not None and (
-            isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 2
-        ):
-            raise InvalidInputError("max_points must be an integer of at least 2")
+        search.check_max_points(max_points)
         self.writer.flush()
         rows = self.store.metric_chunks(run_id, key)
         if not rows:

@@ -7,6 +7,7 @@ import numbers
 import re
 from typing import Any
 
+from loopml.core import names
 from loopml.core.errors import InvalidInputError
 
 MAX_NAME_LENGTH = 250
@@ -37,6 +38,12 @@ def check_name(name: object, what: str) -> str:
             "loopml's own entries; choose another name"
         )
     return name
+
+
+def check_artifact_name(name: object) -> str:
+    """An artifact's name: a tracking name that is also a plain relative path, since a
+    download writes the artifact under it."""
+    return names.check_relative_path(check_name(name, "artifact"), "artifact name")
 
 
 def check_metric_value(key: str, value: object) -> float:

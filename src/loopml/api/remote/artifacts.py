@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 from urllib.parse import quote
 
 from loopml.api.remote.connection import Connection
+from loopml.core import hashing
 from loopml.core.errors import IntegrityError
-from loopml.store.artifacts import ArtifactStore, Tree
+from loopml.store.artifacts import ArtifactStore, Tree, TreeEntry
 
 
 def cache_store() -> ArtifactStore:
@@ -35,16 +37,53 @@ def upload_tree(connection: Connection, store: ArtifactStore, digest: str) -> Tr
     return tree
 
 
+def upload_path(connection: Connection, path: str) -> tuple[str, str, int]:
+    """Send a file or folder to the server, streamed from where it is (only a folder's
+    manifest is written to the cache): (digest, ``"file"`` or ``"tree"``, size)."""
+    if os.path.isdir(path):
+        base = Path(path)
+        files = sorted(p for p in base.rglob("*") if p.is_file())
+        entries, wanted = [], []
+        for file in files:
+            digest, size = hashing.digest_file(os.fspath(file))
+            entries.append(TreeEntry(file.relative_to(base).as_posix(), digest, size))
+            wanted.append((digest, os.fspath(file)))
+        store = cache_store()
+        tree = store.put_manifest(entries)
+        # The manifest last: a tree whose manifest is stored has every file stored.
+        upload_files(connection, [*wanted, (tree.digest, store.local_path(tree.digest))])
+        return tree.digest, "tree", tree.size
+    digest, size = hashing.digest_file(path)
+    upload_files(connection, [(digest, path)])
+    return digest, "file", size
+
+
 def upload_blobs(connection: Connection, store: ArtifactStore, wanted: list[str]) -> None:
-    """Send the blobs ``wanted`` that the server lacks, in order."""
-    missing = set(connection.post_json("/missing-blobs", {"digests": wanted})["missing"])
-    for d in (w for w in wanted if w in missing):
-        connection.request(
-            "PUT",
-            _blob(d),
-            content=store.get_bytes(d),
-            headers={"Content-Type": "application/octet-stream"},
-        )
+    """Send the blobs ``wanted`` that the server lacks, in order, from ``store`` (local)."""
+    upload_files(connection, [(d, store.local_path(d)) for d in wanted])
+
+
+def upload_files(connection: Connection, wanted: list[tuple[str, str]]) -> None:
+    """Send the files of ``wanted`` ((digest, local path) pairs) whose digest the server
+    lacks, in order; each body streams from its file, so memory stays flat, and the
+    server hashes it and refuses bytes that changed since they were hashed here."""
+    digests = [d for d, _ in wanted]
+    missing = set(connection.post_json("/missing-blobs", {"digests": digests})["missing"])
+    sent: set[str] = set()
+    for digest, path in wanted:
+        if digest not in missing or digest in sent:
+            continue
+        with open(path, "rb") as body:
+            connection.request(
+                "PUT",
+                _blob(digest),
+                content=body,
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Length": str(os.fstat(body.fileno()).st_size),
+                },
+            )
+        sent.add(digest)
 
 
 def download_tree(connection: Connection, store: ArtifactStore, digest: str) -> Tree:

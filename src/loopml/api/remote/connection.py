@@ -8,7 +8,7 @@ does not know, the one its status stands for), so code behaves alike in both mod
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
@@ -36,6 +36,7 @@ _BY_STATUS: dict[int, type[LoopmlError]] = {
     400: errors.InvalidInputError,
     404: errors.NotFoundError,
     409: errors.ConflictError,
+    413: errors.InvalidInputError,
     422: errors.InvalidInputError,
 }
 
@@ -78,7 +79,7 @@ class Connection:
         *,
         json: Any = None,
         params: Any = None,
-        content: bytes | None = None,
+        content: bytes | IO[bytes] | None = None,
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         """The server's answer to a 2xx; raises the loopml error any other answer stands for."""

@@ -101,6 +101,11 @@ class RemoteRegistry:
 
     def resolve(self, ref: str) -> ModelVersion:
         """``name@alias``, ``name:3`` or ``name`` (the latest version), as local mode."""
+        return self.get_version(*self.resolve_number(ref))
+
+    def resolve_number(self, ref: str) -> tuple[str, int]:
+        """(name, version) ``ref`` names now: one request for an alias or the latest, none
+        for ``name:3`` (a serving process asks this every few seconds)."""
         parsed = names.parse_ref(ref, "model reference")
         name = parsed.name
         if parsed.alias is not None:
@@ -110,19 +115,23 @@ class RemoteRegistry:
                 raise NotFoundError(
                     f"model {name!r} has no alias {parsed.alias!r}; its aliases: {known}"
                 )
-            return self.get_version(name, int(aliases[parsed.alias]))
+            return name, int(aliases[parsed.alias])
         if parsed.version is None:
             latest = self.connection.get_json(_model(name))["latest_version"]
             if latest is None:
                 raise NotFoundError(f"model {name!r} has no versions yet; register one first")
-            return self.get_version(name, int(latest))
-        return self.get_version(name, parsed.version)
+            return name, int(latest)
+        return name, parsed.version
 
     def load(self, ref: str) -> LoadedModel:
-        mv = self.resolve(ref)
+        return self.load_version(self.resolve(ref), ref)
+
+    def load_version(self, mv: ModelVersion, ref: str | None = None) -> LoadedModel:
+        """The version's tree fetched into the local cache (what it lacks, hash-checked)
+        and loaded from there."""
         store = cache_store()
         download_tree(self.connection, store, mv.digest)
-        return load_model(store, mv.digest, what=f"model {mv.ref}", ref=ref)
+        return load_model(store, mv.digest, what=f"model {mv.ref}", ref=ref or mv.ref)
 
     def versions(self, name: str) -> list[ModelVersion]:
         names.check_name(name, what="model name")

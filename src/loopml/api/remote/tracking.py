@@ -24,8 +24,9 @@ from urllib.parse import quote
 import numpy as np
 
 from loopml.api.remote.connection import Connection
-from loopml.core.errors import ConfigError, InvalidInputError, StoreError
-from loopml.tracking import environment
+from loopml.core.errors import InvalidInputError, NotFoundError, StoreError
+from loopml.store.lineage import ArtifactRecord
+from loopml.tracking import environment, validation
 from loopml.tracking.metric_writer import (
     FLUSH_INTERVAL_S,
     HEARTBEAT_INTERVAL_S,
@@ -35,8 +36,9 @@ from loopml.tracking.metric_writer import (
 )
 from loopml.tracking.records import MetricHistory, Run, RunList
 from loopml.tracking.run_handle import RunHandle
+from loopml.tracking.search import check_max_points, check_search_limit, order_by_text
 from loopml.tracking.system_metrics import check_interval
-from loopml.tracking.tracker import DEFAULT_EXPERIMENT, MAX_SEARCH_LIMIT, downsample
+from loopml.tracking.tracker import DEFAULT_EXPERIMENT, downsample
 
 log = logging.getLogger(__name__)
 
@@ -188,25 +190,15 @@ class RemoteTracker:
         limit: int = 1000,
     ) -> RunList:
         """Runs matching ``filter``, as :meth:`Tracker.search_runs`; paged from the server."""
-        if (
-            isinstance(limit, bool)
-            or not isinstance(limit, int)
-            or not 0 < limit <= MAX_SEARCH_LIMIT
-        ):
-            raise InvalidInputError(f"limit must be an integer from 1 to {MAX_SEARCH_LIMIT}")
-        if order_by is not None and not isinstance(order_by, str):
-            if not isinstance(order_by, Sequence) or not all(isinstance(i, str) for i in order_by):
-                raise InvalidInputError(
-                    "order_by is a string such as 'metrics.auc desc', or a list"
-                )
-            order_by = ", ".join(order_by)
+        check_search_limit(limit)
+        order = order_by_text(order_by)
         params: dict[str, Any] = {}
         if experiment is not None:
             params["experiment"] = [experiment] if isinstance(experiment, str) else list(experiment)
         if filter is not None:
             params["filter"] = filter
-        if order_by:
-            params["order_by"] = order_by
+        if order:
+            params["order_by"] = order
         self.flush()
         found = RunList()
         seen: set[str] = set()
@@ -230,10 +222,7 @@ class RemoteTracker:
         self, run_id: str, key: str, *, max_points: int | None = None
     ) -> MetricHistory:
         """A metric's series in step order; with ``max_points``, bucketed for a chart."""
-        if max_points is not None and (
-            isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 2
-        ):
-            raise InvalidInputError("max_points must be an integer of at least 2")
+        check_max_points(max_points)
         self.flush()
         params: dict[str, Any] = {"key": key}
         if max_points is not None and max_points <= MAX_SERVER_POINTS:
@@ -350,10 +339,28 @@ class RemoteRun(RunHandle):
     def _batch(self, body: dict[str, Any]) -> None:
         self._tracker.connection.post_json(f"{_run_path(self.id)}/batch", body)
 
-    def log_artifact(self, path: str, name: str | None = None) -> Any:
-        raise ConfigError(
-            "log_artifact is not available in remote mode yet (LOOPML_URI is set); log "
-            "the file from a machine with the workspace's stores, or unset LOOPML_URI"
+    def log_artifact(self, path: str | os.PathLike[str], name: str | None = None) -> ArtifactRecord:
+        """Upload a file or folder (what the server lacks of it) and record it on the
+        server as an output of this run."""
+        from loopml.api.remote.artifacts import upload_path
+
+        if self._ended:
+            self._refuse_ended()
+        src = os.fspath(path)
+        if not os.path.exists(src):
+            raise NotFoundError(f"cannot log artifact: nothing at {src!r}")
+        label = validation.check_artifact_name(name or os.path.basename(os.path.abspath(src)))
+        digest, kind, _ = upload_path(self._tracker.connection, src)
+        body = {"digest": digest, "kind": kind, "name": label}
+        found = self._tracker.connection.post_json(f"{_run_path(self.id)}/artifacts", body)
+        return ArtifactRecord(
+            id=found["id"],
+            digest=found["digest"],
+            kind=found["kind"],
+            name=found["name"],
+            size=int(found["size"]),
+            created_at=float(found["created_at"]),
+            properties=dict(found.get("properties") or {}),
         )
 
     # lifecycle ----------------------------------------------------------------

@@ -6,6 +6,8 @@ land in loopml's stores and show up in ``lm.search_runs``, the CLI and the web U
 Endpoints loopml does not implement answer in MLflow's error shape, naming the endpoint.
 """
 
+from loopml.server.mlflow.hot import HotPaths as HotPaths
+from loopml.server.mlflow.routes import hot as hot
 from loopml.server.mlflow.routes import router as router
 
-__all__ = ["router"]
+__all__ = ["HotPaths", "hot", "router"]

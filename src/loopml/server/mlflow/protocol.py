@@ -56,7 +56,10 @@ def error_response(status: int, message: str, exc: BaseException | None = None) 
 
 async def body(request: Request) -> dict[str, Any]:
     """The JSON object of a POST/PATCH body (MLflow sends one even when empty)."""
-    raw = await request.body()
+    return parse_body(await request.body())
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
     if len(raw) > MAX_BODY:
         raise InvalidInputError(f"the request body is over {MAX_BODY} bytes")
     if not raw.strip():

@@ -9,22 +9,21 @@ from __future__ import annotations
 
 import base64
 import math
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy import update
-from starlette.concurrency import run_in_threadpool
 
 from loopml.core.errors import InvalidInputError, NotFoundError
 from loopml.server.auth import require_access
 from loopml.server.mlflow import artifacts, experiments, logged_models, registry
 from loopml.server.mlflow.filters import translate_filter, translate_order_by
+from loopml.server.mlflow.hot import Endpoints
 from loopml.server.mlflow.protocol import (
     DELETED_TAG,
     PREFIX,
     USER_TAG,
     NotImplementedByLoopml,
-    body,
     experiment_json,
     field,
     key_values,
@@ -32,15 +31,15 @@ from loopml.server.mlflow.protocol import (
     run_json,
 )
 from loopml.server.routes.common import who
-from loopml.server.state import ServerState, state
+from loopml.server.state import ServerState
 from loopml.store.metadata.tables import executions
 from loopml.tracking import validation
 from loopml.tracking.records import Run
 from loopml.tracking.tracker import MAX_PAGE
 
-St = Annotated[ServerState, Depends(state)]
 router = APIRouter(dependencies=[Depends(require_access)], include_in_schema=False)
-api = APIRouter(prefix=PREFIX)
+# Experiments and runs: answered in front of FastAPI's routing (hot.py says why).
+hot = Endpoints()
 MAX_RESULTS = 50_000
 _END = {"FINISHED": "finished", "FAILED": "failed", "KILLED": "killed"}
 
@@ -64,33 +63,33 @@ def _run_answer(s: ServerState, run_id: str) -> dict[str, Any]:
 # --- experiments ---------------------------------------------------------------------------
 
 
-@api.post("/experiments/create")
-async def create_experiment(s: St, request: Request) -> dict[str, Any]:
-    data = await body(request)
-    exp = await run_in_threadpool(experiments.create, s.workspace, field(data, "name"))
+@hot.post("/experiments/create")
+def create_experiment(s: ServerState, data: dict[str, Any], request: Request) -> dict[str, Any]:
+    exp = experiments.create(s.workspace, field(data, "name"))
     return {"experiment_id": exp.id}
 
 
-@api.get("/experiments/get")
-async def get_experiment(s: St, experiment_id: str) -> dict[str, Any]:
-    exp = await run_in_threadpool(experiments.by_id, s.workspace, experiment_id)
+@hot.get("/experiments/get")
+def get_experiment(s: ServerState, data: dict[str, Any], request: Request) -> dict[str, Any]:
+    exp = experiments.by_id(s.workspace, field(data, "experiment_id"))
     return {"experiment": experiment_json(exp.id, exp.name, exp.created_at)}
 
 
-@api.get("/experiments/get-by-name")
-async def get_experiment_by_name(s: St, experiment_name: str) -> dict[str, Any]:
-    exp = await run_in_threadpool(experiments.by_name, s.workspace, experiment_name)
+@hot.get("/experiments/get-by-name")
+def get_experiment_by_name(
+    s: ServerState, data: dict[str, Any], request: Request
+) -> dict[str, Any]:
+    exp = experiments.by_name(s.workspace, field(data, "experiment_name"))
     return {"experiment": experiment_json(exp.id, exp.name, exp.created_at)}
 
 
-@api.post("/experiments/search")
-async def search_experiments(s: St, request: Request) -> dict[str, Any]:
-    data = await body(request)
+@hot.post("/experiments/search")
+def search_experiments(s: ServerState, data: dict[str, Any], request: Request) -> dict[str, Any]:
     if optional(data, "filter", str, ""):
         raise NotImplementedByLoopml("experiments/search does not take a filter in loopml yet")
     limit = optional(data, "max_results", int, 1000)
     offset = _offset(optional(data, "page_token", str, ""))
-    found = await run_in_threadpool(experiments.all_experiments, s.workspace)
+    found = experiments.all_experiments(s.workspace)
     page = found[offset : offset + limit]
     answer: dict[str, Any] = {
         "experiments": [experiment_json(e.id, e.name, e.created_at) for e in page]
@@ -103,52 +102,42 @@ async def search_experiments(s: St, request: Request) -> dict[str, Any]:
 # --- runs ----------------------------------------------------------------------------------
 
 
-@api.post("/runs/create")
-async def create_run(s: St, request: Request) -> dict[str, Any]:
-    data = await body(request)
-
-    def create() -> dict[str, Any]:
-        exp_id = optional(data, "experiment_id", str, experiments.DEFAULT_ID)
-        exp = experiments.by_id(s.workspace, exp_id)
-        tags = key_values(data, "tags")
-        name = optional(data, "run_name", str, None) or tags.get("mlflow.runName")
-        user = optional(data, "user_id", str, "")
-        if user:
-            tags.setdefault(USER_TAG, user)
-        run = s.tracker.start_run(
-            exp.name, name=name, tags=tags, capture_environment=False, created_by=who(request)
-        )
-        run.set_tags({"mlflow.runName": run.name})
-        return _run_answer(s, run.id)
-
-    return await run_in_threadpool(create)
+@hot.post("/runs/create")
+def create_run(s: ServerState, data: dict[str, Any], request: Request) -> dict[str, Any]:
+    exp_id = optional(data, "experiment_id", str, experiments.DEFAULT_ID)
+    exp = experiments.by_id(s.workspace, exp_id)
+    tags = key_values(data, "tags")
+    name = optional(data, "run_name", str, None) or tags.get("mlflow.runName")
+    user = optional(data, "user_id", str, "")
+    if user:
+        tags.setdefault(USER_TAG, user)
+    run = s.tracker.start_run(
+        exp.name, name=name, tags=tags, capture_environment=False, created_by=who(request)
+    )
+    run.set_tags({"mlflow.runName": run.name})
+    return _run_answer(s, run.id)
 
 
-@api.get("/runs/get")
-async def get_run(s: St, run_id: str) -> dict[str, Any]:
-    return await run_in_threadpool(_run_answer, s, run_id)
+@hot.get("/runs/get")
+def get_run(s: ServerState, data: dict[str, Any], request: Request) -> dict[str, Any]:
+    return _run_answer(s, field(data, "run_id"))
 
 
-@api.post("/runs/update")
-async def update_run(s: St, request: Request) -> dict[str, Any]:
-    data = await body(request)
+@hot.post("/runs/update")
+def update_run(s: ServerState, data: dict[str, Any], request: Request) -> dict[str, Any]:
     run_id = field(data, "run_id")
     status = optional(data, "status", str, None)
-
-    def update() -> dict[str, Any]:
-        run, exp_id = _run(s, run_id)
-        new_name = optional(data, "run_name", str, None)
-        if new_name not in (None, "", run.name):
-            _rename(s, run_id, validation.check_name(new_name, "run"))
-        if status is not None and status != "RUNNING":
-            if status not in _END:
-                raise InvalidInputError(f"status must be one of {sorted(_END)}, not {status!r}")
-            if run.status == "running":
-                s.tracker.writer.flush()
-                s.tracker.store.end_run(run_id, _END[status], None)
-        return {"run_info": run_json(s.tracker.get_run(run_id), exp_id)["info"]}
-
-    return await run_in_threadpool(update)
+    run, exp_id = _run(s, run_id)
+    new_name = optional(data, "run_name", str, None)
+    if new_name not in (None, "", run.name):
+        _rename(s, run_id, validation.check_name(new_name, "run"))
+    if status is not None and status != "RUNNING":
+        if status not in _END:
+            raise InvalidInputError(f"status must be one of {sorted(_END)}, not {status!r}")
+        if run.status == "running":
+            s.tracker.writer.flush()
+            s.tracker.store.end_run(run_id, _END[status], None)
+    return {"run_info": run_json(s.tracker.get_run(run_id), exp_id)["info"]}
 
 
 def _rename(s: ServerState, run_id: str, name: str) -> None:
@@ -162,28 +151,28 @@ def _rename(s: ServerState, run_id: str, name: str) -> None:
     s.tracker.store.set_tags(run_id, {"mlflow.runName": name})
 
 
-async def _set_deleted(s: ServerState, request: Request, deleted: bool) -> dict[str, Any]:
-    run_id = field(await body(request), "run_id")
-    await run_in_threadpool(_run, s, run_id)
-    await run_in_threadpool(
-        s.tracker.store.set_tags, run_id, {DELETED_TAG: "true" if deleted else "false"}
-    )
+def _set_deleted(s: ServerState, data: dict[str, Any], deleted: bool) -> dict[str, Any]:
+    run_id = field(data, "run_id")
+    _run(s, run_id)
+    s.tracker.store.set_tags(run_id, {DELETED_TAG: "true" if deleted else "false"})
     return {}
 
 
-@api.post("/runs/delete")
-async def delete_run(s: St, request: Request) -> dict[str, Any]:
-    return await _set_deleted(s, request, True)
+@hot.post("/runs/delete")
+def delete_run(s: ServerState, data: dict[str, Any], request: Request) -> dict[str, Any]:
+    return _set_deleted(s, data, True)
 
 
-@api.post("/runs/restore")
-async def restore_run(s: St, request: Request) -> dict[str, Any]:
-    return await _set_deleted(s, request, False)
+@hot.post("/runs/restore")
+def restore_run(s: ServerState, data: dict[str, Any], request: Request) -> dict[str, Any]:
+    return _set_deleted(s, data, False)
 
 
-@api.post("/runs/search")
-async def search_runs(s: St, request: Request) -> dict[str, Any]:
-    data = await body(request)
+_VIEWS = {"ACTIVE_ONLY": {"false"}, "DELETED_ONLY": {"true"}, "ALL": {"true", "false"}}
+
+
+@hot.post("/runs/search")
+def search_runs(s: ServerState, data: dict[str, Any], request: Request) -> dict[str, Any]:
     ids = optional(data, "experiment_ids", list, [])
     view = optional(data, "run_view_type", str, "ACTIVE_ONLY")
     limit = optional(data, "max_results", int, 1000)
@@ -194,33 +183,28 @@ async def search_runs(s: St, request: Request) -> dict[str, Any]:
     offset = _offset(optional(data, "page_token", str, ""))
     flt = translate_filter(optional(data, "filter", str, None))
     order = translate_order_by(optional(data, "order_by", list, []))
-
-    def search() -> dict[str, Any]:
-        exps = [experiments.by_id(s.workspace, str(i)) for i in ids]
-        by_name = {e.name: e.id for e in exps}
-        page = s.tracker.runs_page(
-            experiment=list(by_name) if exps else None,
-            filter=flt,
-            order_by=", ".join(order) or None,
-            offset=offset,
-            limit=limit,
-        )
-        wanted = {"ACTIVE_ONLY": {"false"}, "DELETED_ONLY": {"true"}, "ALL": {"true", "false"}}
-        keep = wanted.get(view)
-        if keep is None:
-            raise InvalidInputError(f"run_view_type must be one of {sorted(wanted)}")
-        ids_of = by_name or {e.name: e.id for e in experiments.all_experiments(s.workspace)}
-        runs = [
-            run_json(r, ids_of.get(r.experiment, ""))
-            for r in page.runs
-            if r.tags.get(DELETED_TAG, "false") in keep
-        ]
-        answer: dict[str, Any] = {"runs": runs}
-        if offset + limit < page.total:
-            answer["next_page_token"] = _token(offset + limit)
-        return answer
-
-    return await run_in_threadpool(search)
+    exps = [experiments.by_id(s.workspace, str(i)) for i in ids]
+    by_name = {e.name: e.id for e in exps}
+    page = s.tracker.runs_page(
+        experiment=list(by_name) if exps else None,
+        filter=flt,
+        order_by=", ".join(order) or None,
+        offset=offset,
+        limit=limit,
+    )
+    keep = _VIEWS.get(view)
+    if keep is None:
+        raise InvalidInputError(f"run_view_type must be one of {sorted(_VIEWS)}")
+    ids_of = by_name or {e.name: e.id for e in experiments.all_experiments(s.workspace)}
+    runs = [
+        run_json(r, ids_of.get(r.experiment, ""))
+        for r in page.runs
+        if r.tags.get(DELETED_TAG, "false") in keep
+    ]
+    answer: dict[str, Any] = {"runs": runs}
+    if offset + limit < page.total:
+        answer["next_page_token"] = _token(offset + limit)
+    return answer
 
 
 # --- params, tags, metrics -----------------------------------------------------------------
@@ -253,99 +237,79 @@ def _metric(item: Any, i: int | None = None) -> tuple[str, float, int, float | N
     return key, number, step, seconds
 
 
-@api.post("/runs/log-metric")
-async def log_metric(s: St, request: Request) -> dict[str, Any]:
-    data = await body(request)
+@hot.post("/runs/log-metric")
+def log_metric(s: ServerState, data: dict[str, Any], request: Request) -> dict[str, Any]:
     key, value, step, seconds = _metric(data)
-
-    def write() -> None:
-        s.tracker.attach(field(data, "run_id")).log_metric(key, value, step, seconds)
-        s.tracker.writer.flush()
-
-    await run_in_threadpool(write)
+    s.tracker.attach(field(data, "run_id")).log_metric(key, value, step, seconds)
+    s.tracker.writer.flush()
     return {}
 
 
-@api.post("/runs/log-parameter")
-async def log_param(s: St, request: Request) -> dict[str, Any]:
-    data = await body(request)
+@hot.post("/runs/log-parameter")
+def log_param(s: ServerState, data: dict[str, Any], request: Request) -> dict[str, Any]:
     key, value = field(data, "key"), optional(data, "value", (str, int, float), "")
-    await run_in_threadpool(
-        lambda: s.tracker.attach(field(data, "run_id")).log_params({key: str(value)})
-    )
+    s.tracker.attach(field(data, "run_id")).log_params({key: str(value)})
     return {}
 
 
-@api.post("/runs/set-tag")
-async def set_tag(s: St, request: Request) -> dict[str, Any]:
-    data = await body(request)
+@hot.post("/runs/set-tag")
+def set_tag(s: ServerState, data: dict[str, Any], request: Request) -> dict[str, Any]:
     run_id, key = field(data, "run_id"), field(data, "key")
     value = optional(data, "value", (str, int, float), "")
-
-    def write() -> None:
-        _run(s, run_id)
-        # MLflow tags a run after it ended too, so this writes through the store, not an
-        # attached run; the names and values are checked as the tracker checks them.
-        name = validation.check_name(key, "tag")
-        s.tracker.store.set_tags(run_id, {name: validation.tag_text(name, value)})
-
-    await run_in_threadpool(write)
+    _run(s, run_id)
+    # MLflow tags a run after it ended too, so this writes through the store, not an
+    # attached run; the names and values are checked as the tracker checks them.
+    name = validation.check_name(key, "tag")
+    s.tracker.store.set_tags(run_id, {name: validation.tag_text(name, value)})
     return {}
 
 
-@api.post("/runs/log-batch")
-async def log_batch(s: St, request: Request) -> dict[str, Any]:
-    data = await body(request)
+@hot.post("/runs/log-batch")
+def log_batch(s: ServerState, data: dict[str, Any], request: Request) -> dict[str, Any]:
     metrics = [_metric(m, i) for i, m in enumerate(optional(data, "metrics", list, []))]
     params = key_values(data, "params")
     tags = key_values(data, "tags")
-
-    def write() -> None:
-        run = s.tracker.attach(field(data, "run_id"))
-        if params:
-            run.log_params(params)
-        if tags:
-            run.set_tags(tags)
-        for key, value, step, seconds in metrics:
-            run.log_metric(key, value, step, seconds)
-        s.tracker.writer.flush()
-
-    await run_in_threadpool(write)
+    run = s.tracker.attach(field(data, "run_id"))
+    if params:
+        run.log_params(params)
+    if tags:
+        run.set_tags(tags)
+    for key, value, step, seconds in metrics:
+        run.log_metric(key, value, step, seconds)
+    s.tracker.writer.flush()
     return {}
 
 
-@api.post("/runs/log-inputs")
-async def log_inputs(s: St, request: Request) -> dict[str, Any]:
+@hot.post("/runs/log-inputs")
+def log_inputs(s: ServerState, data: dict[str, Any], request: Request) -> dict[str, Any]:
     """Dataset inputs are kept as tags (name and digest), which search and the UI show."""
-    data = await body(request)
     tags: dict[str, str] = {}
     for i, item in enumerate(optional(data, "datasets", list, [])):
         dataset = item.get("dataset") if isinstance(item, dict) else None
         if not isinstance(dataset, dict) or not isinstance(dataset.get("name"), str):
             raise InvalidInputError(f"datasets[{i}] must hold a dataset with a name")
         tags[f"mlflow.input.{dataset['name']}"] = str(dataset.get("digest", ""))
-    run_id = field(data, "run_id")
-    await run_in_threadpool(lambda: s.tracker.attach(run_id).set_tags(tags) if tags else None)
+    run = s.tracker.attach(field(data, "run_id"))
+    if tags:
+        run.set_tags(tags)
     return {}
 
 
-@api.get("/metrics/get-history")
-async def metric_history(s: St, run_id: str, metric_key: str) -> dict[str, Any]:
-    def read() -> dict[str, Any]:
-        try:
-            h = s.tracker.metric_history(run_id, metric_key)
-        except NotFoundError:
-            _run(s, run_id)
-            return {"metrics": []}
-        stamps = (h.timestamps * 1000).round().astype("int64").tolist()
-        return {
-            "metrics": [
-                {"key": metric_key, "value": v, "timestamp": t, "step": st}
-                for st, t, v in zip(h.steps.tolist(), stamps, h.values.tolist(), strict=True)
-            ]
-        }
-
-    return await run_in_threadpool(read)
+@hot.get("/metrics/get-history")
+def metric_history(s: ServerState, data: dict[str, Any], request: Request) -> dict[str, Any]:
+    run_id, metric_key = field(data, "run_id"), field(data, "metric_key")
+    try:
+        h = s.tracker.metric_history(run_id, metric_key)
+    except NotFoundError:
+        _run(s, run_id)
+        return {"metrics": []}
+    stamps = (h.timestamps * 1000).round().astype("int64").tolist()
+    return {
+        "metrics": [
+            {"key": metric_key, "value": v, "timestamp": t, "step": st}
+            for st, t, v in zip(h.steps.tolist(), stamps, h.values.tolist(), strict=True)
+        ]
+    }
 
 
 # --- paging --------------------------------------------------------------------------------
@@ -368,7 +332,6 @@ def _offset(token: str) -> int:
     raise InvalidInputError("page_token is not one this server gave out")
 
 
-router.include_router(api)
 router.include_router(registry.router)
 router.include_router(logged_models.router)
 router.include_router(artifacts.router)

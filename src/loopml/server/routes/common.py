@@ -7,7 +7,10 @@ from typing import Any
 from fastapi import Request
 
 from loopml.core import names
+from loopml.server import tokens
+from loopml.server.auth import bearer
 from loopml.server.wire import ErrorBody
+from loopml.store.workspace import Workspace
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "malformed request"},
@@ -33,3 +36,13 @@ def who(request: Request) -> str:
 
 def version_number(text: str) -> int:
     return names.parse_positive_int(text, "version")
+
+
+def require_admin(ws: Workspace, request: Request, doing: str) -> None:
+    """Refuse (403) a token below ``admin`` for what a write or read token alone must not
+    do; ``doing`` says what that is. A server without tokens lets everyone through."""
+    info = tokens.authenticate(ws, bearer(request))
+    if info is not None and not tokens.allows(info.scope, "admin"):
+        raise tokens.ForbiddenError(
+            f"token {info.name!r} has scope {info.scope!r}; {doing} needs an 'admin' token"
+        )

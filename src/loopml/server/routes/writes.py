@@ -1,5 +1,6 @@
-"""What remote clients write besides runs: content-addressed blobs, model registrations
-and promotions. Each is recorded as made by the request's token (``anonymous`` without).
+"""What remote clients write besides runs and datasets: content-addressed blobs, model
+registrations and promotions. Each is recorded as made by the request's token
+(``anonymous`` without).
 
 A client uploads a model as the files of its tree plus the tree's manifest, each to
 ``PUT /blobs/{digest}`` (the server hashes what it receives and refuses a mismatch), then
@@ -11,7 +12,6 @@ make the server run code someone uploaded.
 
 from __future__ import annotations
 
-import warnings
 from typing import Annotated
 
 import anyio.to_thread
@@ -20,25 +20,23 @@ from fastapi.responses import FileResponse
 
 from loopml.core import hashing, names
 from loopml.core.errors import InvalidInputError
-from loopml.data.catalog import Catalog, ContentAlreadyStoredWarning
+from loopml.data.catalog import Catalog
 from loopml.registry.artifact import check_stored
 from loopml.registry.gates import Gate
 from loopml.registry.promotion import promote
-from loopml.server import tokens
-from loopml.server.auth import bearer
-from loopml.server.routes.common import ERRORS, WRITE_ERRORS, who
+from loopml.server.routes.common import ERRORS, WRITE_ERRORS, require_admin, who
 from loopml.server.state import ServerState, state
 from loopml.server.wire import (
-    AddDatasetIn,
     AliasEventOut,
+    ArtifactOut,
     BlobOut,
     BlobsIn,
     BlobsOut,
-    DatasetVersionOut,
     ModelVersionOut,
     PromoteIn,
     PromotionOut,
     RegisterIn,
+    RunArtifactIn,
 )
 
 router = APIRouter(responses=ERRORS)
@@ -95,6 +93,23 @@ def get_blob(s: St, digest: str) -> FileResponse:
 
 
 @router.post(
+    "/runs/{run_id}/artifacts",
+    response_model=ArtifactOut,
+    responses=WRITE_ERRORS,
+    tags=["runs"],
+    summary="Attach an uploaded file or folder to a run",
+)
+def log_artifact(s: St, run_id: str, body: RunArtifactIn) -> ArtifactOut:
+    """Record the uploaded blob (``kind: file``) or tree manifest (``kind: tree``) as an
+    output of the running run ``run_id``, named ``name``; a tree's files must all be
+    uploaded and its paths plain relative paths. It is then listed and downloaded with the
+    run's artifacts like one logged locally."""
+    run = s.tracker.attach(run_id)
+    record = run.log_stored_artifact(hashing.check_digest(body.digest), body.kind, body.name)
+    return ArtifactOut.of(record, record.name)
+
+
+@router.post(
     "/models/{name}/versions",
     response_model=ModelVersionOut,
     responses=WRITE_ERRORS,
@@ -124,38 +139,6 @@ def register(s: St, name: str, body: RegisterIn, request: Request) -> ModelVersi
 
 
 @router.post(
-    "/datasets/{name}/versions",
-    response_model=DatasetVersionOut,
-    responses=WRITE_ERRORS,
-    tags=["datasets"],
-    summary="Add an uploaded table",
-)
-def add_dataset(s: St, name: str, body: AddDatasetIn, request: Request) -> DatasetVersionOut:
-    """Add the uploaded Parquet file ``digest`` as the next version of ``name``; identical
-    content answers the existing version."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    names.check_name(name, what="dataset name")
-    local = s.workspace.artifacts.local_path(hashing.check_digest(body.digest))
-    try:
-        table = pq.read_table(local)
-    except (OSError, pa.ArrowException) as exc:
-        raise InvalidInputError(f"the upload {body.digest} is not a Parquet file: {exc}") from None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ContentAlreadyStoredWarning)
-        ds = Catalog(s.workspace).add(
-            name,
-            table,
-            description=body.description,
-            owner=body.owner,
-            tags=body.tags,
-            created_by=who(request),
-        )
-    return DatasetVersionOut.of(ds)
-
-
-@router.post(
     "/models/{name}/aliases/{alias}",
     response_model=PromotionOut,
     responses=WRITE_ERRORS,
@@ -171,12 +154,7 @@ def promote_version(
     names.check_alias(alias)
     gate = None if body.gate is None else Gate.from_dict(body.gate)
     if gate is not None:
-        info = tokens.authenticate(s.workspace, bearer(request))
-        if info is not None and not tokens.allows(info.scope, "admin"):
-            raise tokens.ForbiddenError(
-                f"token {info.name!r} has scope {info.scope!r}; a gate runs the uploaded "
-                "model on the server, which needs an 'admin' token"
-            )
+        require_admin(s.workspace, request, "a gate runs the uploaded model on the server, which")
     data, dataset_artifact_ids = None, []
     if body.data is not None:
         if gate is None:

@@ -424,6 +424,19 @@ monitor_segments = Table(
     Index("ix_monitor_segments_model_bucket", "model", "bucket"),
 )
 
+# The segments a still-pending feedback file has been joined against. A pending file is
+# joined again against every segment of its deployment not listed here, at every refresh,
+# whichever monitor created the segment: so labels whose rows were being profiled by
+# another monitor while their file was first read are matched on a later join, never
+# left pending. Rows go when the file has matched all its labels.
+monitor_label_joins = Table(
+    "monitor_label_joins",
+    metadata,
+    Column("feedback_id", ID, ForeignKey("artifacts.id"), primary_key=True),
+    Column("segment_id", ID, ForeignKey("monitor_segments.id"), primary_key=True),
+    Column("matched", BigInteger, nullable=False),
+)
+
 # Requests answered with an error, counted per error file, deployment, model (null when
 # the request failed before a model was chosen), UTC day, status and error class.
 monitor_errors = Table(
