@@ -69,6 +69,34 @@ def test_a_fit_logs_into_the_active_run_with_its_model_locally_or_remotely(
     assert ("training_data" in inputs) is (not api.remote)
 
 
+def test_partial_fit_batches_are_one_run_with_its_model_locally_or_remotely(
+    api: Target,
+) -> None:
+    from sklearn.linear_model import SGDClassifier
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(400, 3)
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(int)
+    model = SGDClassifier(loss="log_loss", random_state=0)
+    # An experiment of its own: the target's stores are shared by this module's tests.
+    lm.autolog(libraries=["sklearn"], experiment="stream")
+    try:
+        for i in range(0, 400, 100):
+            model.partial_fit(X[i : i + 100], y[i : i + 100], classes=[0, 1])
+    finally:
+        lm.autolog(disable=True)  # ends the stream: its model is saved, its run finished
+    (run,) = lm.search_runs("stream")
+    assert run.status == "finished" and run.tags["autolog.method"] == "partial_fit"
+    assert lm.metric_history(run.id, "training_rows_seen").values.tolist() == [100, 200, 300, 400]
+    ws = api.workspace()
+    try:
+        saved = dict(ws.lineage.artifacts_of(run.id, "output"))["model"]
+    finally:
+        ws.close()
+    assert run.tags["autolog.model_artifact_id"] == saved.id
+    assert saved.properties["class"].endswith("SGDClassifier")
+
+
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[tuple[TestClient, Workspace]]:
     ws = Workspace(f"sqlite:///{tmp_path / 'l.db'}", str(tmp_path / "a"))
