@@ -25,6 +25,7 @@ from loopml.server.routes import (
     models,
     monitoring,
     pipelines,
+    run_models,
     runs,
     writes,
 )
@@ -48,6 +49,7 @@ def api_router() -> APIRouter:
         writes,
         dataset_writes,
         model_writes,
+        run_models,
     ):
         api.include_router(module.router)
     return api
