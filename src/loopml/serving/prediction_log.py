@@ -449,10 +449,11 @@ class PredictionLog:
             raw = summarise_file(df, self._schema_of)
             return self.workspace.artifacts.put_bytes(raw).digest
         except LoopmlError as exc:
-            # The log's workspace does not know the served version (a model fetched from a
-            # team server in remote mode): the monitor reading this log summarises its rows.
-            self.summaries = False
-            log.info("prediction log files are written without summaries: %s", exc)
+            # Expected when the log's workspace lacks the version's training reference.
+            self._unsummarised.add((model, version))
+            log.info(
+                "prediction logs of %s:%s are written without summaries: %s", model, version, exc
+            )
             return None
         except Exception:
             self._unsummarised.add((model, version))
