@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from loopml.api import config
 from loopml.core.errors import ConfigError
+from loopml.store.lineage import ArtifactRecord
 from loopml.store.workspace import Workspace
 from loopml.tracking.active_run import ActiveRun
 from loopml.tracking.records import MetricHistory, Run, RunList
@@ -158,6 +159,14 @@ def active_run() -> ActiveRun | RemoteRun | None:
 
 def get_run(run_id: str) -> Run:
     return _any_tracker().get_run(run_id)
+
+
+def run_outputs(run_id: str) -> list[tuple[str, ArtifactRecord]]:
+    """What a run wrote (its logged artifacts, models and datasets), each with its role."""
+    remote = remote_tracker()
+    if remote is not None:
+        return remote.run_outputs(run_id)
+    return workspace().lineage.artifacts_of(run_id, "output")
 
 
 def search_runs(
