@@ -442,8 +442,9 @@ class PredictionLog:
         except LoopmlError as exc:
             # The log's workspace does not know the served version (a model fetched from a
             # team server in remote mode): the monitor reading this log summarises its rows.
-            self.summaries = False
-            log.info("prediction log files are written without summaries: %s", exc)
+            self._unsummarised.add((model, version))
+            log.info("prediction log files of %s:%s are written without summaries: %s",
+                     model, version, exc)  # fmt: skip
             return None
         except Exception:
             self._unsummarised.add((model, version))
