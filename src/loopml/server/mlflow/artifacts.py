@@ -18,6 +18,7 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from loopml.core import names
 from loopml.core.errors import InvalidInputError, NotFoundError
 from loopml.server.mlflow.protocol import ARTIFACTS_PREFIX, NotImplementedByLoopml
 from loopml.server.state import ServerState, state
@@ -32,21 +33,8 @@ _RUN_FILE = re.compile(r"[^/]+/(?P<run>[0-9a-f]{32})/artifacts/(?P<rel>.+)")
 
 
 def safe_path(path: str) -> str:
-    """A relative POSIX path with no empty, '.' or '..' parts and no control characters."""
-    parts = path.split("/")
-    if (
-        not path
-        or len(path) > 500
-        or path.startswith("/")
-        or any(p in ("", ".", "..") for p in parts)
-        or any(ord(c) < 32 or c == "\\" for c in path)
-    ):
-        raise InvalidInputError(f"artifact path {path[:100]!r} is not a safe relative path")
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidInputError("artifact path is not valid UTF-8") from None
-    return path
+    """``path`` if it stays inside the artifact root (see ``check_relative_path``)."""
+    return names.check_relative_path(path, "artifact path")
 
 
 @router.put("/artifacts/{path:path}")
