@@ -328,6 +328,9 @@ def main() -> int:
         default="fast",
         help="loopml's --log-durability; both: run loopml twice and report strict's cost",
     )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run every server this many times, in turn"
+    )
     parser.add_argument("--no-doc", action="store_true")
     args = parser.parse_args()
     if args.load == "wrk" and shutil.which("wrk") is None:
@@ -408,14 +411,16 @@ def main() -> int:
 
     loopml_workers = args.workers if args.loopml_workers is None else args.loopml_workers
     env = {**os.environ, "LOOPML_DB": ws.db_url, "LOOPML_ARTIFACTS": ws.artifacts_url}
-    lp, mp = free_port(), free_port()
     print(
         f"loopml ({loopml_workers} workers) vs mlflow models serve ({args.workers} workers), "
         f"{args.concurrency} connections, {args.seconds:.0f}s per scenario, load from {args.load}",
         flush=True,
     )
 
+    # A fresh port for every server start: a port picked once can be taken by other work
+    # on the machine before a later repeat starts.
     def run_loopml(durability: str) -> list[Result]:
+        lp = free_port()
         return run_server(
             "loopml" if durability == "fast" else "strict",
             [
@@ -442,49 +447,84 @@ def main() -> int:
 
     load_start = os.getloadavg()[0]
     modes = ["fast", "strict"] if args.durability == "both" else [args.durability]
-    runs = {mode: run_loopml(mode) for mode in modes}
-    loopml = runs[modes[0]]
     mlflow_env = {**os.environ, "PATH": f"{VENV / 'bin'}:{os.environ['PATH']}"}
     mlflow_env.pop("PYTHONPATH", None)
-    mlflow_results = run_server(
-        "mlflow",
-        [
-            str(VENV / "bin" / "mlflow"),
-            "models",
-            "serve",
-            "-m",
-            str(tmp / "mlflow-model"),
-            "--env-manager",
-            "local",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(mp),
-            "--workers",
-            str(args.workers),
-        ],
-        mlflow_env,
-        mp,
-        "/ping",
-        scenarios,
-        args.seconds,
-        args.concurrency,
-        use_wrk,
-    )
+
+    def run_mlflow() -> list[Result]:
+        mp = free_port()
+        return run_server(
+            "mlflow",
+            [
+                str(VENV / "bin" / "mlflow"),
+                "models",
+                "serve",
+                "-m",
+                str(tmp / "mlflow-model"),
+                "--env-manager",
+                "local",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(mp),
+                "--workers",
+                str(args.workers),
+            ],
+            mlflow_env,
+            mp,
+            "/ping",
+            scenarios,
+            args.seconds,
+            args.concurrency,
+            use_wrk,
+        )
+
+    # Each repeat runs the servers back to back, so a ratio compares runs made under the
+    # same load from other work; the spread over repeats says how much that load moved it.
+    repeats: list[tuple[dict[str, list[Result]], list[Result]]] = []
+    for repeat in range(args.repeat):
+        if args.repeat > 1:
+            print(f"repeat {repeat + 1} of {args.repeat}", flush=True)
+        runs = {mode: run_loopml(mode) for mode in modes}
+        repeats.append((runs, run_mlflow()))
+
+    def row(r: Result, server: str) -> str:
+        return (
+            f"| {r.rows}-row | {server} | {r.rps:,.0f} | {r.rps * r.rows:,.0f} | "
+            f"{r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.cpu_ms:.3f} | {r.errors} |"
+        )
+
     lines = [
         "| request | server | req/s | rows/s | p50 ms | p99 ms | server CPU ms/req | errors |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     ratios = []
-    for a, b in zip(loopml, mlflow_results, strict=True):
-        for r in (a, b):
-            lines.append(
-                f"| {r.rows}-row | {r.server} | {r.rps:,.0f} | {r.rps * r.rows:,.0f} | "
-                f"{r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.cpu_ms:.3f} | {r.errors} |"
+    strict_ratios: list[str] = []
+    spread: dict[str, list[float]] = {"throughput": [], "p50": [], "p99": [], "cpu": []}
+    for k, (runs, mlflow_results) in enumerate(repeats):
+        tag = f" #{k + 1}" if len(repeats) > 1 else ""
+        for a, b in zip(runs[modes[0]], mlflow_results, strict=True):
+            lines.append(row(a, f"loopml{tag}" if modes[0] == "fast" else f"loopml strict{tag}"))
+            lines.append(row(b, f"mlflow{tag}"))
+            ratio = (a.rps / b.rps, b.p50_ms / a.p50_ms, b.p99_ms / a.p99_ms, b.cpu_ms / a.cpu_ms)
+            for key, value in zip(spread, ratio, strict=True):
+                spread[key].append(value)
+            ratios.append(
+                f"| {a.rows}-row{tag} | {ratio[0]:.1f}x | {ratio[1]:.1f}x | {ratio[2]:.1f}x "
+                f"| {ratio[3]:.1f}x |"
             )
+        if "strict" in runs and len(runs) == 2:
+            lines.extend(row(r, f"loopml strict{tag}") for r in runs["strict"])
+            strict_ratios.extend(
+                f"| {f.rows}-row{tag} | {s_.rps / f.rps:.2f}x | {s_.p99_ms / f.p99_ms:.2f}x |"
+                for f, s_ in zip(runs["fast"], runs["strict"], strict=True)
+            )
+    if len(repeats) > 1 and len(row_counts) == 1:
         ratios.append(
-            f"| {a.rows}-row | {a.rps / b.rps:.1f}x | {b.p50_ms / a.p50_ms:.1f}x | "
-            f"{b.p99_ms / a.p99_ms:.1f}x | {b.cpu_ms / a.cpu_ms:.1f}x |"
+            "| median (min-max) | "
+            + " | ".join(
+                f"{np.median(v):.1f}x ({min(v):.1f}-{max(v):.1f})" for v in spread.values()
+            )
+            + " |"
         )
     table = "\n".join(lines)
     ratio_table = "\n".join(
@@ -495,21 +535,12 @@ def main() -> int:
             *ratios,
         ]
     )
-    if "strict" in runs and len(runs) == 2:
-        lines.extend(
-            f"| {r.rows}-row | loopml strict | {r.rps:,.0f} | {r.rps * r.rows:,.0f} | "
-            f"{r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.cpu_ms:.3f} | {r.errors} |"
-            for r in runs["strict"]
-        )
-        table = "\n".join(lines)
+    if strict_ratios:
         ratio_table += "\n\n" + "\n".join(
             [
                 "| request | strict durability: throughput vs fast | p99 vs fast |",
                 "|---|---:|---:|",
-                *(
-                    f"| {f.rows}-row | {s_.rps / f.rps:.2f}x | {s_.p99_ms / f.p99_ms:.2f}x |"
-                    for f, s_ in zip(runs["fast"], runs["strict"], strict=True)
-                ),
+                *strict_ratios,
             ]
         )
     print(table + "\n\n" + ratio_table)
@@ -522,7 +553,13 @@ def main() -> int:
             "moved by other work). A "
             "LogisticRegression on 6 float features, 1-row `dataframe_split` payloads, "
             f"{args.workers} workers each, {args.concurrency} connections from "
-            f"{LOAD_TEXT[args.load]}, {args.seconds:.0f} s per run; loopml with its "
+            f"{LOAD_TEXT[args.load]}, {args.seconds:.0f} s per run"
+            + (
+                f", {args.repeat} repeats (each runs the servers back to back)"
+                if args.repeat > 1
+                else ""
+            )
+            + "; loopml with its "
             "connection cap, header/body deadlines and queue limit on (the defaults). "
             "Strict durability: each answer waits until its prediction-log record is "
             "written (group commit).\n\n"
