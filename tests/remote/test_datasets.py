@@ -108,7 +108,7 @@ def test_bad_dataset_input_is_a_clear_error(as_ci: Server) -> None:
     with pytest.raises(lm.InvalidInputError):
         lm.datasets.get("flights@champion")
     with pytest.raises(lm.InvalidInputError, match="remote mode"):
-        lm.datasets.add("flights", pl.DataFrame({"a": [1]}), csv_options={"separator": ";"})
+        lm.datasets.add("flights", pl.DataFrame({"a": [1]}), progress=print)
     with pytest.raises(lm.InvalidInputError, match="name"):
         lm.datasets.add("bad\nname", pl.DataFrame({"a": [1]}))
     h = {"Authorization": f"Bearer {token}"}

@@ -9,10 +9,16 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from loopml.monitor.logs import LOG_KIND, records
+from loopml.monitor.reference import References
+from loopml.monitor.segments import _read
+from loopml.monitor.summary import SUMMARY_PROPERTY
+from loopml.registry.model_registry import Registry
 from loopml.serving.log_reader import read_predictions
 from loopml.serving.model_source import Prediction
-from loopml.serving.prediction_log import LogRecord, PredictionLog
+from loopml.serving.prediction_log import STRICT_SUMMARY_MIN_ROWS, LogRecord, PredictionLog
 from loopml.store.workspace import Workspace
+from tests.serving.conftest import Data
 
 
 @pytest.fixture
@@ -122,3 +128,38 @@ def test_the_background_thread_compacts_and_writes_and_close_loses_nothing(
     assert sorted(table.column("request_id").to_pylist(), key=lambda r: int(r[4:])) == [
         f"req-{i}" for i in range(50)
     ]
+
+
+def test_strict_mode_leaves_small_files_to_the_monitor_to_summarise(
+    fresh_ws: Workspace, data: Data
+) -> None:
+    """A strict group commit answers its requests only once written, so a small file is
+    written without a summary; the monitor summarises its rows when it reads it, and a
+    group as large as STRICT_SUMMARY_MIN_ROWS still gets one."""
+    loaded = Registry(fresh_ws).load("delay:1")
+
+    def request(i: int, n: int) -> LogRecord:
+        rows = data.train.slice(i, n).select(loaded.signature.columns)
+        inputs = loaded.signature.prepare(rows)
+        pred = Prediction(loaded.predict(inputs), loaded.predict_proba(inputs))
+        return LogRecord(f"s{i}", time.time(), "delay", 1, "primary", 1.0, inputs, pred)
+
+    log = PredictionLog(fresh_ws, "strict-d", strict=True, flush_interval=60)
+    log.append(request(0, 5))
+    log.flush()
+    half = STRICT_SUMMARY_MIN_ROWS // 2
+    log.append(request(10, half))
+    log.append(request(10 + half, STRICT_SUMMARY_MIN_ROWS - half))
+    log.flush()
+    small, large = records(fresh_ws, LOG_KIND)
+    assert (small.properties["rows"], large.properties["rows"]) == (5, STRICT_SUMMARY_MIN_ROWS)
+    assert SUMMARY_PROPERTY not in small.properties
+    assert isinstance(large.properties[SUMMARY_PROPERTY], str)
+    rows, parts = _read(fresh_ws, References(fresh_ws), small)
+    assert rows.height == 5
+    assert sum(s.rows for s in parts.values()) == 5
+    # The non-strict writer summarises a file of any size, as before.
+    fast = PredictionLog(fresh_ws, "fast-d", flush_interval=60)
+    fast.append(request(0, 5))
+    fast.flush()
+    assert isinstance(records(fresh_ws, LOG_KIND)[-1].properties[SUMMARY_PROPERTY], str)

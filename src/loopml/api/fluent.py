@@ -60,10 +60,9 @@ def _local(settings: config.Settings, what: str) -> config.Settings:
     if settings.remote:
         raise ConfigError(
             f"{what} needs the workspace's stores, but LOOPML_URI names a server "
-            f"({settings.uri}); in remote mode the Python API offers start_run, get_run, "
-            "search_runs, metric_history, lm.models' register, load, get, versions, history "
-            "and promote, and lm.datasets' add and get. Unset LOOPML_URI to work on the "
-            "stores directly"
+            f"({settings.uri}); in remote mode the Python API offers start_run (with "
+            "log_artifact), get_run, search_runs, metric_history, every lm.models call and "
+            "every lm.datasets call. Unset LOOPML_URI to work on the stores directly"
         )
     return settings
 

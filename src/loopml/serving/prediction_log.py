@@ -24,7 +24,8 @@ version), stored as a content-addressed blob and recorded as an artifact of kind
 ``YYYY-MM-DDTHH``), ``start``/``end`` (epoch seconds), ``rows``, ``requests`` and, where
 the writer could make it, ``summary_digest``: the file's monitoring summary (profiles and
 validation counts by model version and day, ``loopml.monitor.summary``), which the monitor
-merges instead of re-reading the inputs. The same
+merges instead of re-reading the inputs (in strict mode only for files of at least
+``STRICT_SUMMARY_MIN_ROWS`` rows). The same
 transaction records a ``prediction_logging`` execution with the model version's artifact
 as input (role ``model``) and the log file as output (role ``prediction_log``), so every
 logged prediction traces back to the exact model bytes. One Parquet row per predicted row:
@@ -88,6 +89,12 @@ from loopml.serving.model_source import Prediction
 from loopml.store.workspace import Workspace
 
 LOG_FORMAT = "loopml.prediction_log/2"
+# Strict durability writes a file per group commit, and answers wait for it: summarising
+# each small file (a fixed cost of several milliseconds with the GIL held) was 23% of the
+# server's GIL time at the light-model bench and halved its requests/s. Such files are
+# left to the monitor, which summarises the rows of a file without a summary itself (same
+# result, read off the request path); a group large enough to pay for it gets one.
+STRICT_SUMMARY_MIN_ROWS = 1_000
 LOGGING_EXECUTION = "prediction_logging"
 log = logging.getLogger("loopml.serving")
 
@@ -179,6 +186,7 @@ class PredictionLog:
         # Summarise each file for the monitor as it is written (see monitor/summary.py).
         self.summaries = summaries
         self._references: References | None = None
+        self._unsummarised: set[tuple[str, int]] = set()  # versions that failed once
 
     @property
     def pending_rows(self) -> int:
@@ -382,7 +390,7 @@ class PredictionLog:
         blob = self.workspace.artifacts.put_bytes(sink.getvalue())
         if self.strict:
             self._sync(blob.digest)
-        summary = self._summary(table)
+        summary = self._summary(table, model, version)
         micros = pc.min_max(table.column("timestamp").cast(pa.int64()))
         properties = {
             "format": LOG_FORMAT,
@@ -425,10 +433,13 @@ class PredictionLog:
             self._on_written(table.num_rows)
         return int(table.num_rows)
 
-    def _summary(self, table: pa.Table) -> str | None:
+    def _summary(self, table: pa.Table, model: str, version: int) -> str | None:
         """The digest of the file's summary blob, or None (the monitor then summarises the
-        file's rows itself: slower, same result). Never fails the write."""
-        if not self.summaries or table.num_rows == 0:
+        file's rows itself: slower, same result). Never fails the write; a version whose
+        summary failed once (say, it has no reference) is not tried again by this writer."""
+        if not self.summaries or table.num_rows == 0 or (model, version) in self._unsummarised:
+            return None
+        if self.strict and table.num_rows < STRICT_SUMMARY_MIN_ROWS:
             return None
         import polars as pl
 
@@ -438,13 +449,21 @@ class PredictionLog:
             raw = summarise_file(df, self._schema_of)
             return self.workspace.artifacts.put_bytes(raw).digest
         except LoopmlError as exc:
-            # The log's workspace does not know the served version (a model fetched from a
-            # team server in remote mode): the monitor reading this log summarises its rows.
-            self.summaries = False
-            log.info("prediction log files are written without summaries: %s", exc)
+            # Expected when the log's workspace lacks the version's training reference.
+            self._unsummarised.add((model, version))
+            log.info(
+                "prediction logs of %s:%s are written without summaries: %s", model, version, exc
+            )
             return None
         except Exception:
-            log.warning("could not summarise a prediction log file", exc_info=True)
+            self._unsummarised.add((model, version))
+            log.warning(
+                "could not summarise the prediction log of %s:%s; the monitor will "
+                "summarise its rows itself",
+                model,
+                version,
+                exc_info=True,
+            )
             return None
 
     def _schema_of(self, model: str, version: int) -> Schema | None:

@@ -13,10 +13,11 @@ import gc
 import logging
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Coroutine, Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
 
@@ -32,6 +33,25 @@ from loopml.serving.runtime import ServingRuntime
 from loopml.store.workspace import Workspace
 
 log = logging.getLogger("loopml.serving")
+# Seconds a thread that wants the GIL waits before asking its holder to let go (Python's
+# default is 5 ms). A request crosses two threads, the event loop and its model's thread,
+# and under load both always have work: at 5 ms, a batch ready to run could wait 5 ms for
+# the loop to let go, and answers for the loop to get it back, several times the whole
+# work of a light request (about 0.5 ms). The cost is more frequent switches.
+GIL_SWITCH_S = 0.0005
+T = TypeVar("T")
+
+
+def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` on uvloop where it is installed (libuv's loop: less CPU per request
+    than asyncio's own in every part of the request path, from reading the socket to
+    waking the loop when a model's answer is ready), else on asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
 
 
 class _Uvicorn(uvicorn.Server):
@@ -261,7 +281,9 @@ def run(
             source=source,
         )
 
-    asyncio.run(main())
+    # This process serves and nothing else: hand the GIL over sooner (see GIL_SWITCH_S).
+    sys.setswitchinterval(GIL_SWITCH_S)
+    run_event_loop(main())
 
 
 def raise_fd_limit() -> None:
@@ -336,7 +358,7 @@ class ServerThread:
             await serve(self.workspace, self.options, self._stop, on_ready=ready)
 
         try:
-            asyncio.run(main())
+            run_event_loop(main())
         except BaseException as exc:
             self._error = exc
             self._ready.set()
