@@ -17,9 +17,15 @@ predictions on the training data) is built before timing, as it is once per vers
 Evidently gets the same rows already in memory (pandas), scipy likewise.
 CBPE: loopml's estimator and NannyML's, both calibrated on the same labelled reference
 (April flights), estimating ROC AUC and accuracy on the 100,000 logged rows.
-Ingest is put next to the server's 100-row request rate, measured just before it on the
-same machine (serving_rate.py: bench/serving/run.py's model, payloads and load;
-``--serving-seconds=0`` skips it); the load average is printed with both.
+Ingest (reading the new log files, merging the summaries the server's writer stored beside
+them, reading the columns labels join on, storing the segment) is put next to "the rows
+per second the server can answer": the best rows/s the real ``loopml serve`` reaches on
+this machine over 100- and 1,000-row requests (serving_rate.py: the demo's delay model,
+2 workers, 16 connections, wrk; ``--serving-seconds=0`` skips it). The log is written as
+the server writes it at that rate: a file per 50,000 rows (its ``max_pending_rows``).
+Both are measured one after the other (serving, then ingest) and at the same time
+(ingest repeated while the server is under load; ``--concurrent-seconds=0`` skips it), each
+with the load averages. The 5-minute load average is the machine's other work.
 """
 
 from __future__ import annotations
@@ -42,12 +48,22 @@ from loopml.data.catalog import Catalog
 from loopml.demo.flights import load_flights, load_weather
 from loopml.monitor import Monitor
 from loopml.monitor import performance as perf
+from loopml.monitor.logs import LOG_KIND, records
 from loopml.registry.model_registry import Registry
 from loopml.registry.promotion import promote
 from loopml.serving.model_source import Prediction
 from loopml.serving.prediction_log import LogRecord, PredictionLog
-from loopml.store.metadata.tables import monitor_results, monitor_segments, monitor_sources
+from loopml.store.metadata.tables import (
+    monitor_label_joins,
+    monitor_results,
+    monitor_segments,
+    monitor_sources,
+)
 from loopml.store.workspace import Workspace
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import serving_rate  # bench/monitoring/serving_rate.py
+from serving_rate import Rate
 
 HERE = Path(__file__).parent
 NUMERIC = [
@@ -141,14 +157,22 @@ def pandas_features(df: pl.DataFrame) -> Any:
 
 
 def timed(fn: Callable[[], Any], repeat: int, before: Callable[[], Any] | None = None) -> float:
-    best = float("inf")
+    return timed_cpu(fn, repeat, before)[0]
+
+
+def timed_cpu(
+    fn: Callable[[], Any], repeat: int, before: Callable[[], Any] | None = None
+) -> tuple[float, float]:
+    """(best wall seconds, best CPU seconds of this process, all its threads)."""
+    best, best_cpu = float("inf"), float("inf")
     for _ in range(repeat):
         if before is not None:
             before()
-        t = time.perf_counter()
+        c, t = time.process_time(), time.perf_counter()
         fn()
         best = min(best, time.perf_counter() - t)
-    return best
+        best_cpu = min(best_cpu, time.process_time() - c)
+    return best, best_cpu
 
 
 def loadavg() -> str:
@@ -165,6 +189,32 @@ def option(name: str, default: float) -> float:
     return default
 
 
+def concurrently(
+    serve: Callable[[float], list[Rate]],
+    seconds: float,
+    ingest: Callable[[], None],
+    forget: Callable[[], None],
+) -> tuple[float, Rate, str]:
+    """(median ingest seconds, the server's best rate, load averages) with ingest repeated
+    while the server runs under load in its own processes (startup included)."""
+    import threading
+
+    result: list[list[Rate]] = []
+    before = loadavg()
+    thread = threading.Thread(target=lambda: result.append(serve(seconds)), daemon=True)
+    thread.start()
+    times = []
+    while thread.is_alive():
+        forget()
+        t = time.perf_counter()
+        ingest()
+        times.append(time.perf_counter() - t)
+    thread.join()
+    if not result:
+        sys.exit("the server failed while measuring ingest at the same time")
+    return float(np.median(times)), serving_rate.best(result[0]), f"{before} -> {loadavg()}"
+
+
 def row(*cells: object) -> None:
     print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
 
@@ -175,13 +225,21 @@ def main() -> None:
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     n = int(args[0]) if args else 100_000
     serving_seconds = option("serving-seconds", 20.0)
-    serving_rate, serving_load = float("nan"), "not measured"
-    if serving_seconds > 0:
-        from serving_rate import serving_rows_per_second
-
-        serving_load = loadavg()
-        serving_rate, errors = serving_rows_per_second(serving_seconds)
-        print(f"loopml serve, 100-row requests: {serving_rate:,.0f} rows/s, {errors} errors "
+    concurrent_seconds = option("concurrent-seconds", 30.0)
+    serving: Rate | None = None
+    serve: Callable[[float], list[Rate]] | None = None
+    close_serving: Callable[[], None] | None = None
+    if serving_seconds > 0 or concurrent_seconds > 0:
+        serve, close_serving = serving_rate.prepare()
+    if serve is not None and serving_seconds > 0:
+        before = loadavg()
+        rates = serve(serving_seconds)
+        serving = serving_rate.best(rates)
+        for r in rates:
+            print(f"loopml serve, {r.rows}-row requests: {r.rows_per_second:,.0f} rows/s, "
+                  f"{r.errors} errors")  # fmt: skip
+        serving_load = f"{before} -> {loadavg()}"
+        print(f"best: {serving.rows_per_second:,.0f} rows/s in {serving.rows}-row requests "
               f"(load average {serving_load})")  # fmt: skip
     data = flights()
     train = data.filter(pl.col("month") <= 2)
@@ -199,16 +257,21 @@ def main() -> None:
         promote(ws, "delay", 1, "champion")
         loaded = reg.load("delay:1")
 
-        # The log, as the server writes it: 100-row requests, one day of answer times.
+        # The log, as the server writes it at full rate: 100-row requests, a file each
+        # time 50,000 rows are pending (the writer's max_pending_rows), event times over
+        # one day (a replay: windows follow them).
         log = PredictionLog(ws, DEPLOYMENT, max_pending_rows=10**9)
         inputs = loaded.signature.prepare(later.select(FEATURES))
         labels, proba = loaded.predict(inputs), loaded.predict_proba(inputs)
         for i in range(0, n, 100):
             part = inputs.slice(i, 100)
             pred = Prediction(labels[i : i + 100], proba[i : i + 100])
-            t = DAY + 43_200 * i / n
-            log.append(LogRecord(f"r{i}", t, "delay", 1, "primary", 5.0, part, pred))
+            answered, event = DAY + i / 50_000, DAY + 43_200 * i / n
+            log.append(LogRecord(f"r{i}", answered, "delay", 1, "primary", 5.0, part, pred, event))
+            if log.pending_rows >= 50_000:
+                log.flush()
         log.flush()
+        files = len(records(ws, LOG_KIND))
 
         t_ref = time.perf_counter()
         Monitor(ws).references.get("delay", 1)  # one-off per version, stored
@@ -216,22 +279,35 @@ def main() -> None:
 
         def forget() -> None:
             with ws.write_engine.begin() as conn:
+                conn.execute(monitor_label_joins.delete())
                 conn.execute(monitor_results.delete())
                 conn.execute(monitor_segments.delete())
                 conn.execute(monitor_sources.delete())
 
         holder: dict[str, Any] = {}
+        # A monitor that keeps up with a server runs for long (``loopml loop run``): ingest
+        # is timed on one, its per-process caches (the version's reference) warm. A new
+        # monitor's first ingest is timed too.
+        running = Monitor(ws)
+        running.references.get("delay", 1)
 
         def ingest() -> None:
-            m = Monitor(ws)
-            m.refresh()
+            running.refresh()
+
+        def cold_ingest() -> None:
+            Monitor(ws).refresh()
 
         def window() -> None:
             m = Monitor(ws)
             holder["w"] = m.check(DEPLOYMENT)
 
         ingest_load = loadavg()
-        t_ingest = timed(ingest, 3, before=forget)
+        t_ingest, cpu_ingest = timed_cpu(ingest, 5, before=forget)
+        t_cold = timed(cold_ingest, 3, before=forget)
+        ingest_load = f"{ingest_load} -> {loadavg()}"
+        together: tuple[float, Rate, str] | None = None
+        if serve is not None and concurrent_seconds > 0:
+            together = concurrently(serve, concurrent_seconds, ingest, forget)
         t_window = timed(window, 3, before=forget)
         w = holder["w"]
         assert w.rows == n, w.rows
@@ -288,14 +364,39 @@ def main() -> None:
 
         realised = roc_auc_score(later[TARGET].to_numpy(), cur_proba)
         ws.close()
+    if close_serving is not None:
+        close_serving()
 
     print(f"\nmachine: {os.cpu_count()} cores; reference build (once per version): {t_ref:.2f} s\n")
     row("what", "seconds", "result", "ratio")
     row("---", "---:", "---", "---")
-    row("loopml ingest: read + profile + validate the log", f"{t_ingest:.3f}",
-        f"{n / t_ingest:,.0f} rows/s (load {ingest_load})",
-        f"{n / t_ingest / serving_rate:.1f}x the server's {serving_rate:,.0f} rows/s "
-        f"in 100-row requests (load {serving_load})")  # fmt: skip
+    rate = n / t_ingest
+    if serving is None:
+        vs = "serving not measured"
+    else:
+        vs = (f"{rate / serving.rows_per_second:.1f}x the server's best "
+              f"{serving.rows_per_second:,.0f} rows/s ({serving.rows}-row requests, "
+              f"load {serving_load}), measured just before")  # fmt: skip
+    row(f"loopml ingest: {files} log files, summaries merged", f"{t_ingest:.3f}",
+        f"{rate:,.0f} rows/s (load {ingest_load})", vs)  # fmt: skip
+    row("the same ingest by a new monitor process (cold caches)", f"{t_cold:.3f}",
+        f"{n / t_cold:,.0f} rows/s", "")  # fmt: skip
+    if serving is not None:
+        # CPU per row does not depend on what else the machine runs: the server's rate on
+        # 2 cores of its own is at most 2 / its CPU per row, and so is ingest's.
+        serve_us = 1000 * serving.cpu_ms_per_request / serving.rows
+        ingest_us = 1e6 * cpu_ingest / n
+        row("CPU per row: ingest vs the server (its workers' CPU per answered row)",
+            f"{cpu_ingest:.3f} CPU s",
+            f"{ingest_us:.2f} µs/row vs {serve_us:.1f} µs/row ({serving.rows}-row requests)",
+            f"{serve_us / ingest_us:.1f}x the rows per CPU-second")  # fmt: skip
+    if together is not None:
+        t_during, during, load_during = together
+        row("the same ingest while the server is under load", f"{t_during:.3f}",
+            f"{n / t_during:,.0f} rows/s",
+            f"{n / t_during / during.rows_per_second:.1f}x the server's "
+            f"{during.rows_per_second:,.0f} rows/s ({during.rows}-row requests) "
+            f"at the same time (load {load_during})")  # fmt: skip
     row("loopml window check, log reading included", f"{t_window:.3f}",
         f"drifted {loopml_flagged}", "")  # fmt: skip
     row("Evidently DataDriftPreset, data in memory", f"{ev['seconds']:.3f}",

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression, SGDClassifier, SGDRegressor
+from sklearn.metrics import log_loss, r2_score
 
 import loopml as lm
 from loopml.registry.artifact import load_model
@@ -55,11 +56,12 @@ def test_partial_fit_batches_are_steps_of_one_run_in_the_active_run(
 ) -> None:
     X, y, _ = flights
     model = SGDClassifier(loss="log_loss", alpha=0.01, random_state=0)
-    scores = []
+    scores, losses = [], []
     with lm.start_run("stream") as run:
         for Xb, yb in _batches(X, y):
             model.partial_fit(Xb, yb, classes=[0, 1])
             scores.append(model.score(Xb, yb))
+            losses.append(log_loss(yb, model.predict_proba(Xb), labels=[0, 1]))
         assert lm.search_runs() == [lm.get_run(run.id)]  # no run per call
     got = lm.get_run(run.id)
     assert got.status == "finished"
@@ -67,6 +69,9 @@ def test_partial_fit_batches_are_steps_of_one_run_in_the_active_run(
     history = lm.metric_history(run.id, "training_score")
     assert history.steps.tolist() == [0, 1, 2, 3, 4]
     assert history.values.tolist() == pytest.approx(scores)
+    # Computed with NumPy from the batch's predictions, equal to scikit-learn's metrics.
+    loss = lm.metric_history(run.id, "training_log_loss").values.tolist()
+    assert loss == pytest.approx(losses)
     rows = lm.metric_history(run.id, "training_rows_seen")
     assert rows.values.tolist() == [300, 600, 900, 1200, 1500]
     # The model is saved once, as the run ends: the last batch's model.
@@ -79,12 +84,16 @@ def test_partial_fit_outside_a_run_keeps_one_run_open_until_a_fit_starts_over(
 ) -> None:
     X, _, delay = flights
     model = SGDRegressor(random_state=0)
+    r2 = []
     for Xb, yb in _batches(X, delay)[:3]:
         model.partial_fit(Xb, yb)
+        r2.append(r2_score(yb, model.predict(Xb)))
     (run,) = lm.search_runs()
     assert run.status == "running" and run.name == "SGDRegressor"
     assert run.tags["autolog.method"] == "partial_fit"
-    assert lm.metric_history(run.id, "training_r2_score").steps.tolist() == [0, 1, 2]
+    history = lm.metric_history(run.id, "training_r2_score")
+    assert history.steps.tolist() == [0, 1, 2]
+    assert history.values.tolist() == pytest.approx(r2)
     # The open stream is not the thread's active run: another fit gets a run of its own.
     LogisticRegression(max_iter=200).fit(X, delay > 15)
     assert len(lm.search_runs()) == 2

@@ -9,13 +9,39 @@ from loopml.core.errors import (
     StoreError,
     error_codes,
 )
-from loopml.core.names import Ref, check_alias, check_name, parse_ref
+from loopml.core.names import Ref, check_alias, check_name, check_relative_path, parse_ref
 
 
 @pytest.mark.parametrize("bad", ["ok\n", "", "-x", "a b", "a/b", "\ud800", "x" * 251, 3, None])
 def test_bad_names_are_refused(bad: object) -> None:
     with pytest.raises(InvalidInputError):
         check_name(bad)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "/etc/passwd",
+        "../x",
+        "a/../../x",
+        "a//b",
+        "./a",
+        "a\\b",
+        "a\x00b",
+        "a\ud800",
+        "x" * 1001,
+        3,
+    ],
+)
+def test_paths_that_could_leave_their_folder_are_refused(bad: object) -> None:
+    with pytest.raises(InvalidInputError, match="plain relative path"):
+        check_relative_path(bad, "artifact path")
+
+
+@pytest.mark.parametrize("good", ["a", "model/MLmodel", "dir/sub/file.parquet", "é/ü.txt"])
+def test_plain_relative_paths_pass(good: str) -> None:
+    assert check_relative_path(good, "artifact path") == good
 
 
 @pytest.mark.parametrize("bad", ["latest", "champ\n", "1st", "a.b", ""])

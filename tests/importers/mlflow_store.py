@@ -127,6 +127,8 @@ def main(folder: Path) -> None:
     expected["predictions_v2"] = model2.predict(X.head(20)).tolist()
     client.set_registered_model_alias("cancer-clf", "champion", "1")
     client.set_registered_model_alias("cancer-clf", "challenger", "2")
+    client.update_registered_model("cancer-clf", description="Flags malignant tumours.")
+    client.set_registered_model_tag("cancer-clf", "owner", "oncology")
 
     # A child run in the other experiment, pointing at its parent by MLflow's tag.
     child = client.create_run(
@@ -153,7 +155,7 @@ def main(folder: Path) -> None:
         "flavors:\n  python_function:\n    loader_module: my_company.models\n"
     )
     (custom / "weights.json").write_text("{}")
-    client.create_registered_model("custom-scorer")
+    client.create_registered_model("custom-scorer", description="Scores in-house.")
     client.create_model_version("custom-scorer", str(custom), run_id=rid)
 
     # Not copied: a run still running, and a deleted run.

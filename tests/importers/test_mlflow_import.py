@@ -144,6 +144,11 @@ def test_registered_models_become_servable_versions_with_aliases(
         ]
         assert versions[0].run_id == store.expected["train_run"]
         assert registry.aliases("cancer-clf") == {"champion": 1, "challenger": 2}
+        # The registered models' own description and tags came along.
+        clf = registry.get_model("cancer-clf")
+        assert clf.description == "Flags malignant tumours."
+        assert clf.tags == {"owner": "oncology"}
+        assert registry.get_model("custom-scorer").description == "Scores in-house."
         rows = pd.DataFrame(store.expected["predict_rows"])
         for ref, key in (
             ("cancer-clf@champion", "predictions_v1"),
@@ -188,6 +193,18 @@ def test_reimport_copies_only_what_is_new(store: Store, tmp_path: Path) -> None:
     assert "0 copied, 3 already here" in again.stdout
     assert counts(home) == before
 
+    # An edit made in loopml survives a re-import; a tag MLflow gained since arrives.
+    ws = open_ws(home)
+    try:
+        Registry(ws).update_model("cancer-clf", description="Edited in loopml.")
+    finally:
+        ws.close()
+    with sqlite3.connect(source / "mlflow.db") as conn:
+        conn.execute(
+            "INSERT INTO registered_model_tags (key, value, name) VALUES (?, ?, ?)",
+            ("reviewed", "yes", "cancer-clf"),
+        )
+
     # The run that was still running ends in MLflow; the next import copies it alone.
     running = store.expected["running_run"]
     with sqlite3.connect(source / "mlflow.db") as conn:
@@ -202,6 +219,13 @@ def test_reimport_copies_only_what_is_new(store: Store, tmp_path: Path) -> None:
     assert after["runs"] == before["runs"] + 1
     assert after["model_versions"] == before["model_versions"]
     assert after["alias_events"] == before["alias_events"]
+    ws = open_ws(home)
+    try:
+        clf = Registry(ws).get_model("cancer-clf")
+    finally:
+        ws.close()
+    assert clf.description == "Edited in loopml."
+    assert clf.tags == {"owner": "oncology", "reviewed": "yes"}
 
 
 # --- hostile input: one clear line, exit 1, nothing imported -------------------------------

@@ -151,12 +151,23 @@ def test_a_summary_that_does_not_fit_is_not_used(
 
 
 def test_a_file_the_writer_cannot_summarise_is_still_written(
-    tmp_path: Path, flights: pl.DataFrame
+    tmp_path: Path, flights: pl.DataFrame, caplog: pytest.LogCaptureFixture
 ) -> None:
     ws, _, _ = make_workspace(tmp_path, flights)
-    # No such registered model: no training schema to count anomalies against.
-    _write(ws, flights.filter(pl.col("month") == 1).head(40), summaries=True, model="ghost")
-    (record,) = records(ws, LOG_KIND)
-    assert record.properties is not None and record.properties["rows"] == 60  # shadow too
-    assert SUMMARY_PROPERTY not in record.properties
+    loaded = Registry(ws).load("delay:1")
+    rows = flights.filter(pl.col("month") == 1).head(40)
+    inputs = loaded.signature.prepare(rows.select(loaded.signature.columns))
+    pred = Prediction(loaded.predict(inputs), loaded.predict_proba(inputs))
+    log = PredictionLog(ws, DEPLOYMENT)
+    with caplog.at_level("INFO", logger="loopml.serving"):
+        for hour in range(2):  # two flushes, two files
+            # No such registered model: no training schema to count anomalies against.
+            log.append(LogRecord(f"g{hour}", DAY0 + 3_600 * hour, "ghost", 1, "primary", 1.0,
+                                 inputs, pred))  # fmt: skip
+            log.flush()
+    files = records(ws, LOG_KIND)
+    assert [(r.properties or {})["rows"] for r in files] == [40, 40]
+    assert all(SUMMARY_PROPERTY not in (r.properties or {}) for r in files)
+    said = [r for r in caplog.records if "without summaries" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelname == "INFO"  # once per version, not per write
     ws.close()

@@ -128,7 +128,7 @@ def target(
     try:
         made = {
             name: tokens.create(ws, name, scope)
-            for name, scope in (("ci", "write"), ("dash", "read"))
+            for name, scope in (("ci", "write"), ("dash", "read"), ("boss", "admin"))
         }
     finally:
         ws.close()

@@ -178,7 +178,10 @@ def test_search_pages_through_the_server(remote: Remote, client_env: pytest.Monk
 
 
 def test_the_runs_commands_read_through_the_server(
-    remote: Remote, client_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    remote: Remote,
+    client_env: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
     from loopml.cli.app import main
 
@@ -187,6 +190,9 @@ def test_the_runs_commands_read_through_the_server(
     client_env.setenv("COLUMNS", "200")
     with lm.start_run("cli-remote", name="from-the-cli", params={"depth": 3}) as run:
         run.log_metric("auc", 0.75)
+        notes = tmp_path / "notes.txt"
+        notes.write_text("from the cli test")
+        logged = run.log_artifact(notes)
     capsys.readouterr()
     assert main(["runs", "ls", "-e", "cli-remote"]) == 0
     listed = capsys.readouterr().out
@@ -194,6 +200,7 @@ def test_the_runs_commands_read_through_the_server(
     assert main(["runs", "show", run.id[:12]]) == 0
     shown = capsys.readouterr().out
     assert run.id in shown and "depth" in shown
+    assert "notes.txt" in shown and logged.digest in shown
     assert main(["runs", "show", "nosuchrun"]) == 1
     # What needs the stores says so, with a usage exit code.
     assert main(["build", "some-model@champion"]) == 2

@@ -256,3 +256,95 @@ def test_artifacts_are_logged_alike(api: Target, tmp_path: Path) -> None:
     assert (b.name, b.kind, b.size) == ("figures/plots", "tree", 17)
     with pytest.raises(lm.ConflictError, match="has ended"):
         run.log_artifact(notes)
+
+
+def test_rollback_policy_evaluation_and_card(api: Target, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    me = "ci" if api.remote else config.os_user()
+    name = experiment()
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=300)
+    table = pl.DataFrame(
+        {"x": x, "g": np.where(x > 1, "high", "low"), "y": (x + rng.normal(size=300) > 0) * 1}
+    )
+    holdout = lm.datasets.add(f"{name}-holdout", table.tail(100))
+    X, y = table.head(200).select("x"), table.head(200)["y"].to_numpy()
+    first = LogisticRegression().fit(X.to_pandas(), y)
+    lm.models.register(name, first, X)
+    lm.models.register(name, LogisticRegression(C=1e-4).fit(X.to_pandas(), 1 - y), X)
+    lm.models.promote(name, 1)
+    lm.models.promote(name, 2)
+    event = lm.models.rollback(name, reason="version 2 misbehaves")
+    assert (event.action, event.from_version, event.to_version) == ("rollback", 2, 1)
+    assert (event.created_by, event.reason) == (me, "version 2 misbehaves")
+    assert lm.models.get(f"{name}@champion").version == 1
+    assert lm.models.history(name)[-1].action == "rollback"
+    (listed,) = [m for m in lm.models.list_models() if m.name == name]
+    assert (listed.latest_version, listed.aliases) == (2, {"champion": 1})
+    with pytest.raises(lm.ConflictError, match="no earlier version"):
+        lm.models.rollback(name)
+    with pytest.raises(lm.NotFoundError, match="no alias 'nobody'"):
+        lm.models.rollback(name, "nobody")
+    with pytest.raises(lm.InvalidInputError):
+        lm.models.rollback(name, "bad alias!")
+
+    # A policy: promotions without its gate are refused (and recorded), until it is lifted.
+    assert lm.models.policy(name) is None
+    gate = lm.models.gate(lm.models.Threshold("roc_auc", min=0.5), target="y", name="floor")
+    lm.models.set_policy(name, gate)
+    got = lm.models.policy(name)
+    assert got is not None and got.to_dict() == gate.to_dict()
+    refused = lm.models.promote(name, 2, raise_on_refusal=False)
+    assert not refused.allowed and "requires gate 'floor'" in refused.reason
+    lm.models.set_policy(name, None)
+    assert lm.models.policy(name) is None
+    with pytest.raises(lm.NotFoundError):
+        lm.models.policy(f"{name}-nobody")
+    with pytest.raises(lm.InvalidInputError, match="model name"):
+        lm.models.set_policy("bad name!", None)
+
+    # An evaluation runs the model (on the server: with an admin token there).
+    if api.remote:
+        monkeypatch.setenv("LOOPML_TOKEN", api.tokens["boss"])
+    with lm.start_run(name) as run:
+        result = lm.models.evaluate(
+            f"{name}@champion", f"{holdout.name}:1", "y", slice_by="g", run=run
+        )
+    scored = holdout.to_polars()
+    expected = roc_auc_score(scored["y"], first.predict_proba(scored.select("x").to_pandas())[:, 1])
+    assert result.metrics["roc_auc"] == pytest.approx(expected)
+    assert result.n_rows == 100 and {s.value for s in result.slices["g"]} == {"high", "low"}
+    assert result.digest is not None and result.digest.startswith("b3:")
+    assert lm.get_run(run.id).metrics["eval/roc_auc"] == pytest.approx(expected)
+    with pytest.raises(lm.NotFoundError):
+        lm.models.evaluate(f"{name}:9", f"{holdout.name}:1", "y")
+    with pytest.raises(lm.NotFoundError):
+        lm.models.evaluate(f"{name}:1", f"{name}-no-such-data", "y")
+    with pytest.raises(lm.InvalidInputError, match="nope"):
+        lm.models.evaluate(f"{name}:1", f"{holdout.name}:1", "nope")
+
+    # The card shows the evaluation just stored: it was linked to the model version.
+    card = lm.models.card(f"{name}@champion")
+    assert card.startswith(f"# Model card: {name}:1")
+    assert "On 100 rows, target `y`." in card and "### Slices by `g`" in card
+    with pytest.raises(lm.NotFoundError):
+        lm.models.card(f"{name}:9")
+
+
+def test_add_takes_the_same_options_in_both_modes(api: Target, tmp_path: Path) -> None:
+    name = experiment()
+    csv = tmp_path / "jan.csv"
+    csv.write_text("delay;carrier\n1.5;UA\n-2.0;AA\n")
+    v1 = lm.datasets.add(
+        name, csv, csv_options={"separator": ";"}, column_descriptions={"delay": "minutes"}
+    )
+    assert v1.num_rows == 2 and v1.to_polars()["carrier"].to_list() == ["UA", "AA"]
+    assert lm.datasets.info(name).column_descriptions == {"delay": "minutes"}
+    assert v1.schema is not None
+    curated = v1.schema.with_column("delay", max=600.0)
+    v2 = lm.datasets.add(name, pl.DataFrame({"delay": [3.0], "carrier": ["B6"]}), schema=curated)
+    assert v2.schema == curated
+    with pytest.raises(lm.InvalidInputError, match="column_descriptions"):
+        lm.datasets.add(name, csv, csv_options={"separator": ";"}, column_descriptions={"x": "?"})
+    assert [v.version for v in lm.datasets.versions(name)] == [1, 2]

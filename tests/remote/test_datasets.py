@@ -4,6 +4,7 @@ offers every attribute and method a local one does."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -13,11 +14,11 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 from polars.testing import assert_frame_equal
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 import loopml as lm
 from loopml.api.remote import RemoteAccessError
-from loopml.core import hashing
+from loopml.core import clock, hashing
 from loopml.data.catalog import Catalog
 from loopml.data.profile import Profile
 from loopml.server import tokens
@@ -108,7 +109,7 @@ def test_bad_dataset_input_is_a_clear_error(as_ci: Server) -> None:
     with pytest.raises(lm.InvalidInputError):
         lm.datasets.get("flights@champion")
     with pytest.raises(lm.InvalidInputError, match="remote mode"):
-        lm.datasets.add("flights", pl.DataFrame({"a": [1]}), csv_options={"separator": ";"})
+        lm.datasets.add("flights", pl.DataFrame({"a": [1]}), progress=print)
     with pytest.raises(lm.InvalidInputError, match="name"):
         lm.datasets.add("bad\nname", pl.DataFrame({"a": [1]}))
     h = {"Authorization": f"Bearer {token}"}
@@ -191,19 +192,34 @@ def test_a_fetched_version_answers_as_the_servers_own(as_ci: Server) -> None:
         remote.workspace.lineage.get_artifact(remote.artifact_id)
 
 
+def _writes_until(ws: Workspace, since: float, last: tuple[str, str]) -> list[tuple[str, str]]:
+    """The audit rows recorded from ``since`` on, once ``last`` is among them: the server
+    writes its audit rows in batches, a moment after it answers."""
+    deadline = time.monotonic() + 30
+    while True:
+        with ws.engine.connect() as conn:
+            rows = [
+                (m, p)
+                for m, p in conn.execute(
+                    select(api_writes.c.method, api_writes.c.path).where(
+                        api_writes.c.created_at >= since
+                    )
+                )
+            ]
+        if last in rows or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)
+
+
 def test_append_uploads_only_the_batch_and_records_who(as_ci: Server) -> None:
     base = pl.DataFrame({"x": list(range(2000)), "y": [f"row {i}" for i in range(2000)]})
     lm.datasets.add("appended", base)
     ws = as_ci.workspace()
     try:
-        with ws.engine.connect() as conn:
-            before = conn.execute(select(func.max(api_writes.c.id))).scalar_one()
+        since = clock.now()
         batch = pl.DataFrame({"x": [-1, -2], "y": ["new", "newer"]})
         v2 = lm.datasets.append("appended", batch, description="two more")
-        with ws.engine.connect() as conn:
-            rows = conn.execute(
-                select(api_writes.c.method, api_writes.c.path).where(api_writes.c.id > before)
-            ).all()
+        rows = _writes_until(ws, since, ("POST", "/api/v1/datasets/appended/append"))
         puts = [path for method, path in rows if method == "PUT"]
         assert len(puts) == 1  # the batch, as one Parquet file; the base is not sent again
         uploaded = ws.artifacts.local_path(puts[0].rsplit("/", 1)[1])

@@ -202,6 +202,60 @@ def test_serve_an_alias_of_a_remote_model_and_follow_its_moves(
     assert set(logged.column("model_version").to_pylist()) == {1, 2}
 
 
+def test_workers_keep_serving_while_the_server_is_down(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Each of --workers 2 reaches the server itself; losing it stops alias checks, not
+    answers."""
+    base = tmp_path_factory.mktemp("short-lived")
+    db, artifacts = f"sqlite:///{base / 'loopml.db'}", str(base / "artifacts")
+    ws = Workspace(db, artifacts)
+    try:
+        train = rows(100, 3)
+        X = train.select(COLUMNS)
+        Registry(ws).register(MODEL, LogisticRegression().fit(X.to_pandas(), train["y"]), X)
+        promote(ws, MODEL, 1, "champion")
+    finally:
+        ws.close()
+    server, url = start_loopml_server(db, artifacts, base)
+    port, out = free_port(), tmp_path / "serve.out"
+    env = {k: v for k, v in os.environ.items() if k not in CLIENT_VARS}
+    env.update(LOOPML_URI=url, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    cmd = [sys.executable, "-m", "loopml.cli", "serve", f"{MODEL}@champion", "--port", str(port)]
+    cmd += ["--workers", "2", "--poll-interval", "0.2"]
+    try:
+        with out.open("w") as sink:
+            proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=sink, stderr=sink)
+        serving = f"http://127.0.0.1:{port}"
+        df = rows(10, 4)
+        wait_ready(serving, proc, out)
+    finally:
+        stop(server)
+    try:
+        want = local_predictions(Remote(url, {}, db, artifacts), f"{MODEL}:1", df)
+        # Several polls fail meanwhile; every request is still answered by version 1.
+        for _ in range(20):
+            r = httpx.post(f"{serving}/v2/models/{MODEL}/infer", json=oip_body(df), timeout=60)
+            assert r.status_code == 200 and r.json()["model_version"] == "1", r.text
+            (predict,) = [o for o in r.json()["outputs"] if o["name"] == "predict"]
+            np.testing.assert_array_equal(np.asarray(predict["data"]), want)
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(30)
+    assert proc.returncode == 0, out.read_text()
+    # The outage is one warning per worker, not a traceback at every poll.
+    said = out.read_text()
+    assert "Traceback" not in said and 1 <= said.count("cannot reach the loopml server") <= 2
+    # The default log folder: one per server under the cache.
+    host_port = url.removeprefix("http://").replace(":", "-")
+    assert (tmp_path / "cache" / "loopml" / "serve" / host_port / "loopml.db").is_file()
+
+
 def run_serve(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "loopml.cli", "serve", *args, "--port", str(free_port())],

@@ -102,7 +102,79 @@ except MlflowException as exc:
 # The model back through MLflow's own loader: get-download-uri, then the artifact proxy.
 reloaded = mlflow.sklearn.load_model("models:/delays@champion")
 
+# A logged model's artifact folders: MLflow's ListLoggedModelArtifacts, its answer parsed
+# by the client's own protobuf messages, beside the same listing through the proxy.
+from pathlib import Path
+
+from mlflow.protos.service_pb2 import ListLoggedModelArtifacts
+from mlflow.utils.proto_json_utils import message_to_json
+from mlflow.utils.rest_utils import call_endpoint
+
+Path("extra/deep").mkdir(parents=True)
+Path("extra/a.txt").write_text("hello")
+Path("extra/deep/b.txt").write_text("nested!")
+client.log_model_artifacts(info.model_id, "extra", artifact_path="notes")
+
+
+def directories(model_id, path=None):
+    request = ListLoggedModelArtifacts(artifact_directory_path=path) if path else (
+        ListLoggedModelArtifacts()
+    )
+    try:
+        answer = call_endpoint(
+            client._tracking_client.store.get_host_creds(),
+            f"/api/2.0/mlflow/logged-models/{model_id}/artifacts/directories",
+            "GET",
+            message_to_json(request),
+            ListLoggedModelArtifacts.Response(),
+        )
+    except MlflowException as exc:
+        return exc.error_code
+    files = [[f.path, f.is_dir, f.file_size if f.HasField("file_size") else None]
+             for f in answer.files]
+    return {"root_uri": answer.root_uri, "files": files}
+
+
+def proxied(path=None):
+    return [[f.path, f.is_dir, f.file_size]
+            for f in client.list_logged_model_artifacts(info.model_id, path)]
+
+
+# OR in registry searches: MLflow's own store refuses it (its filter grammar joins clauses
+# with AND only); loopml answers with the same error code.
+reference = MlflowClient(tracking_uri="sqlite:///reference.db", registry_uri="sqlite:///reference.db")
+either = "name = 'delays' OR name = 'delays-refit'"
+
+
+def refusal(search):
+    try:
+        search()
+    except MlflowException as exc:
+        return [exc.error_code, exc.message]
+    return None
+
+
+or_refusals = {
+    name: [
+        refusal(lambda: c.search_registered_models(filter_string=either)),
+        refusal(lambda: c.search_model_versions(either)),
+    ]
+    for name, c in (("mlflow", reference), ("loopml", client))
+}
+
+listings = {
+    "root": directories(info.model_id),
+    "notes": directories(info.model_id, "notes"),
+    "deep": directories(info.model_id, "notes/deep"),
+    "proxy_root": proxied(),
+    "proxy_notes": proxied("notes"),
+    "escape": directories(info.model_id, "../secrets"),
+    "unknown": directories("m-" + "0" * 32),
+}
+
 print(json.dumps({
+    "listings": listings,
+    "or_refusals": or_refusals,
     "run_id": run.info.run_id,
     "model_id": info.model_id,
     "by_run": by_run.version,
@@ -223,6 +295,34 @@ def test_registered_versions_are_loopml_versions_with_lineage(
         assert tracker.get_run(out["run_id"]).name == "renamed"
     finally:
         tracker.close()
+
+
+def test_a_logged_models_artifact_folders_list_as_mlflow_lists_them(trained: dict[str, Any]):
+    got = trained["listings"]
+    root = got["root"]
+    assert root["root_uri"].startswith("mlflow-artifacts:/")
+    assert root["root_uri"].endswith(f"/models/{trained['model_id']}/artifacts")
+    # The endpoint and the artifact proxy agree, file sizes included.
+    assert root["files"] == got["proxy_root"]
+    assert ["notes", True, None] in root["files"]
+    assert any(
+        path == "MLmodel" and not is_dir and size > 0 for path, is_dir, size in root["files"]
+    )
+    assert got["notes"]["files"] == [["notes/a.txt", False, 5], ["notes/deep", True, None]]
+    assert got["notes"]["files"] == got["proxy_notes"]
+    assert got["deep"]["files"] == [["notes/deep/b.txt", False, 7]]
+    assert got["escape"] == "INVALID_PARAMETER_VALUE"
+    assert got["unknown"] == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_or_in_registry_searches_is_refused_as_mlflow_refuses_it(trained: dict[str, Any]):
+    got = trained["or_refusals"]
+    for mlflow_said in got["mlflow"]:
+        assert mlflow_said[0] == "INVALID_PARAMETER_VALUE"
+        assert "Invalid clause(s) in filter string: OR" in mlflow_said[1]
+    for loopml_said in got["loopml"]:
+        assert loopml_said[0] == "INVALID_PARAMETER_VALUE"
+        assert "OR" in loopml_said[1]
 
 
 def test_registry_reads_through_mlflow(mlflow_server: Server, trained: dict[str, Any]):

@@ -4,6 +4,7 @@ every write records the token's name; no tokens means loopback only unless --ins
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,14 +95,21 @@ def test_scopes_revocation_and_who_did_what(
     r = httpx.get(f"{api}/runs", headers=auth(reader))
     assert r.status_code == 401 and "revoked" in r.json()["error"]
     assert main(["token", "revoke", "dashboard"]) == 1  # nothing active by that name
-    # Every write is recorded with the token's name (refused ones too).
+    # Every write is recorded with the token's name (refused ones too). The server writes
+    # its audit rows in batches a moment after answering, so they are awaited.
+    expected = {("dashboard", 403), ("ci", 200)}
     ws = Workspace(f"sqlite:///{home / 'loopml.db'}", str(home / "artifacts"))
     try:
-        with ws.engine.connect() as conn:
-            rows = conn.execute(select(api_writes.c.token_name, api_writes.c.status)).all()
+        deadline = time.monotonic() + 30
+        while True:
+            with ws.engine.connect() as conn:
+                rows = set(conn.execute(select(api_writes.c.token_name, api_writes.c.status)))
+            if expected <= rows or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
     finally:
         ws.close()
-    assert ("dashboard", 403) in rows and ("ci", 200) in rows
+    assert expected <= rows
 
 
 def test_token_commands_refuse_bad_input(home: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -201,6 +201,10 @@ def test_runs_page_walks_the_search_answer_in_pages(populated: Tracker) -> None:
         assert page.total == len(whole) == 4 and page.offset == offset and page.limit == 2
         seen += [r.name for r in page.runs]
     assert seen == whole
+    # A short last page counts from its own length; a page past the end still says the total.
+    short = populated.runs_page(filter="params.depth = '6'", offset=3, limit=3)
+    assert [r.name for r in short.runs] == whole[3:] and short.total == 4
+    assert populated.runs_page(filter="params.depth = '6'", offset=9, limit=3).total == 4
     ordered = populated.runs_page("flights", order_by="metrics.auc desc", limit=3)
     assert [r.name for r in ordered.runs] == ["d", "a", "c"] and ordered.total == 5
 

@@ -55,7 +55,7 @@ def catalog() -> Catalog:
     return Catalog(workspace())
 
 
-_REMOTE_ADD = {"description", "owner", "tags"}
+_REMOTE_ADD = {"description", "owner", "tags", "column_descriptions", "schema", "csv_options"}
 
 
 def _or_remote(local: Callable[_P, _R], method: str, allowed: set[str]) -> Callable[_P, _R]:
@@ -80,13 +80,15 @@ def _or_remote(local: Callable[_P, _R], method: str, allowed: set[str]) -> Calla
 
 
 add = _or_remote(_bind(Catalog.add), "add", _REMOTE_ADD)
-append = _or_remote(_bind(Catalog.append), "append", {"description"})
+append = _or_remote(_bind(Catalog.append), "append", {"description", "csv_options"})
 get = _or_remote(_bind(Catalog.get), "get", set())
 versions = _or_remote(_bind(Catalog.versions), "versions", set())
 list_datasets = _or_remote(_bind(Catalog.list_datasets), "list_datasets", set())
 info = _or_remote(_bind(Catalog.info), "info", set())
 search = _or_remote(_bind(Catalog.search), "search", {"tag", "column"})
-update = _or_remote(_bind(Catalog.update), "update", _REMOTE_ADD | {"column_descriptions"})
+update = _or_remote(
+    _bind(Catalog.update), "update", {"description", "owner", "tags", "column_descriptions"}
+)
 schema = _or_remote(_bind(Catalog.get_schema), "get_schema", set())
 schema_versions = _or_remote(_bind(Catalog.schema_versions), "schema_versions", set())
 verify = _or_remote(_bind(Catalog.verify), "verify", {"all_artifacts"})

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from loopml.api import config
 from loopml.core.errors import ConfigError
+from loopml.store.lineage import ArtifactRecord
 from loopml.store.workspace import Workspace
 from loopml.tracking.active_run import ActiveRun
 from loopml.tracking.records import MetricHistory, Run, RunList
@@ -60,10 +61,9 @@ def _local(settings: config.Settings, what: str) -> config.Settings:
     if settings.remote:
         raise ConfigError(
             f"{what} needs the workspace's stores, but LOOPML_URI names a server "
-            f"({settings.uri}); in remote mode the Python API offers start_run, get_run, "
-            "search_runs, metric_history, lm.models' register, load, get, versions, history "
-            "and promote, and lm.datasets' add and get. Unset LOOPML_URI to work on the "
-            "stores directly"
+            f"({settings.uri}); in remote mode the Python API offers start_run (with "
+            "log_artifact), get_run, search_runs, metric_history, every lm.models call and "
+            "every lm.datasets call. Unset LOOPML_URI to work on the stores directly"
         )
     return settings
 
@@ -159,6 +159,14 @@ def active_run() -> ActiveRun | RemoteRun | None:
 
 def get_run(run_id: str) -> Run:
     return _any_tracker().get_run(run_id)
+
+
+def run_outputs(run_id: str) -> list[tuple[str, ArtifactRecord]]:
+    """What a run wrote (its logged artifacts, models and datasets), each with its role."""
+    remote = remote_tracker()
+    if remote is not None:
+        return remote.run_outputs(run_id)
+    return workspace().lineage.artifacts_of(run_id, "output")
 
 
 def search_runs(

@@ -14,6 +14,8 @@ from typing import Any
 
 from loopml.api.fluent import remote_registry, tracker, workspace
 from loopml.core.errors import InvalidInputError
+from loopml.core.names import check_name
+from loopml.data.catalog import Catalog
 from loopml.registry import card as _card
 from loopml.registry.artifact import wrap
 from loopml.registry.evaluation import EvaluationResult, save_evaluation
@@ -154,7 +156,8 @@ def versions(name: str) -> list[ModelVersion]:
 
 
 def list_models() -> list[RegisteredModel]:
-    return _registry().models()
+    remote = remote_registry()
+    return _registry().models() if remote is None else remote.models()
 
 
 def history(name: str, alias: str | None = None) -> list[AliasEvent]:
@@ -216,17 +219,27 @@ def promote(
 def set_policy(name: str, gate: Gate | str | Path | None) -> None:
     """Require ``gate`` (a Gate, YAML file or YAML text) for every promotion of ``name``;
     ``None`` lifts the requirement."""
+    check_name(name, what="model name")
     if gate is not None and not isinstance(gate, Gate):
         gate = Gate.load(gate)
+    remote = remote_registry()
+    if remote is not None:
+        remote.set_policy(name, gate)
+        return
     _set_policy(workspace(), name, gate)
 
 
 def policy(name: str) -> Gate | None:
     """The gate every promotion of ``name`` must pass, or ``None``."""
-    return _policy(workspace(), name)
+    remote = remote_registry()
+    return _policy(workspace(), name) if remote is None else remote.policy(name)
 
 
 def rollback(name: str, alias: str = "champion", *, reason: str = "") -> AliasEvent:
+    """Point ``name@alias`` back at the version it held before its latest promotion."""
+    remote = remote_registry()
+    if remote is not None:
+        return remote.rollback(name, alias, reason=reason)
     return _registry().rollback(name, alias, reason=reason)
 
 
@@ -239,11 +252,39 @@ def evaluate(
     run: Any = None,
     datasets: Iterable[Any] | None = None,
 ) -> EvaluationResult:
-    """Evaluate a registered model (by reference) or a fitted one on labelled ``data``.
+    """Evaluate a registered model (by reference) or a fitted one on labelled ``data``: a
+    table, or a dataset of the catalog by reference (``"holdout:2"``).
 
     The result is stored as an artifact; with ``run`` its metrics are logged on the run.
+    In remote mode the server evaluates: ``model`` is a registered model's reference and
+    ``data`` names a labelled dataset of its catalog (``"holdout:2"``).
     """
+    remote = remote_registry()
+    if remote is not None:
+        if not isinstance(model, str):
+            raise InvalidInputError(
+                "in remote mode the server evaluates a registered model: pass its reference "
+                "(e.g. 'delay-model@challenger'), not a fitted model"
+            )
+        if not isinstance(data, str):
+            raise InvalidInputError(
+                "in remote mode data= names a labelled dataset of the server's catalog (e.g. "
+                "'holdout:3'); add the table with lm.datasets.add first"
+            )
+        if datasets:
+            raise InvalidInputError(
+                "in remote mode data= names the evaluation dataset itself; drop datasets="
+            )
+        slices = [slice_by] if isinstance(slice_by, str) else list(slice_by)
+        stored = remote.evaluate(model, data, target, slice_by=slices, run_id=_run_id(run))
+        if run is not None and not isinstance(run, str):
+            run.log_metrics(stored.run_metrics())
+        return stored
     ws = workspace()
+    dataset_artifact_ids = _dataset_artifact_ids(datasets)
+    if isinstance(data, str):  # a dataset of the catalog, as in remote mode
+        ds = Catalog(ws).get(data)
+        data, dataset_artifact_ids = ds.to_polars(), [*dataset_artifact_ids, ds.artifact_id]
     model_artifact_id = None
     if isinstance(model, str):
         mv = Registry(ws).resolve(model)
@@ -258,7 +299,7 @@ def evaluate(
         ws,
         result,
         model_artifact_id=model_artifact_id,
-        dataset_artifact_ids=_dataset_artifact_ids(datasets),
+        dataset_artifact_ids=dataset_artifact_ids,
         run_id=_run_id(run),
     )
     if run is not None and not isinstance(run, str):
@@ -278,5 +319,8 @@ def gate(
 
 def card(ref: str) -> str:
     """The Markdown model card of the version ``ref`` names."""
+    remote = remote_registry()
+    if remote is not None:
+        return remote.card(ref)
     mv = _registry().resolve(ref)
     return _card.render_card(workspace(), mv.name, mv.version)

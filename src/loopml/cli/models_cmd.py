@@ -1,4 +1,8 @@
-"""``loopml models ls|show|promote|rollback|card``."""
+"""``loopml models ls|show|history|promote|rollback|card``.
+
+They go through ``lm.models``, so they work on the workspace's stores and, with
+``LOOPML_URI``, on a team server alike.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +14,15 @@ import typer
 from rich.table import Table
 
 from loopml.api import fluent
+from loopml.api import models as api_models
 from loopml.cli import tables
 from loopml.cli.console import esc, lit, out, plural
 from loopml.cli.workspace_guard import require_workspace
 from loopml.core import clock
 from loopml.core.errors import InvalidInputError
 from loopml.core.names import parse_ref
-from loopml.registry.card import render_card
 from loopml.registry.gates import Gate, GateResult
-from loopml.registry.model_registry import AliasEvent, Registry
-from loopml.registry.promotion import promote as promote_version
+from loopml.registry.model_registry import AliasEvent
 
 app = typer.Typer(
     help="Browse the model registry; promote and roll back aliases.", no_args_is_help=True
@@ -27,10 +30,6 @@ app = typer.Typer(
 
 EXIT_REFUSED = 1
 REF_HELP = "A model: name (its latest version), name:3 or name@alias."
-
-
-def _registry() -> Registry:
-    return Registry(fluent.workspace())
 
 
 def gate_table(result: GateResult, title: str) -> Table:
@@ -53,9 +52,8 @@ def list_models(
 ) -> None:
     """List registered models, or the versions of one."""
     require_workspace(listing=True)
-    registry = _registry()
     if name is None:
-        models = registry.models()
+        models = api_models.list_models()
         table = tables.table(plural(len(models), "registered model"))
         tables.text(table, "name", ratio=2)
         tables.fixed(table, "latest", justify="right")
@@ -70,7 +68,7 @@ def list_models(
             )
         out.print(table)
         return
-    versions = registry.versions(parse_ref(name, "model name", allow_alias=False).name)
+    versions = api_models.versions(parse_ref(name, "model name", allow_alias=False).name)
     table = tables.table(f"{esc(name)}: {plural(len(versions), 'version')}")
     tables.fixed(table, "version", justify="right")
     tables.fixed(table, "flavor")
@@ -95,8 +93,7 @@ def show(ref: Annotated[str, typer.Argument(help=REF_HELP)]) -> None:
     """One version: signature, lineage, and the alias history of its model with each gate
     check's value, limit and verdict."""
     require_workspace(missing=f"no registered model {ref!r}")
-    registry = _registry()
-    mv = registry.resolve(ref)
+    mv = api_models.get(ref)
     out.print(
         f"[bold]{esc(mv.ref)}[/] ({esc(mv.flavor)}, {esc(mv.signature.output.task)})  "
         f"aliases: {esc(', '.join(mv.aliases) or '-')}"
@@ -116,12 +113,31 @@ def show(ref: Annotated[str, typer.Argument(help=REF_HELP)]) -> None:
     for c in mv.signature.inputs:
         sig.add_row(lit(c.name), lit(c.type), "yes" if c.nullable else "no")
     out.print(sig)
-    _print_history(registry, mv.name)
+    _print_history(mv.name)
 
 
-def _print_history(registry: Registry, name: str) -> None:
-    events = registry.history(name)
-    table = tables.table(f"alias history of {esc(name)}")
+@app.command("history")
+def history(
+    name: Annotated[str, typer.Argument(help="The model: name, or name@alias for one alias.")],
+    alias: Annotated[
+        str | None, typer.Option("--alias", "-a", help="Only the moves of this alias.")
+    ] = None,
+) -> None:
+    """Every attempt to move an alias, allowed or refused, with each gate check's value,
+    limit and verdict."""
+    require_workspace(missing=f"no registered model {name!r}")
+    parsed = parse_ref(name, "model reference")
+    if parsed.version is not None:
+        raise InvalidInputError(f"aliases belong to a model, not a version: {parsed.name}")
+    if parsed.alias is not None and alias is not None and parsed.alias != alias:
+        raise InvalidInputError(f"two aliases given: {parsed.alias!r} and {alias!r}")
+    _print_history(parsed.name, parsed.alias or alias)
+
+
+def _print_history(name: str, alias: str | None = None) -> None:
+    events = api_models.history(name, alias)
+    title = f"alias history of {esc(name)}" + (f"@{esc(alias)}" if alias else "")
+    table = tables.table(title)
     tables.fixed(table, "time")
     tables.fixed(table, "alias")
     tables.fixed(table, "action")
@@ -190,7 +206,7 @@ def _name_and_version(ref: str, version: int | None) -> tuple[str, int]:
                 f"give the version once: {name.name}:{name.version} or {name.name} {version}"
             )
         return name.name, version
-    mv = _registry().resolve(ref)
+    mv = api_models.get(ref)
     return mv.name, mv.version
 
 
@@ -207,8 +223,13 @@ def promote(
         Path | None, typer.Option("--gate", "-g", help="A gate policy file (YAML).")
     ] = None,
     data: Annotated[
-        Path | None,
-        typer.Option("--data", "-d", help="Labelled evaluation data (.parquet, .csv, .arrow)."),
+        str | None,
+        typer.Option(
+            "--data",
+            "-d",
+            help="Labelled evaluation data (.parquet, .csv, .arrow); with LOOPML_URI, a "
+            "dataset of the server's catalog (e.g. holdout:2), since the gate runs there.",
+        ),
     ] = None,
     reason: Annotated[
         str, typer.Option("--reason", "-r", help="Why, recorded in the alias history.")
@@ -222,16 +243,25 @@ def promote(
     require_workspace(missing=f"no registered model {ref!r}")
     name, number = _name_and_version(ref, version)
     policy = Gate.load(gate) if gate is not None else None
-    table = _read_table(data) if data is not None else None
-    result = promote_version(
-        fluent.workspace(),
+    evaluation: Any = None
+    if data is not None:
+        remote = fluent.remote_registry() is not None
+        if remote and Path(data).is_file():
+            raise InvalidInputError(
+                f"with LOOPML_URI the gate runs on the server, so --data names a dataset of "
+                f"its catalog (e.g. holdout:2), not the local file {data!r}; add the table "
+                "there first with lm.datasets.add"
+            )
+        evaluation = data if remote else _read_table(Path(data))
+    result = api_models.promote(
         name,
         number,
         alias,
         gate=policy,
-        data=table,
+        data=evaluation,
         reason=reason,
         force=force,
+        raise_on_refusal=False,
     )
     if result.gate is not None:
         title = f"gate {esc(result.gate.gate)}: {esc(name)}:{number} for {esc(alias)}"
@@ -266,7 +296,7 @@ def rollback(
     if parsed.alias is not None and alias is not None and parsed.alias != alias:
         raise InvalidInputError(f"two aliases given: {parsed.alias!r} and {alias!r}")
     target = parsed.alias or alias or "champion"
-    event = _registry().rollback(parsed.name, target, reason=reason)
+    event = api_models.rollback(parsed.name, target, reason=reason)
     out.print(
         f"[green]rolled back[/] {esc(parsed.name)}@{esc(target)}: "
         f"{event.from_version} -> {event.to_version}"
@@ -282,11 +312,8 @@ def card(
 ) -> None:
     """Print (or write) the Markdown model card of a version, with its gate checks."""
     require_workspace(missing=f"no registered model {ref!r}")
-    registry = _registry()
-    mv = registry.resolve(ref)
-    text = render_card(fluent.workspace(), mv.name, mv.version) + gate_markdown(
-        registry.history(mv.name), mv.version
-    )
+    mv = api_models.get(ref)
+    text = api_models.card(mv.ref) + gate_markdown(api_models.history(mv.name), mv.version)
     if output is None:
         # Markdown tables are one line a row: never wrap them to the terminal's width.
         out.print(text, markup=False, highlight=False, soft_wrap=True)

@@ -203,9 +203,7 @@ def show(
             for k, v in sorted(values.items()):
                 t.add_row(lit(k), lit(_fmt(v)))
             out.print(t)
-    # In remote mode (LOOPML_URI) the server's run page lists the artifacts.
-    remote = fluent.remote_tracker() is not None
-    artifacts = [] if remote else fluent.workspace().lineage.artifacts_of(run.id, "output")
+    artifacts = fluent.run_outputs(run.id)
     if artifacts:
         t = tables.table("artifacts")
         tables.text(t, "name")

@@ -46,15 +46,15 @@ def parse_positive_int(text: str, what: str) -> int:
 
 def check_relative_path(path: object, what: str) -> str:
     """``path`` if it is a plain relative POSIX path that stays inside its folder: no empty,
-    '.' or '..' parts, no leading '/', no backslash or control character. Files of a tree
-    and names of artifacts are later joined to a folder on someone's disk."""
+    '.' or '..' parts, no leading '/', no backslash, control character or lone surrogate.
+    Files of a tree and names of artifacts are later joined to a folder on someone's disk."""
     if (
         not isinstance(path, str)
         or not path
         or len(path) > 1000
         or path.startswith("/")
         or "\\" in path
-        or any(ord(c) < 32 or ord(c) == 127 for c in path)
+        or any(ord(c) < 32 or ord(c) == 127 or 0xD800 <= ord(c) <= 0xDFFF for c in path)
         or any(part in ("", ".", "..") for part in path.split("/"))
     ):
         raise InvalidInputError(

@@ -212,6 +212,7 @@ def _copy_model(
     except LoopmlError as exc:
         report.notes.append(f"registered model {model.name!r} not imported: {exc}")
         return done + len(model.versions)
+    _copy_model_record(registry, model, report)
     have = {
         int(v.tags[VERSION_TAG]): v.version
         for v in (registry.versions(model.name) if registry.models(name=model.name) else [])
@@ -249,6 +250,26 @@ def _copy_model(
         except LoopmlError as exc:
             report.notes.append(f"alias {model.name}@{alias} not set: {exc}")
     return done
+
+
+def _copy_model_record(registry: Registry, model: SourceModel, report: ImportReport) -> None:
+    """The registered model's description and tags. A model new here is created with them;
+    one already here keeps its own description and tags, and gains only what it lacks (a
+    re-import adds what MLflow gained since, and never undoes an edit made in loopml)."""
+    try:
+        found = registry.models(name=model.name)
+        if not found:
+            registry.create_model(model.name, description=model.description, tags=model.tags)
+            return
+        here = found[0]
+        description = model.description if model.description and not here.description else None
+        new_tags = {k: v for k, v in model.tags.items() if k not in here.tags}
+        if description is not None or new_tags:
+            registry.update_model(model.name, description=description, tags=new_tags)
+    except LoopmlError as exc:
+        report.notes.append(
+            f"registered model {model.name}: description and tags not copied: {exc}"
+        )
 
 
 def _model_uri(version: SourceVersion, runs_of: dict[str, SourceRun]) -> tuple[str | None, str]:

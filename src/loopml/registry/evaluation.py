@@ -405,9 +405,11 @@ def save_evaluation(
     model_artifact_id: str | None = None,
     dataset_artifact_ids: Sequence[str] = (),
     run_id: str | None = None,
+    created_by: str | None = None,
 ) -> tuple[EvaluationResult, str]:
     """Store the result as a JSON artifact with its lineage; return it with its digest and
-    the evaluation's artifact id."""
+    the evaluation's artifact id. ``created_by`` (the workspace's actor by default) is
+    kept in the evaluation execution's properties."""
     data = json.dumps(result.to_dict(), sort_keys=True, default=str).encode()
     blob = ws.artifacts.put_bytes(data)
     with ws.write_engine.begin() as conn:
@@ -425,8 +427,13 @@ def save_evaluation(
         artifact_id = lineage.add_artifact(
             blob.digest, EVALUATION_KIND, blob.size, name=name, properties=props, conn=conn
         ).id
+        who = created_by or ws.actor
         execution_id = lineage.add_execution(
-            "evaluation", name=name, status="finished", properties=props, conn=conn
+            "evaluation",
+            name=name,
+            status="finished",
+            properties={**props, **({"created_by": who} if who else {})},
+            conn=conn,
         ).id
         if model_artifact_id is not None:
             lineage.link(execution_id, model_artifact_id, "input", "model", conn=conn)

@@ -21,13 +21,15 @@ from loopml.server.routes import (
     dataset_writes,
     datasets,
     lineage,
+    model_writes,
     models,
     monitoring,
     pipelines,
+    run_models,
     runs,
     writes,
 )
-from loopml.server.state import ServerState
+from loopml.server.state import MAX_UPLOAD_BYTES, ServerState
 from loopml.store.workspace import Workspace
 
 API_PREFIX = "/api/v1"
@@ -37,7 +39,18 @@ def api_router() -> APIRouter:
     api = APIRouter(
         prefix=API_PREFIX, dependencies=[Depends(require_access), Depends(single_valued_query)]
     )
-    for module in (runs, datasets, models, lineage, pipelines, monitoring, writes, dataset_writes):
+    for module in (
+        runs,
+        datasets,
+        models,
+        lineage,
+        pipelines,
+        monitoring,
+        writes,
+        dataset_writes,
+        model_writes,
+        run_models,
+    ):
         api.include_router(module.router)
     return api
 
@@ -50,9 +63,15 @@ def _warm_imports() -> None:
     import scipy.stats  # noqa: F401
 
 
-def create_app(workspace: Workspace, *, close_workspace: bool = False) -> FastAPI:
-    """The server for ``workspace``; with ``close_workspace`` it is closed on shutdown."""
-    server_state = ServerState(workspace)
+def create_app(
+    workspace: Workspace,
+    *,
+    close_workspace: bool = False,
+    max_upload_bytes: int = MAX_UPLOAD_BYTES,
+) -> FastAPI:
+    """The server for ``workspace``; with ``close_workspace`` it is closed on shutdown.
+    ``max_upload_bytes`` caps one uploaded blob."""
+    server_state = ServerState(workspace, max_upload_bytes)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import socket
 
 from fastapi import FastAPI
 
 from loopml.api import config
+from loopml.core import names
 from loopml.core.errors import InvalidInputError
 from loopml.server import tokens
 from loopml.server.app import create_app
+from loopml.server.state import MAX_UPLOAD_BYTES
 from loopml.store.workspace import Workspace
 
 log = logging.getLogger("loopml.server")
@@ -28,8 +31,16 @@ def open_workspace() -> Workspace:
     return Workspace(settings.db_url, settings.artifacts_url)
 
 
+def max_upload_bytes() -> int:
+    """The cap on one uploaded blob: ``LOOPML_MAX_UPLOAD_BYTES``, or the default."""
+    text = os.environ.get("LOOPML_MAX_UPLOAD_BYTES", "").strip()
+    if not text:
+        return MAX_UPLOAD_BYTES
+    return names.parse_positive_int(text, "LOOPML_MAX_UPLOAD_BYTES (bytes)")
+
+
 def app_from_config() -> FastAPI:
-    return create_app(open_workspace(), close_workspace=True)
+    return create_app(open_workspace(), close_workspace=True, max_upload_bytes=max_upload_bytes())
 
 
 def is_loopback(host: str) -> bool:
@@ -83,6 +94,7 @@ def serve(
     check_port(port)
     if workers < 1:
         raise InvalidInputError(f"workers must be 1 or more, not {workers}")
+    upload_cap = max_upload_bytes()
     ws = open_workspace()
     try:
         check_exposure(ws, host, insecure)
@@ -91,7 +103,8 @@ def serve(
         ws.close()
         raise
     if workers == 1:
-        uvicorn.run(create_app(ws, close_workspace=True), host=host, port=port, log_level=log_level)
+        app = create_app(ws, close_workspace=True, max_upload_bytes=upload_cap)
+        uvicorn.run(app, host=host, port=port, log_level=log_level)
         return
     ws.close()
     uvicorn.run(

@@ -12,10 +12,15 @@ from loopml.server.audit import AuditLog
 from loopml.store.workspace import Workspace
 from loopml.tracking.tracker import Tracker
 
+# The largest blob an upload may send. Uploads stream to disk, so this guards the disk,
+# not memory; ``loopml server`` takes another from LOOPML_MAX_UPLOAD_BYTES.
+MAX_UPLOAD_BYTES = 16 * 1024**3
+
 
 @dataclass
 class ServerState:
     workspace: Workspace
+    max_upload_bytes: int = MAX_UPLOAD_BYTES
     tracker: Tracker = field(init=False)
     registry: Registry = field(init=False)
     audit: AuditLog = field(init=False)

@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import exists, insert, select, update
+from sqlalchemy import bindparam, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 
 from loopml.core import clock, names
@@ -118,23 +118,30 @@ def any_active(ws: Workspace) -> bool:
         )
 
 
+# Built once: SQLAlchemy then reuses their compiled form without recomputing its cache key.
+_ANY_ACTIVE = select(exists().where(api_tokens.c.revoked_at.is_(None)))
+_BY_HASH = select(api_tokens).where(api_tokens.c.token_hash == bindparam("token_hash"))
+
+
 def authenticate(ws: Workspace, token: str | None) -> TokenInfo | None:
     """The token's record when tokens are required, None when the server has none.
 
     Raises UnauthorizedError for a missing, unknown or revoked token while any token exists.
+    Read on every request (a token created or revoked by another process counts at once),
+    so the usual cases cost one query: a valid token is its own proof that tokens are
+    required, and without a token only whether any is active is asked.
     """
+    row = None
     with ws.engine.connect() as conn:
-        required = conn.execute(select(exists().where(api_tokens.c.revoked_at.is_(None))))
-        if not required.scalar():
+        if token:
+            row = conn.execute(_BY_HASH, {"token_hash": hash_token(token)}).first()
+        if (row is None or row.revoked_at is not None) and not conn.execute(_ANY_ACTIVE).scalar():
             return None
-        if not token:
-            raise UnauthorizedError(
-                "this server requires a token: send 'Authorization: Bearer <token>' "
-                "(create one with `loopml token create`)"
-            )
-        row = conn.execute(
-            select(api_tokens).where(api_tokens.c.token_hash == hash_token(token))
-        ).first()
+    if not token:
+        raise UnauthorizedError(
+            "this server requires a token: send 'Authorization: Bearer <token>' "
+            "(create one with `loopml token create`)"
+        )
     if row is None:
         raise UnauthorizedError("unknown token")
     if row.revoked_at is not None:

@@ -409,6 +409,10 @@ class AddDatasetIn(BaseModel):
     description: str | None = Field(default=None, max_length=20_000)
     owner: str | None = Field(default=None, max_length=250)
     tags: list[str] | dict[str, str] | None = Field(default=None, max_length=1000)
+    column_descriptions: dict[str, str] | None = Field(default=None, max_length=10_000)
+    schema_yaml: str | None = Field(
+        default=None, max_length=5_000_000, description="a curated schema, as its YAML file"
+    )
 
 
 class AppendDatasetIn(BaseModel):
@@ -476,12 +480,48 @@ class PromotionOut(BaseModel):
     event: AliasEventOut
 
 
+class RollbackIn(BaseModel):
+    reason: str = Field(default="", max_length=2000)
+
+
+class PolicyIn(BaseModel):
+    gate: dict[str, Any] | None = Field(
+        description="the gate every promotion must pass, as its YAML file holds it; null "
+        "lifts the requirement"
+    )
+
+
+class PolicyOut(BaseModel):
+    gate: dict[str, Any] | None = Field(description="the required gate, or null for none")
+
+
+class EvaluateIn(BaseModel):
+    """Score a registered model on a labelled dataset of the catalog, on the server."""
+
+    model: str = Field(max_length=300, description="name@alias, name:3 or name")
+    data: str = Field(max_length=300, description="a dataset of the catalog, e.g. holdout:2")
+    target: str = Field(max_length=1000, description="the label column of data")
+    slice_by: list[str] = Field(default_factory=list, max_length=20)
+    run_id: str | None = Field(
+        default=None, max_length=64, description="the run the evaluation is recorded under"
+    )
+
+
+class EvaluationOut(BaseModel):
+    evaluation: dict[str, Any] = Field(description="the stored evaluation record")
+    digest: str
+    artifact_id: str
+
+
 class BlobsIn(BaseModel):
     digests: list[str] = Field(max_length=100_000)
 
 
 class BlobsOut(BaseModel):
     missing: list[str]
+    max_bytes: int | None = Field(
+        default=None, description="the largest blob this server takes in one upload"
+    )
 
 
 class BlobOut(BaseModel):

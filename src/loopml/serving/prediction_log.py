@@ -186,6 +186,7 @@ class PredictionLog:
         # Summarise each file for the monitor as it is written (see monitor/summary.py).
         self.summaries = summaries
         self._references: References | None = None
+        self._unsummarised: set[tuple[str, int]] = set()  # versions that failed once
 
     @property
     def pending_rows(self) -> int:
@@ -389,7 +390,7 @@ class PredictionLog:
         blob = self.workspace.artifacts.put_bytes(sink.getvalue())
         if self.strict:
             self._sync(blob.digest)
-        summary = self._summary(table)
+        summary = self._summary(table, model, version)
         micros = pc.min_max(table.column("timestamp").cast(pa.int64()))
         properties = {
             "format": LOG_FORMAT,
@@ -432,10 +433,11 @@ class PredictionLog:
             self._on_written(table.num_rows)
         return int(table.num_rows)
 
-    def _summary(self, table: pa.Table) -> str | None:
+    def _summary(self, table: pa.Table, model: str, version: int) -> str | None:
         """The digest of the file's summary blob, or None (the monitor then summarises the
-        file's rows itself: slower, same result). Never fails the write."""
-        if not self.summaries or table.num_rows == 0:
+        file's rows itself: slower, same result). Never fails the write; a version whose
+        summary failed once (say, it has no reference) is not tried again by this writer."""
+        if not self.summaries or table.num_rows == 0 or (model, version) in self._unsummarised:
             return None
         if self.strict and table.num_rows < STRICT_SUMMARY_MIN_ROWS:
             return None
@@ -447,13 +449,21 @@ class PredictionLog:
             raw = summarise_file(df, self._schema_of)
             return self.workspace.artifacts.put_bytes(raw).digest
         except LoopmlError as exc:
-            # The log's workspace does not know the served version (a model fetched from a
-            # team server in remote mode): the monitor reading this log summarises its rows.
-            self.summaries = False
-            log.info("prediction log files are written without summaries: %s", exc)
+            # Expected when the log's workspace lacks the version's training reference.
+            self._unsummarised.add((model, version))
+            log.info(
+                "prediction logs of %s:%s are written without summaries: %s", model, version, exc
+            )
             return None
         except Exception:
-            log.warning("could not summarise a prediction log file", exc_info=True)
+            self._unsummarised.add((model, version))
+            log.warning(
+                "could not summarise the prediction log of %s:%s; the monitor will "
+                "summarise its rows itself",
+                model,
+                version,
+                exc_info=True,
+            )
             return None
 
     def _schema_of(self, model: str, version: int) -> Schema | None:

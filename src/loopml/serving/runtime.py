@@ -95,6 +95,9 @@ class ServingRuntime:
             flush_interval=options.log_flush_interval,
             on_written=self.metrics.log_written.inc,
             strict=options.log_durability == "strict",
+            # Summaries need the model's training profile from the workspace's registry;
+            # with another source the monitor summarises the files itself.
+            summaries=source is None,
         )
         # ready: what health checks report (false once shutdown begins, so balancers stop
         # sending); started/draining: whether inference is served, which continues until

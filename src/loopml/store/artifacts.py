@@ -164,6 +164,11 @@ class ArtifactStore:
                 os.unlink(tmp)
             raise
 
+    def receive(self, digest: str) -> BlobUpload:
+        """A blob that arrives in pieces (an upload): written to a temp file while it is
+        hashed, and stored under ``digest`` only if it hashes to it (``commit``)."""
+        return BlobUpload(self, hashing.check_digest(digest))
+
     def put_tree(self, directory: str | os.PathLike[str]) -> Tree:
         """Store every file under ``directory`` and a manifest naming them."""
         base = Path(directory)
@@ -376,6 +381,63 @@ class ArtifactStore:
 
 
 REFRESH_AFTER = 600.0  # seconds; see ArtifactStore._reuse
+
+
+class BlobUpload:
+    """A blob being received: ``write`` its pieces, then ``commit`` (or ``abort``).
+
+    The pieces go to a private temp file (in the store's own tmp folder when the store is
+    local, so the final rename is atomic; in the system's otherwise, and the object-store
+    upload only appears when complete) and are hashed as they come, so memory stays flat
+    whatever the size. Nothing is stored unless the whole blob hashes to the digest
+    expected: an aborted, failed or mismatched upload leaves nothing behind."""
+
+    def __init__(self, store: ArtifactStore, digest: str) -> None:
+        self.store = store
+        self.digest = digest
+        self._hasher = hashing.Hasher()
+        folder = store._tmp_dir() if store.is_local else None
+        fd, self._tmp = tempfile.mkstemp(dir=folder, prefix="loopml-upload-")
+        self._file = os.fdopen(fd, "wb")
+        self._done = False
+
+    @property
+    def size(self) -> int:
+        return self._hasher.size
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._hasher.update(data)
+        self._file.write(data)
+
+    def commit(self) -> Blob:
+        """Store the blob if it hashes to the digest expected; InvalidInputError if not."""
+        try:
+            self._file.close()
+            actual = self._hasher.digest()
+            if actual != self.digest:
+                raise InvalidInputError(
+                    f"the uploaded bytes hash to {actual}, not {self.digest}: the upload was "
+                    "corrupted or the digest is wrong; nothing was stored"
+                )
+            target = self.store.path_of(self.digest)
+            if not self.store._reuse(target):
+                if self.store.is_local:
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                    os.replace(self._tmp, target)
+                else:
+                    self.store.fs.put_file(self._tmp, target)
+            return Blob(self.digest, self.size)
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop what was received; safe to call more than once."""
+        if self._done:
+            return
+        self._done = True
+        self._file.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._tmp)
 
 
 def _modified(info: dict[str, Any]) -> float | None:

@@ -92,11 +92,7 @@ class StoreSink:
         self.store = store
 
     def write(self, batch: list[Point]) -> None:
-        series: dict[tuple[str, str], list[Point]] = defaultdict(list)
-        for point in batch:
-            series[(point[0], point[1])].append(point)
-        chunks = [pack(run_id, key, points) for (run_id, key), points in series.items()]
-        latest = [_latest_of(run_id, key, points) for (run_id, key), points in series.items()]
+        chunks, latest = packed(batch)
         try:
             self.store.write_metrics(chunks, latest)
         except SQLAlchemyError as exc:
@@ -232,6 +228,16 @@ class MetricWriter:
             log.error("metric points could not be written at shutdown: %s", exc)
 
 
+def packed(batch: list[Point]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A batch as rows: one packed chunk and one latest point per (run, metric)."""
+    series: dict[tuple[str, str], list[Point]] = defaultdict(list)
+    for point in batch:
+        series[(point[0], point[1])].append(point)
+    chunks = [pack(run_id, key, points) for (run_id, key), points in series.items()]
+    latest = [latest_of(run_id, key, points) for (run_id, key), points in series.items()]
+    return chunks, latest
+
+
 def pack(run_id: str, key: str, points: list[Point]) -> dict[str, Any]:
     """One chunk row: the points' columns as little-endian arrays."""
     _, _, steps, stamps, values = zip(*points, strict=True)
@@ -248,6 +254,7 @@ def pack(run_id: str, key: str, points: list[Point]) -> dict[str, Any]:
     }
 
 
-def _latest_of(run_id: str, key: str, points: list[Point]) -> dict[str, Any]:
+def latest_of(run_id: str, key: str, points: list[Point]) -> dict[str, Any]:
+    """The row of ``latest_metrics`` for these points of one series: the last by step."""
     _, _, step, stamp, value = max(points, key=lambda p: (p[2], p[3]))
     return {"run_id": run_id, "key": key, "step": step, "timestamp": stamp, "value": value}

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     Engine,
     Float,
     Select,
@@ -75,6 +76,7 @@ class RunStore:
         self.engine = engine
         self.write_engine = write_engine
         self.stale_after = stale_after
+        self._latest_stmt: Any = None
 
     # writing --------------------------------------------------------------------
     def create_run(
@@ -197,20 +199,53 @@ class RunStore:
     def write_metrics(self, chunks: list[dict[str, Any]], latest: list[dict[str, Any]]) -> None:
         """One batch: packed chunks, and each series' latest point kept current."""
         with self.write_engine.begin() as conn:
-            conn.execute(metric_chunks.insert(), chunks)
-            conn.execute(
-                upsert(
-                    conn,
-                    latest_metrics,
-                    keys=["run_id", "key"],
-                    update=["step", "timestamp", "value"],
-                    where=lambda new, cur: (
-                        (new.step > cur.step)
-                        | ((new.step == cur.step) & (new.timestamp >= cur.timestamp))
-                    ),
+            self._write_metrics(conn, chunks, latest)
+
+    def write_to_running(
+        self,
+        run_id: str,
+        chunks: list[dict[str, Any]],
+        latest: list[dict[str, Any]],
+        *,
+        beat_after: float,
+    ) -> None:
+        """Write points to ``run_id`` in one transaction with the check that it takes
+        writes (not ended; running, or read as killed for a stale heartbeat, which a write
+        revives); beat for it unless it beat within ``beat_after`` seconds."""
+        with self.write_engine.begin() as conn:
+            row = conn.execute(_WRITE_CHECK, {"run_id": run_id}).first()
+            if row is None:
+                raise NotFoundError(f"no run with id {run_id!r}; `loopml runs ls` lists the runs")
+            if row.status not in (RUNNING, KILLED) or row.end_time is not None:
+                raise ConflictError(
+                    f"run {run_id} is {row.status}; only a running run takes writes"
+                )
+            now = clock.now()
+            if row.heartbeat_at is None or now - row.heartbeat_at >= beat_after:
+                conn.execute(update(runs).where(runs.c.id == run_id).values(heartbeat_at=now))
+            if chunks:
+                self._write_metrics(conn, chunks, latest)
+
+    def _write_metrics(
+        self, conn: Connection, chunks: list[dict[str, Any]], latest: list[dict[str, Any]]
+    ) -> None:
+        conn.execute(metric_chunks.insert(), chunks)
+        conn.execute(self._latest_upsert(conn), latest)
+
+    def _latest_upsert(self, conn: Connection) -> Any:
+        # Built once: making an upsert statement costs more than running it on one row.
+        if self._latest_stmt is None:
+            self._latest_stmt = upsert(
+                conn,
+                latest_metrics,
+                keys=["run_id", "key"],
+                update=["step", "timestamp", "value"],
+                where=lambda new, cur: (
+                    (new.step > cur.step)
+                    | ((new.step == cur.step) & (new.timestamp >= cur.timestamp))
                 ),
-                latest,
             )
+        return self._latest_stmt
 
     # reading --------------------------------------------------------------------
     def experiments(self) -> list[str]:
@@ -223,22 +258,8 @@ class RunStore:
         """A run's name, experiment, status as read, end time and last heartbeat, in one
         query (no params, tags or metrics): what a write to it needs to know. None if
         there is no such run."""
-        q = (
-            select(
-                executions.c.id,
-                executions.c.name,
-                read_status().label("status"),
-                executions.c.end_time,
-                experiments.c.name.label("experiment"),
-                runs.c.heartbeat_at,
-            )
-            .select_from(runs)
-            .join(executions, executions.c.id == runs.c.id)
-            .join(experiments, experiments.c.id == runs.c.experiment_id)
-            .where(executions.c.id == run_id)
-        )
         with self.engine.connect() as conn:
-            return conn.execute(q, self._binds()).first()
+            return conn.execute(_HEAD, {**self._binds(), "run_id": run_id}).first()
 
     def code_version(self, run_id: str) -> str | None:
         """The run's git commit, ``+dirty`` when the checkout had changes; None outside git."""
@@ -323,25 +344,56 @@ class RunStore:
         return found
 
 
-def base_query() -> Select[Any]:
-    return (
-        select(
-            executions.c.id,
-            executions.c.name,
-            read_status().label("status"),
-            executions.c.start_time,
-            executions.c.end_time,
-            executions.c.error,
-            experiments.c.name.label("experiment"),
-            runs.c.git_commit,
-            runs.c.git_dirty,
-            runs.c.environment_digest,
-            runs.c.created_by,
-        )
-        .select_from(runs)
-        .join(executions, executions.c.id == runs.c.id)
-        .join(experiments, experiments.c.id == runs.c.experiment_id)
+# Built once (its compiled form is then reused without recomputing a cache key): what a
+# write to a run needs to know of it.
+_WRITE_CHECK = (
+    select(executions.c.status, executions.c.end_time, runs.c.heartbeat_at)
+    .select_from(runs)
+    .join(executions, executions.c.id == runs.c.id)
+    .where(runs.c.id == bindparam("run_id"))
+)
+
+
+_HEAD = (
+    select(
+        executions.c.id,
+        executions.c.name,
+        read_status().label("status"),
+        executions.c.end_time,
+        experiments.c.name.label("experiment"),
+        runs.c.heartbeat_at,
     )
+    .select_from(runs)
+    .join(executions, executions.c.id == runs.c.id)
+    .join(experiments, experiments.c.id == runs.c.experiment_id)
+    .where(executions.c.id == bindparam("run_id"))
+)
+
+
+def base_query() -> Select[Any]:
+    """Every run with its experiment's name; add filters, order and limits (a Select is
+    immutable: each addition makes a new one)."""
+    return _BASE
+
+
+_BASE = (
+    select(
+        executions.c.id,
+        executions.c.name,
+        read_status().label("status"),
+        executions.c.start_time,
+        executions.c.end_time,
+        executions.c.error,
+        experiments.c.name.label("experiment"),
+        runs.c.git_commit,
+        runs.c.git_dirty,
+        runs.c.environment_digest,
+        runs.c.created_by,
+    )
+    .select_from(runs)
+    .join(executions, executions.c.id == runs.c.id)
+    .join(experiments, experiments.c.id == runs.c.experiment_id)
+)
 
 
 def count_query() -> Select[Any]:

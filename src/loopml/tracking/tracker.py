@@ -16,7 +16,13 @@ from loopml.store.metadata.tables import executions, experiments
 from loopml.store.workspace import Workspace
 from loopml.tracking import environment, search, validation
 from loopml.tracking.active_run import ActiveRun
-from loopml.tracking.metric_writer import HEARTBEAT_INTERVAL_S, MetricWriter, StoreSink
+from loopml.tracking.metric_writer import (
+    HEARTBEAT_INTERVAL_S,
+    MetricWriter,
+    Point,
+    StoreSink,
+    packed,
+)
 from loopml.tracking.records import MetricHistory, Run, RunList, RunPage
 from loopml.tracking.store import (
     KILLED,
@@ -133,6 +139,34 @@ class Tracker:
             self.store.beat([run.id])
         return ActiveRun(self.store, self.writer, run.id, run.experiment, run.name, self.workspace)
 
+    def log_points(
+        self, run_id: str, points: Sequence[tuple[str, float, int | None, float | None]]
+    ) -> None:
+        """Write ``(key, value, step, timestamp)`` points to a run started elsewhere, now,
+        in one transaction with the check that the run takes writes: what a server does
+        for a client's request. A step of None is 0; a timestamp of None is now. The
+        points are checked as :meth:`ActiveRun.log_metric` checks them, all before any is
+        written."""
+        if not isinstance(run_id, str) or not run_id:
+            raise InvalidInputError(f"run id must be a non-empty string, got {run_id!r}")
+        now = clock.now()
+        rows: list[Point] = []
+        names: set[str] = set()
+        for key, value, step, stamp in points:
+            if key not in names:
+                names.add(validation.check_name(key, "metric"))
+            rows.append(
+                (
+                    run_id,
+                    key,
+                    0 if step is None else validation.check_step(key, step),
+                    now if stamp is None else validation.check_metric_value("timestamp", stamp),
+                    validation.check_metric_value(key, value),
+                )
+            )
+        chunks, latest = packed(rows) if rows else ([], [])
+        self.store.write_to_running(run_id, chunks, latest, beat_after=ATTACH_BEAT_S)
+
     def experiments(self) -> list[str]:
         return self.store.experiments()
 
@@ -180,10 +214,12 @@ class Tracker:
         # A form's empty sort box means the default order. Parsed before counting, so a bad
         # order_by is refused whether or not anything matched.
         q = _ordered(base_query().where(*where), order_by or None).offset(offset).limit(limit)
-        total = self.store.count(count_query().where(*where))
-        if total <= offset:
-            return RunPage([], total, offset, limit)
-        return RunPage(list(self.store.load(q)), total, offset, limit)
+        found = list(self.store.load(q))
+        # A page short of its limit is the last one, which says the total; only a full or
+        # empty page needs the filter run again to count.
+        if 0 < len(found) < limit:
+            return RunPage(found, offset + len(found), offset, limit)
+        return RunPage(found, self.store.count(count_query().where(*where)), offset, limit)
 
     def environment(self, digest: str) -> dict[str, Any]:
         return self.store.environment(digest)

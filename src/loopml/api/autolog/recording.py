@@ -30,6 +30,8 @@ from loopml.tracking.validation import MAX_NAME_LENGTH, MAX_PARAM_LENGTH
 
 if TYPE_CHECKING:
     from loopml.api.remote import RemoteRun
+    from loopml.registry.artifact import SavedModel
+    from loopml.store.lineage import ArtifactRecord
 
 MODEL_KIND = "model"
 TRAINING_DATA_KIND = "training_data"
@@ -123,33 +125,24 @@ class Recorder:
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         self.run.set_tags({clean_name(k): param_value(v) for k, v in tags.items()})
 
-    def _workspace(self, what: str) -> Workspace:
-        if not isinstance(self.run, ActiveRun):
-            raise ConfigError(
-                f"{what} goes into the workspace's own stores, which remote mode "
-                "(LOOPML_URI) cannot write yet; params and metrics were sent"
-            )
-        return self.run.workspace
-
     def log_model(self, model: Any, X_sample: Any) -> None:
-        from loopml.registry.artifact import save_model
+        """Save the fitted model as an output of the run: into the workspace's stores, or
+        in remote mode uploaded to the server, which records it the same way."""
+        class_name = f"{type(model).__module__}.{type(model).__qualname__}"
+        if isinstance(self.run, ActiveRun):
+            from loopml.registry.artifact import save_model
 
-        ws = self._workspace("the model")
-        saved = save_model(ws.artifacts, model, X_sample)
-        record = ws.lineage.add_artifact(
-            saved.digest,
-            MODEL_KIND,
-            saved.size,
-            name="model",
-            properties={
-                "flavor": saved.metadata.flavor,
-                "class": f"{type(model).__module__}.{type(model).__qualname__}",
-                "run_id": self.run.id,
-                "source": "autolog",
-            },
-        )
-        ws.lineage.link(self.run.id, record.id, "output", role="model")
-        self.run.set_tags({"autolog.model_artifact_id": record.id})
+            ws = self.run.workspace
+            saved = save_model(ws.artifacts, model, X_sample)
+            artifact_id = record_model(ws, self.run.id, saved, class_name).id
+        else:
+            from loopml.api.remote.run_artifacts import log_model
+
+            remote = fluent.remote_tracker()
+            if remote is None:
+                raise ConfigError("this run is remote, but LOOPML_URI is no longer set")
+            artifact_id = log_model(remote.connection, self.run.id, model, X_sample, class_name)
+        self.run.set_tags({"autolog.model_artifact_id": artifact_id})
 
     def log_training_data(self, X: Any, y: Any, role: str = "training_data") -> None:
         """Link the data's digest as an input of the run in ``role``: ``training_data``,
@@ -207,6 +200,27 @@ class Recorder:
         else:
             detail = "".join(traceback.format_exception(exc))[-20_000:]
             self.run.end(FAILED, error=detail)
+
+
+def record_model(
+    ws: Workspace, run_id: str, saved: SavedModel, class_name: str, source: str = "autolog"
+) -> ArtifactRecord:
+    """The saved model tree as a ``model`` artifact, output of the run in the role
+    ``model``: one path for a local fit and for a model a remote client uploaded."""
+    record = ws.lineage.add_artifact(
+        saved.digest,
+        MODEL_KIND,
+        saved.size,
+        name="model",
+        properties={
+            "flavor": saved.metadata.flavor,
+            "class": class_name,
+            "run_id": run_id,
+            "source": source,
+        },
+    )
+    ws.lineage.link(run_id, record.id, "output", role="model")
+    return record
 
 
 def begin(settings: Settings, tags: Mapping[str, Any]) -> Recorder | None:

@@ -135,7 +135,7 @@ def log_fitted(rec: Recorder, estimator: Any, X: Any, y: Any, sample_weight: Any
     s = rec.settings
     if s.log_training_metrics and y is not None:
         rec.attempt(
-            "log training metrics", lambda: training_metrics(rec, estimator, X, y, sample_weight)
+            "log training metrics", lambda: _training_metrics(rec, estimator, X, y, sample_weight)
         )
     if hasattr(estimator, "best_params_"):
         rec.attempt("log the search's best params", lambda: _search_results(rec, estimator))
@@ -146,28 +146,26 @@ def log_fitted(rec: Recorder, estimator: Any, X: Any, y: Any, sample_weight: Any
         rec.attempt("log the training data", lambda: rec.log_training_data(X, y))
 
 
-def training_metrics(
-    rec: Recorder, estimator: Any, X: Any, y: Any, sample_weight: Any, step: int | None = None
-) -> None:
+def _training_metrics(rec: Recorder, estimator: Any, X: Any, y: Any, sample_weight: Any) -> None:
     from sklearn import metrics
     from sklearn.base import is_classifier, is_regressor
 
     if not (is_classifier(estimator) or is_regressor(estimator)):
         return
     kw = {} if sample_weight is None else {"sample_weight": sample_weight}
-    rec.log_metric("training_score", estimator.score(X, y, **kw), step)
+    rec.log_metric("training_score", estimator.score(X, y, **kw))
     y_true = np.asarray(y)
     y_pred = estimator.predict(X)
     if is_regressor(estimator):
         mse = metrics.mean_squared_error(y_true, y_pred, **kw)
-        rec.log_metric("training_mean_squared_error", mse, step)
-        rec.log_metric("training_root_mean_squared_error", float(np.sqrt(mse)), step)
+        rec.log_metric("training_mean_squared_error", mse)
+        rec.log_metric("training_root_mean_squared_error", float(np.sqrt(mse)))
         rec.log_metric(
-            "training_mean_absolute_error", metrics.mean_absolute_error(y_true, y_pred, **kw), step
+            "training_mean_absolute_error", metrics.mean_absolute_error(y_true, y_pred, **kw)
         )
-        rec.log_metric("training_r2_score", metrics.r2_score(y_true, y_pred, **kw), step)
+        rec.log_metric("training_r2_score", metrics.r2_score(y_true, y_pred, **kw))
         return
-    rec.log_metric("training_accuracy_score", metrics.accuracy_score(y_true, y_pred, **kw), step)
+    rec.log_metric("training_accuracy_score", metrics.accuracy_score(y_true, y_pred, **kw))
     for name, fn in (
         ("precision", metrics.precision_score),
         ("recall", metrics.recall_score),
@@ -176,17 +174,13 @@ def training_metrics(
         rec.log_metric(
             f"training_{name}_score",
             fn(y_true, y_pred, average="weighted", zero_division=0, **kw),
-            step,
         )
     if hasattr(estimator, "predict_proba"):
         proba = estimator.predict_proba(X)
         labels = getattr(estimator, "classes_", None)
-        loss = metrics.log_loss(y_true, proba, labels=labels, **kw)
-        rec.log_metric("training_log_loss", loss, step)
-        # A batch of partial_fit may hold one class only: no ROC curve there.
-        if proba.ndim == 2 and proba.shape[1] == 2 and len(np.unique(y_true)) == 2:
-            auc = metrics.roc_auc_score(y_true, proba[:, 1], **kw)
-            rec.log_metric("training_roc_auc", auc, step)
+        rec.log_metric("training_log_loss", metrics.log_loss(y_true, proba, labels=labels, **kw))
+        if proba.ndim == 2 and proba.shape[1] == 2:
+            rec.log_metric("training_roc_auc", metrics.roc_auc_score(y_true, proba[:, 1], **kw))
 
 
 def _search_results(rec: Recorder, search: Any) -> None:

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from loopml.api.remote.connection import Connection
 from loopml.core import hashing
-from loopml.core.errors import IntegrityError
+from loopml.core.errors import IntegrityError, InvalidInputError
 from loopml.store.artifacts import ArtifactStore, Tree, TreeEntry
 
 
@@ -68,11 +68,18 @@ def upload_files(connection: Connection, wanted: list[tuple[str, str]]) -> None:
     lacks, in order; each body streams from its file, so memory stays flat, and the
     server hashes it and refuses bytes that changed since they were hashed here."""
     digests = [d for d, _ in wanted]
-    missing = set(connection.post_json("/missing-blobs", {"digests": digests})["missing"])
-    sent: set[str] = set()
-    for digest, path in wanted:
-        if digest not in missing or digest in sent:
-            continue
+    answer = connection.post_json("/missing-blobs", {"digests": digests})
+    missing, cap = set(answer["missing"]), answer.get("max_bytes")
+    todo = [(d, p) for d, p in dict(wanted).items() if d in missing]
+    for _, path in todo:
+        size = os.path.getsize(path)
+        if cap is not None and size > cap:
+            # Refused before anything is sent: the server would answer 413 anyway.
+            raise InvalidInputError(
+                f"{path} is {size:,} bytes; the server at {connection.url} takes blobs of at "
+                f"most {cap:,} bytes (its LOOPML_MAX_UPLOAD_BYTES)"
+            )
+    for digest, path in todo:
         with open(path, "rb") as body:
             connection.request(
                 "PUT",
@@ -83,7 +90,6 @@ def upload_files(connection: Connection, wanted: list[tuple[str, str]]) -> None:
                     "Content-Length": str(os.fstat(body.fileno()).st_size),
                 },
             )
-        sent.add(digest)
 
 
 def download_tree(connection: Connection, store: ArtifactStore, digest: str) -> Tree:
@@ -107,10 +113,13 @@ def ensure_blob(connection: Connection, store: ArtifactStore, digest: str) -> No
 
 
 def _fetch(connection: Connection, store: ArtifactStore, digest: str) -> None:
-    data = connection.request("GET", _blob(digest)).content
-    got = store.put_bytes(data).digest
-    if got != digest:
-        store.delete(got)
-        raise IntegrityError(
-            f"the server sent bytes hashing to {got} for {digest}; nothing was kept"
-        )
+    # Streamed into the cache while hashed: nothing is kept unless it matches.
+    upload = store.receive(digest)
+    try:
+        connection.download(_blob(digest), upload.write)
+        try:
+            upload.commit()
+        except InvalidInputError as exc:
+            raise IntegrityError(f"the server sent other bytes than {digest}: {exc}") from None
+    finally:
+        upload.abort()

@@ -8,6 +8,7 @@ does not know, the one its status stands for), so code behaves alike in both mod
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
 
 import orjson
@@ -102,6 +103,24 @@ class Connection:
         if response.status_code < 300:
             return response
         raise self.error_of(response)
+
+    def download(self, path: str, write: Callable[[bytes], Any]) -> None:
+        """Hand the body of a GET of ``path`` to ``write`` piece by piece, so memory stays
+        flat whatever its size; raises the loopml error a non-2xx answer stands for."""
+        import httpx
+
+        try:
+            with self._client.stream("GET", path) as response:
+                if response.status_code >= 300:
+                    response.read()
+                    raise self.error_of(response)
+                for chunk in response.iter_bytes():
+                    write(chunk)
+        except httpx.TransportError as exc:
+            raise StoreError(
+                f"cannot reach the loopml server at {self.url}: {exc or type(exc).__name__}; "
+                "is `loopml server` running there, and is LOOPML_URI right?"
+            ) from None
 
     def get_json(self, path: str, params: Any = None) -> Any:
         return orjson.loads(self.request("GET", path, params=params).content)

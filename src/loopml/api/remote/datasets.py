@@ -11,16 +11,16 @@ there and asks the server for what only its database holds (schema, lineage).
 from __future__ import annotations
 
 import functools
-import io
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from loopml.api.remote.artifacts import cache_store, download_tree, ensure_blob, upload_blobs
+from loopml.api.remote.artifacts import cache_store, download_tree, ensure_blob, upload_files
 from loopml.api.remote.connection import Connection
-from loopml.core import names
+from loopml.core import hashing, names
 from loopml.core.errors import ConfigError, InvalidInputError, NotFoundError
 from loopml.data.catalog import SchemaVersion
 from loopml.data.catalog.entries import check_tags
@@ -161,23 +161,40 @@ class RemoteCatalog:
         description: str | None = None,
         owner: str | None = None,
         tags: Any = None,
+        column_descriptions: Mapping[str, str] | None = None,
+        schema: Schema | None = None,
+        csv_options: Mapping[str, Any] | None = None,
     ) -> DatasetVersion:
-        """Upload ``source`` (a Polars/pandas/Arrow table, or a Parquet/CSV file or folder)
-        and add it as the next version of ``name`` on the server."""
+        """Upload ``source`` (a Polars/pandas/Arrow table, or a Parquet/CSV file or folder,
+        read here with ``csv_options``) and add it as the next version of ``name`` on the
+        server."""
         names.check_name(name, what="dataset name")
+        if schema is not None and not isinstance(schema, Schema):
+            raise InvalidInputError(f"schema must be a Schema, not {type(schema).__name__}")
         body = {
-            "digest": self._upload(source),
+            "digest": self._upload(source, csv_options),
             "description": description,
             "owner": owner,
             "tags": check_tags(tags),
+            "column_descriptions": None
+            if column_descriptions is None
+            else dict(column_descriptions),
+            "schema_yaml": None if schema is None else schema.to_yaml(),
         }
         return self._fetched(self.connection.post_json(_path(name, "versions"), body))
 
-    def append(self, name: str, batch: Any, *, description: str | None = None) -> DatasetVersion:
+    def append(
+        self,
+        name: str,
+        batch: Any,
+        *,
+        description: str | None = None,
+        csv_options: Mapping[str, Any] | None = None,
+    ) -> DatasetVersion:
         """Upload only ``batch`` and make the server's next version of ``name`` its latest
         version's rows plus the batch (the existing parts are shared there, not copied)."""
         names.check_name(name, what="dataset name")
-        body = {"digest": self._upload(batch), "description": description}
+        body = {"digest": self._upload(batch, csv_options), "description": description}
         return self._fetched(self.connection.post_json(_path(name, "append"), body))
 
     def update(
@@ -206,19 +223,22 @@ class RemoteCatalog:
         body = {"yaml": schema.to_yaml(), "note": note}
         return int(self.connection.post_json(_path(name, "schemas"), body)["version"])
 
-    def _upload(self, source: Any) -> str:
+    def _upload(self, source: Any, csv_options: Mapping[str, Any] | None) -> str:
+        """Send ``source`` as one Parquet file, written to a temp file and streamed from
+        there; its digest."""
         import pyarrow.parquet as pq
 
         from loopml.data.sources import read_table
 
         if isinstance(source, str | os.PathLike):
-            source = read_table(source)
-        buffer = io.BytesIO()
-        pq.write_table(_arrow(source), buffer)
-        store = cache_store()
-        blob = store.put_bytes(buffer.getvalue())
-        upload_blobs(self.connection, store, [blob.digest])
-        return blob.digest
+            source = read_table(source, **dict(csv_options or {}))
+        table = _arrow(source)
+        with tempfile.TemporaryDirectory(prefix="loopml-upload-") as tmp:
+            path = os.path.join(tmp, "table.parquet")
+            pq.write_table(table, path)
+            digest, _ = hashing.digest_file(path)
+            upload_files(self.connection, [(digest, path)])
+        return digest
 
     # reading ----------------------------------------------------------------
     def get(self, name: str, version: int | None = None) -> DatasetVersion:

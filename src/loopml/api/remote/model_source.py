@@ -10,11 +10,15 @@ the local workspace the server is given.
 
 from __future__ import annotations
 
-from loopml.api.remote.connection import Connection
+import logging
+
+from loopml.api.remote.connection import Connection, RemoteAccessError
 from loopml.api.remote.registry import RemoteRegistry
-from loopml.core.errors import ConfigError
+from loopml.core.errors import ConfigError, StoreError
 from loopml.serving.model_source import ModelSource, ServedModel
 from loopml.store.workspace import Workspace
+
+log = logging.getLogger("loopml.serving")
 
 
 class RemoteModelSource(ModelSource):
@@ -24,9 +28,28 @@ class RemoteModelSource(ModelSource):
         # The base class's workspace registry is never made: every read goes to the server.
         self.connection = connection
         self.registry = RemoteRegistry(connection)
+        self._last: dict[str, tuple[str, int]] = {}
+        self._outage: str | None = None
 
     def resolve_version(self, ref: str) -> tuple[str, int]:
-        return self.registry.resolve_number(ref)
+        """What ``ref`` names now. While the server cannot be reached (or refuses the
+        token), a reference resolved before keeps its last answer: the version being
+        served goes on answering, and the outage is logged once, not at every poll."""
+        try:
+            found = self.registry.resolve_number(ref)
+        except (StoreError, RemoteAccessError) as exc:
+            if ref not in self._last:
+                raise
+            if self._outage is None:
+                self._outage = str(exc)
+                name, version = self._last[ref]
+                log.warning("%s; serving %s:%s until the server answers", exc, name, version)
+            return self._last[ref]
+        if self._outage is not None:
+            self._outage = None
+            log.warning("the loopml server at %s answers again", self.connection.url)
+        self._last[ref] = found
+        return found
 
     def loop_canary(self, ref: str) -> tuple[str, float] | None:
         # The loops live in the server's workspace, which this process does not open; the

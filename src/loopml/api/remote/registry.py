@@ -1,4 +1,5 @@
-"""``lm.models.register / load / get / versions / history / promote`` through a team server.
+"""``lm.models`` through a team server: register, load, get, versions, history, promote,
+rollback, policies, evaluations and cards.
 
 A model is saved here into the local content-addressed cache exactly as local mode saves
 it, uploaded file by file, and registered by its digest; loading downloads the version's
@@ -16,9 +17,10 @@ from loopml.api.remote.connection import Connection
 from loopml.core import names
 from loopml.core.errors import InvalidInputError, NotFoundError
 from loopml.registry.artifact import load_model, save_model
+from loopml.registry.evaluation import EvaluationResult
 from loopml.registry.gates import Gate, GateResult
 from loopml.registry.loaded import LoadedModel
-from loopml.registry.model_registry import AliasEvent, ModelVersion
+from loopml.registry.model_registry import AliasEvent, ModelVersion, RegisteredModel
 from loopml.registry.promotion import PromotionResult
 from loopml.registry.signature import Signature
 
@@ -183,3 +185,57 @@ class RemoteRegistry:
             None if event.gate_result is None else GateResult.from_dict(event.gate_result),
             event,
         )
+
+    def rollback(self, name: str, alias: str = "champion", *, reason: str = "") -> AliasEvent:
+        names.check_name(name, what="model name")
+        names.check_alias(alias)
+        path = f"{_model(name)}/aliases/{quote(alias, safe='')}/rollback"
+        return event_of(name, self.connection.post_json(path, {"reason": reason}))
+
+    def set_policy(self, name: str, gate: Gate | None) -> None:
+        names.check_name(name, what="model name")
+        body = {"gate": None if gate is None else gate.to_dict()}
+        self.connection.request("PUT", f"{_model(name)}/policy", json=body)
+
+    def policy(self, name: str) -> Gate | None:
+        names.check_name(name, what="model name")
+        document = self.connection.get_json(f"{_model(name)}/policy")["gate"]
+        return None if document is None else Gate.from_dict(document)
+
+    def evaluate(
+        self,
+        ref: str,
+        data: str,
+        target: str,
+        *,
+        slice_by: Sequence[str] = (),
+        run_id: str | None = None,
+    ) -> EvaluationResult:
+        """The server scores the registered model ``ref`` on its dataset ``data``."""
+        names.parse_ref(ref, "model reference")
+        body = {
+            "model": ref,
+            "data": data,
+            "target": target,
+            "slice_by": list(slice_by),
+            "run_id": run_id,
+        }
+        out = self.connection.post_json("/evaluations", body)
+        return EvaluationResult.from_dict(out["evaluation"], digest=out["digest"])
+
+    def card(self, ref: str) -> str:
+        name, version = self.resolve_number(ref)
+        return str(self.connection.get_json(f"{_model(name)}/versions/{version}/card")["markdown"])
+
+    def models(self) -> list[RegisteredModel]:
+        return [
+            RegisteredModel(
+                name=b["name"],
+                description=b.get("description") or "",
+                tags=dict(b.get("tags") or {}),
+                created_at=float(b["created_at"]),
+                latest_version=b.get("latest_version"),
+                aliases={str(k): int(v) for k, v in (b.get("aliases") or {}).items()},
+            )
+            for b in self.connection.get_json("/models")
+        ]

@@ -75,6 +75,19 @@ def _run_path(run_id: str) -> str:
     return f"/runs/{quote(run_id, safe='')}"
 
 
+def artifact_of(body: Mapping[str, Any]) -> ArtifactRecord:
+    """An artifact the server sent (``ArtifactOut``)."""
+    return ArtifactRecord(
+        id=body["id"],
+        digest=body["digest"],
+        kind=body["kind"],
+        name=body["name"],
+        size=int(body["size"]),
+        created_at=float(body["created_at"]),
+        properties=dict(body.get("properties") or {}),
+    )
+
+
 def run_of(body: Mapping[str, Any]) -> Run:
     """A :class:`Run` from the server's ``RunOut`` (null metrics were non-finite)."""
     return Run(
@@ -218,6 +231,11 @@ class RemoteTracker:
                 break
         return found
 
+    def run_outputs(self, run_id: str) -> list[tuple[str, ArtifactRecord]]:
+        """What the run wrote (models, artifacts, datasets), each with its role."""
+        body = self.connection.get_json(f"{_run_path(run_id)}/artifacts")
+        return [(a["role"] or "", artifact_of(a)) for a in body["outputs"]]
+
     def metric_history(
         self, run_id: str, key: str, *, max_points: int | None = None
     ) -> MetricHistory:
@@ -352,15 +370,8 @@ class RemoteRun(RunHandle):
         label = validation.check_artifact_name(name or os.path.basename(os.path.abspath(src)))
         digest, kind, _ = upload_path(self._tracker.connection, src)
         body = {"digest": digest, "kind": kind, "name": label}
-        found = self._tracker.connection.post_json(f"{_run_path(self.id)}/artifacts", body)
-        return ArtifactRecord(
-            id=found["id"],
-            digest=found["digest"],
-            kind=found["kind"],
-            name=found["name"],
-            size=int(found["size"]),
-            created_at=float(found["created_at"]),
-            properties=dict(found.get("properties") or {}),
+        return artifact_of(
+            self._tracker.connection.post_json(f"{_run_path(self.id)}/artifacts", body)
         )
 
     # lifecycle ----------------------------------------------------------------

@@ -18,10 +18,12 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from loopml.core import names
 from loopml.core.errors import InvalidInputError, NotFoundError
 from loopml.server.mlflow.protocol import ARTIFACTS_PREFIX, NotImplementedByLoopml
 from loopml.server.state import ServerState, state
 from loopml.store.metadata.tables import artifacts, executions
+from loopml.store.workspace import Workspace
 
 St = Annotated[ServerState, Depends(state)]
 router = APIRouter(prefix=ARTIFACTS_PREFIX)
@@ -31,21 +33,8 @@ _RUN_FILE = re.compile(r"[^/]+/(?P<run>[0-9a-f]{32})/artifacts/(?P<rel>.+)")
 
 
 def safe_path(path: str) -> str:
-    """A relative POSIX path with no empty, '.' or '..' parts and no control characters."""
-    parts = path.split("/")
-    if (
-        not path
-        or len(path) > 500
-        or path.startswith("/")
-        or any(p in ("", ".", "..") for p in parts)
-        or any(ord(c) < 32 or c == "\\" for c in path)
-    ):
-        raise InvalidInputError(f"artifact path {path[:100]!r} is not a safe relative path")
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidInputError("artifact path is not valid UTF-8") from None
-    return path
+    """``path`` if it stays inside the artifact root (see ``check_relative_path``)."""
+    return names.check_relative_path(path, "artifact path")
 
 
 @router.put("/artifacts/{path:path}")
@@ -106,28 +95,30 @@ async def download(s: St, path: str) -> Response:
     return Response(data, media_type="application/octet-stream")
 
 
+def entries(ws: Workspace, prefix: str) -> list[dict[str, Any]]:
+    """MLflow's FileInfo of each file and folder directly under ``prefix`` (empty, or
+    ending in '/'), by name; a file uploaded again is listed once, at its latest size."""
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    with ws.engine.connect() as conn:
+        rows = conn.execute(
+            select(artifacts.c.name, artifacts.c.size, artifacts.c.created_at)
+            .where(artifacts.c.kind == KIND, artifacts.c.name.like(escaped + "%", "\\"))
+            .order_by(artifacts.c.created_at)
+        ).all()
+    files: dict[str, dict[str, Any]] = {}
+    for name, size, _ in rows:
+        head, sep, _rest = name[len(prefix) :].partition("/")
+        if sep:
+            files[head] = {"path": head, "is_dir": True}
+        else:
+            files[head] = {"path": head, "is_dir": False, "file_size": size}
+    return [files[k] for k in sorted(files)]
+
+
 @router.get("/artifacts")
 async def list_artifacts(s: St, path: str = "") -> dict[str, Any]:
     prefix = safe_path(path.strip("/")) + "/" if path.strip("/") else ""
-
-    def listing() -> dict[str, Any]:
-        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        with s.workspace.engine.connect() as conn:
-            rows = conn.execute(
-                select(artifacts.c.name, artifacts.c.size, artifacts.c.created_at)
-                .where(artifacts.c.kind == KIND, artifacts.c.name.like(escaped + "%", "\\"))
-                .order_by(artifacts.c.created_at)
-            ).all()
-        files: dict[str, dict[str, Any]] = {}
-        for name, size, _ in rows:
-            head, sep, _rest = name[len(prefix) :].partition("/")
-            if sep:
-                files[head] = {"path": head, "is_dir": True}
-            else:
-                files[head] = {"path": head, "is_dir": False, "file_size": size}
-        return {"files": [files[k] for k in sorted(files)]}
-
-    return await run_in_threadpool(listing)
+    return {"files": await run_in_threadpool(entries, s.workspace, prefix)}
 
 
 @router.delete("/artifacts/{path:path}")

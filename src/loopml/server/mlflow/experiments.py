@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 
 from loopml.core import clock
 from loopml.core.errors import InvalidInputError, NotFoundError
@@ -38,9 +38,12 @@ def all_experiments(ws: Workspace) -> list[Experiment]:
     return [Experiment(_wire_id(r.id, r.name), r.name, r.created_at) for r in rows]
 
 
+_BY_NAME = select(experiments).where(experiments.c.name == bindparam("name"))
+
+
 def by_name(ws: Workspace, name: str) -> Experiment:
     with ws.engine.connect() as conn:
-        row = conn.execute(select(experiments).where(experiments.c.name == name)).first()
+        row = conn.execute(_BY_NAME, {"name": name}).first()
     if row is None:
         raise NotFoundError(f"Could not find experiment with name '{name}'")
     return Experiment(_wire_id(row.id, row.name), row.name, row.created_at)

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from loopml.core import clock
 from loopml.core.errors import InvalidInputError, NotFoundError
 from loopml.server.mlflow import experiments
+from loopml.server.mlflow.artifacts import entries, safe_path
 from loopml.server.mlflow.filters import conditions, matches
 from loopml.server.mlflow.protocol import PREFIX, body, field, key_values, millis, optional
 from loopml.server.state import ServerState, state
@@ -176,6 +177,26 @@ async def create(s: St, request: Request) -> dict[str, Any]:
 async def get_model(s: St, model_id: str, allow_deleted: bool = False) -> dict[str, Any]:
     record = await run_in_threadpool(get, s.workspace, model_id, allow_deleted=allow_deleted)
     return {"model": to_json(record)}
+
+
+@router.get("/logged-models/{model_id}/artifacts/directories")
+async def list_artifacts(s: St, model_id: str, artifact_directory_path: str = "") -> dict[str, Any]:
+    """MLflow's ListLoggedModelArtifacts: the files and folders under a folder of the
+    model's artifacts (the root by default), with paths relative to the model's root."""
+    relative = artifact_directory_path.strip("/")
+    if relative:
+        safe_path(relative)
+
+    def read() -> dict[str, Any]:
+        record = get(s.workspace, model_id)
+        root = artifact_path(record["experiment_id"], record["model_id"])
+        prefix = f"{root}/{relative}/" if relative else f"{root}/"
+        files = entries(s.workspace, prefix)
+        for f in files:
+            f["path"] = f"{relative}/{f['path']}" if relative else f["path"]
+        return {"root_uri": "mlflow-artifacts:/" + root, "files": files}
+
+    return await run_in_threadpool(read)
 
 
 @router.patch("/logged-models/{model_id}")

@@ -1,8 +1,9 @@
 """The MLflow REST endpoints: experiments, runs, params, tags, metrics and artifacts.
 
 Each handler parses MLflow's JSON (or query string), calls loopml's tracker and answers
-MLflow's shapes. Writes go through :meth:`Tracker.attach`, so every rule of loopml's runs
-holds here too (write-once params, finite metric values, no writes to ended runs).
+MLflow's shapes. Writes go through :meth:`Tracker.attach` and :meth:`Tracker.log_points`,
+so every rule of loopml's runs holds here too (write-once params, finite metric values, no
+writes to ended runs).
 """
 
 from __future__ import annotations
@@ -239,9 +240,8 @@ def _metric(item: Any, i: int | None = None) -> tuple[str, float, int, float | N
 
 @hot.post("/runs/log-metric")
 def log_metric(s: ServerState, data: dict[str, Any], request: Request) -> dict[str, Any]:
-    key, value, step, seconds = _metric(data)
-    s.tracker.attach(field(data, "run_id")).log_metric(key, value, step, seconds)
-    s.tracker.writer.flush()
+    point = _metric(data)
+    s.tracker.log_points(field(data, "run_id"), [point])
     return {}
 
 
@@ -269,14 +269,15 @@ def log_batch(s: ServerState, data: dict[str, Any], request: Request) -> dict[st
     metrics = [_metric(m, i) for i, m in enumerate(optional(data, "metrics", list, []))]
     params = key_values(data, "params")
     tags = key_values(data, "tags")
-    run = s.tracker.attach(field(data, "run_id"))
-    if params:
-        run.log_params(params)
-    if tags:
-        run.set_tags(tags)
-    for key, value, step, seconds in metrics:
-        run.log_metric(key, value, step, seconds)
-    s.tracker.writer.flush()
+    run_id = field(data, "run_id")
+    if params or tags:
+        run = s.tracker.attach(run_id)
+        if params:
+            run.log_params(params)
+        if tags:
+            run.set_tags(tags)
+    # Written now, in one transaction with the check that the run takes writes.
+    s.tracker.log_points(run_id, metrics)
     return {}
 
 

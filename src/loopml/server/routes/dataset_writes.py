@@ -65,6 +65,8 @@ def add_dataset(s: St, name: str, body: AddDatasetIn, request: Request) -> Datas
             description=body.description,
             owner=body.owner,
             tags=body.tags,
+            column_descriptions=body.column_descriptions,
+            schema=None if body.schema_yaml is None else Schema.from_yaml(body.schema_yaml),
             created_by=who(request),
         )
     return DatasetVersionOut.of(ds)

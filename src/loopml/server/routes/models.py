@@ -8,9 +8,10 @@ from fastapi import APIRouter, Depends, Query
 
 from loopml.core import names
 from loopml.registry.card import render_card
+from loopml.registry.promotion import policy
 from loopml.server.routes.common import ERRORS, version_number
 from loopml.server.state import ServerState, state
-from loopml.server.wire import AliasEventOut, CardOut, ModelOut, ModelVersionOut
+from loopml.server.wire import AliasEventOut, CardOut, ModelOut, ModelVersionOut, PolicyOut
 
 router = APIRouter(prefix="/models", tags=["registry"], responses=ERRORS)
 St = Annotated[ServerState, Depends(state)]
@@ -55,3 +56,10 @@ def history(
 def card(s: St, name: str, version: str) -> CardOut:
     """The model card as Markdown."""
     return CardOut(markdown=render_card(s.workspace, name, version_number(version)))
+
+
+@router.get("/{name}/policy", response_model=PolicyOut)
+def get_policy(s: St, name: str) -> PolicyOut:
+    """The gate every promotion of the model must pass, or null."""
+    gate = policy(s.workspace, names.check_name(name, what="model name"))
+    return PolicyOut(gate=None if gate is None else gate.to_dict())

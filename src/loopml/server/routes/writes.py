@@ -17,6 +17,7 @@ from typing import Annotated
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse
+from starlette.requests import ClientDisconnect
 
 from loopml.core import hashing, names
 from loopml.core.errors import InvalidInputError
@@ -32,6 +33,7 @@ from loopml.server.wire import (
     BlobOut,
     BlobsIn,
     BlobsOut,
+    ErrorBody,
     ModelVersionOut,
     PromoteIn,
     PromotionOut,
@@ -41,8 +43,16 @@ from loopml.server.wire import (
 
 router = APIRouter(responses=ERRORS)
 St = Annotated[ServerState, Depends(state)]
-# One upload is held in memory while it is hashed; larger files are refused.
-MAX_BLOB_BYTES = 2 * 1024**3
+# Pieces of an upload are gathered to this size before a worker thread writes and hashes
+# them: fewer thread hops than one per network read, and little memory per upload.
+_WRITE_BYTES = 1024 * 1024
+
+
+class BlobTooLargeError(InvalidInputError):
+    """An upload larger than the server accepts."""
+
+    http_status = 413
+    grpc_code = "RESOURCE_EXHAUSTED"
 
 
 @router.post("/missing-blobs", response_model=BlobsOut, tags=["blobs"])
@@ -52,32 +62,55 @@ def missing_blobs(s: St, body: BlobsIn) -> BlobsOut:
     return BlobsOut(
         missing=[
             d for d in dict.fromkeys(body.digests) if not store.exists(hashing.check_digest(d))
-        ]
+        ],
+        max_bytes=s.max_upload_bytes,
     )
 
 
 @router.put(
     "/blobs/{digest}",
     response_model=BlobOut,
-    responses={**WRITE_ERRORS, 413: ERRORS[400]},
+    responses={**WRITE_ERRORS, 413: {"model": ErrorBody, "description": "larger than allowed"}},
     tags=["blobs"],
     openapi_extra={"requestBody": {"content": {"application/octet-stream": {}}, "required": True}},
 )
 async def put_blob(s: St, digest: str, request: Request) -> BlobOut:
-    """Store the request body under ``digest`` after checking that it hashes to it."""
+    """Store the request body under ``digest`` after checking that it hashes to it. The
+    body streams to a temp file while it is hashed (memory stays flat), and is moved into
+    place only when complete and matching: a refused, aborted or mismatched upload
+    leaves nothing. Bodies over the server's cap (``LOOPML_MAX_UPLOAD_BYTES``) get a 413."""
     hashing.check_digest(digest)
+    cap = s.max_upload_bytes
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BLOB_BYTES:
-        raise InvalidInputError(f"a blob is at most {MAX_BLOB_BYTES} bytes")
-    data = await request.body()
-    actual = await anyio.to_thread.run_sync(hashing.digest_bytes, data)
-    if actual != digest:
+    if declared.isascii() and declared.isdigit() and int(declared) > cap:
+        raise BlobTooLargeError(_too_large(cap))
+    upload = await anyio.to_thread.run_sync(s.workspace.artifacts.receive, digest)
+    try:
+        pending = bytearray()
+        async for chunk in request.stream():
+            if upload.size + len(pending) + len(chunk) > cap:
+                raise BlobTooLargeError(_too_large(cap))
+            pending += chunk
+            if len(pending) >= _WRITE_BYTES:
+                await anyio.to_thread.run_sync(upload.write, bytes(pending))
+                pending.clear()
+        await anyio.to_thread.run_sync(upload.write, bytes(pending))
+        blob = await anyio.to_thread.run_sync(upload.commit)
+    except ClientDisconnect:
+        # No one is left to answer; the write log records the refusal, and no traceback.
         raise InvalidInputError(
-            f"the uploaded bytes hash to {actual}, not {digest}: the upload was corrupted "
-            "or the digest is wrong; nothing was stored"
-        )
-    blob = await anyio.to_thread.run_sync(s.workspace.artifacts.put_bytes, data)
+            "the client disconnected before the whole body arrived; nothing was stored"
+        ) from None
+    finally:
+        upload.abort()
     return BlobOut(digest=blob.digest, size=blob.size)
+
+
+def _too_large(cap: int) -> str:
+    return (
+        f"a blob is at most {cap:,} bytes on this server (LOOPML_MAX_UPLOAD_BYTES); "
+        "nothing was stored"
+    )
 
 
 @router.get(

@@ -1,0 +1,112 @@
+"""MLflow's hot endpoints (server/mlflow/hot.py) answer as the FastAPI routes did: the
+token is checked before the body is read, errors keep MLflow's shape, other methods and
+paths fall through to the app, and every write is audited with its token's name."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from loopml.server import tokens
+from loopml.server.app import create_app
+from loopml.store.metadata.tables import api_writes
+from loopml.store.workspace import Workspace
+
+P = "/api/2.0/mlflow"
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Iterator[Workspace]:
+    ws = Workspace(f"sqlite:///{tmp_path / 'db.sqlite'}", str(tmp_path / "artifacts"))
+    yield ws
+    ws.close()
+
+
+def test_without_tokens_the_hot_paths_answer_mlflow_shapes(ws: Workspace) -> None:
+    with TestClient(create_app(ws), raise_server_exceptions=False) as c:
+        run_id = c.post(f"{P}/runs/create", json={}).json()["run"]["info"]["run_id"]
+        ok = c.post(f"{P}/runs/log-metric", json={"run_id": run_id, "key": "m", "value": 2})
+        assert ok.status_code == 200 and ok.json() == {}
+        assert ok.headers["content-type"] == "application/json"
+        # Repeated query parameters: the last one counts, as FastAPI read them.
+        got = c.get(f"{P}/runs/get?run_id=nope&run_id={run_id}")
+        assert got.status_code == 200 and got.json()["run"]["info"]["run_id"] == run_id
+        assert got.json()["run"]["data"]["metrics"][0]["value"] == 2
+        assert c.head(f"{P}/runs/get", params={"run_id": run_id}).status_code == 200
+        cases = [
+            (c.get(f"{P}/runs/get"), 400, "INVALID_PARAMETER_VALUE", "run_id"),
+            (c.get(f"{P}/runs/get", params={"run_id": "x"}), 404, "RESOURCE_DOES_NOT_EXIST", "x"),
+            (
+                c.post(f"{P}/runs/log-metric", content=b"{nope"),
+                400,
+                "INVALID_PARAMETER_VALUE",
+                "JSON",
+            ),
+            (
+                c.post(f"{P}/runs/log-metric", content=b"[1]"),
+                400,
+                "INVALID_PARAMETER_VALUE",
+                "object",
+            ),
+            (
+                c.post(f"{P}/experiments/create", json={"name": 5}),
+                400,
+                "INVALID_PARAMETER_VALUE",
+                "name",
+            ),
+            # Another method on a hot path falls through to the app, as before.
+            (c.get(f"{P}/runs/log-metric"), 501, "NOT_IMPLEMENTED", "GET"),
+            (c.put(f"{P}/runs/create", json={}), 501, "NOT_IMPLEMENTED", "PUT"),
+        ]
+        for response, status, code, word in cases:
+            assert response.status_code == status, response.text
+            assert response.json()["error_code"] == code and word in response.json()["message"]
+
+
+def test_the_token_comes_first_and_every_write_names_it(ws: Workspace) -> None:
+    writer = tokens.create(ws, "ci", "write")
+    reader = tokens.create(ws, "dash", "read")
+    app = create_app(ws)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        # No token: refused before the (malformed) body is looked at.
+        bad = c.post(f"{P}/runs/log-metric", content=b"{nope")
+        assert bad.status_code == 401 and bad.json()["error_code"] == "UNAUTHENTICATED"
+        assert c.get(f"{P}/experiments/get-by-name?experiment_name=x").status_code == 401
+        read = {"Authorization": f"Bearer {reader}"}
+        assert (
+            c.get(f"{P}/experiments/get", params={"experiment_id": "0"}, headers=read).status_code
+            == 200
+        )
+        refused = c.post(f"{P}/runs/create", json={}, headers=read)
+        assert refused.status_code == 403 and refused.json()["error_code"] == "PERMISSION_DENIED"
+        write = {"Authorization": f"Bearer {writer}"}
+        made = c.post(f"{P}/runs/create", json={}, headers=write)
+        assert made.status_code == 200
+        run = made.json()["run"]["info"]
+        assert {"key": "mlflow.runName", "value": run["run_name"]} in made.json()["run"]["data"][
+            "tags"
+        ]
+        tokens.revoke(ws, "ci")  # by another hand: refused from the next request on
+        late = c.post(
+            f"{P}/runs/log-metric",
+            json={"run_id": run["run_id"], "key": "m", "value": 1},
+            headers=write,
+        )
+        assert late.status_code == 401 and "revoked" in late.json()["message"]
+    # The app has stopped: every write is in the audit, refused ones too.
+    with ws.engine.connect() as conn:
+        rows = conn.execute(
+            select(api_writes.c.token_name, api_writes.c.path, api_writes.c.status).order_by(
+                api_writes.c.id
+            )
+        ).all()
+    assert [(n, p.rsplit("/", 1)[-1], s) for n, p, s in rows] == [
+        (None, "log-metric", 401),
+        ("dash", "create", 403),
+        ("ci", "create", 200),
+        (None, "log-metric", 401),
+    ]
