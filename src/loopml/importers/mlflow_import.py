@@ -8,7 +8,7 @@ content-addressed store: an interrupted import leaves whole runs or none.
 
 Only runs that have ended are copied; one still running is copied by a later import,
 once it has ended. Registered model versions become loopml versions as the server's MLflow
-registry makes them (``loopml.server.mlflow.mlmodel``): servable when loopml serves their
+registry makes them (``loopml.registry.mlflow_model``): servable when loopml serves their
 flavor, otherwise stored with the reason (``loopml.not_servable``). The version's MLflow
 number is its tag ``mlflow.version``; MLflow aliases follow their versions.
 """
@@ -36,15 +36,15 @@ from loopml.importers.mlflow_records import (
     walk,
 )
 from loopml.registry.artifact import NOT_SERVABLE, save_files, save_model
-from loopml.registry.model_registry import Registry
-from loopml.server.mlflow.mlmodel import (
+from loopml.registry.mlflow_model import (
     MLMODEL,
     NOT_SERVABLE_TAG,
+    SOURCE_TAG,
     convert,
     parse_mlmodel,
     read_safely,
 )
-from loopml.server.mlflow.registry import SOURCE_TAG
+from loopml.registry.model_registry import Registry
 from loopml.store.workspace import Workspace
 from loopml.tracking.recorded import (
     RecordedRun,

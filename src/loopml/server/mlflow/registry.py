@@ -2,7 +2,7 @@
 
 Registered models, versions and aliases are loopml's own: a version registered through
 MLflow's client is a loopml model version that ``loopml serve NAME@alias`` serves (see
-:mod:`loopml.server.mlflow.mlmodel` for how its MLmodel folder becomes a loopml model).
+:mod:`loopml.registry.mlflow_model` for how its MLmodel folder becomes a loopml model).
 MLflow's stages are not kept: loopml moves aliases instead, and ``transition-stage``
 answers MLflow's error shape saying so.
 """
@@ -17,17 +17,18 @@ from starlette.concurrency import run_in_threadpool
 
 from loopml.core import names
 from loopml.core.errors import ConflictError, InvalidInputError, NotFoundError
+from loopml.registry.mlflow_model import (
+    MLMODEL,
+    NOT_SERVABLE_TAG,
+    SOURCE_TAG,
+    parse_mlmodel,
+    store_model,
+)
 from loopml.registry.model_registry import ModelVersion, RegisteredModel, Registry
 from loopml.server.mlflow import experiments, logged_models
 from loopml.server.mlflow.artifacts import KIND as FILE_KIND
 from loopml.server.mlflow.artifacts import safe_path
 from loopml.server.mlflow.filters import conditions, matches
-from loopml.server.mlflow.mlmodel import (
-    MLMODEL,
-    NOT_SERVABLE_TAG,
-    parse_mlmodel,
-    store_model,
-)
 from loopml.server.mlflow.protocol import (
     PREFIX,
     AlreadyExistsError,
@@ -48,7 +49,6 @@ MAX_RESULTS = 1000
 MAX_MODEL_FILES = 10_000
 MAX_MODEL_BYTES = 2 * 1024**3
 # Version tags loopml keeps for MLflow's fields; they are not shown as the version's tags.
-SOURCE_TAG = "mlflow.loopml.source"
 MODEL_ID_TAG = "mlflow.loopml.model_id"
 _HIDDEN = (SOURCE_TAG, MODEL_ID_TAG)
 _MODEL_FIELDS = ("name",)

@@ -28,6 +28,10 @@ from loopml.registry.signature import ANY, ColumnSpec, InputFormat, OutputSpec, 
 from loopml.registry.table import array_column_names
 from loopml.store.artifacts import ArtifactStore
 
+# The version tag that keeps an MLflow model's source URI (MLflow's ``source`` field), set by
+# the server's MLflow registry and by ``loopml import mlflow`` alike.
+SOURCE_TAG = "mlflow.loopml.source"
+
 MLMODEL = "MLmodel"
 SAFE_FORMATS = ("skops", "onnx")
 # The estimator types MLflow itself trusts when it reads its LightGBM and XGBoost skops files.
