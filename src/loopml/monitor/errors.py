@@ -16,28 +16,16 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 
 from loopml.core import clock
-from loopml.monitor.logs import ERROR_KIND
+from loopml.monitor.logs import ERROR_KIND, unread
+from loopml.monitor.summary import DAY
 from loopml.store.lineage import ArtifactRecord
-from loopml.store.metadata.tables import artifacts, monitor_errors, monitor_sources
+from loopml.store.metadata.tables import monitor_errors, monitor_sources
 from loopml.store.workspace import Workspace
-
-DAY = 86_400.0
-
-
-def new_error_files(ws: Workspace) -> list[ArtifactRecord]:
-    q = (
-        select(artifacts)
-        .outerjoin(monitor_sources, monitor_sources.c.artifact_id == artifacts.c.id)
-        .where(artifacts.c.kind == ERROR_KIND, monitor_sources.c.artifact_id.is_(None))
-        .order_by(artifacts.c.created_at)
-    )
-    with ws.engine.connect() as conn:
-        return [ArtifactRecord(**r._mapping) for r in conn.execute(q).all()]
 
 
 def ingest_errors(ws: Workspace) -> int:
     """Count every error file not read yet; return how many files were read."""
-    files = new_error_files(ws)
+    files = unread(ws, ERROR_KIND)
     for record in files:
         _ingest(ws, record)
     return len(files)

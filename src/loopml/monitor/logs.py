@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from sqlalchemy import select
 
 from loopml.store.lineage import ArtifactRecord
-from loopml.store.metadata.tables import artifacts
+from loopml.store.metadata.tables import artifacts, monitor_sources
 from loopml.store.workspace import Workspace
 
 LOG_KIND = "prediction_log"
@@ -33,6 +33,19 @@ def records(workspace: Workspace, kind: str) -> list[ArtifactRecord]:
             select(artifacts).where(artifacts.c.kind == kind).order_by(artifacts.c.created_at)
         ).all()
     return [ArtifactRecord(**r._mapping) for r in rows]
+
+
+def unread(workspace: Workspace, kind: str) -> list[ArtifactRecord]:
+    """The artifact records of ``kind`` no monitor has read yet (none in ``monitor_sources``),
+    oldest first."""
+    q = (
+        select(artifacts)
+        .outerjoin(monitor_sources, monitor_sources.c.artifact_id == artifacts.c.id)
+        .where(artifacts.c.kind == kind, monitor_sources.c.artifact_id.is_(None))
+        .order_by(artifacts.c.created_at)
+    )
+    with workspace.engine.connect() as conn:
+        return [ArtifactRecord(**r._mapping) for r in conn.execute(q).all()]
 
 
 EVENT_TIME_FIELD = pa.field(EVENT_TIME, pa.timestamp("us", tz="UTC"))

@@ -19,13 +19,13 @@ from typing import Any
 
 import polars as pl
 import pyarrow.parquet as pq
-from sqlalchemy import insert, select
+from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 
 from loopml.core import clock
 from loopml.core.ids import new_id
 from loopml.data.schema import Schema
-from loopml.monitor.logs import LOG_KIND
+from loopml.monitor.logs import LOG_KIND, unread
 from loopml.monitor.reference import References
 from loopml.monitor.scores import frame_bytes
 from loopml.monitor.summary import DAY as DAY
@@ -39,7 +39,7 @@ from loopml.monitor.summary import (
 )
 from loopml.monitor.summary import Summary as Summary
 from loopml.store.lineage import ArtifactRecord
-from loopml.store.metadata.tables import artifacts, monitor_segments, monitor_sources
+from loopml.store.metadata.tables import monitor_segments, monitor_sources
 from loopml.store.workspace import Workspace
 
 log = logging.getLogger("loopml.monitor")
@@ -47,17 +47,6 @@ log = logging.getLogger("loopml.monitor")
 SCORE_COLUMNS = ("request_id", "row", "t", "prediction", "proba", "source")
 # What is read of a log file whose summary is stored (everything but the inputs).
 KEY_COLUMNS = ("request_id", "row", "timestamp", "event_time", "model", "model_version", "role")
-
-
-def new_log_files(ws: Workspace) -> list[ArtifactRecord]:
-    q = (
-        select(artifacts)
-        .outerjoin(monitor_sources, monitor_sources.c.artifact_id == artifacts.c.id)
-        .where(artifacts.c.kind == LOG_KIND, monitor_sources.c.artifact_id.is_(None))
-        .order_by(artifacts.c.created_at)
-    )
-    with ws.engine.connect() as conn:
-        return [ArtifactRecord(**r._mapping) for r in conn.execute(q).all()]
 
 
 BATCH_ROWS = 2_000_000  # log rows summarised together (files of a batch share segments)
@@ -73,7 +62,7 @@ def ingest_logs(ws: Workspace, references: References) -> list[str]:
     new: list[str] = []
     batch: list[ArtifactRecord] = []
     rows = 0
-    for record in new_log_files(ws):
+    for record in unread(ws, LOG_KIND):
         batch.append(record)
         rows += int((record.properties or {}).get("rows") or 0)
         if rows >= BATCH_ROWS:
