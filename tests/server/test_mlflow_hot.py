@@ -4,17 +4,26 @@ paths fall through to the app, and every write is audited with its token's name.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from loopml.server import tokens
+from loopml.server import errors, tokens
 from loopml.server.app import create_app
+from loopml.server.mlflow.hot import Endpoints, HotPaths
+from loopml.server.mlflow.protocol import MAX_BODY
+from loopml.server.state import ServerState
 from loopml.store.metadata.tables import api_writes
 from loopml.store.workspace import Workspace
+from tests.server.conftest import start_server, stop
 
 P = "/api/2.0/mlflow"
 
@@ -110,3 +119,63 @@ def test_the_token_comes_first_and_every_write_names_it(ws: Workspace) -> None:
         ("ci", "create", 200),
         (None, "log-metric", 401),
     ]
+
+
+def test_a_held_write_lock_defers_the_write_and_the_server_goes_on(tmp_path: Path) -> None:
+    """A log-metric is first tried on the event loop without waiting; while another process
+    holds SQLite's write lock it waits on a worker thread instead, the server keeps
+    answering, and the point is written once the lock is free: not lost, not doubled."""
+    home = tmp_path / "home"
+    proc, url = start_server(home, "server")
+    try:
+        with httpx.Client(base_url=url, timeout=120) as c:
+            run_id = c.post(f"{P}/runs/create", json={}).json()["run"]["info"]["run_id"]
+            point = {"run_id": run_id, "key": "loss", "value": 1.0, "step": 0}
+            assert c.post(f"{P}/runs/log-metric", json=point).status_code == 200
+            other = sqlite3.connect(home / "loopml.db", isolation_level=None)
+            other.execute("BEGIN IMMEDIATE")
+            with ThreadPoolExecutor(1) as pool:
+                try:
+                    pending = pool.submit(
+                        c.post, f"{P}/runs/log-metric", json={**point, "value": 2.0, "step": 1}
+                    )
+                    # Answered while the write waits: the event loop is not stuck behind it.
+                    got = c.get(f"{P}/runs/get", params={"run_id": run_id})
+                    assert got.status_code == 200 and not pending.done()
+                    assert got.json()["run"]["data"]["metrics"][0]["value"] == 1.0
+                finally:
+                    other.execute("COMMIT")
+                    other.close()
+                assert pending.result(timeout=120).status_code == 200
+            history = c.get(
+                f"{P}/metrics/get-history", params={"run_id": run_id, "metric_key": "loss"}
+            ).json()["metrics"]
+            assert sorted((m["step"], m["value"]) for m in history) == [(0, 1.0), (1, 2.0)]
+    finally:
+        stop(proc)
+
+
+def test_a_bug_in_a_hot_handler_is_an_mlflow_shaped_500_and_is_audited(
+    ws: Workspace, caplog: pytest.LogCaptureFixture
+) -> None:
+    endpoints = Endpoints()
+
+    @endpoints.post("/runs/broken")
+    def broken(s: ServerState, data: dict[str, object], request: object) -> dict[str, object]:
+        raise RuntimeError("a bug")
+
+    app = create_app(ws)
+    audit = app.state.loopml.audit
+    app.hot = HotPaths(partial(FastAPI.__call__, app), endpoints, errors.respond, audit)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        answer = c.post(f"{P}/runs/broken", json={})
+        assert answer.status_code == 500
+        assert answer.json()["error_code"] == "INTERNAL_ERROR"
+        assert "runs/broken" in answer.json()["message"]
+        too_big = c.post(f"{P}/runs/broken", content=b" " * (MAX_BODY + 1))
+        assert too_big.status_code == 400 and "over" in too_big.json()["message"]
+    assert "a bug" in caplog.text
+    audit.flush()
+    with ws.engine.connect() as conn:
+        statuses = conn.execute(select(api_writes.c.status).order_by(api_writes.c.id)).all()
+    assert [s for (s,) in statuses] == [500, 400]

@@ -10,8 +10,10 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import APIRouter, Depends, FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from loopml.server import assets, errors, pages
 from loopml.server import mlflow as mlflow_api
@@ -81,7 +83,7 @@ def create_app(
         if close_workspace:
             workspace.close()
 
-    app = FastAPI(
+    app = _App(
         title="loopml",
         summary="Runs, datasets, models, lineage, pipelines and monitoring of a workspace.",
         version="1",
@@ -98,7 +100,27 @@ def create_app(
     app.include_router(mlflow_api.router)
     app.include_router(pages.router)
     app.include_router(assets.router)
-    # Outside in: the audit of writes, then MLflow's hot tracking endpoints.
-    app.add_middleware(mlflow_api.HotPaths, endpoints=mlflow_api.hot, on_error=errors.respond)
     app.add_middleware(WriteLog, audit=server_state.audit)
+    app.hot = mlflow_api.HotPaths(
+        partial(FastAPI.__call__, app),
+        endpoints=mlflow_api.hot,
+        on_error=errors.respond,
+        audit=server_state.audit,
+    )
     return app
+
+
+class _App(FastAPI):
+    """FastAPI, with MLflow's hot tracking endpoints answered before it: a ``log-metric``
+    comes once per logged point, and FastAPI's per-request work (its telemetry check, its
+    middleware stack's layers) cost more than the request's own (see
+    docs/benchmarks-tracking-client.md). Every other request goes to FastAPI unchanged."""
+
+    hot: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.hot is None:
+            await super().__call__(scope, receive, send)
+            return
+        scope["app"] = self  # as Starlette sets it: handlers find the server's state there
+        await self.hot(scope, receive, send)

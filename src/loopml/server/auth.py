@@ -29,8 +29,15 @@ def bearer(request: Request) -> str | None:
 
 
 def require_access(request: Request) -> None:
-    """Raise 401/403 unless the request's token allows its method; remember who it is."""
-    info = tokens.authenticate(state(request).workspace, bearer(request))
+    """Raise 401/403 unless the request's token allows its method; remember who it is.
+    (A FastAPI dependency: its parameters are what FastAPI reads from the request.)"""
+    check_access(request, wait=True)
+
+
+def check_access(request: Request, *, wait: bool) -> None:
+    """``require_access``; with ``wait=False``, ``WouldWait`` where the check would wait
+    for the database."""
+    info = tokens.authenticate(state(request).workspace, bearer(request), wait=wait)
     request.state.token_name = None if info is None else info.name
     if info is None:
         return

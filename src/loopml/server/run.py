@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import os
 import socket
+from typing import Any, ClassVar
 
 from fastapi import FastAPI
 
@@ -21,9 +22,24 @@ from loopml.core.errors import InvalidInputError
 from loopml.server import tokens
 from loopml.server.app import create_app
 from loopml.server.state import MAX_UPLOAD_BYTES
+from loopml.serving.http_protocol import GuardedHttpProtocol
+from loopml.serving.options import descriptor_budget, raise_fd_limit
 from loopml.store.workspace import Workspace
 
 log = logging.getLogger("loopml.server")
+
+
+class TeamServerProtocol(GuardedHttpProtocol):
+    """uvicorn's HTTP protocol as the inference server uses it: a cap on open connections
+    (from the file-descriptor limit, so idle sockets cannot exhaust it), a deadline for a
+    request's headers, and each answer's head and body sent in one write, which saves a
+    system call and a wake-up of the client per request (an MLflow client makes one
+    request per logged metric). A module-level class, so that worker processes started
+    by uvicorn find it by name."""
+
+    max_connections = descriptor_budget()
+    header_timeout = 10.0
+    idle: ClassVar[dict[GuardedHttpProtocol, None]] = {}
 
 
 def open_workspace() -> Workspace:
@@ -102,16 +118,20 @@ def serve(
     except InvalidInputError:
         ws.close()
         raise
+    raise_fd_limit()
+    TeamServerProtocol.max_connections = descriptor_budget()
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "http": TeamServerProtocol,
+        # No "server: uvicorn" header: it names the software to every caller, and a client
+        # parses each header of each answer (an MLflow client, one per logged metric).
+        "server_header": False,
+    }
     if workers == 1:
         app = create_app(ws, close_workspace=True, max_upload_bytes=upload_cap)
-        uvicorn.run(app, host=host, port=port, log_level=log_level)
+        uvicorn.run(app, **options)
         return
     ws.close()
-    uvicorn.run(
-        "loopml.server.run:app_from_config",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=log_level,
-    )
+    uvicorn.run("loopml.server.run:app_from_config", factory=True, workers=workers, **options)

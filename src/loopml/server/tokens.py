@@ -123,16 +123,17 @@ _ANY_ACTIVE = select(exists().where(api_tokens.c.revoked_at.is_(None)))
 _BY_HASH = select(api_tokens).where(api_tokens.c.token_hash == bindparam("token_hash"))
 
 
-def authenticate(ws: Workspace, token: str | None) -> TokenInfo | None:
+def authenticate(ws: Workspace, token: str | None, *, wait: bool = True) -> TokenInfo | None:
     """The token's record when tokens are required, None when the server has none.
 
     Raises UnauthorizedError for a missing, unknown or revoked token while any token exists.
     Read on every request (a token created or revoked by another process counts at once),
     so the usual cases cost one query: a valid token is its own proof that tokens are
-    required, and without a token only whether any is active is asked.
+    required, and without a token only whether any is active is asked. With
+    ``wait=False`` it raises ``WouldWait`` where it would wait for the database.
     """
     row = None
-    with ws.engine.connect() as conn:
+    with ws.engine.connect() if wait else ws.nowait.reading() as conn:
         if token:
             row = conn.execute(_BY_HASH, {"token_hash": hash_token(token)}).first()
         if (row is None or row.revoked_at is not None) and not conn.execute(_ANY_ACTIVE).scalar():

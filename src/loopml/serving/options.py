@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from loopml.core.errors import InvalidInputError
@@ -136,7 +137,7 @@ class ServeOptions:
         database, and gRPC's share (:meth:`grpc_connection_limit`)."""
         if self.max_connections is not None:
             return self.max_connections
-        budget = _descriptor_budget()
+        budget = descriptor_budget()
         if self.grpc_port is None:
             return budget
         return max(64, budget - self.grpc_connection_limit())
@@ -146,7 +147,7 @@ class ServeOptions:
         or a quarter of the descriptor budget; gRPC clients keep few, long-lived channels."""
         if self.max_connections is not None:
             return self.max_connections
-        return max(16, _descriptor_budget() // 4)
+        return max(16, descriptor_budget() // 4)
 
     def grpc_call_limit(self) -> int:
         if self.grpc_max_calls is not None:
@@ -159,10 +160,21 @@ class ServeOptions:
         return self.max_request_rows * 1024
 
 
-def _descriptor_budget() -> int:
+def descriptor_budget() -> int:
     import resource
 
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return 100_000
     return max(64, int(soft * 0.9) - 256)
+
+
+def raise_fd_limit() -> None:
+    """Lift this process's soft limit on open files to the hard limit: every connection is
+    one, and the connection cap is derived from it."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

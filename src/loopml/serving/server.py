@@ -27,7 +27,7 @@ from loopml.serving.grpc_service import start_grpc
 from loopml.serving.http_protocol import guarded_protocol
 from loopml.serving.listener import HANDSHAKE_GRACE, accept_queued, refuse_new_handshakes
 from loopml.serving.model_source import ModelSource
-from loopml.serving.options import ServeOptions
+from loopml.serving.options import ServeOptions, raise_fd_limit
 from loopml.serving.rest_app import create_app
 from loopml.serving.runtime import ServingRuntime
 from loopml.store.workspace import Workspace
@@ -284,17 +284,6 @@ def run(
     # This process serves and nothing else: hand the GIL over sooner (see GIL_SWITCH_S).
     sys.setswitchinterval(GIL_SWITCH_S)
     run_event_loop(main())
-
-
-def raise_fd_limit() -> None:
-    """Lift this process's soft limit on open files to the hard limit: every connection is
-    one, and the connection cap is derived from it."""
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _freeze_startup_objects(ready: asyncio.Future[BoundPorts]) -> None:

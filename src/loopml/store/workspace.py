@@ -13,6 +13,7 @@ from loopml.store.artifacts import ArtifactStore
 from loopml.store.lineage import Lineage
 from loopml.store.metadata import migrate
 from loopml.store.metadata.engine import WRITE, make_engine
+from loopml.store.metadata.nowait import NoWait
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class Workspace:
         self.engine: Engine = make_engine(db_url)
         # Same pool; transactions opened through it take SQLite's write lock up front.
         self.write_engine: Engine = self.engine.execution_options(**{WRITE: True})
+        # The few statements a server's event loop may run itself (see nowait.py).
+        self.nowait = NoWait(self.engine)
         if auto_migrate:
             self.migrate()
         self.artifacts = ArtifactStore(artifacts_url, **(storage_options or {}))
@@ -89,6 +92,7 @@ class Workspace:
         return results
 
     def close(self) -> None:
+        self.nowait.close()
         if self.engine.dialect.name == "sqlite":
             # SQLite's advice for every connection that wrote: let the planner gather the
             # statistics it found missing (bounded by analysis_limit, so it stays cheap).

@@ -34,7 +34,9 @@ from sqlalchemy.dialects import postgresql
 
 from loopml.core import clock
 from loopml.core.errors import ConflictError, NotFoundError
+from loopml.store.metadata import nowait
 from loopml.store.metadata import tables as t
+from loopml.store.metadata.nowait import NoWait, WouldWait
 from loopml.store.metadata.tables import (
     environments,
     executions,
@@ -71,10 +73,16 @@ def read_status() -> ColumnElement[str]:
 
 class RunStore:
     def __init__(
-        self, engine: Engine, write_engine: Engine, *, stale_after: float = STALE_AFTER_S
+        self,
+        engine: Engine,
+        write_engine: Engine,
+        *,
+        stale_after: float = STALE_AFTER_S,
+        nowait: NoWait | None = None,
     ) -> None:
         self.engine = engine
         self.write_engine = write_engine
+        self.nowait = nowait
         self.stale_after = stale_after
         self._latest_stmt: Any = None
 
@@ -208,11 +216,13 @@ class RunStore:
         latest: list[dict[str, Any]],
         *,
         beat_after: float,
+        wait: bool = True,
     ) -> None:
         """Write points to ``run_id`` in one transaction with the check that it takes
         writes (not ended; running, or read as killed for a stale heartbeat, which a write
-        revives); beat for it unless it beat within ``beat_after`` seconds."""
-        with self.write_engine.begin() as conn:
+        revives); beat for it unless it beat within ``beat_after`` seconds. With
+        ``wait=False`` it raises ``WouldWait`` rather than wait for the database."""
+        with self._write_transaction(wait) as conn:
             row = conn.execute(_WRITE_CHECK, {"run_id": run_id}).first()
             if row is None:
                 raise NotFoundError(f"no run with id {run_id!r}; `loopml runs ls` lists the runs")
@@ -222,17 +232,27 @@ class RunStore:
                 )
             now = clock.now()
             if row.heartbeat_at is None or now - row.heartbeat_at >= beat_after:
-                conn.execute(update(runs).where(runs.c.id == run_id).values(heartbeat_at=now))
+                conn.execute(_BEAT, {"run_id": run_id, "now": now})
             if chunks:
                 self._write_metrics(conn, chunks, latest)
 
+    def _write_transaction(self, wait: bool) -> Any:
+        if wait:
+            return self.write_engine.begin()
+        if self.nowait is None:
+            raise WouldWait
+        return self.nowait.writing()
+
     def _write_metrics(
-        self, conn: Connection, chunks: list[dict[str, Any]], latest: list[dict[str, Any]]
+        self,
+        conn: Connection | nowait.Connection,
+        chunks: list[dict[str, Any]],
+        latest: list[dict[str, Any]],
     ) -> None:
-        conn.execute(metric_chunks.insert(), chunks)
+        conn.execute(_INSERT_CHUNKS, chunks)
         conn.execute(self._latest_upsert(conn), latest)
 
-    def _latest_upsert(self, conn: Connection) -> Any:
+    def _latest_upsert(self, conn: Connection | nowait.Connection) -> Any:
         # Built once: making an upsert statement costs more than running it on one row.
         if self._latest_stmt is None:
             self._latest_stmt = upsert(
@@ -352,6 +372,10 @@ _WRITE_CHECK = (
     .join(executions, executions.c.id == runs.c.id)
     .where(runs.c.id == bindparam("run_id"))
 )
+
+
+_INSERT_CHUNKS = metric_chunks.insert()
+_BEAT = update(runs).where(runs.c.id == bindparam("run_id")).values(heartbeat_at=bindparam("now"))
 
 
 _HEAD = (

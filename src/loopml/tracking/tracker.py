@@ -59,7 +59,12 @@ class Tracker:
                 "stale_after"
             )
         self.workspace = workspace
-        self.store = RunStore(workspace.engine, workspace.write_engine, stale_after=stale_after)
+        self.store = RunStore(
+            workspace.engine,
+            workspace.write_engine,
+            stale_after=stale_after,
+            nowait=workspace.nowait,
+        )
         self.writer = MetricWriter(StoreSink(self.store), heartbeat_interval=heartbeat_interval)
 
     def close(self) -> None:
@@ -140,13 +145,18 @@ class Tracker:
         return ActiveRun(self.store, self.writer, run.id, run.experiment, run.name, self.workspace)
 
     def log_points(
-        self, run_id: str, points: Sequence[tuple[str, float, int | None, float | None]]
+        self,
+        run_id: str,
+        points: Sequence[tuple[str, float, int | None, float | None]],
+        *,
+        wait: bool = True,
     ) -> None:
         """Write ``(key, value, step, timestamp)`` points to a run started elsewhere, now,
         in one transaction with the check that the run takes writes: what a server does
         for a client's request. A step of None is 0; a timestamp of None is now. The
         points are checked as :meth:`ActiveRun.log_metric` checks them, all before any is
-        written."""
+        written. With ``wait=False`` it raises ``WouldWait`` (having written nothing)
+        where it would have to wait for the database (see ``store.metadata.nowait``)."""
         if not isinstance(run_id, str) or not run_id:
             raise InvalidInputError(f"run id must be a non-empty string, got {run_id!r}")
         now = clock.now()
@@ -165,7 +175,7 @@ class Tracker:
                 )
             )
         chunks, latest = packed(rows) if rows else ([], [])
-        self.store.write_to_running(run_id, chunks, latest, beat_after=ATTACH_BEAT_S)
+        self.store.write_to_running(run_id, chunks, latest, beat_after=ATTACH_BEAT_S, wait=wait)
 
     def experiments(self) -> list[str]:
         return self.store.experiments()

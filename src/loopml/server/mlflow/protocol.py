@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
@@ -65,9 +66,14 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        found = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(f"the request body is not valid JSON: {exc}") from None
+        found = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        # orjson is 3-5x faster but refuses what Python's json accepts (NaN, integers past
+        # 64 bits, lone surrogates); json decides, and words the error, for those.
+        try:
+            found = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidInputError(f"the request body is not valid JSON: {exc}") from None
     if not isinstance(found, dict):
         raise InvalidInputError("the request body must be a JSON object")
     return found

@@ -33,6 +33,7 @@ from loopml.server.mlflow.protocol import (
 )
 from loopml.server.routes.common import who
 from loopml.server.state import ServerState
+from loopml.store.metadata.nowait import WouldWait
 from loopml.store.metadata.tables import executions
 from loopml.tracking import validation
 from loopml.tracking.records import Run
@@ -238,10 +239,12 @@ def _metric(item: Any, i: int | None = None) -> tuple[str, float, int, float | N
     return key, number, step, seconds
 
 
-@hot.post("/runs/log-metric")
-def log_metric(s: ServerState, data: dict[str, Any], request: Request) -> dict[str, Any]:
+@hot.post("/runs/log-metric", inline=True)
+def log_metric(
+    s: ServerState, data: dict[str, Any], request: Request, *, wait: bool
+) -> dict[str, Any]:
     point = _metric(data)
-    s.tracker.log_points(field(data, "run_id"), [point])
+    s.tracker.log_points(field(data, "run_id"), [point], wait=wait)
     return {}
 
 
@@ -264,20 +267,24 @@ def set_tag(s: ServerState, data: dict[str, Any], request: Request) -> dict[str,
     return {}
 
 
-@hot.post("/runs/log-batch")
-def log_batch(s: ServerState, data: dict[str, Any], request: Request) -> dict[str, Any]:
+@hot.post("/runs/log-batch", inline=True)
+def log_batch(
+    s: ServerState, data: dict[str, Any], request: Request, *, wait: bool
+) -> dict[str, Any]:
     metrics = [_metric(m, i) for i, m in enumerate(optional(data, "metrics", list, []))]
     params = key_values(data, "params")
     tags = key_values(data, "tags")
     run_id = field(data, "run_id")
     if params or tags:
+        if not wait:
+            raise WouldWait  # params and tags are written the ordinary way, before metrics
         run = s.tracker.attach(run_id)
         if params:
             run.log_params(params)
         if tags:
             run.set_tags(tags)
     # Written now, in one transaction with the check that the run takes writes.
-    s.tracker.log_points(run_id, metrics)
+    s.tracker.log_points(run_id, metrics, wait=wait)
     return {}
 
 

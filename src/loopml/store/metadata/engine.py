@@ -103,6 +103,22 @@ def _is_connect_failure(exc: BaseException) -> bool:
     return type(exc).__name__ == "OperationalError" and type(exc).__module__.startswith("psycopg")
 
 
+def configure_sqlite(dbapi_conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
+    """What every connection to a workspace's SQLite file is set to, whoever opens it."""
+    # Take transaction control from the driver so BEGIN can be chosen per transaction.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    # Searches probe the run tables at random; keeping more pages than the 2 MB default
+    # saves a read() system call per probe once a workspace holds thousands of runs.
+    # The cache is a ceiling, filled only by pages actually read.
+    cur.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+    cur.close()
+
+
 def _sqlite_engine(url: Any) -> Engine:
     if url.database and url.database != ":memory:":
         folder = os.path.dirname(os.path.abspath(url.database))
@@ -120,18 +136,7 @@ def _sqlite_engine(url: Any) -> Engine:
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # Take transaction control from the driver so BEGIN can be chosen below.
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        # Searches probe the run tables at random; keeping more pages than the 2 MB default
-        # saves a read() system call per probe once a workspace holds thousands of runs.
-        # The cache is a ceiling, filled only by pages actually read.
-        cur.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
-        cur.close()
+        configure_sqlite(dbapi_conn, BUSY_TIMEOUT_MS)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:

@@ -13,12 +13,14 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
+from loopml.store.metadata import nowait
+
 # (the row being inserted, the row already there) -> whether to overwrite it
 Condition = Callable[[Any, Any], ColumnElement[bool]]
 
 
 def upsert(
-    conn: Connection,
+    conn: Connection | nowait.Connection,
     table: Table,
     *,
     keys: Sequence[str],
