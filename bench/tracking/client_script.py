@@ -1,6 +1,7 @@
 """The MLflow client script both servers are timed with: the same code, the same client.
 
     MLFLOW_TRACKING_URI=http://127.0.0.1:PORT python client_script.py SPEC.json RESULT.json REPEATS
+    ... client_script.py SPEC.json RESULT.json REPEATS log-metric-only   # part 1 alone
 
 Runs under a Python that has MLflow. Times, through MLflow's own client only:
   1. 1,000 ``mlflow.log_metric`` calls inside ``mlflow.start_run``;
@@ -42,7 +43,22 @@ LOG_CALLS = 1_000
 BATCH_POINTS = 10_000
 
 
+def log_metric_only(out: Path) -> int:
+    """Part 1 alone, against a server that stores nothing (null_server.py): the client's
+    own cost per call. Nothing can be read back, so nothing is checked."""
+    mlflow.set_experiment("bench-client")
+    with mlflow.start_run():
+        t0 = time.perf_counter()
+        for i in range(LOG_CALLS):
+            mlflow.log_metric("loss", point_value(i), step=i)
+        log_metric_s = time.perf_counter() - t0
+    write_result(out, {"mlflow": mlflow.__version__, "log_metric_s": log_metric_s})
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if argv[4:] == ["log-metric-only"]:
+        return log_metric_only(Path(argv[2]))
     spec = Spec.load(Path(argv[1]))
     out, repeats = Path(argv[2]), int(argv[3])
     client = MlflowClient()

@@ -131,7 +131,10 @@ def test_a_held_write_lock_defers_the_write_and_the_server_goes_on(tmp_path: Pat
         with httpx.Client(base_url=url, timeout=120) as c:
             run_id = c.post(f"{P}/runs/create", json={}).json()["run"]["info"]["run_id"]
             point = {"run_id": run_id, "key": "loss", "value": 1.0, "step": 0}
-            assert c.post(f"{P}/runs/log-metric", json=point).status_code == 200
+            first = c.post(f"{P}/runs/log-metric", json=point)
+            assert first.status_code == 200 and first.json() == {}
+            # loopml server's own protocol: no "server" header naming the software.
+            assert "server" not in first.headers and "date" in first.headers
             other = sqlite3.connect(home / "loopml.db", isolation_level=None)
             other.execute("BEGIN IMMEDIATE")
             with ThreadPoolExecutor(1) as pool:
@@ -179,3 +182,31 @@ def test_a_bug_in_a_hot_handler_is_an_mlflow_shaped_500_and_is_audited(
     with ws.engine.connect() as conn:
         statuses = conn.execute(select(api_writes.c.status).order_by(api_writes.c.id)).all()
     assert [s for (s,) in statuses] == [500, 400]
+
+
+def test_bodies_are_read_as_pythons_json_reads_them(ws: Workspace) -> None:
+    """orjson reads the bodies first; what it refuses and Python's json accepts (NaN) is
+    read by json; out-of-range numbers are a 400 naming the field and the value."""
+    with TestClient(create_app(ws), raise_server_exceptions=False) as c:
+        run_id = c.post(f"{P}/runs/create", json={}).json()["run"]["info"]["run_id"]
+        head = f'{{"run_id": "{run_id}", "key": "m", '
+        nan = c.post(f"{P}/runs/log-metric", content=(head + '"value": NaN}').encode())
+        assert nan.status_code == 400 and "finite" in nan.json()["message"]
+        huge = c.post(
+            f"{P}/runs/log-metric",
+            content=(head + '"value": 1, "step": 9223372036854775808}').encode(),
+        )
+        assert huge.status_code == 400 and "64 bits" in huge.json()["message"]
+        huger = c.post(
+            f"{P}/runs/log-metric",
+            content=(head + '"value": 1, "step": 99999999999999999999}').encode(),
+        )
+        assert huger.status_code == 400 and "'step'" in huger.json()["message"]
+        assert "1e+20" in huger.json()["message"]
+        # proto3 JSON, as MLflow's client sends it: 64-bit integers as strings.
+        proto = head + '"value": 1.5, "step": "3", "timestamp": "1700000000000"}'
+        assert c.post(f"{P}/runs/log-metric", content=proto.encode()).status_code == 200
+        history = c.get(
+            f"{P}/metrics/get-history", params={"run_id": run_id, "metric_key": "m"}
+        ).json()["metrics"]
+    assert [(m["step"], m["value"], m["timestamp"]) for m in history] == [(3, 1.5, 1700000000000)]

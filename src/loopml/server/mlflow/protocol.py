@@ -68,8 +68,9 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     try:
         found = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        # orjson is 3-5x faster but refuses what Python's json accepts (NaN, integers past
-        # 64 bits, lone surrogates); json decides, and words the error, for those.
+        # orjson is 3-5x faster but refuses some of what Python's json accepts (NaN,
+        # Infinity, lone surrogates); json decides, and words the error, for those. (An
+        # integer past 64 bits it reads as a float, which a field's type check then names.)
         try:
             found = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -85,7 +86,9 @@ def field(data: dict[str, Any], name: str, kind: type | tuple[type, ...] = str) 
         raise InvalidInputError(f"missing value for required parameter '{name}'")
     value = data[name]
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise InvalidInputError(f"parameter '{name}' has the wrong type: {type(value).__name__}")
+        raise InvalidInputError(
+            f"parameter '{name}' has the wrong type: {type(value).__name__} {value!r:.60}"
+        )
     return value
 
 
