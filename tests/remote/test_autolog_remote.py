@@ -1,5 +1,7 @@
 """lm.autolog() through the fluent API, locally and against a live ``loopml server``: the
-fitted model is saved as the run's output either way (uploaded to the server remotely)."""
+fitted model is saved as the run's output either way (uploaded to the server remotely),
+and the training data's digest is the run's input either way (remotely, only the digest
+and shape are sent)."""
 
 from __future__ import annotations
 
@@ -65,8 +67,13 @@ def test_a_fit_logs_into_the_active_run_with_its_model_locally_or_remotely(
     loaded = load_model(store, saved.digest)
     assert loaded.signature.columns == FEATURES
     np.testing.assert_array_equal(np.asarray(loaded.predict(X.head(50))), model.predict(X.head(50)))
-    # The lineage graph of training data is the server's own: remotely only its digest.
-    assert ("training_data" in inputs) is (not api.remote)
+    # The data stays with the client; its digest and shape are an input either way.
+    assert inputs["training_data"].kind == "training_data"
+    assert (
+        inputs["training_data"].properties["content_digest"]
+        == (got.tags["autolog.training_data_digest"])
+    )
+    assert inputs["training_data"].properties["rows"] == len(X)
 
 
 def test_partial_fit_batches_are_one_run_with_its_model_locally_or_remotely(
@@ -140,4 +147,43 @@ def test_a_bad_model_upload_is_refused_and_records_nothing(
     assert dict(ws.lineage.artifacts_of(run_id, "output"))["model"].digest == tree.digest
     assert c.post(f"/api/v1/runs/{run_id}/end", json={"status": "finished"}).status_code == 200
     ended = c.post(f"/api/v1/runs/{run_id}/models", json={"digest": good.digest})
+    assert ended.status_code == 409, ended.text
+
+
+def test_training_data_sent_by_digest_is_checked_and_linked_once(
+    client: tuple[TestClient, Workspace],
+) -> None:
+    c, ws = client
+    run_id = c.post("/api/v1/runs", json={"experiment": "e"}).json()["id"]
+    digest = "b3:" + "a" * 64
+    good = {
+        "content_digest": digest,
+        "rows": 10,
+        "columns": [{"name": "x", "type": "double"}],
+        "has_target": True,
+    }
+    cases = [
+        ({**good, "content_digest": "b3:nothex"}, 400),
+        ({**good, "rows": -1}, 400),
+        ({**good, "columns": [{"name": "x"}]}, 400),
+        ({**good, "role": "a;b"}, 400),
+        ({**good, "extra": 1}, 400),
+        ([good], 400),
+    ]
+    for body, status in cases:
+        r = c.post(f"/api/v1/runs/{run_id}/training-data", json=body)
+        assert r.status_code == status, (body, r.text)
+        assert r.json()["error"]
+    missing = c.post("/api/v1/runs/nope/training-data", json=good)
+    assert missing.status_code == 404
+    assert dict(ws.lineage.artifacts_of(run_id, "input")) == {}
+    first = c.post(f"/api/v1/runs/{run_id}/training-data", json=good)
+    again = c.post(f"/api/v1/runs/{run_id}/training-data", json=good)
+    assert first.status_code == again.status_code == 200, first.text
+    assert first.json()["id"] == again.json()["id"] and first.json()["role"] == "training_data"
+    inputs = ws.lineage.artifacts_of(run_id, "input")
+    assert [(role, a.kind) for role, a in inputs] == [("training_data", "training_data")]
+    assert inputs[0][1].properties["content_digest"] == digest
+    assert c.post(f"/api/v1/runs/{run_id}/end", json={"status": "finished"}).status_code == 200
+    ended = c.post(f"/api/v1/runs/{run_id}/training-data", json=good)
     assert ended.status_code == 409, ended.text

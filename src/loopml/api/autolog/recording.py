@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 MODEL_KIND = "model"
 TRAINING_DATA_KIND = "training_data"
 TRAINING_DATA_FORMAT = "loopml.training_data/1"
+# What the tracker accepts in a name (a role is one too).
+NAME_PATTERN = r"^[A-Za-z0-9_\-. /:]+$"
 _BAD_NAME_CHARS = re.compile(r"[^A-Za-z0-9_\-. /:]")
 
 
@@ -146,51 +148,20 @@ class Recorder:
 
     def log_training_data(self, X: Any, y: Any, role: str = "training_data") -> None:
         """Link the data's digest as an input of the run in ``role``: ``training_data``,
-        or the name of an evaluation set (``validation_0``, ...)."""
+        or the name of an evaluation set (``validation_0``, ...). In remote mode only the
+        digest and shape go to the server, which records them the same way."""
         role = clean_name(role)
         d = data.digest(X, y)
         self.run.set_tags({f"autolog.{role}_digest": d.digest})
-        if not isinstance(self.run, ActiveRun):
-            return  # the digest is in the tag; the lineage graph is the server's own
-        description = {
-            "format": TRAINING_DATA_FORMAT,
-            "content_digest": d.digest,
-            "rows": d.rows,
-            "columns": d.columns,
-            "has_target": d.has_target,
-        }
-        ws = self.run.workspace
-        blob = ws.artifacts.put_bytes(json.dumps(description, sort_keys=True).encode())
-        # Fits on the same data share one node, so the graph shows every run trained on it.
-        with ws.engine.connect() as conn:
-            found = conn.execute(
-                select(artifacts.c.id)
-                .where(artifacts.c.kind == TRAINING_DATA_KIND, artifacts.c.digest == blob.digest)
-                .limit(1)
-            ).scalar()
-            # A second fit on the same data in one run links it once.
-            linked = (
-                found is not None
-                and conn.execute(
-                    select(events.c.artifact_id).where(
-                        events.c.execution_id == self.run.id,
-                        events.c.artifact_id == found,
-                        events.c.type == "input",
-                        events.c.role == role,
-                    )
-                ).first()
-                is not None
-            )
-        if found is None:
-            found = ws.lineage.add_artifact(
-                blob.digest,
-                TRAINING_DATA_KIND,
-                blob.size,
-                name=f"data {d.digest[:15]}",
-                properties={"content_digest": d.digest, "rows": d.rows, "source": "autolog"},
-            ).id
-        if not linked:
-            ws.lineage.link(self.run.id, str(found), "input", role=role)
+        if isinstance(self.run, ActiveRun):
+            record_training_data(self.run.workspace, self.run.id, d, role)
+            return
+        from loopml.api.remote.run_artifacts import log_training_data
+
+        remote = fluent.remote_tracker()
+        if remote is None:
+            raise ConfigError("this run is remote, but LOOPML_URI is no longer set")
+        log_training_data(remote.connection, self.run.id, d, role)
 
     def finish(self, exc: BaseException | None = None) -> None:
         if not self.owned:
@@ -200,6 +171,54 @@ class Recorder:
         else:
             detail = "".join(traceback.format_exception(exc))[-20_000:]
             self.run.end(FAILED, error=detail)
+
+
+def record_training_data(
+    ws: Workspace, run_id: str, d: data.DataDigest, role: str
+) -> ArtifactRecord:
+    """The data's description (digest, rows, columns) as a ``training_data`` artifact,
+    linked as an input of ``run_id`` in ``role``: one path for a local fit and for a
+    digest a remote client sent. Fits on the same data share one node, so the graph shows
+    every run trained on it; a second fit on the same data in one run links it once."""
+    description = {
+        "format": TRAINING_DATA_FORMAT,
+        "content_digest": d.digest,
+        "rows": d.rows,
+        "columns": d.columns,
+        "has_target": d.has_target,
+    }
+    blob = ws.artifacts.put_bytes(json.dumps(description, sort_keys=True).encode())
+    with ws.engine.connect() as conn:
+        found = conn.execute(
+            select(artifacts.c.id)
+            .where(artifacts.c.kind == TRAINING_DATA_KIND, artifacts.c.digest == blob.digest)
+            .limit(1)
+        ).scalar()
+        linked = (
+            found is not None
+            and conn.execute(
+                select(events.c.artifact_id).where(
+                    events.c.execution_id == run_id,
+                    events.c.artifact_id == found,
+                    events.c.type == "input",
+                    events.c.role == role,
+                )
+            ).first()
+            is not None
+        )
+    if found is None:
+        record = ws.lineage.add_artifact(
+            blob.digest,
+            TRAINING_DATA_KIND,
+            blob.size,
+            name=f"data {d.digest[:15]}",
+            properties={"content_digest": d.digest, "rows": d.rows, "source": "autolog"},
+        )
+    else:
+        record = ws.lineage.get_artifact(str(found))
+    if not linked:
+        ws.lineage.link(run_id, record.id, "input", role=role)
+    return record
 
 
 def record_model(

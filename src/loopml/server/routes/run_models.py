@@ -10,7 +10,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from loopml.api.autolog.recording import record_model
+from loopml.api.autolog.data import DataDigest
+from loopml.api.autolog.recording import NAME_PATTERN, record_model, record_training_data
 from loopml.core import hashing
 from loopml.registry.artifact import check_stored
 from loopml.server.routes.common import ERRORS, WRITE_ERRORS
@@ -49,3 +50,42 @@ def log_run_model(s: St, run_id: str, body: RunModelIn) -> ArtifactOut:
     )
     record = record_model(s.workspace, run.id, saved, body.class_name, source=body.source)
     return ArtifactOut.of(record, "model")
+
+
+class ColumnIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(max_length=1000)
+    type: str = Field(max_length=200)
+
+
+class TrainingDataIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    content_digest: str = Field(max_length=200, description="the data's content digest")
+    rows: int = Field(ge=0, le=2**63 - 1)
+    columns: list[ColumnIn] = Field(max_length=100_000)
+    has_target: bool
+    role: str = Field(default="training_data", min_length=1, max_length=250, pattern=NAME_PATTERN)
+
+
+@router.post(
+    "/runs/{run_id}/training-data",
+    response_model=ArtifactOut,
+    responses=WRITE_ERRORS,
+    tags=["runs"],
+    summary="Record a fit's training data (its digest and shape) as an input of a run",
+)
+def log_training_data(s: St, run_id: str, body: TrainingDataIn) -> ArtifactOut:
+    """Record data a remote client fitted on, by its content digest, rows and columns (the
+    data itself stays with the client), as an input of the running run ``run_id`` in
+    ``role``, as a local fit's autolog records it."""
+    run = s.tracker.attach(run_id)  # 404 for no such run, 409 for one that has ended
+    d = DataDigest(
+        hashing.check_digest(body.content_digest),
+        body.rows,
+        [c.model_dump() for c in body.columns],
+        body.has_target,
+    )
+    record = record_training_data(s.workspace, run.id, d, body.role)
+    return ArtifactOut.of(record, body.role)
