@@ -248,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         lm_rounds: list[dict[str, Any]] = []
         ml_rounds: list[dict[str, Any]] = []
         floor_rounds: list[dict[str, Any]] = []
+        round_lines: list[str] = []
         for n in range(args.rounds):
             say(f"round {n + 1} of {args.rounds}")
             out = work / "result.json"
@@ -257,11 +258,12 @@ def main(argv: list[str] | None = None) -> int:
                 run_client(ml_python, nurl, spec_path, out, 1, floor_proc, "log-metric-only")
             )
             a, b, f = lm_rounds[-1], ml_rounds[-1], floor_rounds[-1]
-            say(
+            round_lines.append(
                 f"round {n + 1}: log_metric loopml {fmt(a['log_metric_s'])}, MLflow "
                 f"{fmt(b['log_metric_s'])}, floor {fmt(f['log_metric_s'])}; end to end "
                 f"{fmt(total(a))} against {fmt(total(b))} ({total(b) / total(a):.2f}x)"
             )
+            say(round_lines[-1])
     finally:
         for proc in servers:
             stop(proc)
@@ -336,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
         DOC.write_text(
             "# MLflow's client: `loopml server` vs `mlflow server`\n\n"
             f"Re-run from the repository root: `{command}`\n\n{table}\n\n- {bound}\n"
-            f"- load average (1/5/15 min) before each side: {loads}\n- {facts}\n"
+            + "".join(f"- {line}\n" for line in round_lines)
+            + f"- load average (1/5/15 min) before each side: {loads}\n- {facts}\n"
             "- Both servers: SQLite in a temporary directory, one worker, on loopback, both up "
             "for the whole run; the same client script (`bench/tracking/client_script.py`) "
             "under MLflow's Python against one server at a time, in turns (loopml, MLflow, the "
