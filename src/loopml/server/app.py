@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -57,12 +58,22 @@ def api_router() -> APIRouter:
     return api
 
 
-def _warm_imports() -> None:
+def _warm_imports(freeze: bool) -> None:
     """Import what drift and model pages need while the server idles: SciPy's statistics
     alone take seconds to import, which the first such page would otherwise wait for.
-    The pages' templates and static files likewise."""
+    The pages' templates and static files likewise.
+
+    With ``freeze``, then keep everything startup built out of garbage collection, as the
+    inference server does: a full collection walks every tracked object (about 240,000
+    here), and one landing in a request stalled it for tens of milliseconds. An MLflow
+    ``runs/search`` answering 626 runs went from 58 to 28 ms median, 224 to 60 ms worst,
+    in process. Startup's own garbage is collected first, so it is freed, not kept."""
     pages.warm()
     import scipy.stats  # noqa: F401
+
+    if freeze:
+        gc.collect()
+        gc.freeze()
 
 
 def create_app(
@@ -70,14 +81,21 @@ def create_app(
     *,
     close_workspace: bool = False,
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    freeze_after_start: bool = False,
 ) -> FastAPI:
     """The server for ``workspace``; with ``close_workspace`` it is closed on shutdown.
-    ``max_upload_bytes`` caps one uploaded blob."""
+    ``max_upload_bytes`` caps one uploaded blob. ``freeze_after_start`` is for a server
+    process of its own (see ``_warm_imports``), not for an app inside a test process."""
     server_state = ServerState(workspace, max_upload_bytes)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        threading.Thread(target=_warm_imports, name="loopml-warm-imports", daemon=True).start()
+        threading.Thread(
+            target=_warm_imports,
+            args=(freeze_after_start,),
+            name="loopml-warm-imports",
+            daemon=True,
+        ).start()
         yield
         server_state.close()
         if close_workspace:

@@ -56,7 +56,12 @@ def max_upload_bytes() -> int:
 
 
 def app_from_config() -> FastAPI:
-    return create_app(open_workspace(), close_workspace=True, max_upload_bytes=max_upload_bytes())
+    return create_app(
+        open_workspace(),
+        close_workspace=True,
+        max_upload_bytes=max_upload_bytes(),
+        freeze_after_start=True,
+    )
 
 
 def is_loopback(host: str) -> bool:
@@ -130,7 +135,9 @@ def serve(
         "server_header": False,
     }
     if workers == 1:
-        app = create_app(ws, close_workspace=True, max_upload_bytes=upload_cap)
+        app = create_app(
+            ws, close_workspace=True, max_upload_bytes=upload_cap, freeze_after_start=True
+        )
         uvicorn.run(app, **options)
         return
     ws.close()

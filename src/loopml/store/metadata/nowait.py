@@ -21,6 +21,7 @@ network round trip) and every use raises ``WouldWait``.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections import namedtuple
@@ -130,9 +131,13 @@ class NoWait:
 
     def close(self) -> None:
         with self._lock:
-            if self._conn is not None:
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
                 self._conn.close()
-                self._conn = None
+            self._conn = None
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -228,8 +233,14 @@ class _Transaction:
                 except sqlite3.Error as failed:
                     exc = failed
             if exc is not None:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                try:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    # A connection that cannot even roll back is dropped (SQLite then
+                    # rolls back as it closes); the next use opens a new one.
+                    self._owner._drop()
+                    raise WouldWait from None
                 if isinstance(exc, sqlite3.Error):
                     raise WouldWait from None
         finally:
