@@ -27,10 +27,13 @@ HOLD_DISTANCE = 777.0
 # The model blocks on this while it predicts a row with distance 777: the test decides
 # when the request in flight finishes (the server runs in this process).
 release = threading.Event()
+# Set when the model has such a row in hand: its call is then admitted and in progress.
+entered = threading.Event()
 
 
 def hold(x: Any) -> Any:
     if (np.asarray(x)[:, NUMERIC.index("distance")] == HOLD_DISTANCE).any():
+        entered.set()
         release.wait(60)
     return x
 
@@ -274,28 +277,38 @@ def test_grpc_connections_beyond_the_cap_are_refused_and_open_ones_answered(
 def test_grpc_calls_beyond_the_cap_are_resource_exhausted_and_rest_still_answers(
     hold_ws: Workspace,
 ) -> None:
+    """With one call slot taken by a call the model holds, another call is refused at once.
+
+    The probe goes out only once the held call is in the model, so it is admitted: probing
+    earlier could take the slot first and get the held call refused instead (that race
+    failed this test under load)."""
     release.clear()
-    options = ServeOptions("hold", port=0, grpc_port=0, grpc_max_calls=2)
+    entered.clear()
+    options = ServeOptions("hold", port=0, grpc_port=0, grpc_max_calls=1)
     with ServerThread(hold_ws, options) as server:
         assert server._ports is not None and server._ports.grpc is not None
         channel = _channel(server._ports.grpc)
-        held = [_infer(channel).future(_infer_request(HOLD_DISTANCE), timeout=60) for _ in range(2)]
+        held = _infer(channel).future(_infer_request(HOLD_DISTANCE), timeout=60)
         try:
-            deadline = time.monotonic() + 30
-            while True:  # until both held calls occupy the server's two call slots
-                try:
-                    _live(channel)
-                except grpc.RpcError as exc:
-                    assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, exc
-                    break
-                assert time.monotonic() < deadline, "a third call was never refused"
-                time.sleep(0.05)
+            assert entered.wait(60), "the held call never reached the model"
+            with pytest.raises(grpc.RpcError) as refused:
+                _live(channel)
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert httpx.get(f"{server.url}/v2/health/live").status_code == 200
         finally:
             release.set()
-        for f in held:
-            assert f.result(timeout=60).model_name == "hold"
-        assert _live(channel)
+        assert held.result(timeout=60).model_name == "hold"
+        # The slot is free once the server has finished the call, which can be a moment
+        # after the client has its answer.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert _live(channel)
+                break
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, exc
+                assert time.monotonic() < deadline, "the slot was never freed"
+                time.sleep(0.05)
         channel.close()
 
 
