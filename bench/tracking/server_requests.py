@@ -26,7 +26,15 @@ import httpx
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from client_vs_server import free_port, server_cpu, settle, start, stop  # noqa: E402
+from client_vs_server import (  # noqa: E402
+    MLFLOW_ENV,
+    free_port,
+    mlflow_server_cmd,
+    server_cpu,
+    settle,
+    start,
+    stop,
+)
 from run import DEFAULT_VENV, find_mlflow_python  # noqa: E402
 
 P = "/api/2.0/mlflow"
@@ -95,21 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     port = free_port()
     murl = f"http://127.0.0.1:{port}"
     (work / "mlflow").mkdir()
-    cmd = [
-        str(Path(ml_python).parent / "mlflow"),
-        "server",
-        "--backend-store-uri",
-        f"sqlite:///{work / 'mlflow' / 'mlflow.db'}",
-        "--artifacts-destination",
-        str(work / "mlflow" / "artifacts"),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
-    proc = start(cmd, {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}, f"{murl}/health", work)
+    cmd = mlflow_server_cmd(ml_python, work / "mlflow" / "mlflow.db", str(port))
+    proc = start(cmd, MLFLOW_ENV, f"{murl}/health", work)
     try:
         ml = measure(murl, proc, args.requests)
     finally:
