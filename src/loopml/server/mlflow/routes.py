@@ -271,13 +271,15 @@ def set_tag(s: ServerState, data: dict[str, Any], request: Request) -> dict[str,
 def log_batch(
     s: ServerState, data: dict[str, Any], request: Request, *, wait: bool
 ) -> dict[str, Any]:
+    if not wait and (data.get("params") or data.get("tags")):
+        # Params and tags are written the ordinary way, before the metrics: on a worker
+        # thread, before anything here is parsed only to be parsed there again.
+        raise WouldWait
     metrics = [_metric(m, i) for i, m in enumerate(optional(data, "metrics", list, []))]
     params = key_values(data, "params")
     tags = key_values(data, "tags")
     run_id = field(data, "run_id")
     if params or tags:
-        if not wait:
-            raise WouldWait  # params and tags are written the ordinary way, before metrics
         run = s.tracker.attach(run_id)
         if params:
             run.log_params(params)
