@@ -259,13 +259,27 @@ def test_a_missing_file_is_refused_and_not_created(tmp_path: Path) -> None:
     assert not missing.exists()
 
 
-def test_an_unknown_schema_revision(store: Store, tmp_path: Path) -> None:
+def test_a_newer_schema_revision_is_read_and_reported(store: Store, tmp_path: Path) -> None:
     db = tmp_path / "newer.db"
     shutil.copy(store.folder / "mlflow.db", db)
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE alembic_version SET version_num = 'ffff00001111'")
+    home = tmp_path / "home"
+    done = cli(home, "import", "mlflow", "--from", f"sqlite:///{db}")
+    assert done.returncode == 0, done.stderr
+    assert "3 copied" in done.stdout
+    assert "note:" in done.stdout and "'ffff00001111', newer than" in done.stdout
+    assert counts(home)["runs"] == 3
+
+
+def test_a_newer_schema_revision_without_a_column_it_reads(store: Store, tmp_path: Path) -> None:
+    db = tmp_path / "changed.db"
+    shutil.copy(store.folder / "mlflow.db", db)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = 'ffff00001111'")
+        conn.execute("ALTER TABLE runs DROP COLUMN artifact_uri")
     done = cli(tmp_path / "home", "import", "mlflow", "--from", f"sqlite:///{db}")
-    assert_refused(tmp_path / "home", done, "ffff00001111", "revision")
+    assert_refused(tmp_path / "home", done, "'runs' lacks artifact_uri")
 
 
 def test_an_unreachable_server(tmp_path: Path) -> None:

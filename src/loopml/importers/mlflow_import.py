@@ -92,6 +92,7 @@ def import_mlflow(
     inventory = source.inventory()
     report.experiments = len(inventory.experiments)
     report.runs_deleted = inventory.deleted_runs
+    report.notes.extend(inventory.notes)
     experiments = {e.id: e.name for e in inventory.experiments}
     copied = runs_by_tag(ws.engine, SOURCE_RUN_TAG)
     tell("runs", 0, len(inventory.runs))

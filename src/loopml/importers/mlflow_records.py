@@ -76,6 +76,7 @@ class Inventory:
     experiments: list[SourceExperiment]
     runs: list[SourceRun]
     deleted_runs: int
+    notes: list[str] = field(default_factory=list)  # what the import report should say
 
 
 class Source(Protocol):

@@ -1,14 +1,17 @@
 """The MLflow tracking-store schema revisions the SQL reader was checked against.
 
 MLflow migrates its database with Alembic; ``alembic_version`` names the revision. These are
-the revisions of MLflow 1.x through 3.17 (every one whose tables hold the columns the reader
-selects, checked again at open). A store at any other revision was made by a newer MLflow:
-the importer refuses it rather than guess at tables it has never seen.
+the revisions of MLflow 1.x through 3.18. A store at any other revision was made by a newer
+MLflow: the reader still opens it when every table and column it selects is there (checked
+at open, for every store), and the import report says the revision was not one it knew.
+MLflow releases add tables far more often than they change the ones read here, so refusing
+would block every import from a store one release ahead.
 """
 
 from __future__ import annotations
 
-NEWEST_KNOWN = "dc11669786a5"  # MLflow 3.17
+NEWEST_KNOWN = "f4a9b2c7d1e6"  # MLflow 3.18
+NEWEST_RELEASE = "3.18"
 
 KNOWN_REVISIONS = frozenset(
     {
@@ -48,6 +51,7 @@ KNOWN_REVISIONS = frozenset(
         "867495a8f9d4",
         "89d3d66ed43f",
         "89d4b8295536",
+        "8b6ad64cb8f5",
         "90e64c465722",
         "97727af70f4d",
         "a1b2c3d4e5f6",
@@ -78,6 +82,8 @@ KNOWN_REVISIONS = frozenset(
         "de4033877273",
         "df50e92ffc5e",
         "e1f2a3b4c5d6",
+        "e7d1f4b2a9c6",
+        "f4a9b2c7d1e6",
         "f5a4f2784254",
     }
 )

@@ -28,7 +28,7 @@ from loopml.importers.mlflow_records import (
     SourceRun,
     SourceVersion,
 )
-from loopml.importers.mlflow_schema import KNOWN_REVISIONS, NEWEST_KNOWN
+from loopml.importers.mlflow_schema import KNOWN_REVISIONS, NEWEST_KNOWN, NEWEST_RELEASE
 
 REQUIRED = {
     "experiments": {"experiment_id", "name", "lifecycle_stage"},
@@ -69,6 +69,7 @@ class SqlSource:
         self.engine = open_engine(url)
         self.description = make_url(url).render_as_string(hide_password=True)
         self.root = artifacts
+        self._notes: list[str] = []
         try:
             self._check()
         except BaseException:
@@ -109,10 +110,10 @@ class SqlSource:
             reason = str(getattr(exc, "orig", exc)).splitlines()[0]
             raise MlflowSourceError(f"cannot read {what} as an MLflow store: {reason}") from None
         if revision not in KNOWN_REVISIONS:
-            raise MlflowSourceError(
-                f"{what} is at MLflow schema revision {revision!r}, which this loopml does not "
-                f"know (it reads stores up to MLflow 3.17, revision {NEWEST_KNOWN}); upgrade "
-                "loopml, or export the runs with the MLflow version that made the store"
+            self._notes.append(
+                f"{what} is at MLflow schema revision {revision!r}, newer than this loopml "
+                f"knows (MLflow {NEWEST_RELEASE}, revision {NEWEST_KNOWN}); every table and "
+                "column it reads was there, so it was read as usual: look over what arrived"
             )
 
     def _rows(self, sql: str, **binds: Any) -> list[Any]:
@@ -141,7 +142,7 @@ class SqlSource:
             )
         ]
         total = self._rows("SELECT count(*) FROM runs")[0][0]
-        return Inventory(experiments, runs, int(total) - len(runs))
+        return Inventory(experiments, runs, int(total) - len(runs), list(self._notes))
 
     def run_data(self, run: SourceRun) -> RunData:
         params = dict(self._rows("SELECT key, value FROM params WHERE run_uuid = :r", r=run.id))

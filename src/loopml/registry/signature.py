@@ -10,6 +10,7 @@ loading warns when the installed ones differ.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import sys
 import warnings
@@ -291,11 +292,30 @@ def infer_output(
 def package_versions(packages: Iterable[str]) -> dict[str, str]:
     out = {"python": ".".join(map(str, sys.version_info[:3]))}
     for name in (*BASE_PACKAGES, *packages):
+        found = _installed_version(name)
+        if found is not None:
+            out[name] = found
+    return out
+
+
+def _installed_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    # The same module can ship under another distribution's name: `xgboost-cpu` installs
+    # the `xgboost` module, and the model needs that module's version whichever it was.
+    for dist in _module_providers().get(name.replace("-", "_"), ()):
         try:
-            out[name] = importlib.metadata.version(name)
+            return importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             continue
-    return out
+    return None
+
+
+@functools.cache
+def _module_providers() -> Mapping[str, list[str]]:
+    return importlib.metadata.packages_distributions()
 
 
 def check_versions(saved: Mapping[str, str], relevant: Iterable[str], *, what: str) -> list[str]:
