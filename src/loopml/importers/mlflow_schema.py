@@ -1,11 +1,11 @@
 """The MLflow tracking-store schema revisions the SQL reader was checked against.
 
 MLflow migrates its database with Alembic; ``alembic_version`` names the revision. These are
-the revisions of MLflow 1.x through 3.18. A store at any other revision was made by a newer
-MLflow: the reader still opens it when every table and column it selects is there (checked
-at open, for every store), and the import report says the revision was not one it knew.
-MLflow releases add tables far more often than they change the ones read here, so refusing
-would block every import from a store one release ahead.
+the revisions of MLflow 1.x through 3.18. A store at any other revision was most likely
+made by a newer MLflow: the reader still opens it when every table and column it selects is
+there (checked at open, for every store), and the import report says the revision was not
+one it knew. MLflow releases add tables far more often than they change the ones read here,
+so refusing would block every import from a store one release ahead.
 """
 
 from __future__ import annotations

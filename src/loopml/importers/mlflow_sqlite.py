@@ -111,9 +111,10 @@ class SqlSource:
             raise MlflowSourceError(f"cannot read {what} as an MLflow store: {reason}") from None
         if revision not in KNOWN_REVISIONS:
             self._notes.append(
-                f"{what} is at MLflow schema revision {revision!r}, newer than this loopml "
-                f"knows (MLflow {NEWEST_RELEASE}, revision {NEWEST_KNOWN}); every table and "
-                "column it reads was there, so it was read as usual: look over what arrived"
+                f"{what} is at MLflow schema revision {revision!r}, which this loopml does not "
+                f"know (it knows MLflow's up to {NEWEST_RELEASE}, revision {NEWEST_KNOWN}); "
+                "every table and column it reads was there, so it was read as usual: look "
+                "over what arrived"
             )
 
     def _rows(self, sql: str, **binds: Any) -> list[Any]:
