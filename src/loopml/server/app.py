@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import APIRouter, Depends, FastAPI
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from loopml.server import assets, errors, pages
 from loopml.server import mlflow as mlflow_api
@@ -82,7 +82,7 @@ def create_app(
     close_workspace: bool = False,
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
     freeze_after_start: bool = False,
-) -> FastAPI:
+) -> TeamServerApp:
     """The server for ``workspace``; with ``close_workspace`` it is closed on shutdown.
     ``max_upload_bytes`` caps one uploaded blob. ``freeze_after_start`` is for a server
     process of its own (see ``_warm_imports``), not for an app inside a test process."""
@@ -101,7 +101,7 @@ def create_app(
         if close_workspace:
             workspace.close()
 
-    app = _App(
+    app = TeamServerApp(
         title="loopml",
         summary="Runs, datasets, models, lineage, pipelines and monitoring of a workspace.",
         version="1",
@@ -128,13 +128,13 @@ def create_app(
     return app
 
 
-class _App(FastAPI):
+class TeamServerApp(FastAPI):
     """FastAPI, with MLflow's hot tracking endpoints answered before it: a ``log-metric``
     comes once per logged point, and FastAPI's per-request work (its telemetry check, its
     middleware stack's layers) cost more than the request's own (see
     docs/benchmarks-tracking-client.md). Every other request goes to FastAPI unchanged."""
 
-    hot: ASGIApp | None = None
+    hot: mlflow_api.HotPaths | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.hot is None:
@@ -142,3 +142,14 @@ class _App(FastAPI):
             return
         scope["app"] = self  # as Starlette sets it: handlers find the server's state there
         await self.hot(scope, receive, send)
+
+    # What the team server's HTTP protocol asks before and instead of an ASGI cycle
+    # (``answer_at_once.AnswerAtOnce``).
+    def wants(self, scope: Scope) -> bool:
+        return self.hot is not None and self.hot.wants(scope)
+
+    def answer(self, scope: Scope, body: bytes) -> bytes | None:
+        if self.hot is None:
+            return None
+        scope["app"] = self
+        return self.hot.answer(scope, body)

@@ -12,7 +12,7 @@ import ipaddress
 import logging
 import os
 import socket
-from typing import Any, ClassVar
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -20,26 +20,13 @@ from loopml.api import config
 from loopml.core import names
 from loopml.core.errors import InvalidInputError
 from loopml.server import tokens
-from loopml.server.app import create_app
+from loopml.server.answer_at_once import TeamServerProtocol
+from loopml.server.app import TeamServerApp, create_app
 from loopml.server.state import MAX_UPLOAD_BYTES
-from loopml.serving.http_protocol import GuardedHttpProtocol
 from loopml.serving.options import descriptor_budget, raise_fd_limit
 from loopml.store.workspace import Workspace
 
 log = logging.getLogger("loopml.server")
-
-
-class TeamServerProtocol(GuardedHttpProtocol):
-    """uvicorn's HTTP protocol as the inference server uses it: a cap on open connections
-    (from the file-descriptor limit, so idle sockets cannot exhaust it), a deadline for a
-    request's headers, and each answer's head and body sent in one write, which saves a
-    system call and a wake-up of the client per request (an MLflow client makes one
-    request per logged metric). A module-level class, so that worker processes started
-    by uvicorn find it by name."""
-
-    max_connections = descriptor_budget()
-    header_timeout = 10.0
-    idle: ClassVar[dict[GuardedHttpProtocol, None]] = {}
 
 
 def open_workspace() -> Workspace:
@@ -56,12 +43,21 @@ def max_upload_bytes() -> int:
 
 
 def app_from_config() -> FastAPI:
-    return create_app(
-        open_workspace(),
-        close_workspace=True,
-        max_upload_bytes=max_upload_bytes(),
-        freeze_after_start=True,
+    return answering_at_once(
+        create_app(
+            open_workspace(),
+            close_workspace=True,
+            max_upload_bytes=max_upload_bytes(),
+            freeze_after_start=True,
+        )
     )
+
+
+def answering_at_once(app: TeamServerApp) -> TeamServerApp:
+    """The app, made the one this process's HTTP protocol asks to answer small tracking
+    writes without an ASGI cycle (``answer_at_once``)."""
+    TeamServerProtocol.at_once = app
+    return app
 
 
 def is_loopback(host: str) -> bool:
@@ -135,8 +131,10 @@ def serve(
         "server_header": False,
     }
     if workers == 1:
-        app = create_app(
-            ws, close_workspace=True, max_upload_bytes=upload_cap, freeze_after_start=True
+        app = answering_at_once(
+            create_app(
+                ws, close_workspace=True, max_upload_bytes=upload_cap, freeze_after_start=True
+            )
         )
         uvicorn.run(app, **options)
         return

@@ -122,6 +122,26 @@ class HotPaths:
                 name = scope.get("state", {}).get("token_name")
                 self.audit.record(name, scope["method"], scope["path"], status)
 
+    def wants(self, scope: Scope) -> bool:
+        """Whether the request may be answered by ``answer`` once its body is in."""
+        route = self.table.get((scope["method"], scope["path"]))
+        return route is not None and route.inline
+
+    def answer(self, scope: Scope, body: bytes) -> bytes | None:
+        """A request ``wants`` accepted, answered here and now with no ASGI cycle: the JSON
+        of its ``200``; or None, having changed nothing, where it would wait for the
+        database or fails (the ASGI path then answers it, errors in the app's own shapes).
+        ``scope`` must name the app, as ``__call__`` expects."""
+        if len(body) > INLINE_BODY_MAX:
+            return None
+        route = self.table[(scope["method"], scope["path"])]
+        try:
+            answer = _checked(route, body, Request(scope), wait=False)
+        except Exception:  # WouldWait, a caller's mistake, or a bug: all answered by ASGI
+            return None
+        self.audit.record(scope["state"].get("token_name"), scope["method"], scope["path"], 200)
+        return orjson.dumps(answer)
+
     async def _answer(self, route: Route, request: Request, receive: Receive) -> dict[str, Any]:
         raw = None if request.method in _READS else await _body(receive)
         if route.inline and raw is not None and len(raw) <= INLINE_BODY_MAX:
