@@ -6,11 +6,13 @@ cycle: a task, the ASGI layers, a ``receive`` that waits on an event, two ``send
 that each build and check headers. For a ``log-metric`` that whole cycle cost more than
 the database write it carries (docs/benchmarks-tracking-client.md).
 
-So a request whose whole body arrived with its headers, for an endpoint that can answer
-without waiting (``AnswerAtOnce``), is answered right there, inside the parser's callback,
+So a request for an endpoint that can answer without waiting (``AnswerAtOnce``) is held
+until its (small) body is in, then answered right there, inside the parser's callback,
 with no task and no ASGI cycle. Anything else, and any request the endpoint declines (it
 would wait for the database, or the request is in error, which the ASGI path answers with
 the app's own error handlers), becomes an ordinary ASGI cycle, exactly as without this.
+Holding a request adds no wait: the ASGI path would wait for the same body before
+answering (a client such as urllib3 sends the headers and the body in two writes).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from loopml.serving.options import descriptor_budget
 class AnswerAtOnce(Protocol):
     def wants(self, scope: dict[str, Any]) -> bool:
         """Whether this request (its headers parsed, its body not yet) may be answered
-        at once once its body is in."""
+        at once when its body is in: only a body small enough to hold, of a declared
+        length (no ``100 Continue``: the client would wait for it)."""
 
     def answer(self, scope: dict[str, Any], body: bytes) -> bytes | None:
         """The ``200`` answer's JSON body, or None to have it go the ASGI way instead
@@ -51,7 +54,7 @@ class TeamServerProtocol(GuardedHttpProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._parsing = False
-        # A request whose ASGI cycle waits to see whether its body completes in this read.
+        # A request held until its body is in, with no ASGI task yet.
         self._held: tuple[Any, Any] | None = None
 
     def data_received(self, data: bytes) -> None:
@@ -60,9 +63,10 @@ class TeamServerProtocol(GuardedHttpProtocol):
             super().data_received(data)
         finally:
             self._parsing = False
-        held, self._held = self._held, None
-        if held is not None:  # its body is still on its way: the ordinary path
-            super()._start_asgi_task(*held)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._held = None  # its body will never come; nothing was done for it
+        super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
         # A request pipelined behind one answered at once starts within the same read,
@@ -74,7 +78,7 @@ class TeamServerProtocol(GuardedHttpProtocol):
         at_once = self.at_once
         if (
             at_once is not None
-            and self._parsing
+            and self._parsing  # not one started later from uvicorn's pipelining queue
             and app is self.app  # not uvicorn's 503 for a concurrency limit
             and not cycle.waiting_for_100_continue
             and at_once.wants(cycle.scope)

@@ -123,17 +123,24 @@ class HotPaths:
                 self.audit.record(name, scope["method"], scope["path"], status)
 
     def wants(self, scope: Scope) -> bool:
-        """Whether the request may be answered by ``answer`` once its body is in."""
+        """Whether the request may be answered by ``answer`` once its body is in: an
+        inline endpoint, and a body of a declared length small enough to wait for."""
         route = self.table.get((scope["method"], scope["path"]))
-        return route is not None and route.inline
+        if route is None or not route.inline:
+            return False
+        length = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = value
+            elif name == b"transfer-encoding":
+                return False
+        return length is not None and length.isdigit() and int(length) <= INLINE_BODY_MAX
 
     def answer(self, scope: Scope, body: bytes) -> bytes | None:
         """A request ``wants`` accepted, answered here and now with no ASGI cycle: the JSON
         of its ``200``; or None, having changed nothing, where it would wait for the
         database or fails (the ASGI path then answers it, errors in the app's own shapes).
         ``scope`` must name the app, as ``__call__`` expects."""
-        if len(body) > INLINE_BODY_MAX:
-            return None
         route = self.table[(scope["method"], scope["path"])]
         try:
             answer = _checked(route, body, Request(scope), wait=False)
