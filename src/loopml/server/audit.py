@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from loopml.core import clock
 from loopml.core.errors import StoreError
+from loopml.core.ticker import Ticker
 from loopml.store.metadata.tables import api_writes
 from loopml.store.workspace import Workspace
 
@@ -37,19 +38,14 @@ MAX_QUEUED = 100_000
 class AuditLog:
     def __init__(self, workspace: Workspace, *, interval: float = FLUSH_INTERVAL_S) -> None:
         self.workspace = workspace
-        self.interval = interval
         self._rows: collections.deque[dict[str, Any]] = collections.deque()
         self._flush_lock = threading.Lock()
-        self._wake = threading.Event()
-        self._closed = False
         self._dropped = 0
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
+        self._ticker = Ticker(self._tick, interval=interval, name="loopml-audit")
 
     def record(self, token_name: str | None, method: str, path: str, status: int) -> None:
         """Queue one row; returns at once (no I/O)."""
-        if self._thread is None:
-            self._start()
+        self._ticker.start()
         if len(self._rows) >= MAX_QUEUED:
             self._rows.popleft()
             self._dropped += 1
@@ -62,6 +58,15 @@ class AuditLog:
                 "created_at": clock.now(),
             }
         )
+
+    @property
+    def interval(self) -> float:
+        """Seconds between the background thread's writes (a flush writes at once)."""
+        return self._ticker.interval
+
+    @interval.setter
+    def interval(self, seconds: float) -> None:
+        self._ticker.interval = seconds
 
     @property
     def pending(self) -> int:
@@ -85,27 +90,15 @@ class AuditLog:
                 self._rows.extendleft(reversed(batch))
                 raise
 
-    def _start(self) -> None:
-        with self._start_lock:
-            if self._thread is None and not self._closed:
-                self._thread = threading.Thread(target=self._loop, name="loopml-audit", daemon=True)
-                self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._closed:
-            self._wake.wait(self.interval)
-            try:
-                self.flush()
-            except (SQLAlchemyError, StoreError) as exc:
-                log.warning("audit rows could not be written yet, will retry: %s", exc)
+    def _tick(self) -> None:
+        try:
+            self.flush()
+        except (SQLAlchemyError, StoreError) as exc:
+            log.warning("audit rows could not be written yet, will retry: %s", exc)
 
     def close(self) -> None:
         """Stop the thread and write what is queued. Safe to call more than once."""
-        self._closed = True
-        self._wake.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=30)
+        self._ticker.stop()
         try:
             self.flush()
         except (SQLAlchemyError, StoreError) as exc:

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from sqlalchemy.exc import SQLAlchemyError
 
 from loopml.core.errors import StoreError
+from loopml.core.ticker import Ticker
 from loopml.tracking.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,6 @@ class MetricWriter:
         heartbeat_interval: float = HEARTBEAT_INTERVAL_S,
     ) -> None:
         self.sink = sink
-        self._interval = flush_interval
         self._heartbeat_interval = heartbeat_interval
         # Held weakly: a run whose handle is gone (a request-scoped handle in the server,
         # a run the user dropped) stops beating and, unended, reads as killed later.
@@ -123,10 +123,7 @@ class MetricWriter:
         self._last_beat = time.monotonic()
         self._pending: collections.deque[Point] = collections.deque()
         self._flush_lock = threading.Lock()
-        self._wake = threading.Event()
-        self._closed = False
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
+        self._ticker = Ticker(self._tick, interval=flush_interval, name=sink.thread_name)
         self.last_error: Exception | None = None
         # Held weakly: the exit hook must not keep a dropped writer (and its engine) alive.
         _register(self)
@@ -136,8 +133,7 @@ class MetricWriter:
         garbage-collected."""
         with self._live_lock:
             self._live.add(run)
-        if self._thread is None:
-            self._start()
+        self._ticker.start()
 
     def let_go(self, run: Any) -> None:
         with self._live_lock:
@@ -145,15 +141,13 @@ class MetricWriter:
 
     def append(self, point: Point) -> None:
         self._pending.append(point)
-        if self._thread is None:
-            self._start()
+        self._ticker.start()
         if len(self._pending) >= BACKLOG_LIMIT:
             self.flush()
 
     def extend(self, points: list[Point]) -> None:
         self._pending.extend(points)
-        if self._thread is None:
-            self._start()
+        self._ticker.start()
         if len(self._pending) >= BACKLOG_LIMIT:
             self.flush()
 
@@ -161,26 +155,15 @@ class MetricWriter:
     def pending(self) -> int:
         return len(self._pending)
 
-    def _start(self) -> None:
-        with self._start_lock:
-            if self._thread is None and not self._closed:
-                self._thread = threading.Thread(
-                    target=self._loop, name=self.sink.thread_name, daemon=True
-                )
-                self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._closed:
-            self._wake.wait(self._interval)
-            self._wake.clear()
-            try:
-                self.flush()
-            except StoreError as exc:
-                log.warning("metric flush failed, will retry: %s", exc)
-            except Exception as exc:  # refused points are dropped; the thread must live on
-                log.error("metric points were refused: %s", exc)
-            if len(self._live) and time.monotonic() - self._last_beat >= self._heartbeat_interval:
-                self.beat()
+    def _tick(self) -> None:
+        try:
+            self.flush()
+        except StoreError as exc:
+            log.warning("metric flush failed, will retry: %s", exc)
+        except Exception as exc:  # refused points are dropped; the thread must live on
+            log.error("metric points were refused: %s", exc)
+        if len(self._live) and time.monotonic() - self._last_beat >= self._heartbeat_interval:
+            self.beat()
 
     def beat(self) -> None:
         """Mark this process's open runs alive now."""
@@ -216,12 +199,8 @@ class MetricWriter:
 
     def close(self) -> None:
         """Stop the thread and write what is left. Safe to call more than once."""
-        self._closed = True
         _open_writers.discard(self)
-        self._wake.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=30)
+        self._ticker.stop()
         try:
             self.flush()
         except Exception as exc:
