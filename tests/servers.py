@@ -6,15 +6,18 @@ stopped at the end. Tests get a fresh database / bucket each.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +26,32 @@ PG_BIN_DIRS = [
     "/usr/lib/postgresql/16/bin",
     "/usr/lib/postgresql/15/bin",
 ]
+
+
+@contextlib.contextmanager
+def uvicorn_in_thread(app: Any, **options: Any) -> Iterator[int]:
+    """``app`` served by uvicorn on a thread of this process (so a test can see inside
+    it), on a free loopback port, which is yielded. No lifespan: the team server's warm-up
+    thread imports SciPy, which no such test needs."""
+    import uvicorn
+
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", **options
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started:
+            assert thread.is_alive(), "the in-process server stopped while starting"
+            assert time.monotonic() < deadline, "the in-process server did not start in 60 s"
+            time.sleep(0.05)
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=60)
 
 
 def free_port() -> int:

@@ -27,7 +27,9 @@ class Counting:
         if self.fail_first and self.ticks == 1:
             raise RuntimeError("the first tick breaks")
 
-    def wait(self) -> None:
+    def woken(self, ticker: Ticker) -> None:
+        """Wake ``ticker`` and wait for the tick that follows."""
+        ticker.wake()
         assert self.ticked.wait(DEADLINE), "no tick"
         self.ticked.clear()
 
@@ -43,10 +45,8 @@ def test_the_thread_starts_on_first_use_once_and_ticks_when_woken() -> None:
     for _ in range(3):
         ticker.start()
     assert ticker.started and len(threads_named("ticker-test-start")) == 1
-    ticker.wake()
-    tick.wait()
-    ticker.wake()
-    tick.wait()
+    tick.woken(ticker)
+    tick.woken(ticker)
     ticker.stop()
     assert tick.ticks == 2
     assert threads_named("ticker-test-start") == []
@@ -78,10 +78,8 @@ def test_a_failing_tick_is_logged_and_the_thread_goes_on(
     ticker = Ticker(tick, interval=HOUR, name="ticker-test-fail")
     ticker.start()
     with caplog.at_level(logging.ERROR, logger="loopml.core.ticker"):
-        ticker.wake()
-        tick.wait()
-        ticker.wake()
-        tick.wait()
+        tick.woken(ticker)
+        tick.woken(ticker)
     ticker.stop()
     assert tick.ticks == 2
     assert "ticker-test-fail" in caplog.text and "the first tick breaks" in caplog.text

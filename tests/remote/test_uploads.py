@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from loopml.store.metadata.tables import api_writes
 from loopml.store.workspace import Workspace
 from tests.remote.conftest import CLIENT_VARS, start_loopml_server
 from tests.server.conftest import stop
-from tests.servers import free_port
+from tests.servers import free_port, uvicorn_in_thread
 
 CAP = 100_000
 http = httpx.Client(timeout=120)
@@ -182,20 +181,6 @@ def test_a_200_mb_upload_streams_in_flat_memory(tmp_path: Path) -> None:
     """The server runs in this process, so tracemalloc sees every Python allocation it
     makes for the upload; holding the body would take over 200 MB."""
     ws = Workspace(f"sqlite:///{tmp_path / 'loopml.db'}", str(tmp_path / "artifacts"))
-    import uvicorn
-
-    port = free_port()
-    # No lifespan: its warm-up thread imports SciPy, whose allocations are not the upload's.
-    config = uvicorn.Config(
-        create_app(ws), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert time.monotonic() < deadline, "the in-process server did not start in 60 s"
-        time.sleep(0.05)
     chunk, count = os.urandom(1 << 20), 200
     hasher = hashing.Hasher()
     for _ in range(count):
@@ -206,20 +191,20 @@ def test_a_200_mb_upload_streams_in_flat_memory(tmp_path: Path) -> None:
         for _ in range(count):
             yield chunk
 
-    tracemalloc.start()
-    try:
-        with httpx.Client(timeout=600) as client:
-            r = client.put(
-                f"http://127.0.0.1:{port}/api/v1/blobs/{digest}",
-                content=body(),
-                headers={"Content-Length": str(count * len(chunk))},
-            )
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-        server.should_exit = True
-        thread.join(timeout=60)
-        ws.close()
+    # In this process, so that tracemalloc sees the server's allocations.
+    with uvicorn_in_thread(create_app(ws)) as port:
+        tracemalloc.start()
+        try:
+            with httpx.Client(timeout=600) as client:
+                r = client.put(
+                    f"http://127.0.0.1:{port}/api/v1/blobs/{digest}",
+                    content=body(),
+                    headers={"Content-Length": str(count * len(chunk))},
+                )
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    ws.close()
     assert r.status_code == 200, r.text
     assert peak < 32 * 2**20, f"the upload peaked at {peak / 2**20:.0f} MiB of Python memory"
     store = ArtifactStore(str(tmp_path / "artifacts"))

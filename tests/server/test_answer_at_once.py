@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +18,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import select
 
 from loopml.server import tokens
@@ -28,7 +26,7 @@ from loopml.server.app import TeamServerApp, create_app
 from loopml.server.run import answering_at_once
 from loopml.store.metadata.tables import api_writes
 from loopml.store.workspace import Workspace
-from tests.servers import free_port
+from tests.servers import uvicorn_in_thread
 
 P = "/api/2.0/mlflow"
 
@@ -61,28 +59,10 @@ def live(tmp_path: Path) -> Iterator[Live]:
     # write would hold the lock that a write answered at once must not wait for, and
     # which requests were answered at once would depend on timing.
     app.state.loopml.audit.interval = 3600.0
-    port = free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        http=TeamServerProtocol,
-        server_header=False,
-        log_level="warning",
-        lifespan="off",  # its warm-up thread imports the pages' libraries, not needed here
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert time.monotonic() < deadline, "the in-process server did not start in 60 s"
-        time.sleep(0.05)
     try:
-        yield Live(f"http://127.0.0.1:{port}", port, app, ws)
+        with uvicorn_in_thread(app, http=TeamServerProtocol, server_header=False) as port:
+            yield Live(f"http://127.0.0.1:{port}", port, app, ws)
     finally:
-        server.should_exit = True
-        thread.join(timeout=60)
         TeamServerProtocol.at_once = None
         app.state.loopml.close()
         ws.close()
