@@ -10,6 +10,7 @@ requests answered at once can be read, on a loopback port, spoken to over raw so
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import time
 from collections.abc import Iterator
@@ -272,3 +273,29 @@ def test_a_body_too_large_to_answer_at_once_is_still_written(live: Live) -> None
     assert answer.status_code == 200 and answer.json() == {}
     assert TeamServerProtocol.answered_at_once == before
     assert live.history(run_id) == [(i, float(i)) for i in range(1000)]
+
+
+def test_the_access_log_line_is_the_one_the_asgi_path_writes(live: Live) -> None:
+    run_id = live.run_id()
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    access = logging.getLogger("uvicorn.access")
+    level = access.level
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    try:
+        with socket.create_connection(("127.0.0.1", live.port), timeout=30) as sock:
+            before = TeamServerProtocol.answered_at_once
+            point = {"run_id": run_id, "key": "loss", "value": 1.0}
+            sock.sendall(request("/runs/log-metric", point))
+            read_answers(sock, 1)
+            sock.sendall(chunked("/runs/log-metric", {**point, "step": 1}))
+            read_answers(sock, 1)
+            assert TeamServerProtocol.answered_at_once == before + 1
+    finally:
+        access.removeHandler(handler)
+        access.setLevel(level)
+    at_once, asgi = (r.getMessage() for r in records)
+    assert at_once == asgi
+    assert f'"POST {P}/runs/log-metric HTTP/1.1" 200' in at_once

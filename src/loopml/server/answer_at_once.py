@@ -17,6 +17,7 @@ answering (a client such as urllib3 sends the headers and the body in two writes
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar, Protocol
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
@@ -105,7 +106,7 @@ class TeamServerProtocol(GuardedHttpProtocol):
         type(self).answered_at_once += 1
         cycle.response_started = cycle.response_complete = True
         cycle.waiting_for_100_continue = False
-        if cycle.access_log:
+        if cycle.access_log and cycle.access_logger.isEnabledFor(logging.INFO):
             cycle.access_logger.info(
                 '%s - "%s %s HTTP/%s" %d',
                 get_client_addr(cycle.scope),
