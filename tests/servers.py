@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -54,10 +55,35 @@ def uvicorn_in_thread(app: Any, **options: Any) -> Iterator[int]:
         thread.join(timeout=60)
 
 
+# Its own generator: a test that seeds the global one must not make two xdist workers
+# draw the same ports.
+_ports = random.Random()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port free now, for a server a test starts.
+
+    Drawn below the kernel's ephemeral range: a port the kernel handed out (bind to port 0)
+    is one it may hand out again at once as the source port of any outgoing connection,
+    which then takes it before the server binds ("Address already in use" in CI)."""
+    high = min(_ephemeral_low(), 65536) - 1
+    low = max(1024, high - 12_000)
+    for _ in range(200):
+        port = _ports.randint(low, high)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free loopback port from {low} to {high}")
 
 
 def _pg_tool(name: str) -> str:
