@@ -192,19 +192,21 @@ def test_a_200_mb_upload_streams_in_flat_memory(tmp_path: Path) -> None:
             yield chunk
 
     # In this process, so that tracemalloc sees the server's allocations.
-    with uvicorn_in_thread(create_app(ws)) as port:
-        tracemalloc.start()
-        try:
-            with httpx.Client(timeout=600) as client:
-                r = client.put(
-                    f"http://127.0.0.1:{port}/api/v1/blobs/{digest}",
-                    content=body(),
-                    headers={"Content-Length": str(count * len(chunk))},
-                )
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
-    ws.close()
+    try:
+        with uvicorn_in_thread(create_app(ws)) as port:
+            tracemalloc.start()
+            try:
+                with httpx.Client(timeout=600) as client:
+                    r = client.put(
+                        f"http://127.0.0.1:{port}/api/v1/blobs/{digest}",
+                        content=body(),
+                        headers={"Content-Length": str(count * len(chunk))},
+                    )
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+    finally:
+        ws.close()
     assert r.status_code == 200, r.text
     assert peak < 32 * 2**20, f"the upload peaked at {peak / 2**20:.0f} MiB of Python memory"
     store = ArtifactStore(str(tmp_path / "artifacts"))

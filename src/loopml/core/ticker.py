@@ -1,9 +1,9 @@
 """A background thread that does one piece of work every few seconds, or sooner when woken.
 
-The writers that batch in the background (metric points, audit rows, system metrics
-samples) each need the same thread around their own work: started on first use rather
-than at construction (most handles never write), woken early when a batch fills, and
-stopped by a close that must not wait for the interval to run out. Each keeps its own
+The writers that batch in the background (metric points, the server's audit rows) each
+need the same thread around their own work: started on first use rather than at
+construction (most handles never write), and stopped by a close that must not wait for
+the interval to run out. Each keeps its own
 ``tick`` and its own close semantics (what to flush last, what to do if that fails).
 """
 

@@ -3,8 +3,8 @@
 An MLflow client sends one request per logged metric and waits for each answer, so the
 server's work per request is the client's wait. uvicorn runs every request as an ASGI
 cycle: a task, the ASGI layers, a ``receive`` that waits on an event, two ``send`` calls
-that each build and check headers. For a ``log-metric`` that whole cycle cost more than
-the database write it carries (docs/benchmarks-tracking-client.md).
+that each build and check headers. Skipping it saved about 0.16 ms of the server's CPU per
+``log-metric`` under MLflow's own client (1.06 against 1.22 ms, database write included).
 
 So a request for an endpoint that can answer without waiting (``AnswerAtOnce``) is held
 until its (small) body is in, then answered right there, inside the parser's callback,

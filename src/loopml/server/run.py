@@ -43,13 +43,14 @@ def max_upload_bytes() -> int:
 
 
 def app_from_config() -> FastAPI:
+    return server_app(open_workspace(), max_upload_bytes())
+
+
+def server_app(ws: Workspace, upload_cap: int) -> TeamServerApp:
+    """The app a server process serves: it owns ``ws`` and answers small tracking writes
+    at once."""
     return answering_at_once(
-        create_app(
-            open_workspace(),
-            close_workspace=True,
-            max_upload_bytes=max_upload_bytes(),
-            freeze_after_start=True,
-        )
+        create_app(ws, close_workspace=True, max_upload_bytes=upload_cap, freeze_after_start=True)
     )
 
 
@@ -131,12 +132,7 @@ def serve(
         "server_header": False,
     }
     if workers == 1:
-        app = answering_at_once(
-            create_app(
-                ws, close_workspace=True, max_upload_bytes=upload_cap, freeze_after_start=True
-            )
-        )
-        uvicorn.run(app, **options)
+        uvicorn.run(server_app(ws, upload_cap), **options)
         return
     ws.close()
     uvicorn.run("loopml.server.run:app_from_config", factory=True, workers=workers, **options)
