@@ -1,11 +1,13 @@
 """A server that answers MLflow's tracking requests at once and stores nothing: the floor.
 
-    python null_server.py PORT
+    python null_server.py PORT [SEARCH_ANSWER.json]
 
-Timing MLflow's client against it shows what the client itself costs per call, whichever
-server it talks to; ``client_vs_server.py`` prints that next to both servers' figures.
-It answers just enough for ``mlflow.start_run`` and ``mlflow.log_metric`` (a made-up
-experiment and run; ``{}`` for everything else), on plain asyncio with keep-alive.
+Timing MLflow's client against it shows what the client itself costs, whichever server it
+talks to; ``client_vs_server.py`` prints that next to both servers' figures. It answers
+just enough for the client script (a made-up experiment and run, ``{}`` for writes) on
+plain asyncio with keep-alive; ``runs/search`` gets the bytes of SEARCH_ANSWER.json, a real
+server's answer to the script's search recorded beforehand, so the client parses (and
+builds its DataFrame from) the same runs as against a real server.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ _ANSWERS = {
 
 
 def _response(answer: object) -> bytes:
-    body = json.dumps(answer).encode()
+    body = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
     head = f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(body)}"
     return head.encode() + b"\r\n\r\n" + body
 
@@ -82,4 +84,7 @@ async def serve(port: int) -> None:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 2:
+        with open(sys.argv[2], "rb") as f:
+            _READY["/api/2.0/mlflow/runs/search"] = _response(f.read())
     asyncio.run(serve(int(sys.argv[1])))
