@@ -6,10 +6,13 @@ The runs it logs are ordinary loopml runs: read back here through loopml's Track
 from __future__ import annotations
 
 import os
+import re
+import socket
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -182,6 +185,69 @@ def test_artifacts_round_trip_byte_identical(fresh_server: Server, tmp_path: Pat
         assert {role for role, _ in outputs} == {"blob.bin", "nested/dir/blob.bin"}
     finally:
         tracker.close()
+
+
+def _put_head(server: Server, path: str, length: int) -> bytes:
+    host = server.url.removeprefix("http://")
+    return (
+        f"PUT /api/2.0/mlflow-artifacts/artifacts/{path} HTTP/1.1\r\nHost: {host}\r\n"
+        f"Content-Type: application/octet-stream\r\nContent-Length: {length}\r\n\r\n"
+    ).encode()
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def _read_answer(sock: socket.socket) -> str:
+    got = b""
+    while True:
+        head, sep, body = got.partition(b"\r\n\r\n")
+        if sep:
+            length = re.search(rb"(?im)^content-length: *(\d+)", head)
+            if length and len(body) >= int(length.group(1)):
+                return got.decode()
+        more = sock.recv(65536)
+        if not more:
+            return got.decode()
+        got += more
+
+
+def _eventually(what: str, check: Callable[[], bool]) -> None:
+    # The server notices a client's departure on its own schedule; the deadline is
+    # generous so a busy machine only makes this slower, never wrong.
+    deadline = time.monotonic() + 120
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_an_abandoned_or_oversized_artifact_upload_leaves_nothing(fresh_server: Server):
+    store = fresh_server.home / "artifacts"
+    objects = _files(store / "objects")
+    path = "0/" + "a" * 32 + "/artifacts/model.bin"
+    host, port = fresh_server.url.removeprefix("http://").split(":")
+    # Declared 8 MB, 3 MB sent, then the client leaves: the part received went to a temp
+    # file in the store, which is removed; nothing is stored or listed.
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(_put_head(fresh_server, path, 8 * 1024 * 1024) + os.urandom(3 * 1024 * 1024))
+        _eventually("the upload never reached the store", lambda: bool(_files(store / "tmp")))
+    _eventually("the abandoned upload's temp file stayed", lambda: not _files(store / "tmp"))
+    assert _files(store / "objects") == objects
+    listed = httpx.get(
+        f"{fresh_server.url}/api/2.0/mlflow-artifacts/artifacts",
+        params={"path": "0/" + "a" * 32 + "/artifacts"},
+        timeout=30,
+    )
+    assert listed.status_code == 200 and listed.json() == {"files": []}
+    # Declared larger than the server takes: refused at once, in MLflow's error shape.
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(_put_head(fresh_server, path, 17 * 1024**3) + b"x")
+        answer = _read_answer(sock)
+    status, _, rest = answer.partition("\r\n")
+    assert status == "HTTP/1.1 413 Request Entity Too Large", answer
+    assert '"error_code":' in rest and "LOOPML_MAX_UPLOAD_BYTES" in rest, answer
+    assert _files(store / "objects") == objects and not _files(store / "tmp")
 
 
 def _post(server: Server, endpoint: str, **kwargs: object) -> httpx.Response:

@@ -124,6 +124,34 @@ def test_manifest_escaping_its_root_is_refused(store: ArtifactStore, tmp_path: P
     assert not (tmp_path / "escape.txt").exists()
 
 
+def test_an_upload_in_pieces_is_stored_only_when_whole_and_matching(
+    store: ArtifactStore,
+) -> None:
+    data = os.urandom(300_000)
+    digest = hashing.digest_bytes(data)
+    # With no digest named (MLflow's artifact proxy), it is stored under its own.
+    upload = store.receive()
+    for i in range(0, len(data), 70_000):
+        upload.write(data[i : i + 70_000])
+    assert store.receive().digest is None
+    blob = upload.commit()
+    assert (blob.digest, blob.size) == (digest, len(data))
+    assert store.get_bytes(digest) == data
+    # A named digest that the bytes do not hash to stores nothing.
+    other = os.urandom(1000)
+    wrong = store.receive(digest)
+    wrong.write(other)
+    with pytest.raises(InvalidInputError, match="nothing was stored"):
+        wrong.commit()
+    assert not store.exists(hashing.digest_bytes(other))
+    # Nor does an upload abandoned halfway.
+    left = store.receive()
+    left.write(other)
+    left.abort()
+    left.abort()  # safe twice
+    assert not store.exists(hashing.digest_bytes(other))
+
+
 def test_local_writes_leave_no_temp_files(tmp_path: Path) -> None:
     store = ArtifactStore(str(tmp_path / "a"))
     for i in range(5):
@@ -132,6 +160,13 @@ def test_local_writes_leave_no_temp_files(tmp_path: Path) -> None:
     src.write_bytes(b"z" * 100_000)
     store.put_file(src)
     store.put_file(src)
+    for done in (True, False):
+        upload = store.receive()
+        upload.write(b"y" * 1000)
+        if done:
+            upload.commit()
+        else:
+            upload.abort()
     assert os.listdir(tmp_path / "a" / "tmp") == []
 
 

@@ -164,10 +164,11 @@ class ArtifactStore:
                 os.unlink(tmp)
             raise
 
-    def receive(self, digest: str) -> BlobUpload:
+    def receive(self, digest: str | None = None) -> BlobUpload:
         """A blob that arrives in pieces (an upload): written to a temp file while it is
-        hashed, and stored under ``digest`` only if it hashes to it (``commit``)."""
-        return BlobUpload(self, hashing.check_digest(digest))
+        hashed, and stored (``commit``) under ``digest`` only if it hashes to it; with no
+        ``digest``, under the one it hashes to."""
+        return BlobUpload(self, None if digest is None else hashing.check_digest(digest))
 
     def put_tree(self, directory: str | os.PathLike[str]) -> Tree:
         """Store every file under ``directory`` and a manifest naming them."""
@@ -390,9 +391,9 @@ class BlobUpload:
     local, so the final rename is atomic; in the system's otherwise, and the object-store
     upload only appears when complete) and are hashed as they come, so memory stays flat
     whatever the size. Nothing is stored unless the whole blob hashes to the digest
-    expected: an aborted, failed or mismatched upload leaves nothing behind."""
+    expected (if one was): an aborted, failed or mismatched upload leaves nothing behind."""
 
-    def __init__(self, store: ArtifactStore, digest: str) -> None:
+    def __init__(self, store: ArtifactStore, digest: str | None) -> None:
         self.store = store
         self.digest = digest
         self._hasher = hashing.Hasher()
@@ -414,19 +415,19 @@ class BlobUpload:
         try:
             self._file.close()
             actual = self._hasher.digest()
-            if actual != self.digest:
+            if self.digest is not None and actual != self.digest:
                 raise InvalidInputError(
                     f"the uploaded bytes hash to {actual}, not {self.digest}: the upload was "
                     "corrupted or the digest is wrong; nothing was stored"
                 )
-            target = self.store.path_of(self.digest)
+            target = self.store.path_of(actual)
             if not self.store._reuse(target):
                 if self.store.is_local:
                     os.makedirs(os.path.dirname(target), exist_ok=True)
                     os.replace(self._tmp, target)
                 else:
                     self.store.fs.put_file(self._tmp, target)
-            return Blob(self.digest, self.size)
+            return Blob(actual, self.size)
         finally:
             self.abort()
 

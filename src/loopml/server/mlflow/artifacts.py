@@ -2,33 +2,34 @@
 
 Each uploaded file is a content-addressed blob recorded as an artifact named by its MLflow
 path (``<experiment>/<run>/artifacts/<path>``); a file under a run's folder is also linked
-to that run as an output, so loopml's lineage and UI show it. Downloads are verified
-against the digest like every other read.
+to that run as an output, so loopml's lineage and UI show it. Uploads stream into the
+store as every upload does (``server/uploads.py``: capped by ``LOOPML_MAX_UPLOAD_BYTES``; a
+refused or abandoned one leaves nothing); downloads are verified against the digest like
+every other read, then streamed from disk.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi.responses import FileResponse
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from loopml.core import names
-from loopml.core.errors import InvalidInputError, NotFoundError
+from loopml.core.errors import NotFoundError
 from loopml.server.mlflow.protocol import ARTIFACTS_PREFIX, NotImplementedByLoopml
 from loopml.server.state import ServerState, state
+from loopml.server.uploads import store_body
+from loopml.store.artifacts import Blob
 from loopml.store.metadata.tables import artifacts, executions
 from loopml.store.workspace import Workspace
 
 St = Annotated[ServerState, Depends(state)]
 router = APIRouter(prefix=ARTIFACTS_PREFIX)
 KIND = "mlflow_file"
-MAX_UPLOAD = 4 * 1024**3
 _RUN_FILE = re.compile(r"[^/]+/(?P<run>[0-9a-f]{32})/artifacts/(?P<rel>.+)")
 
 
@@ -40,26 +41,12 @@ def safe_path(path: str) -> str:
 @router.put("/artifacts/{path:path}")
 async def upload(s: St, path: str, request: Request) -> dict[str, Any]:
     path = safe_path(path)
-    # Spool to disk so a large upload never sits in memory; the store copies it in.
-    with tempfile.NamedTemporaryFile(delete=False) as tmp:
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_UPLOAD:
-                tmp.close()
-                os.unlink(tmp.name)
-                raise InvalidInputError(f"an artifact may be at most {MAX_UPLOAD} bytes")
-            tmp.write(chunk)
-    try:
-        await run_in_threadpool(_store, s, path, tmp.name)
-    finally:
-        os.unlink(tmp.name)
+    blob = await store_body(request, s.workspace.artifacts, s.max_upload_bytes)
+    await run_in_threadpool(_record, s.workspace, path, blob)
     return {}
 
 
-def _store(s: ServerState, path: str, file: str) -> None:
-    ws = s.workspace
-    blob = ws.artifacts.put_file(file)
+def _record(ws: Workspace, path: str, blob: Blob) -> None:
     run_id = None
     m = _RUN_FILE.fullmatch(path)
     if m is not None:
@@ -84,15 +71,16 @@ def _latest(s: ServerState, path: str) -> tuple[str, int] | None:
 
 
 @router.get("/artifacts/{path:path}")
-async def download(s: St, path: str) -> Response:
+async def download(s: St, path: str) -> FileResponse:
     path = safe_path(path)
     found = await run_in_threadpool(_latest, s, path)
     if found is None:
         raise NotFoundError(f"no artifact at {path!r}")
-    data = await run_in_threadpool(
-        s.workspace.artifacts.get_bytes, found[0], what=f"MLflow artifact {path}"
+    # Verified first, then streamed from disk: memory stays flat whatever the file's size.
+    local = await run_in_threadpool(
+        s.workspace.artifacts.local_path, found[0], what=f"MLflow artifact {path}"
     )
-    return Response(data, media_type="application/octet-stream")
+    return FileResponse(local, media_type="application/octet-stream")
 
 
 def entries(ws: Workspace, prefix: str) -> list[dict[str, Any]]:

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse
-from starlette.requests import ClientDisconnect
 
 from loopml.core import hashing, names
 from loopml.core.errors import InvalidInputError
@@ -27,6 +25,7 @@ from loopml.registry.gates import Gate
 from loopml.registry.promotion import promote
 from loopml.server.routes.common import ERRORS, WRITE_ERRORS, require_admin, who
 from loopml.server.state import ServerState, state
+from loopml.server.uploads import store_body
 from loopml.server.wire import (
     AliasEventOut,
     ArtifactOut,
@@ -43,16 +42,6 @@ from loopml.server.wire import (
 
 router = APIRouter(responses=ERRORS)
 St = Annotated[ServerState, Depends(state)]
-# Pieces of an upload are gathered to this size before a worker thread writes and hashes
-# them: fewer thread hops than one per network read, and little memory per upload.
-_WRITE_BYTES = 1024 * 1024
-
-
-class BlobTooLargeError(InvalidInputError):
-    """An upload larger than the server accepts."""
-
-    http_status = 413
-    grpc_code = "RESOURCE_EXHAUSTED"
 
 
 @router.post("/missing-blobs", response_model=BlobsOut, tags=["blobs"])
@@ -80,37 +69,8 @@ async def put_blob(s: St, digest: str, request: Request) -> BlobOut:
     place only when complete and matching: a refused, aborted or mismatched upload
     leaves nothing. Bodies over the server's cap (``LOOPML_MAX_UPLOAD_BYTES``) get a 413."""
     hashing.check_digest(digest)
-    cap = s.max_upload_bytes
-    declared = request.headers.get("content-length", "")
-    if declared.isascii() and declared.isdigit() and int(declared) > cap:
-        raise BlobTooLargeError(_too_large(cap))
-    upload = await anyio.to_thread.run_sync(s.workspace.artifacts.receive, digest)
-    try:
-        pending = bytearray()
-        async for chunk in request.stream():
-            if upload.size + len(pending) + len(chunk) > cap:
-                raise BlobTooLargeError(_too_large(cap))
-            pending += chunk
-            if len(pending) >= _WRITE_BYTES:
-                await anyio.to_thread.run_sync(upload.write, bytes(pending))
-                pending.clear()
-        await anyio.to_thread.run_sync(upload.write, bytes(pending))
-        blob = await anyio.to_thread.run_sync(upload.commit)
-    except ClientDisconnect:
-        # No one is left to answer; the write log records the refusal, and no traceback.
-        raise InvalidInputError(
-            "the client disconnected before the whole body arrived; nothing was stored"
-        ) from None
-    finally:
-        upload.abort()
+    blob = await store_body(request, s.workspace.artifacts, s.max_upload_bytes, digest)
     return BlobOut(digest=blob.digest, size=blob.size)
-
-
-def _too_large(cap: int) -> str:
-    return (
-        f"a blob is at most {cap:,} bytes on this server (LOOPML_MAX_UPLOAD_BYTES); "
-        "nothing was stored"
-    )
 
 
 @router.get(
