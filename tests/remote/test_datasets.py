@@ -102,6 +102,34 @@ def test_add_and_get_through_the_server(as_ci: Server, tmp_path: Path) -> None:
     assert page.text.count('class="who">ci<') == 2
 
 
+def test_a_file_is_sent_as_it_is_and_gives_the_version_local_mode_gives(
+    as_ci: Server, tmp_path: Path
+) -> None:
+    flights = pl.DataFrame(
+        {"dep_delay": [float(i % 37) for i in range(5000)], "hour": [i % 24 for i in range(5000)]}
+    )
+    # Written by another tool with its own settings: stored as it is, not rewritten.
+    parquet = tmp_path / "flights.parquet"
+    pq.write_table(flights.to_arrow(), parquet, compression="snappy", row_group_size=1000)
+    csv = tmp_path / "flights.csv"
+    flights.write_csv(csv)
+    local = Workspace(f"sqlite:///{tmp_path / 'local.db'}", str(tmp_path / "local-artifacts"))
+    try:
+        for name, source in (("as-parquet", parquet), ("as-csv", csv)):
+            remote = lm.datasets.add(name, source)
+            here = Catalog(local).add(name, source)
+            assert remote.digest == here.digest, name
+            assert_frame_equal(remote.to_polars(), flights)
+        part = lm.datasets.get("as-parquet").files[0]
+        assert part.digest == hashing.digest_file(str(parquet))[0]
+    finally:
+        local.close()
+    # A batch that does not fit is refused naming the upload, not a temp file on the server.
+    with pytest.raises(lm.InvalidInputError, match=r"cannot append the upload b3:") as bad:
+        lm.datasets.append("as-csv", pl.DataFrame({"dep_delay": ["late"]}))
+    assert "/tmp" not in str(bad.value)
+
+
 def test_bad_dataset_input_is_a_clear_error(as_ci: Server) -> None:
     url, token = as_ci.url, as_ci.token
     with pytest.raises(lm.NotFoundError):

@@ -224,18 +224,23 @@ class RemoteCatalog:
         return int(self.connection.post_json(_path(name, "schemas"), body)["version"])
 
     def _upload(self, source: Any, csv_options: Mapping[str, Any] | None) -> str:
-        """Send ``source`` as one Parquet file, written to a temp file and streamed from
-        there; its digest."""
-        import pyarrow.parquet as pq
+        """Send ``source`` as one Parquet file streamed from disk; its digest. It is staged
+        as local mode stages it (a Parquet file as it is, CSV converted by Polars' streaming
+        engine, an in-memory table written once), so no file source is read into memory
+        and a file gives the same version, local or remote; a folder's files are joined
+        by the same streaming engine."""
+        import polars as pl
 
-        from loopml.data.sources import read_table
+        from loopml.data.sources import stage
 
-        if isinstance(source, str | os.PathLike):
-            source = read_table(source, **dict(csv_options or {}))
-        table = _arrow(source)
         with tempfile.TemporaryDirectory(prefix="loopml-upload-") as tmp:
-            path = os.path.join(tmp, "table.parquet")
-            pq.write_table(table, path)
+            staged = stage(source, tmp, csv_options=dict(csv_options or {}))
+            path = staged[0].path
+            if len(staged) > 1:
+                path = os.path.join(tmp, "table.parquet")
+                pl.scan_parquet([f.path for f in staged]).sink_parquet(
+                    path, compression="zstd", statistics=True
+                )
             digest, _ = hashing.digest_file(path)
             upload_files(self.connection, [(digest, path)])
         return digest
@@ -345,20 +350,3 @@ def version_of(body: Mapping[str, Any], connection: Connection) -> RemoteDataset
         workspace=_cache_workspace(cache_store().url),
         connection=connection,
     )
-
-
-def _arrow(source: Any) -> Any:
-    import pyarrow as pa
-
-    if isinstance(source, pa.Table):
-        return source
-    to_arrow = getattr(source, "to_arrow", None)
-    if callable(to_arrow):  # Polars
-        return to_arrow()
-    try:
-        return pa.Table.from_pandas(source, preserve_index=False)
-    except (TypeError, ValueError, pa.ArrowException) as exc:
-        raise InvalidInputError(
-            f"cannot read a table from {type(source).__name__}: give a Polars, pandas or "
-            f"Arrow table, or a Parquet/CSV path ({exc})"
-        ) from None
