@@ -179,6 +179,9 @@ def test_pages_show_forced_promotions_why_steps_ran_and_dataset_tags(
     forced_rows = tab.page.locator("#alias-history tr", has=tab.page.locator(".forced"))
     assert forced_rows.count() == 1
     assert "challenger" in forced_rows.first.inner_text()
+    # The policy the forced promotion skipped is on the page, check by check.
+    assert "gate gate (label column delayed)" in tab.page.locator("#promotion-policy").inner_text()
+    assert tab.page.locator("#policy-checks li").all_inner_texts() == ["roc_auc >= 0.5"]
     tab.open(f"{server.url}/pipelines/{populated.pipeline_run_ids[0]}", "pipeline-why")
     why = tab.page.locator("#steps-table tr.why")
     assert why.count() == 3 and "re-ran:" in why.first.inner_text()

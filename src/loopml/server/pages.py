@@ -23,6 +23,7 @@ from loopml.core.errors import LoopmlError
 from loopml.data.catalog import Catalog
 from loopml.data.drift import drift
 from loopml.pipelines import records
+from loopml.registry import promotion
 from loopml.registry.card import render_card
 from loopml.server import assets, sketch, tokens
 from loopml.server.auth import COOKIE, require_access
@@ -323,6 +324,7 @@ def model_page(request: Request, s: St, name: str) -> HTMLResponse:
         model=model,
         versions=s.registry.versions(name),
         history=list(reversed(s.registry.history(name))),
+        policy=promotion.policy(s.workspace, name),
     )
 
 
