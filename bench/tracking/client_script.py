@@ -2,6 +2,7 @@
 
     MLFLOW_TRACKING_URI=http://127.0.0.1:PORT python client_script.py SPEC.json RESULT.json REPEATS
     ... client_script.py SPEC.json RESULT.json REPEATS floor   # against null_server.py
+    ... client_script.py blocks [floor]   # log_metric calls in blocks on cue (see blocks())
 
 Runs under a Python that has MLflow. Times, through MLflow's own client only:
   1. 1,000 ``mlflow.log_metric`` calls inside ``mlflow.start_run``;
@@ -48,7 +49,35 @@ LOG_CALLS = 1_000
 BATCH_POINTS = 10_000
 
 
+def blocks() -> int:
+    """The 1,000 ``mlflow.log_metric`` calls in blocks, on cue: each line ``go N`` on stdin
+    makes the next N calls and answers the seconds they took; ``end`` ends the run (read
+    back unless the server is the floor). ``client_vs_server.py`` runs one such process per
+    server and cues them in turn, so all three are timed at the same moments."""
+    floor = sys.argv[2:] == ["floor"]
+    mlflow.set_experiment("bench-blocks")
+    with mlflow.start_run() as run:
+        step = 0
+        for line in sys.stdin:
+            if line.strip() == "end":
+                break
+            n = int(line.split()[1])
+            t0 = time.perf_counter()
+            for i in range(step, step + n):
+                mlflow.log_metric("loss", point_value(i), step=i)
+            print(time.perf_counter() - t0, flush=True)
+            step += n
+    if not floor:
+        hist = sorted(
+            (m.step, m.value) for m in MlflowClient().get_metric_history(run.info.run_id, "loss")
+        )
+        check(hist == [(i, point_value(i)) for i in range(step)], "loss: history read back differs")
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if argv[1] == "blocks":
+        return blocks()
     floor = argv[4:] == ["floor"]
     spec = Spec.load(Path(argv[1]))
     out, repeats = Path(argv[2]), int(argv[3])
