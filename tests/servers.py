@@ -213,3 +213,27 @@ def s3_artifacts(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> tuple[str, 
         "skip_instance_cache": True,
     }
     return f"s3://{bucket}/artifacts", options
+
+
+def read_answers(sock: socket.socket, count: int) -> list[tuple[bytes, bytes]]:
+    """``count`` answers (head, body) read off the socket, each sized by content-length."""
+    buffer = b""
+    answers: list[tuple[bytes, bytes]] = []
+    while len(answers) < count:
+        end = buffer.find(b"\r\n\r\n")
+        if end >= 0:
+            head = buffer[:end]
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            if len(buffer) >= end + 4 + length:
+                answers.append((head, buffer[end + 4 : end + 4 + length]))
+                buffer = buffer[end + 4 + length :]
+                continue
+        chunk = sock.recv(65536)
+        assert chunk, f"the server closed after {len(answers)} of {count} answers"
+        buffer += chunk
+    assert buffer == b"", "the server sent more than was asked"
+    return answers

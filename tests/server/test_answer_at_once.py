@@ -27,7 +27,7 @@ from loopml.server.app import TeamServerApp, create_app
 from loopml.server.run import answering_at_once
 from loopml.store.metadata.tables import api_writes
 from loopml.store.workspace import Workspace
-from tests.servers import uvicorn_in_thread
+from tests.servers import read_answers, uvicorn_in_thread
 
 P = "/api/2.0/mlflow"
 
@@ -79,29 +79,6 @@ def request(path: str, body: dict[str, object], *extra: str, version: str = "1.1
         *extra,
     ]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + data
-
-
-def read_answers(sock: socket.socket, count: int) -> list[tuple[bytes, bytes]]:
-    """``count`` answers (head, body) read off the socket, each sized by content-length."""
-    buffer, answers = b"", []
-    while len(answers) < count:
-        end = buffer.find(b"\r\n\r\n")
-        if end >= 0:
-            head = buffer[:end]
-            length = next(
-                int(line.split(b":", 1)[1])
-                for line in head.split(b"\r\n")
-                if line.lower().startswith(b"content-length:")
-            )
-            if len(buffer) >= end + 4 + length:
-                answers.append((head, buffer[end + 4 : end + 4 + length]))
-                buffer = buffer[end + 4 + length :]
-                continue
-        chunk = sock.recv(65536)
-        assert chunk, f"the server closed after {len(answers)} of {count} answers"
-        buffer += chunk
-    assert buffer == b"", "the server sent more than was asked"
-    return answers
 
 
 def without_date(head: bytes) -> list[bytes]:

@@ -6,7 +6,6 @@ The runs it logs are ordinary loopml runs: read back here through loopml's Track
 from __future__ import annotations
 
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from loopml.store.workspace import Workspace
 from loopml.tracking.tracker import Tracker
 from tests import needs
 from tests.server.conftest import Server, start_server, stop
+from tests.servers import read_answers
 
 needs.module("mlflow", "the test extra installs mlflow-skinny")
 
@@ -199,20 +199,6 @@ def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file())
 
 
-def _read_answer(sock: socket.socket) -> str:
-    got = b""
-    while True:
-        head, sep, body = got.partition(b"\r\n\r\n")
-        if sep:
-            length = re.search(rb"(?im)^content-length: *(\d+)", head)
-            if length and len(body) >= int(length.group(1)):
-                return got.decode()
-        more = sock.recv(65536)
-        if not more:
-            return got.decode()
-        got += more
-
-
 def _eventually(what: str, check: Callable[[], bool]) -> None:
     # The server notices a client's departure on its own schedule; the deadline is
     # generous so a busy machine only makes this slower, never wrong.
@@ -243,10 +229,9 @@ def test_an_abandoned_or_oversized_artifact_upload_leaves_nothing(fresh_server: 
     # Declared larger than the server takes: refused at once, in MLflow's error shape.
     with socket.create_connection((host, int(port))) as sock:
         sock.sendall(_put_head(fresh_server, path, 17 * 1024**3) + b"x")
-        answer = _read_answer(sock)
-    status, _, rest = answer.partition("\r\n")
-    assert status == "HTTP/1.1 413 Request Entity Too Large", answer
-    assert '"error_code":' in rest and "LOOPML_MAX_UPLOAD_BYTES" in rest, answer
+        [(head, body)] = read_answers(sock, 1)
+    assert head.split(b"\r\n")[0] == b"HTTP/1.1 413 Request Entity Too Large", head
+    assert b'"error_code":' in body and b"LOOPML_MAX_UPLOAD_BYTES" in body, body
     assert _files(store / "objects") == objects and not _files(store / "tmp")
 
 
